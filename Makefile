@@ -1,0 +1,42 @@
+# som_pipeline — two commands do everything on a fresh machine:
+#   make run    set up, generate the demo, materialize the whole graph through Dagster, print a summary
+#   make test   the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export SOM_HOME ?= $(CURDIR)/data
+STAMP := $(VENV)/.installed
+
+.PHONY: run test dev install demo lint bench clean docs
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/som demo
+	$(BIN)/som run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2
+
+dev: $(STAMP)
+	DAGSTER_HOME=$(SOM_HOME)/dagster_home $(BIN)/som init-home
+	DAGSTER_HOME=$(SOM_HOME)/dagster_home $(BIN)/dagster dev -w workspace.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+docs: $(STAMP)
+	$(BIN)/som docs
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_ingest_csv.py
+
+clean:
+	rm -rf $(SOM_HOME)

@@ -1,0 +1,88 @@
+"""Configuration: everything comes from the environment, with documented defaults.
+
+| variable | default | meaning |
+|---|---|---|
+| ``SOM_HOME`` | ``./data`` | root of all state: landing zone, archive, reference data, warehouse, outbound, Dagster home |
+| ``SOM_B2B_DB_URL`` | ``sqlite:///$SOM_HOME/b2b_portal.sqlite`` | SQLAlchemy URL of the B2B portal database |
+| ``SOM_PARTITIONS_START`` | ``2026-01-01`` | first day of the order-date daily partitions |
+| ``SOM_DUCKDB_LOCK_TIMEOUT`` | ``900`` | seconds a writer waits for the warehouse lock before failing |
+| ``SOM_DUCKDB_MEMORY_LIMIT`` | ``2GB`` | DuckDB memory limit for the warehouse and the CSV reader |
+| ``DAGSTER_HOME`` | ``$SOM_HOME/dagster_home`` | Dagster instance (set by the CLI when absent) |
+
+No secrets live in code: a database password belongs in the URL in the environment (or a Dagster EnvVar).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CHANNELS: tuple[str, ...] = ("shopify", "amazon", "edi", "csv", "b2b_portal")
+FILE_CHANNELS: tuple[str, ...] = ("shopify", "amazon", "edi", "csv")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    b2b_db_url: str
+    partitions_start: str = "2026-01-01"
+    lock_timeout_s: float = 900.0
+    duckdb_memory_limit: str = "2GB"
+
+    @classmethod
+    def from_env(cls, home: str | os.PathLike[str] | None = None) -> Settings:
+        root = Path(home or os.environ.get("SOM_HOME") or "data").expanduser().resolve()
+        return cls(
+            home=root,
+            b2b_db_url=os.environ.get("SOM_B2B_DB_URL") or f"sqlite:///{root / 'b2b_portal.sqlite'}",
+            partitions_start=os.environ.get("SOM_PARTITIONS_START", "2026-01-01"),
+            lock_timeout_s=float(os.environ.get("SOM_DUCKDB_LOCK_TIMEOUT", "900")),
+            duckdb_memory_limit=os.environ.get("SOM_DUCKDB_MEMORY_LIMIT", "2GB"),
+        )
+
+    # --- layout under SOM_HOME -------------------------------------------------------------
+    @property
+    def landing(self) -> Path:
+        return self.home / "landing"
+
+    def landing_dir(self, channel: str) -> Path:
+        return self.landing / channel
+
+    @property
+    def archive(self) -> Path:
+        return self.home / "archive"
+
+    @property
+    def reference(self) -> Path:
+        return self.home / "reference"
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.warehouse_dir / "som.duckdb"
+
+    @property
+    def analytics_path(self) -> Path:
+        return self.warehouse_dir / "som_analytics.duckdb"
+
+    @property
+    def outbound(self) -> Path:
+        return self.home / "outbound"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster_home"
+
+    @property
+    def tmp(self) -> Path:
+        return self.home / "tmp"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.reference, self.warehouse_dir, self.archive, self.outbound / "edi", self.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+        for ch in FILE_CHANNELS:
+            self.landing_dir(ch).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,633 @@
+"""What every channel parser shares: decoding, the raw-row contract and the vectorised normaliser.
+
+A channel parser turns a file's bytes into a :class:`ParseResult`:
+
+- ``rows``: one row per order line of every *structurally sound* record, all fields as text
+  (``RAW_COLUMNS``: the meta columns, the header fields repeated on each line, the line fields);
+- ``rejected``: records that could not even be read (bad JSON, damaged X12 set, ragged CSV row...),
+  each a :class:`Rejection` with reason code, message, location and raw text.
+
+:func:`normalise` then types and checks every field with Polars expressions (no row loops), applies
+"an order is captured whole or not at all", and returns the staged order headers, lines and the
+quarantine rows. Conservation holds by construction: every record id ends in exactly one of
+accepted / quarantined, and ``records_received = accepted + quarantined`` is asserted.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from som_pipeline import money
+from som_pipeline.hashing import sha256_series, sha256_text
+from som_pipeline.iso_codes import CURRENCIES
+from som_pipeline.reasons import REASONS
+from som_pipeline.schemas import QuarantineModel, StagedLineModel, StagedOrderModel, conform
+
+# ------------------------------------------------------------------------------------------------
+# Raw-row contract
+# ------------------------------------------------------------------------------------------------
+META_COLUMNS = [
+    "record_id",  # unique per record within the file (e.g. "/orders/3", "ST 0001 #2", "row 17")
+    "record_kind",  # one of schemas.RECORD_KINDS
+    "record_location",  # human location of the record in the source
+    "order_key",  # rows with the same key form one order (JSON/X12: = record_id; CSV/portal: = order ref)
+    "location",  # human location of this line in the source
+    "raw",  # raw text of the record
+]
+HEADER_FIELDS = [
+    "order_ref",
+    "order_ts",
+    "customer_ref",
+    "customer_po",
+    "currency",
+    "ship_to_name",
+    "ship_to_company",
+    "ship_to_line1",
+    "ship_to_line2",
+    "ship_to_city",
+    "ship_to_region",
+    "ship_to_postal_code",
+    "ship_to_country",
+    "ship_method",
+    "promo_code",
+    "payment_status",
+    "channel_status",
+    "cancelled_at",
+    "ship_complete",
+    "source_updated_at",
+    "shipping_total",
+    "channel_total",
+]
+LINE_FIELDS = [
+    "line_no",
+    "line_ref",
+    "sku",
+    "description",
+    "quantity",
+    "uom",
+    "unit_price",
+    "line_amount",
+    "discount_amount",
+    "discount_pct",
+    "tax_amount",
+    "tax_rate",
+    "shipping_amount",
+    "requested_date",
+]
+RAW_COLUMNS = META_COLUMNS + HEADER_FIELDS + LINE_FIELDS
+RAW_SCHEMA = {c: pl.String for c in RAW_COLUMNS}
+
+MAX_QUANTITY = 10_000_000  # beyond this a quantity is a data error, not an order
+
+
+def raw_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Build the raw-row frame from dicts (missing keys -> null; every value as text)."""
+
+    def txt(v: Any) -> str | None:
+        if v is None:
+            return None
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return str(v)
+
+    data = {c: [txt(r.get(c)) for r in rows] for c in RAW_COLUMNS}
+    return pl.DataFrame(data, schema=RAW_SCHEMA)
+
+
+@dataclass
+class Rejection:
+    """A record that could not be read into raw rows."""
+
+    record_id: str
+    record_kind: str
+    location: str
+    reason_code: str
+    message: str
+    raw: str | None = None
+    order_ref: str | None = None
+
+    def __post_init__(self) -> None:
+        assert self.reason_code in REASONS, self.reason_code
+
+
+@dataclass
+class ParseResult:
+    channel: str
+    record_unit: str
+    rows: pl.DataFrame
+    rejected: list[Rejection] = field(default_factory=list)
+    encoding: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def records_received(self) -> int:
+        return self.rows["record_id"].n_unique() + len(self.rejected)
+
+
+class DecodeError(Exception):
+    def __init__(self, reason_code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+        self.message = message
+
+
+def decode_text(data: bytes) -> tuple[str, str]:
+    """Decode a channel file's bytes. Returns ``(text, encoding)``.
+
+    UTF-8 (with or without BOM) first; UTF-16 only with its BOM; else Windows-1252 (what spreadsheet
+    exports call "ANSI"), falling back to latin-1 for the five bytes cp1252 leaves undefined.
+    Bytes that are not text at all (NUL bytes, control characters) raise ``DecodeError(BAD_ENCODING)``;
+    an empty or all-whitespace file raises ``DecodeError(EMPTY_FILE)``.
+    """
+    if not data.strip():
+        raise DecodeError("EMPTY_FILE", "the file is empty" if not data else "the file contains only whitespace")
+    if data.startswith(codecs.BOM_UTF8):
+        text, enc = _strict(data[3:], "utf-8", "utf-8-sig")
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text, enc = _strict(data, "utf-16", "utf-16")
+    else:
+        try:
+            text, enc = data.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            try:
+                text, enc = data.decode("cp1252"), "cp1252"
+            except UnicodeDecodeError:
+                text, enc = data.decode("latin-1"), "latin-1"
+    bad = sum(1 for ch in text[:65536] if (ord(ch) < 32 and ch not in "\t\r\n\x0c") or ch == "\ufffd")
+    if bad:
+        raise DecodeError(
+            "BAD_ENCODING",
+            f"the content is not text ({bad} control/undecodable characters in the first 64 KiB, "
+            f"read as {enc}); expected UTF-8, UTF-16 with BOM or Windows-1252",
+        )
+    if not text.strip():
+        raise DecodeError("EMPTY_FILE", "the file contains only whitespace")
+    return text, enc
+
+
+def _strict(data: bytes, codec: str, name: str) -> tuple[str, str]:
+    try:
+        return data.decode(codec), name
+    except UnicodeDecodeError as e:
+        raise DecodeError("BAD_ENCODING", f"the file declares {name} (BOM) but byte {e.start} is invalid: {e.reason}") from e
+
+
+def load_json(text: str) -> Any:
+    """json.loads that keeps decimals exact (numbers with a fraction become ``Decimal`` text)."""
+    return json.loads(text, parse_float=lambda s: s, parse_int=lambda s: s)
+
+
+def jtext(v: Any) -> str | None:
+    """A JSON scalar as text ('' and null -> None)."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    s = str(v).strip()
+    return s or None
+
+
+# ------------------------------------------------------------------------------------------------
+# Field parsing expressions
+# ------------------------------------------------------------------------------------------------
+def _txt(c: str) -> pl.Expr:
+    t = pl.col(c).str.strip_chars()
+    return pl.when(t == "").then(None).otherwise(t)
+
+
+def parse_ts(c: str) -> pl.Expr:
+    """ISO-8601 date/time to UTC. 'Z' and +hh:mm/+hhmm offsets honoured; no offset = UTC; a bare date
+    is midnight UTC; a space may replace the 'T'."""
+    t = _txt(c).str.replace(" ", "T").str.replace(r"Z$", "+00:00")
+    t = (
+        pl.when(t.str.contains(r"^\d{4}-\d{2}-\d{2}$"))
+        .then(t + "T00:00:00+00:00")
+        .when(t.str.contains(r"T\d{2}:\d{2}$"))
+        .then(t + ":00+00:00")
+        .when(~t.str.contains(r"[+-]\d{2}:?\d{2}$"))
+        .then(t + "+00:00")
+        .otherwise(t)
+    )
+    return t.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_zone="UTC", time_unit="us")
+
+
+def parse_date(c: str) -> pl.Expr:
+    t = _txt(c)
+    return t.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+
+
+def _present(c: str) -> pl.Expr:
+    return _txt(c).is_not_null()
+
+
+TRUE_WORDS = ["true", "1", "yes", "y", "t", "x"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Normaliser
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Captured:
+    """Output of :func:`normalise` for one file."""
+
+    headers: pl.DataFrame  # StagedOrderModel columns except capture_seq (filled at write time)
+    lines: pl.DataFrame  # StagedLineModel
+    quarantine: pl.DataFrame  # QuarantineModel
+    records_received: int
+    records_accepted: int
+    records_quarantined: int
+
+    @property
+    def orders_accepted(self) -> int:
+        return self.headers.height
+
+
+# (reason, message template) checks on rows, in priority order: the first that fails names the row.
+def _row_checks(required_header: tuple[str, ...], line_no_given: bool) -> list[tuple[pl.Expr, str, pl.Expr]]:
+    checks: list[tuple[pl.Expr, str, pl.Expr]] = []
+
+    def msg(*parts: pl.Expr | str) -> pl.Expr:
+        return pl.concat_str([p if isinstance(p, pl.Expr) else pl.lit(p) for p in parts], ignore_nulls=True)
+
+    for f in required_header:
+        checks.append((~_present(f), "MISSING_FIELD", msg(f"required field {f} is empty")))
+    checks.append((~_present("sku"), "MISSING_FIELD", msg("required field sku is empty")))
+    checks.append((~_present("quantity"), "MISSING_FIELD", msg("required field quantity is empty")))
+    if line_no_given:
+        checks.append((~_present("line_no"), "MISSING_FIELD", msg("required field line_no is empty")))
+        checks.append(
+            (pl.col("_line_no").is_null() | (pl.col("_line_no") < 1), "BAD_LINE_NO",
+             msg("line_no '", pl.col("line_no"), "' is not a positive whole number"))
+        )
+    for f in ("order_ts", "cancelled_at", "source_updated_at"):
+        checks.append(
+            (_present(f) & pl.col(f"_{f}").is_null(), "BAD_DATE",
+             msg(f"{f} '", pl.col(f), "' is not a real date/time (expected ISO 8601, e.g. 2026-10-01T14:30:00Z)"))
+        )
+    checks.append(
+        (_present("requested_date") & pl.col("_requested_date").is_null(), "BAD_DATE",
+         msg("requested_date '", pl.col("requested_date"), "' is not a real date (expected YYYY-MM-DD)"))
+    )
+    checks.append(
+        (_present("currency") & ~pl.col("_currency").is_in(sorted(CURRENCIES)), "UNKNOWN_CURRENCY",
+         msg("currency '", pl.col("currency"), "' is not an ISO 4217 code"))
+    )
+    checks.append(
+        (~pl.col("_quantity_ok") | (pl.col("_quantity") <= 0) | (pl.col("_quantity") > MAX_QUANTITY), "BAD_QUANTITY",
+         msg("quantity '", pl.col("quantity"), f"' is not a whole number between 1 and {MAX_QUANTITY:,}"))
+    )
+    checks.append(
+        (~pl.col("_unit_price_ok") | (pl.col("_unit_price") <= 0), "BAD_PRICE",
+         msg("unit_price '", pl.col("unit_price"), "' is not a positive decimal with at most 4 places"))
+    )
+    checks.append(
+        (~pl.col("_line_amount_ok") | (pl.col("_line_amount") <= 0), "BAD_PRICE",
+         msg("line amount '", pl.col("line_amount"), "' is not a positive decimal with at most 2 places"))
+    )
+    for f in ("discount_amount", "tax_amount", "shipping_amount", "shipping_total", "channel_total"):
+        checks.append(
+            (~pl.col(f"_{f}_ok") | (pl.col(f"_{f}") < 0), "BAD_AMOUNT",
+             msg(f"{f} '", pl.col(f), "' is not a non-negative decimal with at most 2 places"))
+        )
+    checks.append(
+        (~pl.col("_discount_pct_ok") | (pl.col("_discount_pct") < 0) | (pl.col("_discount_pct") > 100), "BAD_RATE",
+         msg("discount_pct '", pl.col("discount_pct"), "' is not a percentage between 0 and 100"))
+    )
+    checks.append(
+        (~pl.col("_tax_rate_ok") | (pl.col("_tax_rate") < 0) | (pl.col("_tax_rate") >= 1), "BAD_RATE",
+         msg("tax_rate '", pl.col("tax_rate"), "' is not a fraction between 0 and 1 (0.0825 = 8.25 %)"))
+    )
+    checks.append(
+        (pl.col("_discount").is_not_null() & pl.col("_gross").is_not_null() & (pl.col("_discount") > pl.col("_gross")),
+         "BAD_AMOUNT", msg("discount ", pl.col("_discount").cast(pl.String), " exceeds the line amount ",
+                           pl.col("_gross").cast(pl.String)))
+    )
+    return checks
+
+
+def normalise(
+    result: ParseResult,
+    *,
+    source_file: str,
+    file_sha256: str,
+    captured_at: datetime | None = None,
+    required_header: tuple[str, ...] = ("order_ref", "order_ts", "currency"),
+    line_no_given: bool = False,
+) -> Captured:
+    """Type, check and assemble a file's raw rows into staged orders + lines + quarantine.
+
+    ``line_no_given``: the channel states line numbers (CSV, portal); otherwise lines are numbered by
+    position within their record and duplicates are detected on the channel's ``line_ref``.
+    """
+    captured_at = captured_at or datetime.now(UTC)
+    rows = result.rows
+    if rows.height:
+        rows = rows.with_row_index("_row")
+    else:
+        rows = rows.with_columns(pl.lit(0, dtype=pl.UInt32).alias("_row")).clear()
+
+    qty, qty_ok = money.parse_int(pl.col("quantity"))
+    ln, _ = money.parse_int(pl.col("line_no"))
+    up, up_ok = money.parse_decimal(pl.col("unit_price"), 4)
+    la, la_ok = money.parse_decimal(pl.col("line_amount"), 2)
+    parsed = [
+        qty.alias("_quantity"), qty_ok.alias("_quantity_ok"),
+        up.alias("_unit_price"), up_ok.alias("_unit_price_ok"),
+        la.alias("_line_amount"), la_ok.alias("_line_amount_ok"),
+        pl.when(pl.lit(line_no_given)).then(ln)
+        .otherwise(pl.int_range(1, pl.len() + 1).over("record_id")).alias("_line_no"),
+        _txt("currency").str.to_uppercase().alias("_currency"),
+        parse_date("requested_date").alias("_requested_date"),
+    ]
+    for f in ("order_ts", "cancelled_at", "source_updated_at"):
+        parsed.append(parse_ts(f).alias(f"_{f}"))
+    for f in ("discount_amount", "tax_amount", "shipping_amount", "shipping_total", "channel_total"):
+        v, ok = money.parse_decimal(pl.col(f), 2)
+        parsed += [v.alias(f"_{f}"), ok.alias(f"_{f}_ok")]
+    v, ok = money.parse_decimal(pl.col("discount_pct"), 4)
+    parsed += [v.alias("_discount_pct"), ok.alias("_discount_pct_ok")]
+    v, ok = money.parse_decimal(pl.col("tax_rate"), 6)
+    parsed += [v.alias("_tax_rate"), ok.alias("_tax_rate_ok")]
+    df = rows.with_columns(parsed)
+
+    # Money, per line, rounded once (see som_pipeline.money).
+    df = df.with_columns(
+        # gross: stated extended amount, else quantity x unit price (exact product, rounded once)
+        pl.coalesce(
+            pl.col("_line_amount"),
+            money.round_money(money.mul(pl.col("_unit_price"), 4, pl.col("_quantity"), 0)),
+        ).cast(money.MONEY).alias("_gross"),
+    ).with_columns(
+        pl.coalesce(
+            pl.col("_discount_amount"),
+            money.round_money(money.mul(pl.col("_gross"), 2, pl.col("_discount_pct"), 4) / 100),
+            pl.lit(0).cast(money.MONEY),
+        ).cast(money.MONEY).alias("_discount"),
+    ).with_columns(
+        pl.coalesce(
+            pl.col("_tax_amount"),
+            money.round_money(money.mul(pl.col("_gross") - pl.col("_discount"), 2, pl.col("_tax_rate"), 6)),
+            pl.lit(0).cast(money.MONEY),
+        ).cast(money.MONEY).alias("_tax"),
+        # unit price: stated, else derived from the stated extended amount (rounded to 4 places)
+        pl.coalesce(
+            pl.col("_unit_price"),
+            (pl.col("_line_amount").cast(pl.Decimal(38, 8)) / pl.col("_quantity").cast(pl.Decimal(38, 0)))
+            .round(4, mode=money.ROUNDING),
+        ).cast(money.UNIT_PRICE, strict=False).alias("_price"),
+    )
+
+    # --- row errors ---------------------------------------------------------------------------
+    checks = _row_checks(required_header, line_no_given)
+    reason = pl.lit(None, dtype=pl.String)
+    message = pl.lit(None, dtype=pl.String)
+    for cond, code, m in reversed(checks):
+        reason = pl.when(cond.fill_null(False)).then(pl.lit(code)).otherwise(reason)
+        message = pl.when(cond.fill_null(False)).then(m).otherwise(message)
+    df = df.with_columns(reason.alias("_reason"), message.alias("_message"))
+
+    # --- duplicate lines ----------------------------------------------------------------------
+    line_content = pl.concat_str(
+        [pl.col(c).fill_null("\x00") for c in LINE_FIELDS if c != "line_no"], separator="\x1f"
+    )
+    dup_key = pl.coalesce(_txt("line_ref"), pl.col("_line_no").cast(pl.String))
+    df = df.with_columns(
+        line_content.alias("_line_content"),
+        dup_key.alias("_dup_key"),
+        pl.len().over("record_id").alias("_record_rows"),
+    ).with_columns(
+        pl.col("_line_content").n_unique().over("order_key", "_dup_key").alias("_variants"),
+        pl.int_range(pl.len()).over("order_key", "_dup_key").alias("_dup_rank"),
+    )
+    conflict = (pl.col("_variants") > 1) | ((pl.col("_dup_rank") > 0) & (pl.col("_record_rows") > 1))
+    exact_copy = (pl.col("_dup_rank") > 0) & (pl.col("_variants") == 1) & (pl.col("_record_rows") == 1)
+    df = df.with_columns(
+        pl.when(pl.col("_reason").is_null() & conflict)
+        .then(pl.lit("DUPLICATE_LINE"))
+        .otherwise(pl.col("_reason"))
+        .alias("_reason"),
+        pl.when(pl.col("_reason").is_null() & conflict)
+        .then(pl.concat_str([pl.lit("line "), pl.col("_dup_key"), pl.lit(" appears more than once with different content")]))
+        .otherwise(pl.col("_message"))
+        .alias("_message"),
+        (pl.col("_reason").is_null() & exact_copy).alias("_exact_copy"),
+    )
+
+    # --- header consistency across the rows of one order --------------------------------------
+    hdr = [c for c in HEADER_FIELDS]
+    incons = [pl.col(c).n_unique().over("order_key").gt(1).alias(c) for c in hdr]
+    bad_fields = df.select(incons).select(
+        pl.concat_str([pl.when(pl.col(c)).then(pl.lit(c)) for c in hdr], separator=", ", ignore_nulls=True).alias("f")
+    )["f"]
+    df = df.with_columns(bad_fields.alias("_incons")).with_columns(
+        pl.when(pl.col("_reason").is_null() & pl.col("_incons").ne(""))
+        .then(pl.lit("INCONSISTENT_HEADER"))
+        .otherwise(pl.col("_reason"))
+        .alias("_reason"),
+        pl.when(pl.col("_reason").is_null() & pl.col("_incons").ne(""))
+        .then(pl.concat_str([pl.lit("rows of order "), pl.col("order_ref").fill_null("?"), pl.lit(" disagree on: "), pl.col("_incons")]))
+        .otherwise(pl.col("_message"))
+        .alias("_message"),
+    )
+
+    # --- record and order verdicts ------------------------------------------------------------
+    rowmsg = pl.concat_str([pl.col("location"), pl.lit(": "), pl.col("_message")], ignore_nulls=True)
+    rec = (
+        df.group_by("record_id", maintain_order=True)
+        .agg(
+            pl.col("record_kind").first(),
+            pl.col("record_location").first(),
+            pl.col("order_key").first(),
+            pl.col("order_ref").first(),
+            pl.col("raw").first(),
+            pl.col("_reason").drop_nulls().first().alias("reason"),
+            rowmsg.filter(pl.col("_reason").is_not_null()).head(5).str.join("; ").alias("message"),
+            pl.col("_reason").is_not_null().sum().alias("bad_rows"),
+            pl.col("_exact_copy").all().alias("exact_copy"),
+        )
+        .with_columns(
+            pl.when(pl.col("bad_rows") > 5)
+            .then(pl.col("message") + pl.format(" (and {} more lines)", pl.col("bad_rows") - 5))
+            .otherwise(pl.col("message"))
+            .alias("message")
+        )
+    )
+    rec = rec.with_columns(
+        pl.when(pl.col("exact_copy") & pl.col("reason").is_null())
+        .then(pl.lit("DUPLICATE_LINE"))
+        .otherwise(pl.col("reason"))
+        .alias("reason"),
+        pl.when(pl.col("exact_copy") & pl.col("reason").is_null())
+        .then(pl.lit("exact copy of a line already in this order; the copy is dropped, the order is kept"))
+        .otherwise(pl.col("message"))
+        .alias("message"),
+    )
+    order_bad = (pl.col("reason").is_not_null() & ~pl.col("exact_copy")).any().over("order_key")
+    first_bad = pl.concat_str(
+        [pl.col("record_location"), pl.lit(" ("), pl.col("reason"), pl.lit(")")]
+    ).filter(pl.col("reason").is_not_null() & ~pl.col("exact_copy")).first().over("order_key")
+    rec = rec.with_columns(
+        pl.when(pl.col("reason").is_null() & order_bad)
+        .then(pl.lit("ORDER_INCOMPLETE"))
+        .otherwise(pl.col("reason"))
+        .alias("reason"),
+        pl.when(pl.col("reason").is_null() & order_bad)
+        .then(pl.concat_str([pl.lit("order "), pl.col("order_ref").fill_null("?"),
+                             pl.lit(" not captured: another record was rejected: "), first_bad]))
+        .otherwise(pl.col("message"))
+        .alias("message"),
+    )
+
+    quarantine_parts = [
+        rec.filter(pl.col("reason").is_not_null()).select(
+            pl.col("record_id"), pl.col("record_location").alias("location"), "record_kind",
+            pl.col("order_ref"), pl.col("reason").alias("reason_code"), "message", "raw",
+        )
+    ]
+    if result.rejected:
+        quarantine_parts.append(
+            pl.DataFrame(
+                [
+                    {"record_id": r.record_id, "location": r.location, "record_kind": r.record_kind,
+                     "order_ref": r.order_ref, "reason_code": r.reason_code, "message": r.message, "raw": r.raw}
+                    for r in result.rejected
+                ],
+                schema={"record_id": pl.String, "location": pl.String, "record_kind": pl.String,
+                        "order_ref": pl.String, "reason_code": pl.String, "message": pl.String, "raw": pl.String},
+            )
+        )
+    quarantine = pl.concat(quarantine_parts, how="vertical_relaxed")
+    quarantine = quarantine.with_columns(
+        sha256_series(
+            pl.concat_str([pl.lit(file_sha256), pl.col("record_id"), pl.col("reason_code")], separator="|"),
+            quarantine,
+        ).alias("quarantine_id"),
+        pl.lit(result.channel).alias("channel"),
+        pl.lit(source_file).alias("source_file"),
+        pl.lit(file_sha256).alias("file_sha256"),
+        pl.lit(captured_at).cast(pl.Datetime("us", "UTC")).alias("quarantined_at"),
+    )
+    quarantine = conform(quarantine, QuarantineModel)
+
+    good_records = rec.filter(pl.col("reason").is_null()).select("record_id")
+    good = df.join(good_records, on="record_id", how="semi").filter(~pl.col("_exact_copy"))
+    headers, lines = _assemble(good, result.channel, source_file, file_sha256, captured_at)
+
+    received = result.records_received
+    quarantined = quarantine.height
+    accepted = good_records.height
+    assert received == accepted + quarantined, (received, accepted, quarantined)
+    return Captured(headers, lines, quarantine, received, accepted, quarantined)
+
+
+def _assemble(
+    good: pl.DataFrame, channel: str, source_file: str, file_sha256: str, captured_at: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    capture_id = pl.concat_str([pl.lit(file_sha256[:16]), pl.lit("/"), pl.col("order_key")])
+    lines = good.select(
+        capture_id.alias("capture_id"),
+        pl.col("order_key"),
+        pl.col("_line_no").alias("line_no"),
+        _txt("line_ref").alias("line_ref"),
+        _txt("sku").alias("sku"),
+        _txt("description").alias("description"),
+        pl.col("_quantity").alias("quantity"),
+        pl.coalesce(_txt("uom").str.to_uppercase(), pl.lit("EA")).alias("uom"),
+        pl.col("_price").alias("unit_price"),
+        pl.col("_gross").alias("line_amount"),
+        pl.col("_discount").alias("discount_amount"),
+        pl.col("_tax_rate").cast(money.RATE, strict=False).alias("tax_rate"),
+        pl.col("_tax").alias("tax_amount"),
+        pl.coalesce(pl.col("_shipping_amount"), pl.lit(0).cast(money.MONEY)).cast(money.MONEY).alias("shipping_amount"),
+        pl.col("_requested_date").alias("requested_date"),
+        pl.col("_row"),
+    ).sort("capture_id", "line_no")
+
+    totals = lines.group_by("capture_id").agg(
+        pl.when(pl.col("line_amount").null_count() == 0).then(pl.col("line_amount").sum()).alias("items_subtotal"),
+        pl.col("discount_amount").sum().alias("discount_total"),
+        pl.col("tax_amount").sum().alias("tax_total"),
+        pl.col("shipping_amount").sum().alias("_line_shipping"),
+        pl.len().alias("line_count"),
+        pl.col("unit_price").null_count().alias("unpriced_lines"),
+        pl.concat_str(
+            [pl.col(c).cast(pl.String).fill_null("\x00") for c in
+             ("line_no", "line_ref", "sku", "description", "quantity", "uom", "unit_price", "line_amount",
+              "discount_amount", "tax_rate", "tax_amount", "shipping_amount", "requested_date")],
+            separator="\x1f",
+        ).sort_by("line_no").str.join("\x1e").alias("_lines_text"),
+    )
+    first = good.group_by("order_key", maintain_order=True).first()
+    headers = first.select(
+        capture_id.alias("capture_id"),
+        pl.lit(channel).alias("channel"),
+        _txt("order_ref").alias("channel_order_ref"),
+        _txt("customer_ref").alias("customer_ref"),
+        _txt("customer_po").alias("customer_po"),
+        pl.col("_order_ts").alias("order_ts"),
+        pl.col("_currency").alias("currency"),
+        *[_txt(c).alias(c) for c in ("ship_to_name", "ship_to_company", "ship_to_line1", "ship_to_line2",
+                                      "ship_to_city", "ship_to_region", "ship_to_postal_code")],
+        _txt("ship_to_country").str.to_uppercase().alias("ship_to_country"),
+        _txt("ship_method").alias("ship_method"),
+        _txt("promo_code").alias("promo_code"),
+        _txt("payment_status").str.to_lowercase().alias("payment_status"),
+        _txt("channel_status").alias("channel_status"),
+        pl.col("_cancelled_at").alias("cancelled_at"),
+        _txt("ship_complete").str.to_lowercase().is_in(TRUE_WORDS).fill_null(False).alias("ship_complete"),
+        pl.col("_shipping_total").alias("_hdr_shipping"),
+        pl.col("_channel_total").alias("channel_total"),
+        pl.lit(source_file).alias("source_file"),
+        pl.col("record_location").alias("source_location"),
+        pl.col("_source_updated_at").alias("source_updated_at"),
+        pl.lit(captured_at).cast(pl.Datetime("us", "UTC")).alias("captured_at"),
+    ).join(totals, on="capture_id", how="left")
+    headers = headers.with_columns(
+        pl.coalesce(pl.col("_hdr_shipping"), pl.col("_line_shipping")).cast(money.MONEY).alias("shipping_total"),
+    ).with_columns(
+        (pl.col("items_subtotal") - pl.col("discount_total") + pl.col("tax_total") + pl.col("shipping_total"))
+        .cast(money.MONEY)
+        .alias("order_total"),
+    )
+    header_text = pl.concat_str(
+        [pl.col(c).cast(pl.String).fill_null("\x00") for c in
+         ("channel", "channel_order_ref", "customer_ref", "customer_po", "order_ts", "currency", "ship_to_name",
+          "ship_to_company", "ship_to_line1", "ship_to_line2", "ship_to_city", "ship_to_region",
+          "ship_to_postal_code", "ship_to_country", "ship_method", "promo_code", "payment_status",
+          "channel_status", "cancelled_at", "ship_complete", "shipping_total", "channel_total")]
+        + [pl.col("_lines_text")],
+        separator="\x1f",
+    )
+    headers = headers.with_columns(sha256_series(header_text, headers).alias("content_hash"))
+    # capture_seq is assigned when the observation is written to stage.order_headers
+    headers = conform(headers.with_columns(pl.lit(0).alias("capture_seq")), StagedOrderModel)
+    lines = conform(lines, StagedLineModel)
+    return headers, lines
+
+
+def file_sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+__all__ = [
+    "Captured",
+    "DecodeError",
+    "ParseResult",
+    "RAW_COLUMNS",
+    "Rejection",
+    "decode_text",
+    "file_sha256",
+    "jtext",
+    "load_json",
+    "normalise",
+    "raw_frame",
+    "sha256_text",
+]

@@ -1,0 +1,545 @@
+"""Pandera models: the one schema source.
+
+Every warehouse table is declared here once. From these models we derive
+- the DuckDB DDL (:func:`ddl`), so the tables are created from them;
+- the blocking asset checks (they call ``Model.validate``);
+- reference-data loading (files in ``$SOM_HOME/reference`` are typed and checked by these models);
+- ``docs/data_dictionary.md`` (:mod:`som_pipeline.datadict`; a test fails when it is stale).
+
+Conventions: every column is *required* (present); ``nullable=True`` says a value may be missing.
+Money columns are exact decimals (see :mod:`som_pipeline.money`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandera.polars as pa
+import polars as pl
+
+from som_pipeline.config import CHANNELS
+
+Money = Annotated[pl.Decimal, 18, 2]
+UnitPrice = Annotated[pl.Decimal, 18, 4]
+Rate = Annotated[pl.Decimal, 9, 6]
+TsUTC = Annotated[pl.Datetime, "us", "UTC"]
+
+TIERS = ["standard", "silver", "gold", "platinum"]
+PROMO_KINDS = ["percent", "fixed_amount", "free_shipping"]
+SHIP_MODES = ["ground", "air", "sea"]
+RECORD_KINDS = ["file", "order", "order_line", "order_item", "transaction_set", "row", "reference_row", "decision"]
+
+
+def _f(description: str, *, nullable: bool = False, **kw) -> object:
+    return pa.Field(description=description, nullable=nullable, **kw)
+
+
+class _Strict(pa.DataFrameModel):
+    class Config:
+        strict = True
+        coerce = False
+
+
+# ================================================================================================
+# Orders
+# ================================================================================================
+class _OrderHeader(_Strict):
+    channel: str = _f("Channel the order came from.", isin=list(CHANNELS))
+    channel_order_ref: str = _f(
+        "The channel's own id of the order (Shopify order id, AmazonOrderId, EDI sender:PO number, "
+        "CSV channel_order_ref, portal order number). One live order per (channel, channel_order_ref)."
+    )
+    customer_ref: str = _f("The channel's id of the buyer (email, EDI partner id, account number).", nullable=True)
+    customer_po: str = _f("Customer purchase-order number, where the channel gives one.", nullable=True)
+    order_ts: TsUTC = _f("When the customer placed the order (UTC).")
+    currency: str = _f("ISO 4217 currency of every amount of the order.", str_length={"min_value": 3, "max_value": 3})
+    ship_to_name: str = _f("Ship-to recipient name.", nullable=True)
+    ship_to_company: str = _f("Ship-to company.", nullable=True)
+    ship_to_line1: str = _f("Ship-to street, first line.", nullable=True)
+    ship_to_line2: str = _f("Ship-to street, second line.", nullable=True)
+    ship_to_city: str = _f("Ship-to city.", nullable=True)
+    ship_to_region: str = _f("Ship-to state / province / region code.", nullable=True)
+    ship_to_postal_code: str = _f("Ship-to postal code as given.", nullable=True)
+    ship_to_country: str = _f("Ship-to country, ISO 3166-1 alpha-2 as given (upper-cased).", nullable=True)
+    ship_method: str = _f("Requested shipping service as given by the channel (e.g. Standard, UPSG).", nullable=True)
+    promo_code: str = _f("Promotion / discount code the customer used.", nullable=True)
+    payment_status: str = _f("Payment status at the channel (Shopify financial_status, Amazon 'paid').", nullable=True)
+    channel_status: str = _f("Order status at the channel (Amazon OrderStatus, Shopify cancelled...).", nullable=True)
+    cancelled_at: TsUTC = _f("When the channel cancelled the order.", nullable=True)
+    ship_complete: bool = _f("True: the order must ship in one shipment (never split).")
+    items_subtotal: Money = _f(
+        "Sum of line_amount (quantity x unit price, each rounded once). Null when a line has no price yet.",
+        nullable=True,
+    )
+    discount_total: Money = _f("Sum of line discounts.")
+    tax_total: Money = _f("Sum of line taxes (as given by the channel, or rate x net, rounded per line).")
+    shipping_total: Money = _f("Shipping charged to the customer.")
+    order_total: Money = _f(
+        "items_subtotal - discount_total + tax_total + shipping_total. Null when a line is unpriced.",
+        nullable=True,
+    )
+    channel_total: Money = _f("Grand total as stated by the channel, kept to reconcile against order_total.", nullable=True)
+    line_count: int = _f("Number of lines.", ge=1)
+    unpriced_lines: int = _f("Lines without a unit price (EDI/CSV/portal may leave price to the price list).", ge=0)
+    source_file: str = _f("File (or portal table) the order was captured from.")
+    source_location: str = _f("Where in the source: JSON pointer, X12 envelope path and segments, CSV line.")
+    source_updated_at: TsUTC = _f("The channel's last-update time of this order, if it gives one.", nullable=True)
+    content_hash: str = _f("SHA-256 of the canonical order content (header + lines): equal hash = same order.")
+    captured_at: TsUTC = _f("When this content was captured.")
+
+
+class StagedOrderModel(_OrderHeader):
+    """``stage.order_headers``: every distinct captured observation of an order, in arrival order."""
+
+    capture_id: str = _f("Id of this observation: sha256(source file content) + record location.", unique=True)
+    capture_seq: int = _f("Arrival sequence (monotonic) used to order observations with equal timestamps.")
+
+
+class OrderModel(_OrderHeader):
+    """``core.orders``: the live version of every captured order (one row per channel order)."""
+
+    order_id: str = _f("Our order id: <CHANNEL CODE>-<channel_order_ref>.", unique=True)
+    version: int = _f("Version number, 1 = first capture; a changed re-send makes a new version.", ge=1)
+    customer_id: str = _f("Resolved customer (ref.customers) via ref.customer_aliases; null when unknown.", nullable=True)
+    order_date: pl.Date = _f("Date part of order_ts (UTC): the daily partition key.")
+    first_captured_at: TsUTC = _f("When version 1 was captured.")
+    capture_id: str = _f("Observation (stage.order_headers.capture_id) this version comes from.")
+
+
+class OrderVersionModel(OrderModel):
+    """``core.order_versions``: every version of every order (history; latest wins)."""
+
+    order_id: str = _f("Our order id: <CHANNEL CODE>-<channel_order_ref>.")
+    is_current: bool = _f("True for the version in core.orders.")
+    superseded_at: TsUTC = _f("When a later version replaced this one.", nullable=True)
+
+
+class _Line(_Strict):
+    line_no: int = _f("Line number within the order (as given by CSV/portal; position for JSON/EDI).", ge=1)
+    line_ref: str = _f("The channel's id of the line (Shopify line item id, Amazon OrderItemId, PO101).", nullable=True)
+    sku: str = _f("SKU as sent by the channel (seller SKU / vendor part number).")
+    description: str = _f("Item description as sent.", nullable=True)
+    quantity: int = _f("Ordered quantity (units of uom), a positive whole number.", gt=0)
+    uom: str = _f("Unit of measure (EA unless the channel says otherwise).")
+    unit_price: UnitPrice = _f("Unit price in the order currency; null = to be priced from the price list.", nullable=True, gt=0)
+    line_amount: Money = _f(
+        "Extended amount: as stated by the channel (Amazon ItemPrice), else quantity x unit_price rounded "
+        "half away from zero to cents, once.",
+        nullable=True,
+    )
+    discount_amount: Money = _f("Discount on this line (absolute; from discount_pct x line_amount rounded once).", ge=0)
+    tax_rate: Rate = _f("Tax rate as given (0.06 = 6 %).", nullable=True)
+    tax_amount: Money = _f("Tax on this line as given, or tax_rate x (line_amount - discount) rounded once.", ge=0)
+    shipping_amount: Money = _f("Shipping charged on this line (Amazon ShippingPrice); 0 elsewhere.", ge=0)
+    requested_date: pl.Date = _f("Requested delivery / ship date, where given.", nullable=True)
+
+
+class StagedLineModel(_Line):
+    """``stage.order_lines``: lines of each staged observation."""
+
+    capture_id: str = _f("Observation the line belongs to (stage.order_headers.capture_id).")
+
+    class Config:
+        strict = True
+        unique = ["capture_id", "line_no"]
+
+
+class OrderLineModel(_Line):
+    """``core.order_lines``: lines of the live version of each order."""
+
+    order_id: str = _f("Order (core.orders.order_id).")
+    version: int = _f("Order version these lines belong to.", ge=1)
+
+    class Config:
+        strict = True
+        unique = ["order_id", "line_no"]
+
+
+class OrderLineVersionModel(_Line):
+    """``core.order_line_versions``: lines of every order version."""
+
+    order_id: str = _f("Order (core.orders.order_id).")
+    version: int = _f("Order version these lines belong to.", ge=1)
+
+    class Config:
+        strict = True
+        unique = ["order_id", "version", "line_no"]
+
+
+class ProbableDuplicateModel(_Strict):
+    """``core.probable_duplicates``: the same customer PO number live on more than one channel order."""
+
+    customer_key: str = _f("customer_id when resolved, else the channel customer_ref.")
+    customer_po: str = _f("The shared customer PO number.")
+    order_id: str = _f("One of the orders carrying it.")
+    channel: str = _f("That order's channel.")
+    other_order_ids: str = _f("The other orders with the same customer and PO, comma-separated.")
+    channels_involved: int = _f("Number of distinct channels among them.", ge=1)
+
+
+class DailySalesModel(_Strict):
+    """``core.daily_sales``: per order date (daily partition) and channel x currency."""
+
+    order_date: pl.Date = _f("Order date (UTC): the partition key.")
+    channel: str = _f("Channel.")
+    currency: str = _f("Currency of the amounts.")
+    orders: int = _f("Live orders placed that day.", ge=0)
+    lines: int = _f("Their lines.", ge=0)
+    units: int = _f("Their units.", ge=0)
+    items_subtotal: Money = _f("Sum of priced line amounts.")
+    discount_total: Money = _f("Sum of discounts.")
+    tax_total: Money = _f("Sum of taxes.")
+    order_total: Money = _f("Sum of order totals (priced orders only).")
+    unpriced_orders: int = _f("Orders with at least one unpriced line (excluded from order_total).", ge=0)
+    cancelled_orders: int = _f("Orders cancelled at the channel.", ge=0)
+
+
+# ================================================================================================
+# Operations: ledger and quarantine
+# ================================================================================================
+class QuarantineModel(_Strict):
+    """``ops.quarantine``: every record not accepted, with why, where and what it was."""
+
+    quarantine_id: str = _f("Stable id: sha256 of the source file content + location + reason.", unique=True)
+    channel: str = _f("Channel or feed (shopify, amazon, edi, csv, b2b_portal, reference/<table>, approvals).")
+    source_file: str = _f("File name (or portal table) as received.")
+    file_sha256: str = _f("SHA-256 of the file content (ties the record to ops.ingest_files).", nullable=True)
+    location: str = _f("Where in the source: JSON pointer, X12 ISA/GS/ST path and segment range, CSV line, row id.")
+    record_kind: str = _f("What the record is.", isin=RECORD_KINDS)
+    order_ref: str = _f("Channel order ref, when it could be read.", nullable=True)
+    reason_code: str = _f("Reason code (see the reason table).")
+    message: str = _f("Human-readable explanation.")
+    raw: str = _f("The record's raw text (JSON object, X12 segments, CSV line).", nullable=True)
+    quarantined_at: TsUTC = _f("When it was quarantined.")
+
+
+class IngestFileModel(_Strict):
+    """``ops.ingest_files``: the ledger, one row per distinct file content processed."""
+
+    source_file: str = _f("File name as received.")
+    channel: str = _f("Channel.")
+    sha256: str = _f("SHA-256 of the content: a re-dropped identical file is recognised by it.", unique=True)
+    size_bytes: int = _f("File size.", ge=0)
+    encoding: str = _f("Detected text encoding (utf-8, utf-8-sig, utf-16, cp1252, binary...).", nullable=True)
+    record_unit: str = _f("What one record is for this channel (order, transaction_set, row, order_item...).")
+    records_received: int = _f("Records found in the file.", ge=0)
+    records_accepted: int = _f("Records accepted (into stage/core).", ge=0)
+    records_quarantined: int = _f("Records quarantined (ops.quarantine).", ge=0)
+    orders_accepted: int = _f("Distinct orders (or order-item pages) accepted from this file.", ge=0)
+    archived_to: str = _f("Where the file was moved after processing.", nullable=True)
+    processed_at: TsUTC = _f("When it was processed.")
+
+    @pa.dataframe_check(description="received = accepted + quarantined, for every file")
+    def conservation(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.col("records_received") == pl.col("records_accepted") + pl.col("records_quarantined")
+        )
+
+
+class IngestRedropModel(_Strict):
+    """``ops.ingest_redrops``: files whose identical content was already processed (not counted again)."""
+
+    source_file: str = _f("File name as received this time.")
+    channel: str = _f("Channel.")
+    sha256: str = _f("Content hash (found in ops.ingest_files).")
+    first_source_file: str = _f("Name under which the content was first processed.")
+    seen_at: TsUTC = _f("When the re-drop was seen.")
+
+
+class EdiAckModel(_Strict):
+    """``ops.edi_acks``: the 997 functional acknowledgments written, one per interchange received."""
+
+    source_file: str = _f("Inbound file.")
+    file_sha256: str = _f("Inbound file content hash.")
+    interchange_control: str = _f("Inbound ISA13.", nullable=True)
+    sender_id: str = _f("Inbound ISA06 (trimmed).", nullable=True)
+    ack_file: str = _f("997 file written to outbound/edi/.")
+    ack_control: int = _f("Our ISA13 of the 997.", ge=1)
+    sets_received: int = _f("Transaction sets received in the interchange.", ge=0)
+    sets_accepted: int = _f("Transaction sets accepted.", ge=0)
+    created_at: TsUTC = _f("When the 997 was written.")
+
+
+class B2BWatermarkModel(_Strict):
+    """``ops.b2b_watermark``: how far the portal has been read (persisted between runs)."""
+
+    source: str = _f("Portal database identity (URL without credentials).", unique=True)
+    watermark_ts: TsUTC = _f("Greatest updated_at read so far.", nullable=True)
+    watermark_id: str = _f("Greatest order id at that updated_at (tie-breaker).", nullable=True)
+    rows_read: int = _f("Rows read in the last run.", ge=0)
+    updated_at: TsUTC = _f("When the watermark moved.")
+
+
+class AmazonHeaderModel(_Strict):
+    """``stage.amazon_headers``: Amazon getOrders records, waiting to pair with their items."""
+
+    amazon_order_id: str = _f("AmazonOrderId.")
+    last_update: TsUTC = _f("LastUpdateDate.", nullable=True)
+    header_json: str = _f("The validated header fields (JSON) ready to merge with items.")
+    source_file: str = _f("File it came from.")
+    source_location: str = _f("JSON pointer.")
+    header_hash: str = _f("Hash of the header content.")
+    received_at: TsUTC = _f("When it arrived.")
+
+
+class AmazonItemsModel(_Strict):
+    """``stage.amazon_items``: Amazon getOrderItems pages, waiting to pair with their order header."""
+
+    amazon_order_id: str = _f("AmazonOrderId.")
+    items_json: str = _f("The validated items of this page (JSON).")
+    item_count: int = _f("Items on the page.", ge=1)
+    has_next_page: bool = _f("The page carries a NextToken: more items pages follow.")
+    source_file: str = _f("File it came from.")
+    source_location: str = _f("JSON pointer.")
+    items_hash: str = _f("Hash of the items content.")
+    received_at: TsUTC = _f("When it arrived.")
+
+
+# ================================================================================================
+# Reference data ($SOM_HOME/reference/<table>.csv|.parquet)
+# ================================================================================================
+class CustomerModel(_Strict):
+    """``ref.customers``"""
+
+    customer_id: str = _f("Customer id.", unique=True)
+    name: str = _f("Legal / display name.")
+    email: str = _f("Main contact email.", nullable=True)
+    tier: str = _f("Commercial tier: drives price list and promo eligibility.", isin=TIERS)
+    credit_limit: Money = _f("Credit limit in the customer's currency.", ge=0)
+    currency: str = _f("Customer's billing currency (ISO 4217).", str_length={"min_value": 3, "max_value": 3})
+    payment_terms_days: int = _f("Invoice due after this many days.", ge=0, le=365)
+    country: str = _f("Country (ISO 3166-1 alpha-2).", str_length={"min_value": 2, "max_value": 2})
+    ship_complete: bool = _f("Default: orders must ship complete.")
+    allow_substitutes: bool = _f("Customer accepts catalog substitutes for out-of-stock items.")
+    active: bool = _f("Customer may order.")
+    created_on: pl.Date = _f("Customer since.")
+
+
+class CustomerAliasModel(_Strict):
+    """``ref.customer_aliases``: maps a channel's customer reference to a customer id."""
+
+    channel: str = _f("Channel.", isin=list(CHANNELS))
+    external_ref: str = _f("The channel's customer reference (email, EDI partner id, account no.).")
+    customer_id: str = _f("ref.customers.customer_id")
+
+    class Config:
+        strict = True
+        unique = ["channel", "external_ref"]
+
+
+class ProductModel(_Strict):
+    """``ref.products``"""
+
+    sku: str = _f("Stock keeping unit.", unique=True)
+    name: str = _f("Product name.")
+    category: str = _f("Category.")
+    weight_kg: float = _f("Shipping weight per unit, kg.", gt=0)
+    length_cm: float = _f("Package length, cm.", gt=0)
+    width_cm: float = _f("Package width, cm.", gt=0)
+    height_cm: float = _f("Package height, cm.", gt=0)
+    list_price: UnitPrice = _f("List price per unit.", gt=0)
+    currency: str = _f("Currency of list_price.", str_length={"min_value": 3, "max_value": 3})
+    hazmat: bool = _f("Hazardous material (no air shipping).")
+    restricted_countries: str = _f("Countries the item may not ship to, '|'-separated ISO-2 codes.", nullable=True)
+    substitutes: str = _f("Acceptable substitute SKUs in order of preference, '|'-separated.", nullable=True)
+    active: bool = _f("Orderable.")
+
+
+class PriceListModel(_Strict):
+    """``ref.price_lists``: tier prices with quantity breaks and validity."""
+
+    tier: str = _f("Customer tier.", isin=TIERS)
+    sku: str = _f("SKU.")
+    min_qty: int = _f("Price applies from this quantity.", ge=1)
+    price: UnitPrice = _f("Unit price.", gt=0)
+    currency: str = _f("Currency.", str_length={"min_value": 3, "max_value": 3})
+    valid_from: pl.Date = _f("First day valid.")
+    valid_to: pl.Date = _f("Last day valid (null = open).", nullable=True)
+    max_discount_pct: Rate = _f("Largest discount a rep may give without approval (0.10 = 10 %).", ge=0, le=1)
+
+    class Config:
+        strict = True
+        unique = ["tier", "sku", "min_qty", "currency", "valid_from"]
+
+
+class PromotionModel(_Strict):
+    """``ref.promotions``"""
+
+    code: str = _f("Promo code (case-insensitive).", unique=True)
+    kind: str = _f("percent | fixed_amount | free_shipping.", isin=PROMO_KINDS)
+    value: UnitPrice = _f("Percent as a fraction (0.15) or an amount.", ge=0)
+    valid_from: pl.Date = _f("First day valid.")
+    valid_to: pl.Date = _f("Last day valid.", nullable=True)
+    eligible_tiers: str = _f("'|'-separated tiers, or '*' for all.")
+    eligible_channels: str = _f("'|'-separated channels, or '*'.")
+    eligible_skus: str = _f("'|'-separated SKUs, or '*'.")
+    eligible_categories: str = _f("'|'-separated categories, or '*'.")
+    usage_cap: int = _f("Maximum number of orders that may use it (null = unlimited).", nullable=True, ge=1)
+
+
+class WarehouseModel(_Strict):
+    """``ref.warehouses``"""
+
+    warehouse_id: str = _f("Warehouse id.", unique=True)
+    name: str = _f("Name.")
+    country: str = _f("Country (ISO-2).", str_length={"min_value": 2, "max_value": 2})
+    region: str = _f("State / region code.")
+    postal_code: str = _f("Postal code.")
+    latitude: float = _f("Latitude.", ge=-90, le=90)
+    longitude: float = _f("Longitude.", ge=-180, le=180)
+    daily_capacity_lines: int = _f("Order lines it can pick per day.", gt=0)
+    cutoff_time: pl.Time = _f("Orders released before this local time ship the same day.")
+    timezone: str = _f("IANA time zone of cutoff_time.")
+    handling_cost: Money = _f("Handling cost per shipment.", ge=0)
+    active: bool = _f("Accepting work.")
+
+
+class InventoryModel(_Strict):
+    """``ref.inventory``: stock snapshot."""
+
+    warehouse_id: str = _f("ref.warehouses.warehouse_id")
+    sku: str = _f("ref.products.sku")
+    on_hand: int = _f("Units on hand.", ge=0)
+    as_of: TsUTC = _f("Snapshot time.")
+
+    class Config:
+        strict = True
+        unique = ["warehouse_id", "sku"]
+
+
+class CarrierModel(_Strict):
+    """``ref.carriers``: carrier services."""
+
+    carrier_id: str = _f("Carrier.")
+    service: str = _f("Service level (GROUND, EXPRESS, ...).")
+    mode: str = _f("Transport mode: ground | air | sea.", isin=SHIP_MODES)
+    on_time_rate: float = _f("Historical on-time delivery share.", ge=0, le=1)
+    daily_capacity_parcels: int = _f("Parcels it takes per warehouse per day.", gt=0)
+    active: bool = _f("Available.")
+
+    class Config:
+        strict = True
+        unique = ["carrier_id", "service"]
+
+
+class CarrierRateModel(_Strict):
+    """``ref.carrier_rates``: price and transit by zone and weight band."""
+
+    carrier_id: str = _f("Carrier.")
+    service: str = _f("Service.")
+    zone: int = _f("Shipping zone (see ref.shipping_zones).", ge=1)
+    max_weight_kg: float = _f("Upper bound of the weight band (inclusive).", gt=0)
+    rate: Money = _f("Price per parcel in the band.", ge=0)
+    currency: str = _f("Currency.", str_length={"min_value": 3, "max_value": 3})
+    transit_days: int = _f("Business days in transit.", ge=0)
+
+    class Config:
+        strict = True
+        unique = ["carrier_id", "service", "zone", "max_weight_kg"]
+
+
+class ShippingZoneModel(_Strict):
+    """``ref.shipping_zones``: zone of a destination as seen from a warehouse."""
+
+    warehouse_id: str = _f("Origin warehouse.")
+    dest_country: str = _f("Destination country (ISO-2).", str_length={"min_value": 2, "max_value": 2})
+    dest_region: str = _f("Destination region code, or '*' for the rest of the country.")
+    zone: int = _f("Zone.", ge=1)
+
+    class Config:
+        strict = True
+        unique = ["warehouse_id", "dest_country", "dest_region"]
+
+
+# ================================================================================================
+# Registry: table name -> model. DDL, checks and docs iterate this.
+# ================================================================================================
+REFERENCE_TABLES: dict[str, type[pa.DataFrameModel]] = {
+    "customers": CustomerModel,
+    "customer_aliases": CustomerAliasModel,
+    "products": ProductModel,
+    "price_lists": PriceListModel,
+    "promotions": PromotionModel,
+    "warehouses": WarehouseModel,
+    "inventory": InventoryModel,
+    "carriers": CarrierModel,
+    "carrier_rates": CarrierRateModel,
+    "shipping_zones": ShippingZoneModel,
+}
+
+TABLES: dict[str, type[pa.DataFrameModel]] = {
+    "stage.order_headers": StagedOrderModel,
+    "stage.order_lines": StagedLineModel,
+    "stage.amazon_headers": AmazonHeaderModel,
+    "stage.amazon_items": AmazonItemsModel,
+    "core.orders": OrderModel,
+    "core.order_lines": OrderLineModel,
+    "core.order_versions": OrderVersionModel,
+    "core.order_line_versions": OrderLineVersionModel,
+    "core.probable_duplicates": ProbableDuplicateModel,
+    "core.daily_sales": DailySalesModel,
+    "ops.quarantine": QuarantineModel,
+    "ops.ingest_files": IngestFileModel,
+    "ops.ingest_redrops": IngestRedropModel,
+    "ops.edi_acks": EdiAckModel,
+    "ops.b2b_watermark": B2BWatermarkModel,
+    **{f"ref.{name}": model for name, model in REFERENCE_TABLES.items()},
+}
+
+
+# ================================================================================================
+# Derivations
+# ================================================================================================
+def polars_schema(model: type[pa.DataFrameModel]) -> dict[str, pl.DataType]:
+    """Column name -> Polars dtype, in declaration order."""
+    return {name: col.dtype.type for name, col in model.to_schema().columns.items()}
+
+
+def empty(model: type[pa.DataFrameModel]) -> pl.DataFrame:
+    return pl.DataFrame(schema=polars_schema(model))
+
+
+def conform(df: pl.DataFrame, model: type[pa.DataFrameModel]) -> pl.DataFrame:
+    """Select the model's columns in order, casting to the model's dtypes (missing nullable -> null)."""
+    schema = polars_schema(model)
+    exprs = []
+    for name, dtype in schema.items():
+        if name in df.columns:
+            exprs.append(pl.col(name).cast(dtype))
+        else:
+            exprs.append(pl.lit(None, dtype=dtype).alias(name))
+    return df.select(exprs)
+
+
+def duckdb_type(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.Decimal):
+        return f"DECIMAL({dtype.precision}, {dtype.scale})"
+    if isinstance(dtype, pl.Datetime):
+        return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
+    mapping = {
+        pl.String: "VARCHAR",
+        pl.Int64: "BIGINT",
+        pl.Int32: "INTEGER",
+        pl.Float64: "DOUBLE",
+        pl.Boolean: "BOOLEAN",
+        pl.Date: "DATE",
+        pl.Time: "TIME",
+    }
+    for k, v in mapping.items():
+        if dtype == k:
+            return v
+    raise TypeError(f"no DuckDB type for {dtype!r}")
+
+
+def ddl(table: str, model: type[pa.DataFrameModel]) -> str:
+    """CREATE TABLE statement for ``table`` (a name from code, never from input)."""
+    cols = []
+    for name, col in model.to_schema().columns.items():
+        null = "" if col.nullable else " NOT NULL"
+        cols.append(f'    "{name}" {duckdb_type(col.dtype.type)}{null}')
+    return f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(cols) + "\n)"
+
+
+def validate(model: type[pa.DataFrameModel], df: pl.DataFrame) -> pl.DataFrame:
+    """Full (data-level) validation of an eager frame; raises ``pandera.errors.SchemaErrors``."""
+    return model.validate(df, lazy=True)
