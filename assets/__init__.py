@@ -1,0 +1,10 @@
+"""The Dagster layer: thin assets over the som_pipeline core (each reads, calls one domain/service
+function, writes, attaches metadata), their checks, jobs, schedules and sensors."""
+
+from assets.capture import capture_assets
+from assets.core import analyst_views, core_orders, daily_sales, reconciliation
+from assets.reference import reference_data
+
+all_assets = [reference_data, *capture_assets, core_orders, daily_sales, analyst_views, reconciliation]
+
+__all__ = ["all_assets"]

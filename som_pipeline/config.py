@@ -7,6 +7,7 @@
 | ``SOM_PARTITIONS_START`` | ``2026-01-01`` | first day of the order-date daily partitions |
 | ``SOM_DUCKDB_LOCK_TIMEOUT`` | ``900`` | seconds a writer waits for the warehouse lock before failing |
 | ``SOM_DUCKDB_MEMORY_LIMIT`` | ``2GB`` | DuckDB memory limit for the warehouse and the CSV reader |
+| ``SOM_B2B_COMMIT_LAG_S`` | ``60`` | portal rows stamped less than this long ago wait for the next run (late commits) |
 | ``DAGSTER_HOME`` | ``$SOM_HOME/dagster_home`` | Dagster instance (set by the CLI when absent) |
 
 No secrets live in code: a database password belongs in the URL in the environment (or a Dagster EnvVar).
@@ -29,6 +30,7 @@ class Settings:
     partitions_start: str = "2026-01-01"
     lock_timeout_s: float = 900.0
     duckdb_memory_limit: str = "2GB"
+    b2b_commit_lag_s: float = 60.0
 
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None) -> Settings:
@@ -39,6 +41,7 @@ class Settings:
             partitions_start=os.environ.get("SOM_PARTITIONS_START", "2026-01-01"),
             lock_timeout_s=float(os.environ.get("SOM_DUCKDB_LOCK_TIMEOUT", "900")),
             duckdb_memory_limit=os.environ.get("SOM_DUCKDB_MEMORY_LIMIT", "2GB"),
+            b2b_commit_lag_s=float(os.environ.get("SOM_B2B_COMMIT_LAG_S", "60")),
         )
 
     # --- layout under SOM_HOME -------------------------------------------------------------

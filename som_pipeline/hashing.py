@@ -16,6 +16,15 @@ def sha256_text(text: str | bytes) -> str:
     return hashlib.sha256(text.encode("utf-8") if isinstance(text, str) else text).hexdigest()
 
 
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, streamed (a 250 MB CSV is never held in memory for hashing)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def sha256_series(expr: pl.Expr, frame: pl.DataFrame) -> pl.Series:
     """SHA-256 hex digest of ``expr`` evaluated on ``frame``, one per row, in row order."""
     s = frame.select(expr.alias("s"))

@@ -38,8 +38,6 @@ REASONS: dict[str, str] = {
     "INCONSISTENT_HEADER": "Rows of one order disagree on an order-level field (customer, date, currency, ship-to...).",
     "ORDER_INCOMPLETE": "Another record of the same order was rejected: orders are captured whole or not at all.",
     "NO_LINES": "The order has no lines.",
-    # --- B2B portal --------------------------------------------------------------------------
-    "ORPHAN_LINE": "A portal order line whose order header does not exist.",
     # --- reference data --------------------------------------------------------------------
     "REF_BAD_VALUE": "A reference-data value cannot be read as its column's type.",
     "REF_CHECK_FAILED": "A reference-data row breaks a rule of its model (range, allowed values...).",

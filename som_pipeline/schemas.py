@@ -295,6 +295,25 @@ class AmazonItemsModel(_Strict):
     received_at: TsUTC = _f("When it arrived.")
 
 
+class AmazonPairModel(_Strict):
+    """``stage.amazon_pairs``: header x items combinations already captured as an order observation."""
+
+    amazon_order_id: str = _f("AmazonOrderId.")
+    pair_key: str = _f("sha256(header_hash | items_hash): the same pair is never captured twice.", unique=True)
+    source_file: str = _f("Header file + items file(s).")
+    outcome: str = _f("captured | quarantined", isin=["captured", "quarantined"])
+    paired_at: TsUTC = _f("When it was paired.")
+
+
+class AmazonPendingModel(_Strict):
+    """``ops.amazon_pending``: Amazon orders waiting for their other half (replaced on every capture run)."""
+
+    amazon_order_id: str = _f("AmazonOrderId.", unique=True)
+    waiting_for: str = _f("items | order header | more item pages", isin=["items", "order header", "more item pages"])
+    since: TsUTC = _f("When the first half arrived.")
+    source_file: str = _f("Files received so far.")
+
+
 # ================================================================================================
 # Reference data ($SOM_HOME/reference/<table>.csv|.parquet)
 # ================================================================================================
@@ -451,6 +470,17 @@ class ShippingZoneModel(_Strict):
         unique = ["warehouse_id", "dest_country", "dest_region"]
 
 
+class OpenItemModel(_Strict):
+    """``ref.open_items``: open receivables per customer (credit exposure). Billing feeds it later."""
+
+    invoice_id: str = _f("Invoice number.", unique=True)
+    customer_id: str = _f("ref.customers.customer_id")
+    amount_open: Money = _f("Amount still unpaid.", ge=0)
+    currency: str = _f("Currency.", str_length={"min_value": 3, "max_value": 3})
+    invoice_date: pl.Date = _f("Invoice date.")
+    due_date: pl.Date = _f("Due date (invoice date + payment terms).")
+
+
 # ================================================================================================
 # Registry: table name -> model. DDL, checks and docs iterate this.
 # ================================================================================================
@@ -465,6 +495,7 @@ REFERENCE_TABLES: dict[str, type[pa.DataFrameModel]] = {
     "carriers": CarrierModel,
     "carrier_rates": CarrierRateModel,
     "shipping_zones": ShippingZoneModel,
+    "open_items": OpenItemModel,
 }
 
 TABLES: dict[str, type[pa.DataFrameModel]] = {
@@ -472,6 +503,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "stage.order_lines": StagedLineModel,
     "stage.amazon_headers": AmazonHeaderModel,
     "stage.amazon_items": AmazonItemsModel,
+    "stage.amazon_pairs": AmazonPairModel,
     "core.orders": OrderModel,
     "core.order_lines": OrderLineModel,
     "core.order_versions": OrderVersionModel,
@@ -483,6 +515,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "ops.ingest_redrops": IngestRedropModel,
     "ops.edi_acks": EdiAckModel,
     "ops.b2b_watermark": B2BWatermarkModel,
+    "ops.amazon_pending": AmazonPendingModel,
     **{f"ref.{name}": model for name, model in REFERENCE_TABLES.items()},
 }
 

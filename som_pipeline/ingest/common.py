@@ -242,6 +242,8 @@ class Captured:
     records_received: int
     records_accepted: int
     records_quarantined: int
+    encoding: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def orders_accepted(self) -> int:
@@ -396,7 +398,12 @@ def normalise(
     line_content = pl.concat_str(
         [pl.col(c).fill_null("\x00") for c in LINE_FIELDS if c != "line_no"], separator="\x1f"
     )
-    dup_key = pl.coalesce(_txt("line_ref"), pl.col("_line_no").cast(pl.String))
+    # stated line numbers (CSV, portal) identify lines; otherwise the channel's line id does
+    dup_key = (
+        pl.col("_line_no").cast(pl.String)
+        if line_no_given
+        else pl.coalesce(_txt("line_ref"), pl.col("_line_no").cast(pl.String))
+    )
     df = df.with_columns(
         line_content.alias("_line_content"),
         dup_key.alias("_dup_key"),
@@ -523,7 +530,7 @@ def normalise(
     quarantined = quarantine.height
     accepted = good_records.height
     assert received == accepted + quarantined, (received, accepted, quarantined)
-    return Captured(headers, lines, quarantine, received, accepted, quarantined)
+    return Captured(headers, lines, quarantine, received, accepted, quarantined, result.encoding, result.extras)
 
 
 def _assemble(

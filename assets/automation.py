@@ -1,0 +1,119 @@
+"""Jobs, schedules and sensors.
+
+- ``landing_sensor``: starts ``ingest_job`` when files land (cursor-based: name -> size+mtime of the files
+  present; the run key is the identity of the new files, so a restart never repeats a request). It is only
+  a trigger: the ingest ledger's content hashes decide what is processed.
+- ``hourly_ingest``: the fallback (and the poll of the B2B portal database, which has no file to watch).
+- ``nightly_reconciliation``: the whole graph plus every reconciliation query, every night.
+- ``daily_sales_schedule``: yesterday's partition of core.daily_sales.
+- ``publish_analytics_copy``: after every successful run, copy the warehouse to som_analytics.duckdb
+  (atomic rename) so analysts can read it at any time, also during a run.
+"""
+
+
+import hashlib
+import json
+
+import dagster as dg
+
+from assets.capture import CAPTURE_KEYS
+from assets.core import CORE_KEYS, daily_sales
+from resources import WarehouseResource
+from som_pipeline.config import FILE_CHANNELS, Settings
+from som_pipeline.ingest.landing import list_landing
+
+UNPARTITIONED = dg.AssetSelection.all() - dg.AssetSelection.assets(daily_sales)
+INGEST = (
+    dg.AssetSelection.groups("reference", "capture")
+    | dg.AssetSelection.assets(*CORE_KEYS.values())
+    | dg.AssetSelection.keys(["analytics", "views"])
+)
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=INGEST,
+    description="Reference data + every channel's capture + canonical orders + analyst views.",
+)
+full_job = dg.define_asset_job(
+    "full_job",
+    selection=UNPARTITIONED,
+    description="The whole unpartitioned graph, reconciliation included (what `som run` materializes first).",
+)
+daily_sales_job = dg.define_asset_job(
+    "daily_sales_job",
+    selection=dg.AssetSelection.assets(daily_sales),
+    partitions_def=daily_sales.partitions_def,
+    description="core.daily_sales for a day or a range of days (single-run backfills).",
+)
+
+hourly_ingest = dg.ScheduleDefinition(
+    name="hourly_ingest", job=ingest_job, cron_schedule="17 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Fallback for the landing sensor, and the B2B portal poll.",
+)
+nightly_reconciliation = dg.ScheduleDefinition(
+    name="nightly_reconciliation", job=full_job, cron_schedule="30 2 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Re-materialize the graph and run every sql/reconciliation query.",
+)
+daily_sales_schedule = dg.build_schedule_from_partitioned_job(
+    daily_sales_job, minute_of_hour=0, hour_of_day=3, default_status=dg.DefaultScheduleStatus.RUNNING
+)
+
+
+def landing_snapshot(settings: Settings) -> dict[str, str]:
+    """``channel/name`` -> ``size:mtime_ns`` of every ready landing file."""
+    snap = {}
+    for ch in FILE_CHANNELS:
+        for f in list_landing(settings.landing_dir(ch), ch):
+            snap[f"{ch}/{f.name}"] = f"{f.size}:{f.mtime_ns}"
+    return snap
+
+
+def new_files(previous: dict[str, str], current: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in current.items() if previous.get(k) != v}
+
+
+@dg.sensor(
+    name="landing_sensor",
+    job=ingest_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts ingest_job when files land in $SOM_HOME/landing/<channel>/ (each file once).",
+)
+def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
+    previous = json.loads(context.cursor) if context.cursor else {}
+    current = landing_snapshot(warehouse.settings())
+    fresh = new_files(previous, current)
+    if not fresh:
+        return dg.SensorResult(skip_reason="no new files", cursor=json.dumps(current, sort_keys=True))
+    identity = hashlib.sha256(json.dumps(fresh, sort_keys=True).encode()).hexdigest()[:32]
+    channels = sorted({k.split("/", 1)[0] for k in fresh})
+    selection = [CAPTURE_KEYS[ch] for ch in channels] + list(CORE_KEYS.values()) + [dg.AssetKey(["analytics", "views"])]
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"landing-{identity}",
+                asset_selection=selection,
+                tags={"som/trigger": "landing_sensor", "som/files": str(len(fresh)), "som/channels": ",".join(channels)},
+            )
+        ],
+        cursor=json.dumps(current, sort_keys=True),
+    )
+
+
+@dg.run_status_sensor(
+    name="publish_analytics_copy",
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After each successful run: atomically replace $SOM_HOME/warehouse/som_analytics.duckdb.",
+)
+def publish_analytics_copy(context: dg.RunStatusSensorContext, warehouse: WarehouseResource):
+    settings = warehouse.settings()
+    dest = warehouse.warehouse().publish_analytics_copy(settings.analytics_path)
+    context.log.info(f"published {dest} after run {context.dagster_run.run_id}")
+
+
+schedules = [hourly_ingest, nightly_reconciliation, daily_sales_schedule]
+sensors = [landing_sensor, publish_analytics_copy]
+jobs = [ingest_job, full_job, daily_sales_job]

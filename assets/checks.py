@@ -1,0 +1,56 @@
+"""Asset-check helpers: Pandera models and the conservation rule as blocking checks.
+
+Checks run inside the asset's step (``check_specs`` on the asset), so a failing ERROR-severity check
+stops downstream assets in the same run. Failure cases go to the check metadata (count + sample).
+"""
+
+
+import dagster as dg
+import pandera.errors as pae
+import pandera.polars as pa
+import polars as pl
+
+from som_pipeline.reporting import md_table
+
+
+def model_check_spec(asset_key: dg.AssetKey, model: type[pa.DataFrameModel]) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        name="matches_model",
+        asset=asset_key,
+        blocking=True,
+        description=f"Every row satisfies the Pandera model {model.__name__} (types, nullability, ranges, keys).",
+    )
+
+
+def model_check_result(asset_key: dg.AssetKey, model: type[pa.DataFrameModel], df: pl.DataFrame) -> dg.AssetCheckResult:
+    """Validate the full frame (eager: data-level checks run, not just the schema)."""
+    try:
+        model.validate(df, lazy=True)
+    except pae.SchemaErrors as err:
+        fc = err.failure_cases
+        return dg.AssetCheckResult(
+            asset_key=asset_key,
+            check_name="matches_model",
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "failure_cases": fc.height,
+                "by_check": dg.MetadataValue.json(
+                    {f"{r[0]}: {r[1]}": r[2] for r in fc.group_by("column", "check").len().rows()}
+                ),
+                "sample": dg.MetadataValue.md(md_table(fc.select([c for c in fc.columns if c != "schema_context"]), 20)),
+            },
+        )
+    return dg.AssetCheckResult(asset_key=asset_key, check_name="matches_model", passed=True, metadata={"rows": df.height})
+
+
+def rule_check_result(asset_key: dg.AssetKey, name: str, violations: pl.DataFrame, what: str) -> dg.AssetCheckResult:
+    """A rule expressed as 'the rows that break it' (empty = pass)."""
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=name,
+        passed=violations.height == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"violations": violations.height, "rule": what,
+                  **({"sample": dg.MetadataValue.md(md_table(violations, 20))} if violations.height else {})},
+    )

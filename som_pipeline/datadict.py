@@ -1,0 +1,58 @@
+"""docs/data_dictionary.md, generated from the Pandera models (the one schema source).
+
+A test regenerates it and fails when the committed file differs: run ``som docs`` after changing a model.
+"""
+
+from __future__ import annotations
+
+from som_pipeline.reasons import REASONS
+from som_pipeline.schemas import TABLES, duckdb_type
+
+
+def _checks(col) -> str:
+    parts = []
+    for c in col.checks:
+        stats = {k: v for k, v in (c.statistics or {}).items() if v is not None}
+        if stats:
+            parts.append(f"{c.name}({', '.join(f'{k}={v!r}' for k, v in stats.items())})")
+        else:
+            parts.append(str(c.name))
+    if col.unique:
+        parts.append("unique")
+    return "; ".join(parts)
+
+
+def render_data_dictionary() -> str:
+    out = [
+        "# Data dictionary",
+        "",
+        "_Generated from the Pandera models in `som_pipeline/schemas.py` by `som docs`; do not edit by hand._",
+        "",
+        "Every table lives in the DuckDB warehouse (`$SOM_HOME/warehouse/som.duckdb`; analysts open the copy",
+        "`som_analytics.duckdb`). Money is `DECIMAL`: exact (rounding rule in `som_pipeline/money.py`).",
+        "",
+        "## Tables",
+        "",
+    ]
+    for table in TABLES:
+        out.append(f"- [`{table}`](#{table.replace('.', '')})")
+    out.append("")
+    for table, model in TABLES.items():
+        schema = model.to_schema()
+        doc = (model.__doc__ or "").strip().replace("\n", " ")
+        out += [f"### {table}", "", doc, ""]
+        if schema.unique:
+            out += [f"Key: ({', '.join(schema.unique)})", ""]
+        out += ["| column | type | null | rule | description |", "|---|---|---|---|---|"]
+        for name, col in schema.columns.items():
+            desc = (col.description or "").replace("|", "\\|")
+            rule = _checks(col).replace("|", "\\|")
+            out.append(f"| `{name}` | {duckdb_type(col.dtype.type)} | {'yes' if col.nullable else 'no'} | {rule} | {desc} |")
+        for chk in schema.checks:
+            out.append(f"\nTable rule: {chk.name}" + (f" ({chk.description})" if getattr(chk, "description", None) else ""))
+        out.append("")
+    out += ["## Quarantine reason codes", "", "| code | meaning |", "|---|---|"]
+    for code, text in REASONS.items():
+        out.append(f"| `{code}` | {text.replace('|', chr(92) + '|')} |")
+    out.append("")
+    return "\n".join(out)

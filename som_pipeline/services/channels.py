@@ -1,0 +1,218 @@
+"""Per-channel capture: which parser, which extra writes (997s, Amazon pairing, portal watermark)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from sqlalchemy import create_engine, inspect, make_url
+
+from som_pipeline.config import Settings
+from som_pipeline.ingest.common import Captured, normalise
+from som_pipeline.ingest.landing import LandedFile, safe_name
+from som_pipeline.schemas import (
+    AmazonPairModel,
+    AmazonPendingModel,
+    B2BWatermarkModel,
+    EdiAckModel,
+    conform,
+)
+from som_pipeline.services.capture import (
+    CaptureReport,
+    FileOutcome,
+    capture_files,
+    ledger_row,
+    outcome,
+    write_captured,
+    write_quarantine,
+)
+from som_pipeline.warehouse import Warehouse, insert_frame, read_table, replace_table
+
+
+# ------------------------------------------------------------------------------------------------
+# Shopify
+# ------------------------------------------------------------------------------------------------
+def _shopify(lf: LandedFile, sha: str, at: datetime) -> Iterator[Captured]:
+    from som_pipeline.ingest.shopify import parse_shopify
+
+    yield normalise(parse_shopify(lf.path.read_bytes(), lf.name), source_file=lf.name, file_sha256=sha, captured_at=at)
+
+
+# ------------------------------------------------------------------------------------------------
+# EDI (X12 850) + 997 acknowledgments
+# ------------------------------------------------------------------------------------------------
+def _edi(lf: LandedFile, sha: str, at: datetime) -> Iterator[Captured]:
+    from som_pipeline.ingest.x12 import parse_x12
+
+    yield normalise(parse_x12(lf.path.read_bytes(), lf.name), source_file=lf.name, file_sha256=sha, captured_at=at)
+
+
+def _edi_acks(settings: Settings) -> Callable:
+    from som_pipeline.ingest.x12 import ack_file_name, build_997
+
+    def hook(con: duckdb.DuckDBPyConnection, lf: LandedFile, sha: str, cap: Captured, at: datetime):
+        interchanges = cap.extras.get("interchanges") or []
+        if not interchanges:
+            return None
+        accepted = {cid.split("/", 1)[1] for cid in cap.headers["capture_id"].to_list()} if cap.headers.height else set()
+        last = con.execute("SELECT coalesce(max(ack_control), 0) FROM ops.edi_acks").fetchone()[0]
+        writes, rows = [], []
+        for n, ic in enumerate(interchanges, start=1):
+            ctrl = int(last) + n
+            text = build_997(ic, accepted, ctrl, at)
+            name = ack_file_name(lf.name, str(ic.get("isa13") or ic.get("control_number") or ctrl))
+            dest = settings.outbound / "edi" / f"{ctrl:09d}_{safe_name(name)}"
+            writes.append((dest, text))
+            sets = [s for g in ic.get("groups", []) for s in g.get("sets", [])]
+            rows.append({
+                "source_file": lf.name, "file_sha256": sha, "interchange_control": ic.get("isa13"),
+                "sender_id": (ic.get("sender_id") or "").strip() or None, "ack_file": str(dest),
+                "ack_control": ctrl, "sets_received": len(sets),
+                "sets_accepted": sum(1 for s in sets if s.get("record_id") in accepted),
+                "created_at": at,
+            })
+        insert_frame(con, "ops.edi_acks", conform(pl.DataFrame(rows), EdiAckModel))
+
+        def write() -> None:
+            for dest, text in writes:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dest.with_name(dest.name + ".tmp")
+                tmp.write_text(text, encoding="ascii", errors="replace")
+                tmp.replace(dest)
+
+        return write
+
+    return hook
+
+
+# ------------------------------------------------------------------------------------------------
+# CSV / Parquet template (streamed in chunks of whole orders)
+# ------------------------------------------------------------------------------------------------
+def _csv(settings: Settings) -> Callable[[LandedFile, str, datetime], Iterator[Captured]]:
+    def parse(lf: LandedFile, sha: str, at: datetime) -> Iterator[Captured]:
+        from som_pipeline.ingest.csv_template import iter_csv_chunks
+
+        work = settings.tmp / f"csv-{sha[:12]}"
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            for chunk in iter_csv_chunks(lf.path, lf.name, work):
+                yield normalise(chunk, source_file=lf.name, file_sha256=sha, captured_at=at, line_no_given=True)
+        finally:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+
+    return parse
+
+
+# ------------------------------------------------------------------------------------------------
+# Amazon: stage the halves, then pair
+# ------------------------------------------------------------------------------------------------
+def capture_amazon(wh: Warehouse, settings: Settings, now: datetime | None = None) -> CaptureReport:
+    from som_pipeline.ingest.amazon import capture_pairs, pair_amazon, parse_amazon
+
+    staged: dict[str, object] = {}
+
+    def parse(lf: LandedFile, sha: str, at: datetime) -> Iterator[Captured]:
+        af = parse_amazon(lf.path.read_bytes(), lf.name, sha, at)
+        staged[sha] = af
+        # the file's own Captured carries the counts and quarantine; its headers/lines are validation
+        # by-products (placeholders) and must not be staged as orders
+        c = af.captured
+        yield Captured(c.headers.clear(), c.lines.clear(), c.quarantine, c.records_received, c.records_accepted,
+                       c.records_quarantined, af.encoding, c.extras)
+
+    def stage_halves(con: duckdb.DuckDBPyConnection, lf: LandedFile, sha: str, cap: Captured, at: datetime):
+        af = staged.pop(sha, None)
+        if af is not None:
+            insert_frame(con, "stage.amazon_headers", af.headers)
+            insert_frame(con, "stage.amazon_items", af.items)
+        return None
+
+    report = capture_files(wh, settings, "amazon", parse, now=now, in_transaction=stage_halves)
+
+    # pairing: every staged header x items, skipping pairs already captured
+    at = now or datetime.now(UTC)
+    with wh.transaction() as con:
+        pairing = pair_amazon(read_table(con, "stage.amazon_headers"), read_table(con, "stage.amazon_items"))
+        done = set(read_table(con, "stage.amazon_pairs")["pair_key"].to_list())
+        rows = []
+        for pc in capture_pairs(pairing, captured_at=at, skip_pair_keys=done):
+            write_captured(con, pc.captured)
+            rows.append({"amazon_order_id": pc.amazon_order_id, "pair_key": pc.pair_key, "source_file": pc.source_file,
+                         "outcome": "captured" if pc.captured.headers.height else "quarantined", "paired_at": at})
+        if rows:
+            insert_frame(con, "stage.amazon_pairs", conform(pl.DataFrame(rows), AmazonPairModel))
+        replace_table(con, "ops.amazon_pending", conform(pairing.pending, AmazonPendingModel))
+    report.notes.append(f"amazon: {len(rows)} order(s) paired this run, {pairing.pending.height} waiting")
+    return report
+
+
+# ------------------------------------------------------------------------------------------------
+# B2B portal (database, incremental by watermark)
+# ------------------------------------------------------------------------------------------------
+def capture_b2b(wh: Warehouse, settings: Settings, url: str, now: datetime | None = None) -> CaptureReport:
+    from som_pipeline.ingest.b2b import Watermark, normalise_batch, read_changes, source_identity
+
+    report = CaptureReport("b2b_portal")
+    sa_url = make_url(url)
+    if sa_url.get_backend_name() == "sqlite" and sa_url.database and not Path(sa_url.database).exists():
+        report.notes.append(f"b2b_portal: no portal database at {sa_url.database} (set SOM_B2B_DB_URL); nothing read")
+        return report
+    ident = source_identity(url)
+    wm_row = wh.read("SELECT watermark_ts, watermark_id FROM ops.b2b_watermark WHERE source = ?", [ident])
+    wm = None
+    if wm_row.height and wm_row["watermark_ts"][0] is not None:
+        ts = wm_row["watermark_ts"][0]
+        wm = Watermark(ts if ts.tzinfo else ts.replace(tzinfo=UTC), int(wm_row["watermark_id"][0]))
+    engine = create_engine(url)
+    try:
+        if not inspect(engine).has_table("portal_orders"):
+            report.notes.append(f"b2b_portal: {ident} has no portal_orders table yet; nothing read")
+            return report
+        # rows stamped in the last `commit_lag` may still have siblings in open portal transactions
+        # (PostgreSQL stamps now() at transaction start): leave them for the next run
+        until = (now or datetime.now(UTC)) - timedelta(seconds=settings.b2b_commit_lag_s)
+        for batch in read_changes(engine, wm, until=until):
+            at = now or datetime.now(UTC)
+            name = f"{ident} [{batch.previous.ts.isoformat() if batch.previous else 'start'} .. {batch.watermark.ts.isoformat()}]"
+            cap = normalise_batch(batch, source_file=name, captured_at=at)
+            with wh.transaction() as con:
+                write_captured(con, cap)
+                known = con.execute("SELECT 1 FROM ops.ingest_files WHERE sha256 = ?", [batch.content_sha256]).fetchone()
+                if not known:
+                    insert_frame(con, "ops.ingest_files", ledger_row(
+                        name, "b2b_portal", batch.content_sha256, 0, None, "order_line", cap.records_received,
+                        cap.records_accepted, cap.records_quarantined, cap.orders_accepted, None, at))
+                con.execute("DELETE FROM ops.b2b_watermark WHERE source = ?", [ident])
+                insert_frame(con, "ops.b2b_watermark", conform(pl.DataFrame([{
+                    "source": ident, "watermark_ts": batch.watermark.ts, "watermark_id": str(batch.watermark.order_id),
+                    "rows_read": batch.lines_read, "updated_at": at}]), B2BWatermarkModel))
+            report.files.append(outcome(name, batch.content_sha256, cap) if not known
+                                else FileOutcome(name, batch.content_sha256, "redrop"))
+    finally:
+        engine.dispose()
+    return report
+
+
+# ------------------------------------------------------------------------------------------------
+def capture_channel(channel: str, wh: Warehouse, settings: Settings, b2b_url: str | None = None,
+                    now: datetime | None = None) -> CaptureReport:
+    """Capture everything waiting for ``channel``."""
+    if channel == "shopify":
+        return capture_files(wh, settings, "shopify", _shopify, now=now)
+    if channel == "edi":
+        return capture_files(wh, settings, "edi", _edi, now=now, in_transaction=_edi_acks(settings))
+    if channel == "csv":
+        return capture_files(wh, settings, "csv", _csv(settings), now=now)
+    if channel == "amazon":
+        return capture_amazon(wh, settings, now)
+    if channel == "b2b_portal":
+        return capture_b2b(wh, settings, b2b_url or settings.b2b_db_url, now)
+    raise ValueError(f"unknown channel {channel!r}")
+
+
+__all__ = ["capture_channel", "write_quarantine"]

@@ -1,0 +1,173 @@
+"""The DuckDB warehouse: one writer at a time, transactional writes, an analyst copy.
+
+DuckDB allows one read-write process per file, and while a process holds the file even read-only
+openers from other processes fail. So:
+
+- Every pipeline access (read or write) goes through :meth:`Warehouse.connect`, which first takes an
+  exclusive ``fcntl`` lock on ``som.duckdb.lock`` (waiting up to ``lock_timeout_s``), then opens the
+  file. Processes queue on the lock instead of failing with "Could not set lock". (Dagster's
+  ``pool="duckdb"`` on the assets keeps steps from even starting concurrently; the lock is the guarantee.)
+- Writes happen in explicit ``BEGIN … COMMIT`` with ``ROLLBACK`` on error (:meth:`transaction`): a
+  multi-statement string that fails half-way would otherwise keep its first statements.
+- Analysts never open ``som.duckdb``. After each successful run :meth:`publish_analytics_copy` copies the
+  file (under the lock, so the copy is a consistent checkpoint) to a temporary name and atomically
+  renames it over ``som_analytics.duckdb``. Readers holding the old file keep reading it.
+
+Table names passed to the helpers here come from code (``schemas.TABLES``), never from input; values
+are always bound parameters or registered frames.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from som_pipeline.schemas import TABLES, ddl
+
+SCHEMAS = ("stage", "core", "ops", "ref")
+
+
+class WarehouseLockTimeout(RuntimeError):
+    pass
+
+
+class Warehouse:
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout_s: float = 900.0, memory_limit: str = "2GB"):
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.lock_timeout_s = lock_timeout_s
+        self.memory_limit = memory_limit
+
+    # --- locking -----------------------------------------------------------------------------
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + self.lock_timeout_s
+            delay = 0.05
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise WarehouseLockTimeout(
+                            f"waited {self.lock_timeout_s:.0f}s for the warehouse lock {self.lock_path}; "
+                            "another writer is still running"
+                        ) from None
+                    time.sleep(delay)
+                    delay = min(delay * 1.5, 1.0)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Exclusive connection (lock held until it closes). Creates the schema on first use."""
+        with self._lock():
+            con = duckdb.connect(str(self.path))
+            try:
+                con.execute("SET memory_limit = ?", [self.memory_limit])
+                con.execute("SET TimeZone = 'UTC'")
+                ensure_schema(con)
+                yield con
+            finally:
+                con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Connection inside ``BEGIN … COMMIT``; rolls back on any exception."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # --- reads -------------------------------------------------------------------------------
+    def read(self, sql: str, params: list | None = None) -> pl.DataFrame:
+        with self.connect() as con:
+            return con.execute(sql, params or []).pl()
+
+    # --- analyst copy --------------------------------------------------------------------------
+    def publish_analytics_copy(self, dest: str | os.PathLike[str]) -> Path:
+        """Copy the warehouse to ``dest`` atomically (write a temp file beside it, then rename)."""
+        dest = Path(dest)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+        with self._lock():
+            if not self.path.exists():
+                with duckdb.connect(str(self.path)) as con:
+                    ensure_schema(con)
+            with duckdb.connect(str(self.path)) as con:
+                con.execute("CHECKPOINT")
+            shutil.copyfile(self.path, tmp)
+        try:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, dest)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return dest
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create schemas and every model table (idempotent)."""
+    for s in SCHEMAS:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+    for table, model in TABLES.items():
+        con.execute(ddl(table, model))
+
+
+def _check_table(table: str) -> None:
+    if table not in TABLES:
+        raise KeyError(f"{table} is not a declared table (schemas.TABLES)")
+
+
+def insert_frame(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) -> int:
+    """Append ``df`` to a declared table, columns matched by name."""
+    _check_table(table)
+    if df.height == 0:
+        return 0
+    view = f"_ins_{uuid.uuid4().hex}"
+    con.register(view, df.to_arrow())
+    try:
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {view}")  # noqa: S608 (names from code)
+    finally:
+        con.unregister(view)
+    return df.height
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) -> int:
+    """Replace a declared table's content (call inside a transaction)."""
+    _check_table(table)
+    con.execute(f"DELETE FROM {table}")  # noqa: S608
+    return insert_frame(con, table, df)
+
+
+def replace_where(con: duckdb.DuckDBPyConnection, table: str, where_sql: str, params: list, df: pl.DataFrame) -> int:
+    """Delete the rows matching ``where_sql`` (a fixed predicate from code with ``?`` parameters) and
+    insert ``df``: the idempotent partition write. Call inside a transaction."""
+    _check_table(table)
+    con.execute(f"DELETE FROM {table} WHERE {where_sql}", params)  # noqa: S608
+    return insert_frame(con, table, df)
+
+
+def read_table(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
+    _check_table(table)
+    return con.execute(f"SELECT * FROM {table}").pl()  # noqa: S608
