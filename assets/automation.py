@@ -26,7 +26,7 @@ UNPARTITIONED = dg.AssetSelection.all() - dg.AssetSelection.assets(daily_sales)
 INGEST = (
     dg.AssetSelection.groups("reference", "capture")
     | dg.AssetSelection.assets(*CORE_KEYS.values())
-    | dg.AssetSelection.keys(["analytics", "views"])
+    | dg.AssetSelection.assets(["analytics", "views"])
 )
 
 ingest_job = dg.define_asset_job(
@@ -42,7 +42,6 @@ full_job = dg.define_asset_job(
 daily_sales_job = dg.define_asset_job(
     "daily_sales_job",
     selection=dg.AssetSelection.assets(daily_sales),
-    partitions_def=daily_sales.partitions_def,
     description="core.daily_sales for a day or a range of days (single-run backfills).",
 )
 

@@ -42,19 +42,21 @@ def round_money(x: pl.Expr) -> pl.Expr:
     return x.round(MONEY_SCALE, mode=ROUNDING).cast(MONEY)
 
 
-def parse_decimal(s: pl.Expr, scale: int) -> tuple[pl.Expr, pl.Expr]:
+def parse_decimal(s: pl.Expr, scale: int, precision: int = 18) -> tuple[pl.Expr, pl.Expr]:
     """Parse a string column to Decimal(38, scale).
 
     Returns ``(value, ok)``: ``value`` is null where the text is empty; ``ok`` is False where the text
-    is present but not a plain decimal literal or carries more fraction digits than ``scale``
-    (we refuse to round what a channel sent).
+    is present but not a plain decimal literal, carries more fraction digits than ``scale`` (we refuse
+    to round what a channel sent), or more integer digits than Decimal(precision, scale) can hold.
     """
     t = s.str.strip_chars()
     present = t.is_not_null() & (t != "")
     literal = t.str.contains(DECIMAL_RE)
     frac = t.str.extract(r"\.(\d*)$", 1).fill_null("").str.strip_chars_end("0").str.len_chars()
-    ok = ~present | (literal & (frac <= scale))
-    value = pl.when(present & literal).then(t).otherwise(None).str.to_decimal(scale=scale)
+    whole = t.str.extract(r"^[+-]?(\d*)", 1).fill_null("").str.strip_chars_start("0").str.len_chars()
+    fits = (frac <= scale) & (whole <= precision - scale)
+    ok = ~present | (literal & fits)
+    value = pl.when(present & literal & fits).then(t).otherwise(None).str.to_decimal(scale=scale)
     return value.cast(pl.Decimal(38, scale)), ok
 
 

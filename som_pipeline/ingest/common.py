@@ -306,6 +306,10 @@ def _row_checks(required_header: tuple[str, ...], line_no_given: bool) -> list[t
          msg("tax_rate '", pl.col("tax_rate"), "' is not a fraction between 0 and 1 (0.0825 = 8.25 %)"))
     )
     checks.append(
+        (pl.col("_gross").is_null() & pl.col("_unit_price").is_not_null() & pl.col("_quantity").is_not_null(),
+         "BAD_AMOUNT", msg("quantity x unit_price is too large for an amount (more than 16 digits)"))
+    )
+    checks.append(
         (pl.col("_discount").is_not_null() & pl.col("_gross").is_not_null() & (pl.col("_discount") > pl.col("_gross")),
          "BAD_AMOUNT", msg("discount ", pl.col("_discount").cast(pl.String), " exceeds the line amount ",
                            pl.col("_gross").cast(pl.String)))
@@ -361,27 +365,30 @@ def normalise(
     # Money, per line, rounded once (see som_pipeline.money).
     df = df.with_columns(
         # gross: stated extended amount, else quantity x unit price (exact product, rounded once)
+        # (an extension that does not fit MONEY becomes null here and is rejected below as BAD_AMOUNT)
         pl.coalesce(
             pl.col("_line_amount"),
-            money.round_money(money.mul(pl.col("_unit_price"), 4, pl.col("_quantity"), 0)),
-        ).cast(money.MONEY).alias("_gross"),
+            money.mul(pl.col("_unit_price"), 4, pl.col("_quantity"), 0).round(2, mode=money.ROUNDING),
+        ).cast(money.MONEY, strict=False).alias("_gross"),
     ).with_columns(
         pl.coalesce(
             pl.col("_discount_amount"),
-            money.round_money(money.mul(pl.col("_gross"), 2, pl.col("_discount_pct"), 4) / 100),
-            pl.lit(0).cast(money.MONEY),
-        ).cast(money.MONEY).alias("_discount"),
+            (money.mul(pl.col("_gross"), 2, pl.col("_discount_pct"), 4) / 100).round(2, mode=money.ROUNDING),
+            pl.lit(0),
+        ).cast(money.MONEY, strict=False).alias("_discount"),
     ).with_columns(
         pl.coalesce(
             pl.col("_tax_amount"),
-            money.round_money(money.mul(pl.col("_gross") - pl.col("_discount"), 2, pl.col("_tax_rate"), 6)),
-            pl.lit(0).cast(money.MONEY),
-        ).cast(money.MONEY).alias("_tax"),
+            money.mul(pl.col("_gross") - pl.col("_discount"), 2, pl.col("_tax_rate"), 6).round(2, mode=money.ROUNDING),
+            pl.lit(0),
+        ).cast(money.MONEY, strict=False).alias("_tax"),
         # unit price: stated, else derived from the stated extended amount (rounded to 4 places)
         pl.coalesce(
             pl.col("_unit_price"),
-            (pl.col("_line_amount").cast(pl.Decimal(38, 8)) / pl.col("_quantity").cast(pl.Decimal(38, 0)))
-            .round(4, mode=money.ROUNDING),
+            pl.when(pl.col("_quantity") > 0).then(
+                (pl.col("_line_amount").cast(pl.Decimal(38, 8)) / pl.col("_quantity").cast(pl.Decimal(38, 0)))
+                .round(4, mode=money.ROUNDING)
+            ),
         ).cast(money.UNIT_PRICE, strict=False).alias("_price"),
     )
 

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, inspect, make_url
 
 from som_pipeline.config import Settings
 from som_pipeline.ingest.common import Captured, normalise
-from som_pipeline.ingest.landing import LandedFile, safe_name
+from som_pipeline.ingest.landing import LandedFile
 from som_pipeline.schemas import (
     AmazonPairModel,
     AmazonPendingModel,
@@ -51,24 +51,24 @@ def _edi(lf: LandedFile, sha: str, at: datetime) -> Iterator[Captured]:
 
 
 def _edi_acks(settings: Settings) -> Callable:
-    from som_pipeline.ingest.x12 import ack_file_name, build_997
+    from som_pipeline.ingest.x12 import accepted_set_ids, ack_file_name, build_997
 
     def hook(con: duckdb.DuckDBPyConnection, lf: LandedFile, sha: str, cap: Captured, at: datetime):
         interchanges = cap.extras.get("interchanges") or []
         if not interchanges:
             return None
-        accepted = {cid.split("/", 1)[1] for cid in cap.headers["capture_id"].to_list()} if cap.headers.height else set()
+        accepted = accepted_set_ids(cap)
         last = con.execute("SELECT coalesce(max(ack_control), 0) FROM ops.edi_acks").fetchone()[0]
         writes, rows = [], []
         for n, ic in enumerate(interchanges, start=1):
             ctrl = int(last) + n
             text = build_997(ic, accepted, ctrl, at)
-            name = ack_file_name(lf.name, str(ic.get("isa13") or ic.get("control_number") or ctrl))
-            dest = settings.outbound / "edi" / f"{ctrl:09d}_{safe_name(name)}"
+            icn = ic.get("isa_control_number")
+            dest = settings.outbound / "edi" / f"{ctrl:09d}_{ack_file_name(lf.name, str(icn or ctrl))}"
             writes.append((dest, text))
             sets = [s for g in ic.get("groups", []) for s in g.get("sets", [])]
             rows.append({
-                "source_file": lf.name, "file_sha256": sha, "interchange_control": ic.get("isa13"),
+                "source_file": lf.name, "file_sha256": sha, "interchange_control": icn,
                 "sender_id": (ic.get("sender_id") or "").strip() or None, "ack_file": str(dest),
                 "ack_control": ctrl, "sets_received": len(sets),
                 "sets_accepted": sum(1 for s in sets if s.get("record_id") in accepted),
