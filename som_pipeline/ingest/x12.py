@@ -48,6 +48,7 @@ An ISA that cannot be read this way (cut short, alphanumeric or equal separators
 - line: ``line_ref`` = PO101, ``quantity`` = PO102, ``uom`` = PO103, ``unit_price`` = PO104 (absent ->
   null: priced later from the price list), ``sku`` from the PO106/PO107.. qualifier/id pairs preferring
   VN (vendor's = our part number), then SK, then BP (buyer's part number), else the first id given;
+  an id containing blanks (free text in an id slot) is only taken when there is no other;
   ``description`` = first PID05 in the PO1 loop; ``requested_date`` = DTM*002 in the PO1 loop, else the
   header DTM*002.
 - header/summary ``AMT*TT`` -> ``channel_total``. SAC, TAX, ITD, line AMT and CTT are not mapped.
@@ -638,10 +639,12 @@ def _tz_offset(day: str, code: str) -> str:
 
 def _sku(po1: Segment) -> str | None:
     pairs = [(po1.el(i).strip(), po1.el(i + 1).strip()) for i in range(6, len(po1.elements), 2)]
-    pairs = [(q, v) for q, v in pairs if v]
+    # an id with blanks is free text some partners put in an id slot (850a: "VN*SINGLE LINE DIAMOND
+    # PATTERN"), not a part number: it is used only when nothing else is given
+    pairs = sorted(((q, v) for q, v in pairs if v), key=lambda p: " " in p[1])
     for want in _SKU_PREFERENCE:
         for q, v in pairs:
-            if q == want:
+            if q == want and " " not in v:
                 return v
     return pairs[0][1] if pairs else None
 
