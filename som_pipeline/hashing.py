@@ -7,6 +7,7 @@ are SHA-256, computed in bulk by an in-memory DuckDB (no warehouse connection in
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import duckdb
 import polars as pl
@@ -25,15 +26,33 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+_SMALL = 4096
+_local = threading.local()
+
+
+def _con() -> duckdb.DuckDBPyConnection:
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = _local.con = duckdb.connect()
+    return con
+
+
 def sha256_series(expr: pl.Expr, frame: pl.DataFrame) -> pl.Series:
-    """SHA-256 hex digest of ``expr`` evaluated on ``frame``, one per row, in row order."""
+    """SHA-256 hex digest of ``expr`` evaluated on ``frame``, one per row, in row order.
+
+    Small frames (one file's records) use hashlib directly; large ones (CSV chunks) are hashed in bulk
+    by an in-memory DuckDB (one cached connection per thread).
+    """
     s = frame.select(expr.alias("s"))
     if s.height == 0:
         return pl.Series("h", [], dtype=pl.String)
-    con = duckdb.connect()
+    if s.height <= _SMALL:
+        return pl.Series("h", [hashlib.sha256(v.encode("utf-8")).hexdigest() if v is not None else None
+                               for v in s["s"].to_list()], dtype=pl.String)
+    con = _con()
+    con.register("_sha_t", s.with_row_index("i").to_arrow())
     try:
-        con.register("t", s.with_row_index("i").to_arrow())
-        out = con.execute("SELECT sha256(s) AS h FROM t ORDER BY i").pl()
+        out = con.execute("SELECT sha256(s) AS h FROM _sha_t ORDER BY i").pl()
     finally:
-        con.close()
+        con.unregister("_sha_t")
     return out["h"]

@@ -90,14 +90,8 @@ class Warehouse:
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Connection inside ``BEGIN … COMMIT``; rolls back on any exception."""
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+        with self.connect() as con, transaction(con):
+            yield con
 
     # --- reads -------------------------------------------------------------------------------
     def read(self, sql: str, params: list | None = None) -> pl.DataFrame:
@@ -126,12 +120,29 @@ class Warehouse:
         return dest
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``BEGIN … COMMIT`` on an open connection (many small transactions under one lock)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+_SCHEMA_DDL = None
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create schemas and every model table (idempotent)."""
-    for s in SCHEMAS:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
-    for table, model in TABLES.items():
-        con.execute(ddl(table, model))
+    """Create schemas and every model table (idempotent; one round trip)."""
+    global _SCHEMA_DDL
+    if _SCHEMA_DDL is None:
+        _SCHEMA_DDL = ";\n".join(
+            [f"CREATE SCHEMA IF NOT EXISTS {s}" for s in SCHEMAS] + [ddl(t, m) for t, m in TABLES.items()]
+        )
+    con.execute(_SCHEMA_DDL)
 
 
 def _check_table(table: str) -> None:

@@ -40,6 +40,7 @@ Decisions
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -114,18 +115,41 @@ class PairCapture:
 # ------------------------------------------------------------------------------------------------
 # One file
 # ------------------------------------------------------------------------------------------------
-def parse_amazon(data: bytes, source_file: str, file_sha256: str, received_at: datetime) -> AmazonFile:
-    """Read one getOrders / getOrderItems response file. Never raises on bad input."""
+@dataclass
+class AmazonRead:
+    """A file read but not yet validated: ``result`` goes through ``normalise`` (alone or batched with
+    other files), then ``finish`` turns the outcome into the :class:`AmazonFile`."""
+
+    kind: str
+    result: ParseResult
+    required_header: tuple[str, ...]
+    finish: Callable[[Captured, str, datetime], AmazonFile]
+
+
+def read_amazon(data: bytes, source_file: str) -> AmazonRead:
+    """Structure-only read of one getOrders / getOrderItems response file. Never raises on bad input."""
     try:
         doc, text, encoding = read_json_document(data)
         kind, payload = _classify(doc, text)
         if kind == "orders":
-            return _orders_file(payload, source_file, file_sha256, received_at, encoding)
-        return _items_file(payload, source_file, file_sha256, received_at, encoding)
+            return _orders_file(payload, encoding)
+        return _items_file(payload, encoding)
     except FileProblem as p:
-        result = ParseResult(CHANNEL, "order", raw_frame([]), [p.rejection()], encoding=p.encoding)
-        captured = normalise(result, source_file=source_file, file_sha256=file_sha256, captured_at=received_at)
-        return AmazonFile("invalid", captured, empty(AmazonHeaderModel), empty(AmazonItemsModel), p.encoding, result)
+        enc = p.encoding
+        result = ParseResult(CHANNEL, "order", raw_frame([]), [p.rejection()], encoding=enc)
+
+        def finish(captured: Captured, source_file: str, received_at: datetime) -> AmazonFile:
+            return AmazonFile("invalid", captured, empty(AmazonHeaderModel), empty(AmazonItemsModel), enc, result)
+
+        return AmazonRead("invalid", result, ("order_ref", "order_ts", "currency"), finish)
+
+
+def parse_amazon(data: bytes, source_file: str, file_sha256: str, received_at: datetime) -> AmazonFile:
+    """Read and validate one getOrders / getOrderItems response file. Never raises on bad input."""
+    r = read_amazon(data, source_file)
+    captured = normalise(r.result, source_file=source_file, file_sha256=file_sha256, captured_at=received_at,
+                         required_header=r.required_header)
+    return r.finish(captured, source_file, received_at)
 
 
 def _classify(doc: Any, text: str) -> tuple[str, Any]:
@@ -201,9 +225,7 @@ def _header_fields(o: dict[str, Any], p: str) -> dict[str, str | None]:
     }
 
 
-def _orders_file(
-    records: list[tuple[str, Any]], source_file: str, file_sha256: str, received_at: datetime, encoding: str | None
-) -> AmazonFile:
+def _orders_file(records: list[tuple[str, Any]], encoding: str | None) -> AmazonRead:
     rows: list[dict[str, Any]] = []
     rejected: list[Rejection] = []
     fields: dict[str, dict[str, str | None]] = {}
@@ -221,18 +243,20 @@ def _orders_file(
         rows.append({"record_id": p, "record_kind": "order", "record_location": p, "order_key": p,
                      "location": p, "raw": raw, **h, "sku": "-", "quantity": "1"})
     result = ParseResult(CHANNEL, "order", raw_frame(rows), rejected, encoding=encoding)
-    captured = normalise(result, source_file=source_file, file_sha256=file_sha256, captured_at=received_at,
-                         required_header=("order_ref", "order_ts"))
-    out = []
-    for loc, updated in captured.headers.select("source_location", "source_updated_at").iter_rows():
-        h = fields[loc]
-        header_json = json.dumps({k: h.get(k) for k in HEADER_FIELDS}, ensure_ascii=False, separators=(",", ":"))
-        out.append({"amazon_order_id": h["order_ref"], "last_update": updated, "header_json": header_json,
-                    "source_file": source_file, "source_location": loc, "header_hash": sha256_text(header_json),
-                    "received_at": received_at})
-    headers = conform(pl.DataFrame(out, schema_overrides={"last_update": pl.Datetime("us", "UTC")}), AmazonHeaderModel) \
-        if out else empty(AmazonHeaderModel)
-    return AmazonFile("orders", captured, headers, empty(AmazonItemsModel), encoding, result)
+
+    def finish(captured: Captured, source_file: str, received_at: datetime) -> AmazonFile:
+        out = []
+        for loc, updated in captured.headers.select("source_location", "source_updated_at").iter_rows():
+            h = fields[loc]
+            header_json = json.dumps({k: h.get(k) for k in HEADER_FIELDS}, ensure_ascii=False, separators=(",", ":"))
+            out.append({"amazon_order_id": h["order_ref"], "last_update": updated, "header_json": header_json,
+                        "source_file": source_file, "source_location": loc, "header_hash": sha256_text(header_json),
+                        "received_at": received_at})
+        headers = conform(pl.DataFrame(out, schema_overrides={"last_update": pl.Datetime("us", "UTC")}),
+                          AmazonHeaderModel) if out else empty(AmazonHeaderModel)
+        return AmazonFile("orders", captured, headers, empty(AmazonItemsModel), encoding, result)
+
+    return AmazonRead("orders", result, ("order_ref", "order_ts"), finish)
 
 
 def _item_fields(it: dict[str, Any], p: str) -> tuple[dict[str, str | None], dict[str, str]]:
@@ -257,9 +281,7 @@ def _item_fields(it: dict[str, Any], p: str) -> tuple[dict[str, str | None], dic
     return fields, currencies
 
 
-def _items_file(
-    payload: dict[str, Any], source_file: str, file_sha256: str, received_at: datetime, encoding: str | None
-) -> AmazonFile:
+def _items_file(payload: dict[str, Any], encoding: str | None) -> AmazonRead:
     page_raw = dump_json(payload)
     try:
         order_id = get_text(payload, "AmazonOrderId", "/payload")
@@ -306,25 +328,23 @@ def _items_file(
                          "location": p, "raw": raw, "order_ref": order_id, "order_ts": ORDER_TS_PLACEHOLDER,
                          "currency": currency, **(f or {})})
     result = ParseResult(CHANNEL, "order_item", raw_frame(rows), rejected, encoding=encoding)
-    captured = normalise(result, source_file=source_file, file_sha256=file_sha256, captured_at=received_at,
-                         required_header=("order_ref",))
 
-    items_frame = empty(AmazonItemsModel)
-    if captured.headers.height:  # the page was accepted (exact duplicate copies dropped)
-        dropped = set(captured.quarantine["location"])  # = record_id (the item pointer)
-        kept = [
-            {k: r.get(k) for k in ITEM_FIELDS}
-            for r in rows if r["record_id"] not in dropped
-        ]
-        items_json = json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
-        items_hash = sha256_text(json.dumps({"amazon_order_id": order_id, "items": kept, "has_next_page": has_next},
-                                            ensure_ascii=False, separators=(",", ":"), sort_keys=True))
-        items_frame = conform(pl.DataFrame([{
-            "amazon_order_id": order_id, "items_json": items_json, "item_count": len(kept),
-            "has_next_page": has_next, "source_file": source_file, "source_location": "/payload",
-            "items_hash": items_hash, "received_at": received_at,
-        }]), AmazonItemsModel)
-    return AmazonFile("items", captured, empty(AmazonHeaderModel), items_frame, encoding, result)
+    def finish(captured: Captured, source_file: str, received_at: datetime) -> AmazonFile:
+        items_frame = empty(AmazonItemsModel)
+        if captured.headers.height:  # the page was accepted (exact duplicate copies dropped)
+            dropped = set(captured.quarantine["location"])  # = record_id (the item pointer)
+            kept = [{k: r.get(k) for k in ITEM_FIELDS} for r in rows if r["record_id"] not in dropped]
+            items_json = json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
+            items_hash = sha256_text(json.dumps({"amazon_order_id": order_id, "items": kept, "has_next_page": has_next},
+                                                ensure_ascii=False, separators=(",", ":"), sort_keys=True))
+            items_frame = conform(pl.DataFrame([{
+                "amazon_order_id": order_id, "items_json": items_json, "item_count": len(kept),
+                "has_next_page": has_next, "source_file": source_file, "source_location": "/payload",
+                "items_hash": items_hash, "received_at": received_at,
+            }]), AmazonItemsModel)
+        return AmazonFile("items", captured, empty(AmazonHeaderModel), items_frame, encoding, result)
+
+    return AmazonRead("items", result, ("order_ref",), finish)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -477,20 +497,45 @@ def pair_amazon(headers: pl.DataFrame, items: pl.DataFrame) -> AmazonPairing:
 def capture_pairs(
     pairing: AmazonPairing, *, captured_at: datetime | None = None, skip_pair_keys: set[str] | frozenset[str] = frozenset()
 ) -> list[PairCapture]:
-    """Normalise each complete pair on its own (its own source_file "header file + items file(s)").
-
-    The pair key stands in for the file hash (capture_id and quarantine_id derive from it), so a pair
-    already captured can be skipped by its ``pair_key``.
+    """Normalise the complete pairs (one vectorised ``normalise`` call for all of them), then give each
+    pair its identity: source_file "header file + items file(s)", and its ``pair_key`` in place of the
+    file hash (capture_id and quarantine_id derive from it), so a pair already captured can be skipped.
     """
+    todo = pairing.pairs.filter(~pl.col("pair_key").is_in(sorted(skip_pair_keys)))
+    if todo.height == 0:
+        return []
+    ids = set(todo["amazon_order_id"].to_list())
+    rows = pairing.rows.rows.filter(pl.col("record_id").is_in(sorted(ids)))
+    rejected = [r for r in pairing.rows.rejected if r.record_id in ids]
+    batch = normalise(ParseResult(CHANNEL, "order", rows, rejected), source_file="(amazon pairing)",
+                      file_sha256="0" * 64, captured_at=captured_at)
+    meta = todo.select("amazon_order_id", "pair_key", pl.col("source_file").alias("_pair_file"))
+    new_id = pl.concat_str([pl.col("pair_key").str.slice(0, 16), pl.lit("/"), pl.col("channel_order_ref")])
+    headers = (
+        batch.headers.join(meta, left_on="channel_order_ref", right_on="amazon_order_id", how="left")
+        .with_columns(pl.col("capture_id").alias("_old"), new_id.alias("capture_id"),
+                      pl.col("_pair_file").alias("source_file"))
+    )
+    remap = headers.select("_old", "capture_id")
+    lines = batch.lines.join(remap, left_on="capture_id", right_on="_old", how="left", suffix="_new").with_columns(
+        pl.col("capture_id_new").alias("capture_id")).select(batch.lines.columns)
+    lines = lines.join(headers.select("capture_id", pl.col("channel_order_ref").alias("_oid")), on="capture_id")
+    q = batch.quarantine.join(meta, left_on="order_ref", right_on="amazon_order_id", how="left")
+    q = q.with_columns(
+        pl.col("pair_key").alias("file_sha256"),
+        pl.col("_pair_file").alias("source_file"),
+        sha256_series(pl.concat_str([pl.col("pair_key"), pl.col("order_ref"), pl.col("reason_code")], separator="|"), q)
+        .alias("quarantine_id"),
+    ).select(batch.quarantine.columns)
+    h_by = headers.select(batch.headers.columns).partition_by("channel_order_ref", as_dict=True)
+    l_by = lines.partition_by("_oid", as_dict=True)
+    q_by = q.partition_by("order_ref", as_dict=True)
     out = []
-    rows = pairing.rows.rows
-    by_id = {r.record_id: r for r in pairing.rows.rejected}
-    for order_id, pair_key, source_file in pairing.pairs.select("amazon_order_id", "pair_key", "source_file").iter_rows():
-        if pair_key in skip_pair_keys:
-            continue
-        rej = [by_id[order_id]] if order_id in by_id else []
-        part = ParseResult(CHANNEL, "order", rows.filter(pl.col("record_id") == order_id), rej)
-        cap = normalise(part, source_file=source_file, file_sha256=pair_key, captured_at=captured_at)
+    for order_id, pair_key, source_file in todo.select("amazon_order_id", "pair_key", "source_file").iter_rows():
+        h = h_by.get((order_id,), batch.headers.clear())
+        ln = l_by.get((order_id,), lines.clear()).drop("_oid")
+        qq = q_by.get((order_id,), batch.quarantine.clear())
+        cap = Captured(h, ln, qq, 1, h.height, qq.height, None, {})
         out.append(PairCapture(order_id, pair_key, source_file, cap))
     return out
 
@@ -498,9 +543,11 @@ def capture_pairs(
 __all__ = [
     "AmazonFile",
     "AmazonPairing",
+    "AmazonRead",
     "ITEM_FIELDS",
     "PairCapture",
     "capture_pairs",
     "pair_amazon",
     "parse_amazon",
+    "read_amazon",
 ]

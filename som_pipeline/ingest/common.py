@@ -331,12 +331,35 @@ def normalise(
     ``line_no_given``: the channel states line numbers (CSV, portal); otherwise lines are numbered by
     position within their record and duplicates are detected on the channel's ``line_ref``.
     """
+    return normalise_many([(result, source_file, file_sha256)], captured_at=captured_at,
+                          required_header=required_header, line_no_given=line_no_given)[0]
+
+
+def normalise_many(
+    items: list[tuple[ParseResult, str, str]],
+    *,
+    captured_at: datetime | None = None,
+    required_header: tuple[str, ...] = ("order_ref", "order_ts", "currency"),
+    line_no_given: bool = False,
+) -> list[Captured]:
+    """:func:`normalise` for many files of one channel in ONE vectorised pass: ``items`` are
+    ``(parse result, source_file, file_sha256)``; returns one :class:`Captured` per item, in order,
+    identical to what :func:`normalise` gives for each file alone (a small file costs ~1 ms, not ~30)."""
     captured_at = captured_at or datetime.now(UTC)
-    rows = result.rows
-    if rows.height:
-        rows = rows.with_row_index("_row")
-    else:
-        rows = rows.with_columns(pl.lit(0, dtype=pl.UInt32).alias("_row")).clear()
+    channel = items[0][0].channel if items else "csv"
+    frames = []
+    for i, (res, src, sha) in enumerate(items):
+        frames.append(res.rows.with_columns(
+            pl.lit(i, dtype=pl.Int32).alias("_fi"), pl.lit(src).alias("_src"), pl.lit(sha).alias("_sha")))
+    rows = pl.concat(frames, how="vertical") if frames else raw_frame([]).with_columns(
+        pl.lit(0, dtype=pl.Int32).alias("_fi"), pl.lit("").alias("_src"), pl.lit("").alias("_sha")).clear()
+    # record ids and order keys are unique per file: qualify them with the file index for grouping
+    rows = rows.with_columns(
+        pl.col("record_id").alias("_rid0"),
+        pl.col("order_key").alias("_okey0"),
+        pl.concat_str([pl.col("_fi").cast(pl.String), pl.col("record_id")], separator="\x1d").alias("record_id"),
+        pl.concat_str([pl.col("_fi").cast(pl.String), pl.col("order_key")], separator="\x1d").alias("order_key"),
+    ).with_row_index("_row")
 
     qty, qty_ok = money.parse_int(pl.col("quantity"))
     ln, _ = money.parse_int(pl.col("line_no"))
@@ -455,6 +478,10 @@ def normalise(
     rec = (
         df.group_by("record_id", maintain_order=True)
         .agg(
+            pl.col("_fi").first(),
+            pl.col("_rid0").first(),
+            pl.col("_src").first(),
+            pl.col("_sha").first(),
             pl.col("record_kind").first(),
             pl.col("record_location").first(),
             pl.col("order_key").first(),
@@ -498,53 +525,62 @@ def normalise(
         .alias("message"),
     )
 
+    qcols = {"_fi": pl.Int32, "_rid0": pl.String, "_src": pl.String, "_sha": pl.String, "location": pl.String,
+             "record_kind": pl.String, "order_ref": pl.String, "reason_code": pl.String, "message": pl.String,
+             "raw": pl.String}
     quarantine_parts = [
         rec.filter(pl.col("reason").is_not_null()).select(
-            pl.col("record_id"), pl.col("record_location").alias("location"), "record_kind",
+            "_fi", "_rid0", "_src", "_sha", pl.col("record_location").alias("location"), "record_kind",
             pl.col("order_ref"), pl.col("reason").alias("reason_code"), "message", "raw",
-        )
+        ).cast(qcols)
     ]
-    if result.rejected:
-        quarantine_parts.append(
-            pl.DataFrame(
-                [
-                    {"record_id": r.record_id, "location": r.location, "record_kind": r.record_kind,
-                     "order_ref": r.order_ref, "reason_code": r.reason_code, "message": r.message, "raw": r.raw}
-                    for r in result.rejected
-                ],
-                schema={"record_id": pl.String, "location": pl.String, "record_kind": pl.String,
-                        "order_ref": pl.String, "reason_code": pl.String, "message": pl.String, "raw": pl.String},
-            )
-        )
-    quarantine = pl.concat(quarantine_parts, how="vertical_relaxed")
+    rejections = [
+        {"_fi": i, "_rid0": r.record_id, "_src": src, "_sha": sha, "location": r.location, "record_kind": r.record_kind,
+         "order_ref": r.order_ref, "reason_code": r.reason_code, "message": r.message, "raw": r.raw}
+        for i, (res, src, sha) in enumerate(items) for r in res.rejected
+    ]
+    if rejections:
+        quarantine_parts.append(pl.DataFrame(rejections, schema=qcols))
+    quarantine = pl.concat(quarantine_parts, how="vertical")
     quarantine = quarantine.with_columns(
         sha256_series(
-            pl.concat_str([pl.lit(file_sha256), pl.col("record_id"), pl.col("reason_code")], separator="|"),
-            quarantine,
+            pl.concat_str([pl.col("_sha"), pl.col("_rid0"), pl.col("reason_code")], separator="|"), quarantine,
         ).alias("quarantine_id"),
-        pl.lit(result.channel).alias("channel"),
-        pl.lit(source_file).alias("source_file"),
-        pl.lit(file_sha256).alias("file_sha256"),
+        pl.lit(channel).alias("channel"),
+        pl.col("_src").alias("source_file"),
+        pl.col("_sha").alias("file_sha256"),
         pl.lit(captured_at).cast(pl.Datetime("us", "UTC")).alias("quarantined_at"),
     )
-    quarantine = conform(quarantine, QuarantineModel)
+    q_fi = quarantine["_fi"]
+    quarantine = conform(quarantine, QuarantineModel).with_columns(q_fi)
 
-    good_records = rec.filter(pl.col("reason").is_null()).select("record_id")
-    good = df.join(good_records, on="record_id", how="semi").filter(~pl.col("_exact_copy"))
-    headers, lines = _assemble(good, result.channel, source_file, file_sha256, captured_at)
+    good_records = rec.filter(pl.col("reason").is_null()).select("record_id", "_fi")
+    good = df.join(good_records.select("record_id"), on="record_id", how="semi").filter(~pl.col("_exact_copy"))
+    headers, lines = _assemble(good, channel, captured_at)
 
-    received = result.records_received
-    quarantined = quarantine.height
-    accepted = good_records.height
-    assert received == accepted + quarantined, (received, accepted, quarantined)
-    return Captured(headers, lines, quarantine, received, accepted, quarantined, result.encoding, result.extras)
+    # split per file
+    n = len(items)
+    acc = good_records.group_by("_fi").len()
+    acc = dict(zip(acc["_fi"].to_list(), acc["len"].to_list(), strict=True))
+    hq = headers.partition_by("_fi", as_dict=True, include_key=False)
+    lq = lines.partition_by("_fi", as_dict=True, include_key=False)
+    qq = quarantine.partition_by("_fi", as_dict=True, include_key=False)
+    h0, l0, q0 = headers.drop("_fi").clear(), lines.drop("_fi").clear(), quarantine.drop("_fi").clear()
+    out = []
+    for i in range(n):
+        res = items[i][0]
+        h, ln, q = hq.get((i,), h0), lq.get((i,), l0), qq.get((i,), q0)
+        received, accepted = res.records_received, acc.get(i, 0)
+        assert received == accepted + q.height, (items[i][1], received, accepted, q.height)
+        out.append(Captured(h, ln, q, received, accepted, q.height, res.encoding, res.extras))
+    return out
 
 
-def _assemble(
-    good: pl.DataFrame, channel: str, source_file: str, file_sha256: str, captured_at: datetime
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    capture_id = pl.concat_str([pl.lit(file_sha256[:16]), pl.lit("/"), pl.col("order_key")])
+def _assemble(good: pl.DataFrame, channel: str, captured_at: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Headers and lines of the accepted orders (both keep ``_fi``, the file index)."""
+    capture_id = pl.concat_str([pl.col("_sha").str.slice(0, 16), pl.lit("/"), pl.col("_okey0")])
     lines = good.select(
+        pl.col("_fi"),
         capture_id.alias("capture_id"),
         pl.col("order_key"),
         pl.col("_line_no").alias("line_no"),
@@ -579,6 +615,7 @@ def _assemble(
     )
     first = good.group_by("order_key", maintain_order=True).first()
     headers = first.select(
+        pl.col("_fi"),
         capture_id.alias("capture_id"),
         pl.lit(channel).alias("channel"),
         _txt("order_ref").alias("channel_order_ref"),
@@ -597,7 +634,7 @@ def _assemble(
         _txt("ship_complete").str.to_lowercase().is_in(TRUE_WORDS).fill_null(False).alias("ship_complete"),
         pl.col("_shipping_total").alias("_hdr_shipping"),
         pl.col("_channel_total").alias("channel_total"),
-        pl.lit(source_file).alias("source_file"),
+        pl.col("_src").alias("source_file"),
         pl.col("record_location").alias("source_location"),
         pl.col("_source_updated_at").alias("source_updated_at"),
         pl.lit(captured_at).cast(pl.Datetime("us", "UTC")).alias("captured_at"),
@@ -620,8 +657,8 @@ def _assemble(
     )
     headers = headers.with_columns(sha256_series(header_text, headers).alias("content_hash"))
     # capture_seq is assigned when the observation is written to stage.order_headers
-    headers = conform(headers.with_columns(pl.lit(0).alias("capture_seq")), StagedOrderModel)
-    lines = conform(lines, StagedLineModel)
+    headers = conform(headers.with_columns(pl.lit(0).alias("capture_seq")), StagedOrderModel).with_columns(headers["_fi"])
+    lines = conform(lines, StagedLineModel).with_columns(lines["_fi"])
     return headers, lines
 
 

@@ -28,10 +28,10 @@ import polars as pl
 
 from som_pipeline.config import Settings
 from som_pipeline.hashing import sha256_file
-from som_pipeline.ingest.common import Captured, ParseResult, Rejection, normalise, raw_frame
+from som_pipeline.ingest.common import Captured, ParseResult, Rejection, normalise, normalise_many, raw_frame
 from som_pipeline.ingest.landing import LandedFile, archive_path, list_landing, move_to
 from som_pipeline.schemas import IngestFileModel, IngestRedropModel, conform
-from som_pipeline.warehouse import Warehouse, insert_frame
+from som_pipeline.warehouse import Warehouse, insert_frame, transaction
 
 log = logging.getLogger(__name__)
 
@@ -154,68 +154,142 @@ def sum_captured(parts: list[Captured]) -> Captured:
 # ------------------------------------------------------------------------------------------------
 # Ledger lookups
 # ------------------------------------------------------------------------------------------------
-def ledger_lookup(wh: Warehouse, shas: list[str]) -> dict[str, tuple[str, str | None]]:
+def ledger_lookup(con: duckdb.DuckDBPyConnection, shas: list[str]) -> dict[str, tuple[str, str | None]]:
     if not shas:
         return {}
-    df = wh.read(
+    df = con.execute(
         "SELECT sha256, source_file, archived_to FROM ops.ingest_files WHERE sha256 IN (SELECT unnest(?::VARCHAR[]))",
         [shas],
-    )
+    ).pl()
     return {r["sha256"]: (r["source_file"], r["archived_to"]) for r in df.iter_rows(named=True)}
 
 
 # ------------------------------------------------------------------------------------------------
 # Generic file-channel capture
 # ------------------------------------------------------------------------------------------------
-# (file, its sha256, capture time) -> normalised units (one per file, or one per chunk of a big file)
-Parser = Callable[[LandedFile, str, datetime], Iterable[Captured]]
-# Extra writes in the file's transaction; may return an action to run after the commit.
-TxHook = Callable[[duckdb.DuckDBPyConnection, LandedFile, str, Captured, datetime], Callable[[], None] | None]
+@dataclass
+class Prepared:
+    """A file read into raw rows, waiting for the (batched) normaliser."""
+
+    result: ParseResult
+    required_header: tuple[str, ...] = ("order_ref", "order_ts", "currency")
+    line_no_given: bool = False
+    # after normalising: turn the outcome into what is written (e.g. Amazon keeps the staged halves)
+    finish: Callable[[Captured, str, datetime], Captured] | None = None
+
+
+# Small files: (file, sha256, capture time) -> Prepared (normalised in batches with other files).
+Prepare = Callable[[LandedFile, str, datetime], Prepared]
+# Big files: (file, sha256, capture time) -> normalised units, one per chunk of whole orders.
+Stream = Callable[[LandedFile, str, datetime], Iterable[Captured]]
+# Extra writes in a batch's transaction, given the batch's (file, sha256, captured, time) in arrival
+# order; may return an action to run after the commit.
+TxHook = Callable[[duckdb.DuckDBPyConnection, list[tuple[LandedFile, str, Captured, datetime]]],
+                  Callable[[], None] | None]
+
+BATCH_FILES = 200
+BATCH_ROWS = 200_000
+
+
+@dataclass
+class _Pending:
+    lf: LandedFile
+    sha: str
+    dest: Path
+    at: datetime
+    prepared: Prepared | None = None
+    parts: list[Captured] | None = None
 
 
 def capture_files(
     wh: Warehouse,
     settings: Settings,
     channel: str,
-    parse: Parser,
     *,
+    prepare: Prepare | None = None,
+    stream: Stream | None = None,
     now: datetime | None = None,
     in_transaction: TxHook | None = None,
 ) -> CaptureReport:
-    """Process every ready file of ``channel``'s landing folder, one transaction per file."""
-    report = CaptureReport(channel)
-    for lf in list_landing(settings.landing_dir(channel), channel):
-        at = now or datetime.now(UTC)
-        try:
-            sha = sha256_file(lf.path)
-        except OSError as e:  # vanished or unreadable: leave it, report
-            report.notes.append(f"{lf.name}: cannot read ({e}); left in place")
-            continue
-        dest = archive_path(settings.archive, channel, lf.name, sha, at)
-        seen = ledger_lookup(wh, [sha]).get(sha)
-        if seen is not None:
-            report.files.append(_already_seen(wh, lf, channel, sha, seen, dest, at))
-            continue
+    """Process every ready file of ``channel``'s landing folder.
 
-        try:
-            parts = list(parse(lf, sha, at))
-        except Exception as e:  # noqa: BLE001 - a bad file never stops the good ones
-            parts = [file_failure(channel, lf.name, sha, e, at)]
-        cap = sum_captured(parts)
-        post = None
-        with wh.transaction() as con:
-            for p in parts:
-                write_captured(con, p)
-            if in_transaction:
-                post = in_transaction(con, lf, sha, cap, at)
-            insert_frame(con, "ops.ingest_files", ledger_row(
-                lf.name, channel, sha, lf.size, cap.encoding, RECORD_UNITS[channel], cap.records_received,
-                cap.records_accepted, cap.records_quarantined, cap.orders_accepted, str(dest), at))
-        move_to(lf.path, dest)
-        if post:
-            post()
-        report.files.append(outcome(lf.name, sha, cap))
+    Small files (``prepare``) are normalised together, up to BATCH_FILES files / BATCH_ROWS rows per
+    batch, and each batch commits in one transaction; big files (``stream``) are normalised chunk by
+    chunk and commit alone. The warehouse lock is held for the whole channel (one connection). Files
+    move to the archive only after their transaction committed.
+    """
+    report = CaptureReport(channel)
+    files = list_landing(settings.landing_dir(channel), channel)
+    if not files:
+        return report
+    with wh.connect() as con:
+        batch: list[_Pending] = []
+        rows = 0
+        in_batch: dict[str, str] = {}
+        for lf in files:
+            at = now or datetime.now(UTC)
+            try:
+                sha = sha256_file(lf.path)
+            except OSError as e:  # vanished or unreadable: leave it, report
+                report.notes.append(f"{lf.name}: cannot read ({e}); left in place")
+                continue
+            dest = archive_path(settings.archive, channel, lf.name, sha, at)
+            seen = ledger_lookup(con, [sha]).get(sha)
+            if seen is None and sha in in_batch:  # the same content twice in one batch
+                _flush(con, channel, batch, report, in_transaction)
+                batch, rows, in_batch = [], 0, {}
+                seen = ledger_lookup(con, [sha]).get(sha)
+            if seen is not None:
+                report.files.append(_already_seen(con, lf, channel, sha, seen, dest, at))
+                continue
+            item = _Pending(lf, sha, dest, at)
+            try:
+                if stream is not None:
+                    item.parts = list(stream(lf, sha, at))
+                else:
+                    assert prepare is not None
+                    item.prepared = prepare(lf, sha, at)
+                    rows += item.prepared.result.rows.height
+            except Exception as e:  # noqa: BLE001 - a bad file never stops the good ones
+                item.parts, item.prepared = [file_failure(channel, lf.name, sha, e, at)], None
+            batch.append(item)
+            in_batch[sha] = lf.name
+            if stream is not None or len(batch) >= BATCH_FILES or rows >= BATCH_ROWS:
+                _flush(con, channel, batch, report, in_transaction)
+                batch, rows, in_batch = [], 0, {}
+        _flush(con, channel, batch, report, in_transaction)
     return report
+
+
+def _flush(con: duckdb.DuckDBPyConnection, channel: str, batch: list[_Pending], report: CaptureReport,
+           in_transaction: TxHook | None) -> None:
+    if not batch:
+        return
+    # normalise the prepared files together, one call per set of normaliser options
+    groups: dict[tuple, list[_Pending]] = {}
+    for it in batch:
+        if it.prepared is not None:
+            groups.setdefault((it.prepared.required_header, it.prepared.line_no_given), []).append(it)
+    for (required, line_no_given), items in groups.items():
+        caps = normalise_many([(it.prepared.result, it.lf.name, it.sha) for it in items], captured_at=items[0].at,
+                              required_header=required, line_no_given=line_no_given)
+        for it, cap in zip(items, caps, strict=True):
+            it.parts = [it.prepared.finish(cap, it.lf.name, it.at) if it.prepared.finish else cap]
+    done = [(it.lf, it.sha, sum_captured(it.parts), it.at) for it in batch]
+    post = None
+    with transaction(con):  # one transaction, a few bulk inserts, for the whole batch
+        write_captured(con, sum_captured([p for it in batch for p in it.parts]))
+        if in_transaction:
+            post = in_transaction(con, done)
+        insert_frame(con, "ops.ingest_files", pl.concat([
+            ledger_row(lf.name, channel, sha, lf.size, cap.encoding, RECORD_UNITS[channel], cap.records_received,
+                       cap.records_accepted, cap.records_quarantined, cap.orders_accepted, str(it.dest), at)
+            for it, (lf, sha, cap, at) in zip(batch, done, strict=True)]))
+    for it, (_lf, sha, cap, _at) in zip(batch, done, strict=True):
+        move_to(it.lf.path, it.dest)
+        report.files.append(outcome(it.lf.name, sha, cap))
+    if post:
+        post()
 
 
 def outcome(name: str, sha: str, cap: Captured) -> FileOutcome:
@@ -224,13 +298,13 @@ def outcome(name: str, sha: str, cap: Captured) -> FileOutcome:
                        cap.records_quarantined, cap.orders_accepted, reasons)
 
 
-def _already_seen(wh: Warehouse, lf: LandedFile, channel: str, sha: str, seen: tuple[str, str | None],
-                  dest: Path, at: datetime) -> FileOutcome:
+def _already_seen(con: duckdb.DuckDBPyConnection, lf: LandedFile, channel: str, sha: str,
+                  seen: tuple[str, str | None], dest: Path, at: datetime) -> FileOutcome:
     first_name, archived_to = seen
     if archived_to and first_name == lf.name and not Path(archived_to).exists():
         move_to(lf.path, Path(archived_to))  # committed last time, the archive step was interrupted
         return FileOutcome(lf.name, sha, "healed")
-    with wh.transaction() as con:
+    with transaction(con):
         insert_frame(con, "ops.ingest_redrops", conform(pl.DataFrame([{
             "source_file": lf.name, "channel": channel, "sha256": sha, "first_source_file": first_name,
             "seen_at": at}]), IngestRedropModel))

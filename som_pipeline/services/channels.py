@@ -23,6 +23,7 @@ from som_pipeline.schemas import (
 from som_pipeline.services.capture import (
     CaptureReport,
     FileOutcome,
+    Prepared,
     capture_files,
     ledger_row,
     outcome,
@@ -33,48 +34,44 @@ from som_pipeline.warehouse import Warehouse, insert_frame, read_table, replace_
 
 
 # ------------------------------------------------------------------------------------------------
-# Shopify
+# Shopify, EDI (X12 850) + 997 acknowledgments
 # ------------------------------------------------------------------------------------------------
-def _shopify(lf: LandedFile, sha: str, at: datetime) -> Iterator[Captured]:
+def _shopify(lf: LandedFile, sha: str, at: datetime) -> Prepared:
     from som_pipeline.ingest.shopify import parse_shopify
 
-    yield normalise(parse_shopify(lf.path.read_bytes(), lf.name), source_file=lf.name, file_sha256=sha, captured_at=at)
+    return Prepared(parse_shopify(lf.path.read_bytes(), lf.name))
 
 
-# ------------------------------------------------------------------------------------------------
-# EDI (X12 850) + 997 acknowledgments
-# ------------------------------------------------------------------------------------------------
-def _edi(lf: LandedFile, sha: str, at: datetime) -> Iterator[Captured]:
+def _edi(lf: LandedFile, sha: str, at: datetime) -> Prepared:
     from som_pipeline.ingest.x12 import parse_x12
 
-    yield normalise(parse_x12(lf.path.read_bytes(), lf.name), source_file=lf.name, file_sha256=sha, captured_at=at)
+    return Prepared(parse_x12(lf.path.read_bytes(), lf.name))
 
 
 def _edi_acks(settings: Settings) -> Callable:
     from som_pipeline.ingest.x12 import accepted_set_ids, ack_file_name, build_997
 
-    def hook(con: duckdb.DuckDBPyConnection, lf: LandedFile, sha: str, cap: Captured, at: datetime):
-        interchanges = cap.extras.get("interchanges") or []
-        if not interchanges:
-            return None
-        accepted = accepted_set_ids(cap)
-        last = con.execute("SELECT coalesce(max(ack_control), 0) FROM ops.edi_acks").fetchone()[0]
+    def hook(con: duckdb.DuckDBPyConnection, done: list[tuple[LandedFile, str, Captured, datetime]]):
+        last = int(con.execute("SELECT coalesce(max(ack_control), 0) FROM ops.edi_acks").fetchone()[0])
         writes, rows = [], []
-        for n, ic in enumerate(interchanges, start=1):
-            ctrl = int(last) + n
-            text = build_997(ic, accepted, ctrl, at)
-            icn = ic.get("isa_control_number")
-            dest = settings.outbound / "edi" / f"{ctrl:09d}_{ack_file_name(lf.name, str(icn or ctrl))}"
-            writes.append((dest, text))
-            sets = [s for g in ic.get("groups", []) for s in g.get("sets", [])]
-            rows.append({
-                "source_file": lf.name, "file_sha256": sha, "interchange_control": icn,
-                "sender_id": (ic.get("sender_id") or "").strip() or None, "ack_file": str(dest),
-                "ack_control": ctrl, "sets_received": len(sets),
-                "sets_accepted": sum(1 for s in sets if s.get("record_id") in accepted),
-                "created_at": at,
-            })
-        insert_frame(con, "ops.edi_acks", conform(pl.DataFrame(rows), EdiAckModel))
+        for lf, sha, cap, at in done:
+            accepted = accepted_set_ids(cap)
+            for ic in cap.extras.get("interchanges") or []:
+                last += 1
+                text = build_997(ic, accepted, last, at)
+                icn = ic.get("isa_control_number")
+                dest = settings.outbound / "edi" / f"{last:09d}_{ack_file_name(lf.name, str(icn or last))}"
+                writes.append((dest, text))
+                sets = [s for g in ic.get("groups", []) for s in g.get("sets", [])]
+                rows.append({
+                    "source_file": lf.name, "file_sha256": sha, "interchange_control": icn,
+                    "sender_id": (ic.get("sender_id") or "").strip() or None, "ack_file": str(dest),
+                    "ack_control": last, "sets_received": len(sets),
+                    "sets_accepted": sum(1 for s in sets if s.get("record_id") in accepted),
+                    "created_at": at,
+                })
+        if rows:
+            insert_frame(con, "ops.edi_acks", conform(pl.DataFrame(rows), EdiAckModel))
 
         def write() -> None:
             for dest, text in writes:
@@ -93,13 +90,13 @@ def _edi_acks(settings: Settings) -> Callable:
 # ------------------------------------------------------------------------------------------------
 def _csv(settings: Settings) -> Callable[[LandedFile, str, datetime], Iterator[Captured]]:
     def parse(lf: LandedFile, sha: str, at: datetime) -> Iterator[Captured]:
-        from som_pipeline.ingest.csv_template import iter_csv_chunks
+        from som_pipeline.ingest.csv_template import NORMALISE_OPTIONS, iter_csv_chunks
 
         work = settings.tmp / f"csv-{sha[:12]}"
         work.mkdir(parents=True, exist_ok=True)
         try:
             for chunk in iter_csv_chunks(lf.path, lf.name, work):
-                yield normalise(chunk, source_file=lf.name, file_sha256=sha, captured_at=at, line_no_given=True)
+                yield normalise(chunk, source_file=lf.name, file_sha256=sha, captured_at=at, **NORMALISE_OPTIONS)
         finally:
             import shutil
 
@@ -112,27 +109,30 @@ def _csv(settings: Settings) -> Callable[[LandedFile, str, datetime], Iterator[C
 # Amazon: stage the halves, then pair
 # ------------------------------------------------------------------------------------------------
 def capture_amazon(wh: Warehouse, settings: Settings, now: datetime | None = None) -> CaptureReport:
-    from som_pipeline.ingest.amazon import capture_pairs, pair_amazon, parse_amazon
+    from som_pipeline.ingest.amazon import capture_pairs, pair_amazon, read_amazon
 
-    staged: dict[str, object] = {}
+    def prepare(lf: LandedFile, sha: str, at: datetime) -> Prepared:
+        read = read_amazon(lf.path.read_bytes(), lf.name)
 
-    def parse(lf: LandedFile, sha: str, at: datetime) -> Iterator[Captured]:
-        af = parse_amazon(lf.path.read_bytes(), lf.name, sha, at)
-        staged[sha] = af
-        # the file's own Captured carries the counts and quarantine; its headers/lines are validation
-        # by-products (placeholders) and must not be staged as orders
-        c = af.captured
-        yield Captured(c.headers.clear(), c.lines.clear(), c.quarantine, c.records_received, c.records_accepted,
-                       c.records_quarantined, af.encoding, c.extras)
+        def finish(cap: Captured, name: str, received_at: datetime) -> Captured:
+            af = read.finish(cap, name, received_at)
+            # the file's Captured carries the counts and quarantine; its headers/lines are validation
+            # by-products (placeholder lines and dates) and are never staged as orders
+            c = af.captured
+            return Captured(c.headers.clear(), c.lines.clear(), c.quarantine, c.records_received,
+                            c.records_accepted, c.records_quarantined, af.encoding,
+                            {**c.extras, "amazon_file": af}, )
 
-    def stage_halves(con: duckdb.DuckDBPyConnection, lf: LandedFile, sha: str, cap: Captured, at: datetime):
-        af = staged.pop(sha, None)
-        if af is not None:
-            insert_frame(con, "stage.amazon_headers", af.headers)
-            insert_frame(con, "stage.amazon_items", af.items)
+        return Prepared(read.result, required_header=read.required_header, finish=finish)
+
+    def stage_halves(con: duckdb.DuckDBPyConnection, done: list[tuple[LandedFile, str, Captured, datetime]]):
+        files = [cap.extras["amazon_file"] for _lf, _sha, cap, _at in done if "amazon_file" in cap.extras]
+        if files:
+            insert_frame(con, "stage.amazon_headers", pl.concat([af.headers for af in files]))
+            insert_frame(con, "stage.amazon_items", pl.concat([af.items for af in files]))
         return None
 
-    report = capture_files(wh, settings, "amazon", parse, now=now, in_transaction=stage_halves)
+    report = capture_files(wh, settings, "amazon", prepare=prepare, now=now, in_transaction=stage_halves)
 
     # pairing: every staged header x items, skipping pairs already captured
     at = now or datetime.now(UTC)
@@ -203,11 +203,11 @@ def capture_channel(channel: str, wh: Warehouse, settings: Settings, b2b_url: st
                     now: datetime | None = None) -> CaptureReport:
     """Capture everything waiting for ``channel``."""
     if channel == "shopify":
-        return capture_files(wh, settings, "shopify", _shopify, now=now)
+        return capture_files(wh, settings, "shopify", prepare=_shopify, now=now)
     if channel == "edi":
-        return capture_files(wh, settings, "edi", _edi, now=now, in_transaction=_edi_acks(settings))
+        return capture_files(wh, settings, "edi", prepare=_edi, now=now, in_transaction=_edi_acks(settings))
     if channel == "csv":
-        return capture_files(wh, settings, "csv", _csv(settings), now=now)
+        return capture_files(wh, settings, "csv", stream=_csv(settings), now=now)
     if channel == "amazon":
         return capture_amazon(wh, settings, now)
     if channel == "b2b_portal":
