@@ -17,7 +17,8 @@ REASONS: dict[str, str] = {
     "X12_SYNTAX": "X12 structure is broken: bad ISA header, unknown separators, a missing segment terminator, a segment outside an envelope.",
     "X12_SEGMENT_COUNT": "SE01 (number of segments in the transaction set) does not match the segments received.",
     "X12_CONTROL_NUMBER": "An envelope trailer's control number does not match its header (SE02/ST02, GE02/GS06, IEA02/ISA13).",
-    "X12_ENVELOPE_COUNT": "GE01 or IEA01 (number of sets or groups) does not match what was received.",
+    "X12_ENVELOPE_COUNT": "GE01 or IEA01 (number of sets or groups) does not match what was received. An envelope "
+    "problem: reported in the 997 and ops.edi_acks.envelope_errors; the sound sets inside are kept.",
     "X12_UNSUPPORTED_SET": "A transaction set other than 850 (purchase order): acknowledged as not supported, not ingested.",
     # --- CSV / Parquet template ------------------------------------------------------------
     "CSV_MISSING_COLUMN": "The file header lacks a required template column.",

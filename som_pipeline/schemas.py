@@ -257,6 +257,11 @@ class EdiAckModel(_Strict):
     ack_control: int = _f("Our ISA13 of the 997.", ge=1)
     sets_received: int = _f("Transaction sets received in the interchange.", ge=0)
     sets_accepted: int = _f("Transaction sets accepted.", ge=0)
+    envelope_errors: str = _f(
+        "Envelope problems (ISA/IEA, GS/GE counts and control numbers: X12_ENVELOPE_COUNT, X12_CONTROL_NUMBER, "
+        "X12_SYNTAX), reported in the 997 (TA1/AK9 codes); sound sets inside are still kept. Null: none.",
+        nullable=True,
+    )
     created_at: TsUTC = _f("When the 997 was written.")
 
 

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from som_pipeline.ingest.common import LINE_FIELDS, ParseResult, Rejection, decode_text, normalise, raw_frame
+from som_pipeline.ingest.common import (
+    LINE_FIELDS,
+    ParseResult,
+    Rejection,
+    decode_text,
+    normalise,
+    normalise_many,
+    raw_frame,
+)
 from som_pipeline.reasons import REASONS
 from tests.helpers import capture, order_rows
+
+AT = datetime(2026, 10, 2, tzinfo=UTC)
 
 
 def reasons(cap) -> dict[str, str]:
@@ -151,3 +162,20 @@ def test_conservation_holds_for_any_rows(rows):
     assert cap.lines.height <= len(rows)
     assert set(LINE_FIELDS) >= {"sku"}
     assert pl.Series(cap.headers["capture_id"]).n_unique() == cap.headers.height
+
+
+def test_normalise_many_equals_one_file_at_a_time():
+    files = [
+        (order_rows("A", [{"sku": "S1", "quantity": 1, "unit_price": "1"}, {"sku": "S2", "quantity": 0, "unit_price": "1"}]), "1"),
+        (order_rows("A", [{"sku": "S1", "quantity": 2, "unit_price": "1.5"}]), "2"),  # same record ids, other file
+        ([], "3"),
+        (order_rows("B", [{"sku": "S1", "quantity": 1, "unit_price": "x"}]), "4"),
+    ]
+    items = [(ParseResult("csv", "row", raw_frame(rows)), f"f{n}.csv", n * 64) for rows, n in files]
+    many = normalise_many(items, captured_at=AT, line_no_given=True)
+    for (pr, name, sha), got in zip(items, many, strict=True):
+        one = normalise(pr, source_file=name, file_sha256=sha, captured_at=AT, line_no_given=True)
+        assert got.headers.equals(one.headers) and got.lines.equals(one.lines)
+        assert got.quarantine.sort("quarantine_id").equals(one.quarantine.sort("quarantine_id"))
+        assert (got.records_received, got.records_accepted, got.records_quarantined) == (
+            one.records_received, one.records_accepted, one.records_quarantined)

@@ -63,12 +63,14 @@ def _edi_acks(settings: Settings) -> Callable:
                 dest = settings.outbound / "edi" / f"{last:09d}_{ack_file_name(lf.name, str(icn or last))}"
                 writes.append((dest, text))
                 sets = [s for g in ic.get("groups", []) for s in g.get("sets", [])]
+                errs = [e for e in ic.get("errors", [])] + [e for g in ic.get("groups", []) for e in g.get("errors", [])]
+                envelope = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errs) or None
                 rows.append({
                     "source_file": lf.name, "file_sha256": sha, "interchange_control": icn,
                     "sender_id": (ic.get("sender_id") or "").strip() or None, "ack_file": str(dest),
                     "ack_control": last, "sets_received": len(sets),
                     "sets_accepted": sum(1 for s in sets if s.get("record_id") in accepted),
-                    "created_at": at,
+                    "envelope_errors": envelope, "created_at": at,
                 })
         if rows:
             insert_frame(con, "ops.edi_acks", conform(pl.DataFrame(rows), EdiAckModel))
