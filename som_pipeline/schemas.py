@@ -537,6 +537,12 @@ def empty(model: type[pa.DataFrameModel]) -> pl.DataFrame:
     return pl.DataFrame(schema=polars_schema(model))
 
 
+def from_rows(model: type[pa.DataFrameModel], rows: list[dict]) -> pl.DataFrame:
+    """A frame of the model's columns and dtypes from dicts (missing keys -> null; no type guessing)."""
+    schema = polars_schema(model)
+    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema, orient="row")
+
+
 def conform(df: pl.DataFrame, model: type[pa.DataFrameModel]) -> pl.DataFrame:
     """Select the model's columns in order, casting to the model's dtypes (missing nullable -> null)."""
     schema = polars_schema(model)

@@ -30,7 +30,7 @@ from som_pipeline.config import Settings
 from som_pipeline.hashing import sha256_file
 from som_pipeline.ingest.common import Captured, ParseResult, Rejection, normalise, normalise_many, raw_frame
 from som_pipeline.ingest.landing import LandedFile, archive_path, list_landing, move_to
-from som_pipeline.schemas import IngestFileModel, IngestRedropModel, conform
+from som_pipeline.schemas import IngestFileModel, IngestRedropModel, from_rows
 from som_pipeline.warehouse import Warehouse, insert_frame, transaction
 
 log = logging.getLogger(__name__)
@@ -120,12 +120,12 @@ def write_quarantine(con: duckdb.DuckDBPyConnection, q: pl.DataFrame) -> int:
 def ledger_row(lf_name: str, channel: str, sha: str, size: int, encoding: str | None, unit: str,
                received: int, accepted: int, quarantined: int, orders: int, archived_to: str | None,
                at: datetime) -> pl.DataFrame:
-    return conform(pl.DataFrame([{
+    return from_rows(IngestFileModel, [{
         "source_file": lf_name, "channel": channel, "sha256": sha, "size_bytes": size, "encoding": encoding,
         "record_unit": unit, "records_received": received, "records_accepted": accepted,
         "records_quarantined": quarantined, "orders_accepted": orders, "archived_to": archived_to,
         "processed_at": at,
-    }]), IngestFileModel)
+    }])
 
 
 def file_failure(channel: str, name: str, sha: str, exc: BaseException, at: datetime) -> Captured:
@@ -305,8 +305,8 @@ def _already_seen(con: duckdb.DuckDBPyConnection, lf: LandedFile, channel: str, 
         move_to(lf.path, Path(archived_to))  # committed last time, the archive step was interrupted
         return FileOutcome(lf.name, sha, "healed")
     with transaction(con):
-        insert_frame(con, "ops.ingest_redrops", conform(pl.DataFrame([{
+        insert_frame(con, "ops.ingest_redrops", from_rows(IngestRedropModel, [{
             "source_file": lf.name, "channel": channel, "sha256": sha, "first_source_file": first_name,
-            "seen_at": at}]), IngestRedropModel))
+            "seen_at": at}]))
     move_to(lf.path, dest.with_name(f"{dest.name}.redrop-{at.strftime('%Y%m%dT%H%M%S%f')}"))
     return FileOutcome(lf.name, sha, "redrop")

@@ -19,6 +19,7 @@ from som_pipeline.schemas import (
     B2BWatermarkModel,
     EdiAckModel,
     conform,
+    from_rows,
 )
 from som_pipeline.services.capture import (
     CaptureReport,
@@ -73,7 +74,7 @@ def _edi_acks(settings: Settings) -> Callable:
                     "envelope_errors": envelope, "created_at": at,
                 })
         if rows:
-            insert_frame(con, "ops.edi_acks", conform(pl.DataFrame(rows), EdiAckModel))
+            insert_frame(con, "ops.edi_acks", from_rows(EdiAckModel, rows))
 
         def write() -> None:
             for dest, text in writes:
@@ -147,7 +148,7 @@ def capture_amazon(wh: Warehouse, settings: Settings, now: datetime | None = Non
             rows.append({"amazon_order_id": pc.amazon_order_id, "pair_key": pc.pair_key, "source_file": pc.source_file,
                          "outcome": "captured" if pc.captured.headers.height else "quarantined", "paired_at": at})
         if rows:
-            insert_frame(con, "stage.amazon_pairs", conform(pl.DataFrame(rows), AmazonPairModel))
+            insert_frame(con, "stage.amazon_pairs", from_rows(AmazonPairModel, rows))
         replace_table(con, "ops.amazon_pending", conform(pairing.pending, AmazonPendingModel))
     report.notes.append(f"amazon: {len(rows)} order(s) paired this run, {pairing.pending.height} waiting")
     return report
@@ -190,9 +191,9 @@ def capture_b2b(wh: Warehouse, settings: Settings, url: str, now: datetime | Non
                         name, "b2b_portal", batch.content_sha256, 0, None, "order_line", cap.records_received,
                         cap.records_accepted, cap.records_quarantined, cap.orders_accepted, None, at))
                 con.execute("DELETE FROM ops.b2b_watermark WHERE source = ?", [ident])
-                insert_frame(con, "ops.b2b_watermark", conform(pl.DataFrame([{
+                insert_frame(con, "ops.b2b_watermark", from_rows(B2BWatermarkModel, [{
                     "source": ident, "watermark_ts": batch.watermark.ts, "watermark_id": str(batch.watermark.order_id),
-                    "rows_read": batch.lines_read, "updated_at": at}]), B2BWatermarkModel))
+                    "rows_read": batch.lines_read, "updated_at": at}]))
             report.files.append(outcome(name, batch.content_sha256, cap) if not known
                                 else FileOutcome(name, batch.content_sha256, "redrop"))
     finally:
