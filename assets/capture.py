@@ -48,7 +48,9 @@ def _capture_asset(channel: str) -> dg.AssetsDefinition:
         wh = warehouse.warehouse()
         report = capture_channel(channel, wh, settings, b2b_portal.url or settings.b2b_db_url)
         for note in report.notes:
-            context.log.warning(note)
+            context.log.info(note)
+        for warning in report.warnings:
+            context.log.warning(warning)
         meta = report.as_metadata()
         yield dg.MaterializeResult(
             metadata={

@@ -83,14 +83,18 @@ def _execute(job_name: str, tags: dict[str, str] | None = None, multiprocess: bo
     In-process by default (one process: no per-step interpreter start-up, ~5x faster on small runs);
     ``multiprocess=True`` uses the multiprocess executor, as runs launched from the UI do.
     """
+    import warnings
+
     import dagster as dg
 
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
     instance = dg.DagsterInstance.get()
     recon = dg.build_reconstructable_job("som_pipeline.definitions", "get_job", reconstructable_args=(job_name,))
     execution = {"multiprocess": {"max_concurrent": 2}} if multiprocess else {"in_process": {}}
     t0 = time.perf_counter()
-    with dg.execute_job(recon, instance=instance, tags=tags or {},
-                        run_config={"execution": {"config": execution}}) as result:
+    # the console shows warnings and errors only; every event is recorded in the instance (`make dev`)
+    run_config = {"execution": {"config": execution}, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    with dg.execute_job(recon, instance=instance, tags=tags or {}, run_config=run_config) as result:
         took = time.perf_counter() - t0
         if not result.success:
             failed = [e.step_key for e in result.all_events if e.is_step_failure]

@@ -55,7 +55,8 @@ class FileOutcome:
 class CaptureReport:
     channel: str
     files: list[FileOutcome] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # informational
+    warnings: list[str] = field(default_factory=list)  # something a person should look at
 
     def total(self, attr: str) -> int:
         return sum(getattr(f, attr) for f in self.files)
@@ -231,7 +232,7 @@ def capture_files(
             try:
                 sha = sha256_file(lf.path)
             except OSError as e:  # vanished or unreadable: leave it, report
-                report.notes.append(f"{lf.name}: cannot read ({e}); left in place")
+                report.warnings.append(f"{lf.name}: cannot read ({e}); left in place")
                 continue
             dest = archive_path(settings.archive, channel, lf.name, sha, at)
             seen = ledger_lookup(con, [sha]).get(sha)
