@@ -39,11 +39,61 @@ REASONS: dict[str, str] = {
     "INCONSISTENT_HEADER": "Rows of one order disagree on an order-level field (customer, date, currency, ship-to...).",
     "ORDER_INCOMPLETE": "Another record of the same order was rejected: orders are captured whole or not at all.",
     "NO_LINES": "The order has no lines.",
+    # --- manual decisions ($SOM_HOME/landing/approvals) -------------------------------------
+    "UNKNOWN_ORDER": "A manual decision names an order that does not exist.",
+    "HOLD_NOT_OPEN": "A manual decision names an order (or hold) that is not on hold: already approved, rejected, released or cancelled.",
+    "BAD_DECISION": "A manual decision is not 'approve' or 'reject', or names an unknown hold code.",
     # --- reference data --------------------------------------------------------------------
     "REF_BAD_VALUE": "A reference-data value cannot be read as its column's type.",
     "REF_CHECK_FAILED": "A reference-data row breaks a rule of its model (range, allowed values...).",
     "REF_DUPLICATE_KEY": "Two reference rows share a key; all copies are rejected.",
 }
+
+
+# Reason codes of the validation stage (code -> description): the ones a validation result row can
+# carry. Their severity (reject | hold | warn) is configuration (som_pipeline/validation/defaults.toml).
+VALIDATION_REASONS: dict[str, str] = {
+    # customer
+    "UNKNOWN_CUSTOMER": "The order's customer is unknown: customer_id is null (the channel reference did not "
+    "resolve through ref.customer_aliases) or not in ref.customers.",
+    "CUSTOMER_INACTIVE": "The customer exists but is not active (may not order).",
+    # credit
+    "CREDIT_LIMIT": "Exposure (open receivables + approved-but-unbilled + earlier orders of this evaluation + "
+    "this order) exceeds the customer's credit limit.",
+    "CREDIT_OVERDUE": "The customer has an invoice overdue beyond its terms plus the grace period.",
+    "CREDIT_UNCHECKED": "Credit exposure could not be computed: the order currency differs from the customer's "
+    "(no FX table yet) or the order value is unknown (unpriced lines without a price-list row).",
+    # price
+    "PRICE_MISMATCH": "Unit price differs from the customer's tier price list (valid on the order date, quantity "
+    "break applied) beyond tolerance, or no price-list row exists for tier/sku/currency on the date.",
+    "PRICED_FROM_LIST": "The line has no unit price (the channel left pricing to us): the tier list price applies.",
+    "DISCOUNT_NOT_APPROVED": "Line discount above the tier's approved maximum and not explained by a valid promotion.",
+    # promo
+    "PROMO_UNKNOWN": "The promo code is not in ref.promotions.",
+    "PROMO_EXPIRED": "The order date is after the promotion's last valid day.",
+    "PROMO_NOT_YET_VALID": "The order date is before the promotion's first valid day.",
+    "PROMO_INELIGIBLE": "The customer's tier or the order's channel is not eligible, or no line's SKU/category is.",
+    "PROMO_EXHAUSTED": "The promotion's usage cap is reached (earlier runs + earlier orders of this evaluation).",
+    # quantity
+    "QTY_ANOMALY": "Line quantity (or order value) far above the customer's robust baseline (median/MAD).",
+    "NEW_CUSTOMER_REVIEW": "A customer's first order with a value above the new-customer threshold.",
+    # compliance
+    "EMBARGO": "The destination country is embargoed.",
+    "RESTRICTED_ITEM": "An item may not ship to the destination country, or is hazmat on an air ship method.",
+    "ADDRESS_INVALID": "The ship-to address cannot be shipped to: country not ISO 3166-1 alpha-2, postal code not "
+    "matching the country's format, or street line / city missing.",
+    "UNKNOWN_SKU": "The SKU is not in the catalog (ref.products) or is inactive.",
+    # inventory (decided before approval)
+    "BACKORDER": "No stock available for the line: the whole quantity is backordered.",
+    "SPLIT_SHIPMENT": "Part of the line is reserved now, the rest is backordered (ships in two shipments).",
+    "SUBSTITUTED": "The shortfall is reserved from a catalog substitute the customer accepts.",
+    "WAIT_SHIP_COMPLETE": "A ship-complete order with a short line: it keeps what it reserved and waits, never split.",
+    # generic
+    "NOT_EVALUATED": "The rule could not run for this order (customer unknown); the blocking reason is reported "
+    "by the customer rule.",
+}
+
+APPROVAL_CODES = frozenset({"UNKNOWN_ORDER", "HOLD_NOT_OPEN", "BAD_DECISION"})
 
 
 def describe(code: str) -> str:
