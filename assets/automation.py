@@ -18,13 +18,14 @@ import dagster as dg
 
 from assets.capture import CAPTURE_KEYS
 from assets.core import CORE_KEYS, daily_sales
+from assets.validation import KEYS as VALIDATION_KEYS
 from resources import WarehouseResource
 from som_pipeline.config import FILE_CHANNELS, Settings
 from som_pipeline.ingest.landing import list_landing
 
 UNPARTITIONED = dg.AssetSelection.all() - dg.AssetSelection.assets(daily_sales)
 INGEST = (
-    dg.AssetSelection.groups("reference", "capture")
+    dg.AssetSelection.groups("reference", "capture", "validation")
     | dg.AssetSelection.assets(*CORE_KEYS.values())
     | dg.AssetSelection.assets(["analytics", "views"])
 )
@@ -32,7 +33,7 @@ INGEST = (
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=INGEST,
-    description="Reference data + every channel's capture + canonical orders + analyst views.",
+    description="Reference data + every channel's capture + canonical orders + validation + analyst views.",
 )
 full_job = dg.define_asset_job(
     "full_job",
@@ -63,7 +64,7 @@ daily_sales_schedule = dg.build_schedule_from_partitioned_job(
 def landing_snapshot(settings: Settings) -> dict[str, str]:
     """``channel/name`` -> ``size:mtime_ns`` of every ready landing file."""
     snap = {}
-    for ch in FILE_CHANNELS:
+    for ch in (*FILE_CHANNELS, "approvals"):
         for f in list_landing(settings.landing_dir(ch), ch):
             snap[f"{ch}/{f.name}"] = f"{f.size}:{f.mtime_ns}"
     return snap
@@ -78,7 +79,8 @@ def new_files(previous: dict[str, str], current: dict[str, str]) -> dict[str, st
     job=ingest_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts ingest_job when files land in $SOM_HOME/landing/<channel>/ (each file once).",
+    description="Starts ingest_job when files land in $SOM_HOME/landing/<channel>/ or manual decisions in "
+    "landing/approvals/ (each file once).",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
     previous = json.loads(context.cursor) if context.cursor else {}
@@ -88,7 +90,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
         return dg.SensorResult(skip_reason="no new files", cursor=json.dumps(current, sort_keys=True))
     identity = hashlib.sha256(json.dumps(fresh, sort_keys=True).encode()).hexdigest()[:32]
     channels = sorted({k.split("/", 1)[0] for k in fresh})
-    selection = [CAPTURE_KEYS[ch] for ch in channels] + list(CORE_KEYS.values()) + [dg.AssetKey(["analytics", "views"])]
+    selection = ([CAPTURE_KEYS[ch] for ch in channels if ch in CAPTURE_KEYS] + list(CORE_KEYS.values())
+                 + list(VALIDATION_KEYS.values()) + [dg.AssetKey(["analytics", "views"])])
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(

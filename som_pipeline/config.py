@@ -8,6 +8,7 @@
 | ``SOM_DUCKDB_LOCK_TIMEOUT`` | ``900`` | seconds a writer waits for the warehouse lock before failing |
 | ``SOM_DUCKDB_MEMORY_LIMIT`` | ``2GB`` | DuckDB memory limit for the warehouse and the CSV reader |
 | ``SOM_B2B_COMMIT_LAG_S`` | ``60`` | portal rows stamped less than this long ago wait for the next run (late commits) |
+| ``SOM_VALIDATION_CONFIG`` | ``$SOM_HOME/validation.toml`` if present | validation thresholds and policies (TOML, merged over ``som_pipeline/validation/defaults.toml``) |
 | ``DAGSTER_HOME`` | ``$SOM_HOME/dagster_home`` | Dagster instance (set by the CLI when absent) |
 
 No secrets live in code: a database password belongs in the URL in the environment (or a Dagster EnvVar).
@@ -53,6 +54,20 @@ class Settings:
         return self.landing / channel
 
     @property
+    def approvals(self) -> Path:
+        """Manual decisions land here (see som_pipeline.approvals)."""
+        return self.landing / "approvals"
+
+    @property
+    def validation_config(self) -> Path | None:
+        """``SOM_VALIDATION_CONFIG``, else ``$SOM_HOME/validation.toml`` when it exists, else the defaults."""
+        env = os.environ.get("SOM_VALIDATION_CONFIG")
+        if env:
+            return Path(env)
+        p = self.home / "validation.toml"
+        return p if p.exists() else None
+
+    @property
     def archive(self) -> Path:
         return self.home / "archive"
 
@@ -89,3 +104,4 @@ class Settings:
             d.mkdir(parents=True, exist_ok=True)
         for ch in FILE_CHANNELS:
             self.landing_dir(ch).mkdir(parents=True, exist_ok=True)
+        self.approvals.mkdir(parents=True, exist_ok=True)

@@ -198,7 +198,7 @@ class DailySalesModel(_Strict):
 # ================================================================================================
 # Validation & approvals
 # ================================================================================================
-STATUSES = ["APPROVED", "ON_HOLD", "REJECTED", "CANCELLED"]
+STATUSES = ["APPROVED", "ON_HOLD", "REJECTED", "CANCELLED", "HISTORICAL"]
 VALIDATION_RULES = ["customer", "compliance", "price", "promo", "quantity", "credit", "inventory"]
 RESERVATION_DECISIONS = ["RESERVE", "SPLIT", "BACKORDER", "SUBSTITUTE", "WAIT_SHIP_COMPLETE"]
 
@@ -247,7 +247,8 @@ class OrderStatusModel(_Strict):
 
     order_id: str = _f("Order.", unique=True)
     version: int = _f("Order version the status is about.", ge=1)
-    status: str = _f("APPROVED | ON_HOLD | REJECTED | CANCELLED.", isin=STATUSES)
+    status: str = _f("APPROVED | ON_HOLD | REJECTED | CANCELLED | HISTORICAL (placed before the validation "
+                     "start, workflow.history_before: processed elsewhere).", isin=STATUSES)
     since: TsUTC = _f("When the order entered this status.")
     reasons: str = _f("Reason codes behind the status ('|'-separated); empty when approved by the checks.")
     actor: str = _f("'system' or the approver who decided.")

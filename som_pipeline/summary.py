@@ -44,6 +44,18 @@ def render_summary(s: Settings) -> str:
         ).pl()
         out.append("ingest by channel (received = accepted + quarantined):")
         out.append(text_table(h, 20) if h.height else "  nothing ingested yet")
+        st = con.execute("SELECT status, count(*) AS orders FROM core.order_status GROUP BY 1 ORDER BY 2 DESC").pl()
+        if st.height:
+            out += ["", "order status after validation:", text_table(st, 10)]
+            hb = con.execute(
+                "SELECT reason_code, count(*) AS orders, min(since) AS oldest_since FROM core.order_holds "
+                "GROUP BY 1 ORDER BY 2 DESC, 1").pl()
+            out += ["", f"open holds by reason ({hb['orders'].sum() if hb.height else 0} in all):",
+                    text_table(hb, 40) if hb.height else "  none"]
+            rs = con.execute(
+                "SELECT decision, count(*) AS lines, sum(quantity_reserved) AS units_reserved, "
+                "sum(quantity_backordered) AS units_backordered FROM core.reservations GROUP BY 1 ORDER BY 1").pl()
+            out += ["", "stock decisions (reservations):", text_table(rs, 10)]
         views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
         if "v_orders" in views:
             out += ["", "example analyst query:", f"  som query \"{EXAMPLE_QUERY}\""]

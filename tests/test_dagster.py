@@ -68,6 +68,8 @@ def test_landing_sensor_requests_each_file_once(settings: Settings):
 
 
 SELECTION_CAPTURE = ["stage/shopify", "stage/amazon", "stage/edi", "stage/csv", "stage/b2b_portal"]
+VALIDATION = ["core/order_status", "core/order_holds", "core/validation_results", "core/order_events",
+              "core/reservations", "core/manual_decisions"]
 
 
 def _materialize(settings: Settings, selection: list[str], **kw) -> dg.ExecuteInProcessResult:
@@ -88,7 +90,8 @@ def samples_landed(settings: Settings) -> Settings:
 def test_materialize_samples_into_core(samples_landed: Settings, wh: Warehouse):
     s = samples_landed
     res = _materialize(s, SELECTION_CAPTURE + ["core/orders", "core/order_lines", "core/order_versions",
-                                               "core/order_line_versions", "core/probable_duplicates", "analytics/views"])
+                                               "core/order_line_versions", "core/probable_duplicates"]
+                       + VALIDATION + ["analytics/views"])
     assert res.success
     checks = res.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
@@ -104,6 +107,10 @@ def test_materialize_samples_into_core(samples_landed: Settings, wh: Warehouse):
     assert str(by_id["AMZ-902-1845936-5435065"]["order_total"]) == "11.01"
     edi = orders.filter(orders["channel"] == "edi")
     assert edi.height >= 5  # every sample 850 set except the damaged one
+    # validation: with no reference data loaded, every sample order is held (unknown customer / SKU), none lost
+    st = wh.read("SELECT status, count(*) AS n FROM core.order_status GROUP BY 1")
+    assert st["n"].sum() == orders.height and set(st["status"]) <= {"ON_HOLD", "CANCELLED"}
+    assert wh.read("SELECT count(*) AS n FROM core.order_holds WHERE reason_code = 'UNKNOWN_CUSTOMER'")["n"][0] > 0
     pending = wh.read("SELECT amazon_order_id, waiting_for FROM ops.amazon_pending ORDER BY 1")
     assert pending.height == 3
 

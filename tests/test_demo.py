@@ -246,7 +246,8 @@ def test_x12_interchanges_are_well_formed(demo: tuple[Path, dict[str, Any]]) -> 
             elif s[0] == "SE":
                 assert int(s[1]) == i - start + 1 and s[2] == ctrl
             elif s[0] == "PO1":
-                assert s[6] == "VN" and Decimal(s[4]) > 0 and int(s[2]) > 0
+                # an empty PO104 is the "edi_unpriced_line" scenario (priced from the list later)
+                assert s[6] == "VN" and (s[4] == "" or Decimal(s[4]) > 0) and int(s[2]) > 0
     assert ("*", "~", ">", True) in separators and ("|", "^", ":", False) in separators
     assert m["injected"]["X12_UNSUPPORTED_SET"][0]["file"].startswith("INV_")
 
@@ -299,6 +300,8 @@ def test_every_landing_file_through_the_parsers(demo: tuple[Path, dict[str, Any]
         if not p.is_file():
             continue
         channel, data = p.parent.name, p.read_bytes()
+        if channel == "approvals":  # manual decisions: applied by validation (tests/test_workflow.py)
+            continue
         sha = hashlib.sha256(data).hexdigest()
         if channel == "shopify":
             take(channel, normalise(shopify.parse_shopify(data, p.name), source_file=p.name, file_sha256=sha,

@@ -23,9 +23,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from som_pipeline.demo.calibrate import calibrate
 from som_pipeline.demo.orders import Order, simulate
 from som_pipeline.demo.problems import Injector
 from som_pipeline.demo.reference import build_reference, write_reference
+from som_pipeline.demo.workflow import HISTORY_DAYS_OPEN, write_validation_setup
 from som_pipeline.demo.writer import (
     Landing,
     build_amazon,
@@ -102,6 +104,8 @@ def generate_demo(
     for o in sim.orders + appearances:
         by_channel[o.channel].append(o)
 
+    calibration = calibrate(ref, sim.orders, end_date, HISTORY_DAYS_OPEN, seed)
+
     landing = Landing()
     shop_days = sorted({o.day for o in by_channel["shopify"]})
     bom_day = shop_days[len(shop_days) // 3] if shop_days else None
@@ -120,6 +124,13 @@ def generate_demo(
 
     manifest = _manifest(home, seed, start, end_date, days, scale, ref, ref_counts, sim.orders, appearances,
                          scenarios, injector, landing, portal_counts, by_channel)
+    manifest["validation"] = {**write_validation_setup(home, end_date, scenarios), "calibration": calibration}
+    decisions = home / "landing" / manifest["validation"]["decisions_file"]
+    manifest["sha256"][f"landing/{manifest['validation']['decisions_file']}"] = hashlib.sha256(
+        decisions.read_bytes()).hexdigest()
+    manifest["sha256"] = dict(sorted(manifest["sha256"].items()))
+    manifest["files"]["approvals"] = 1
+    manifest["files_total"] += 1
     manifest["accepted_encodings"] = {
         "utf-8-sig": [f"shopify/orders_{bom_day:%Y%m%d}.json"] if bom_day else [],
         "cp1252": sorted(f"csv/{name}" for (ch, name), f in landing.files.items()
@@ -152,11 +163,11 @@ def _more_of_line_one(header: dict[str, Any], lines: list[dict[str, Any]]) -> No
 
 
 def _clean(home: Path) -> None:
-    for sub in ("reference", *(f"landing/{c}" for c in CHANNELS if c != "b2b_portal")):
+    for sub in ("reference", "landing/approvals", *(f"landing/{c}" for c in CHANNELS if c != "b2b_portal")):
         p = home / sub
         if p.exists():
             shutil.rmtree(p)
-    for f in (PORTAL_DB, MANIFEST_NAME):
+    for f in (PORTAL_DB, MANIFEST_NAME, "validation.toml"):
         if (home / f).exists():
             (home / f).unlink()
     home.mkdir(parents=True, exist_ok=True)

@@ -199,7 +199,8 @@ def shopify_order(o: Order, ref: Reference) -> dict[str, Any]:
         "customer_locale": "en-US" if o.ship_to.country == "US" else "en",
         "discount_codes": ([{"code": o.promo, "amount": money_text(discounts),
                              "type": {"percent": "percentage", "fixed_amount": "fixed_amount",
-                                      "free_shipping": "shipping"}[promo["kind"]]}] if promo else []),
+                                      "free_shipping": "shipping"}[promo["kind"]] if promo else "fixed_amount"}]
+                           if o.promo else []),
         "email": email,
         "estimated_taxes": False,
         "financial_status": o.financial_status,
@@ -394,8 +395,10 @@ def x12_850(o: Order, partner: dict[str, Any], st_ctrl: str) -> list[list[str]]:
         segs.append(["N3", c(a.line1)] + ([c(a.line2)] if a.line2 else []))
     segs.append(["N4", c(a.city), a.region or "", a.postal, a.country])
     qty_total = 0
+    unpriced = set(o.extra.get("unpriced_lines", ()))
     for i, ln in enumerate(o.lines, 1):
-        segs.append(["PO1", str(i), str(ln.qty), ln.uom, dec_text(ln.unit_price), "PE", "VN", ln.sku,
+        price = "" if i in unpriced else dec_text(ln.unit_price)
+        segs.append(["PO1", str(i), str(ln.qty), ln.uom, price, "PE" if price else "", "VN", ln.sku,
                      "BP", f"{partner['code'][:2]}{_h('bp', partner['code'], ln.sku) % 1_000_000:06d}"])
         segs.append(["PID", "F", "", "", "", c(ln.description)])
         qty_total += ln.qty

@@ -292,6 +292,8 @@ class Simulator:
             o = Order(channel, self.ids.portal_ref(), c.customer_id, ts, c.currency, site, c.ship_method, lines,
                       po=self.ids.customer_po(c) if rng.random() < 0.9 else None)
         o.ship_complete = c.ship_complete
+        if "EXPRESS" in o.ship_method and any(ref.products[ln.sku].hazmat for ln in o.lines):
+            o.ship_method = o.ship_method.replace("EXPRESS", "GROUND")  # shippers do not fly dangerous goods
         self.price_order(o, c)
         return o
 
@@ -562,6 +564,13 @@ def add_scenarios(sim: Simulator) -> list[dict[str, Any]]:
     record(o, "ship_complete_short", f"ship_complete order for 40 x {short}; only {ref.total_on_hand(short)} on hand",
            sku=short)
 
+    # 13b. partial stock, no substitutes, may split: ships what is there, backorders the rest (portal)
+    sp = _customer(sim, "b2b_portal", lambda c: c.country == "US" and not c.ship_complete and not c.allow_substitutes
+                   and c not in (dc, hc, mc, nc, oc, sc3))
+    o = sim.make_order("b2b_portal", sp, _near_end(sim, 3), items=[(short, 12)])
+    record(o, "partial_stock_split", f"12 x {short}; only {ref.total_on_hand(short)} on hand: split shipment",
+           sku=short)
+
     # 14. out of stock everywhere, with a substitute (CSV, customer accepts substitutes)
     oos = ref.special["oos_everywhere"][0]
     subc = _customer(sim, "csv", lambda c: c.allow_substitutes and c not in (wc, ec, ic))
@@ -619,6 +628,40 @@ def add_scenarios(sim: Simulator) -> list[dict[str, Any]]:
     ch = ina.channels[0] if ina.channels[0] != "edi" else "b2b_portal"
     o = sim.make_order(ch, ina, _near_end(sim, 2))
     record(o, "inactive_customer", f"{ina.customer_id} is inactive")
+
+    # 22. an unknown promo code (Shopify; typed by the buyer, no discount applied)
+    uc = _customer(sim, "shopify", lambda c: c.country == "US" and c not in (sc, sc2))
+    o = sim.make_order("shopify", uc, _near_end(sim, 3))
+    sim.price_order(o, uc, promo=None)
+    o.promo = "BLACKFRIDAY70"
+    record(o, "unknown_promo", "uses BLACKFRIDAY70, which is not in ref.promotions", promo_code="BLACKFRIDAY70")
+
+    # 23. a promo the customer's tier is not eligible for (CSV: GOLD10 by a standard customer)
+    pc = _customer(sim, "csv", lambda c: c.tier == "standard" and c.currency == "USD" and c not in (wc, ec, ic, sc4))
+    o = sim.make_order("csv", pc, _near_end(sim, 5))
+    sim.price_order(o, pc, promo="GOLD10")
+    record(o, "ineligible_promo", f"{pc.customer_id} is {pc.tier}; GOLD10 is for gold and platinum",
+           promo_code="GOLD10")
+
+    # 24. a guest buyer the alias table does not know (Shopify)
+    gc = _customer(sim, "shopify", lambda c: c.country == "US" and c not in (sc, sc2, uc))
+    o = sim.make_order("shopify", gc, _near_end(sim, 2))
+    sim.price_order(o, gc, promo=None)
+    o.customer_id = None
+    o.extra["email"] = "first.time.buyer@mailbox.example"
+    record(o, "unknown_customer", "a guest checkout: the buyer is not in ref.customer_aliases")
+
+    # 25. an EDI purchase order line without a price: priced from the list (PRICED_FROM_LIST, a warning)
+    eu = _customer(sim, "edi", lambda c: c.currency == "USD")
+    o = sim.make_order("edi", eu, _near_end(sim, 3))
+    o.extra["unpriced_lines"] = [1]
+    record(o, "edi_unpriced_line", "PO1 line 1 carries no unit price: the tier price list prices it")
+
+    # 26. an order in a currency other than the customer's (CSV: credit cannot be checked without FX)
+    fx = _customer(sim, "csv", lambda c: c.currency == "USD" and c not in (wc, ec, ic, sc4, pc))
+    o = sim.make_order("csv", fx, _near_end(sim, 4))
+    o.currency = "EUR"
+    record(o, "foreign_currency_order", f"{fx.customer_id} is billed in USD; this order is in EUR")
     return out
 
 

@@ -727,7 +727,7 @@ def build_reference(seed: int, start: date, end: date) -> Reference:
     carriers = []
     crng = r("carriers")
     for carrier in ("UPS", "FEDEX", "DHL"):
-        for service, mode, otr, cap in (("GROUND", "ground", 0.95, 1500), ("EXPRESS", "ground", 0.965, 600),
+        for service, mode, otr, cap in (("GROUND", "ground", 0.95, 1500), ("EXPRESS", "air", 0.965, 600),
                                         ("AIR", "air", 0.975, 300)):
             carriers.append({"carrier_id": carrier, "service": service, "mode": mode,
                              "on_time_rate": round(otr - crng.random() * 0.04, 3),

@@ -16,6 +16,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
@@ -102,6 +103,9 @@ class ValidationConfig:
     postal_code_patterns: Mapping[str, str]
     # [inventory]
     hold_reservation_hours: int
+    # [workflow]
+    history_before: date | None
+    as_of: date | None
     # [severity]
     severity: Mapping[str, str]
 
@@ -149,6 +153,8 @@ _KEYS: dict[tuple[str, str], tuple[str, str]] = {
     ("compliance", "extra_valid_countries"): ("valid_countries", "upper_set"),
     ("compliance", "postal_code_patterns"): ("postal_code_patterns", "regex_map"),
     ("inventory", "hold_reservation_hours"): ("hold_reservation_hours", "pos_int"),
+    ("workflow", "history_before"): ("history_before", "optional_date"),
+    ("workflow", "as_of"): ("as_of", "optional_date"),
 }
 _MAP_KEYS = {("new_customer", "threshold_by_currency"), ("compliance", "postal_code_patterns")}
 
@@ -229,6 +235,15 @@ def _convert(kind: str, value: Any, where: str) -> Any:
             _compile(v, f"{where}.{k}")
             out[k.upper()] = v
         return MappingProxyType(out)
+    if kind == "optional_date":
+        if value in ("", None):
+            return None
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            raise bad(f"{value!r} is not a date (YYYY-MM-DD) or \"\"") from None
     raise AssertionError(kind)
 
 

@@ -1,0 +1,116 @@
+"""Validation service: decision files + warehouse state -> the workflow -> warehouse (one transaction)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import polars as pl
+
+from som_pipeline.approvals import DECISION_SCHEMA, REJECT_SCHEMA, read_decisions
+from som_pipeline.config import Settings
+from som_pipeline.hashing import sha256_file, sha256_series
+from som_pipeline.ingest.landing import archive_path, list_landing, move_to
+from som_pipeline.schemas import QuarantineModel, conform
+from som_pipeline.services.capture import ledger_lookup, ledger_row, write_quarantine
+from som_pipeline.validation import ValidationConfig, load_config
+from som_pipeline.warehouse import Warehouse, insert_frame, read_table, replace_table, transaction
+from som_pipeline.workflow import Outcome, Reference, State, run_workflow
+
+REF_TABLES = ("customers", "products", "price_lists", "promotions", "inventory", "open_items")
+
+
+@dataclass
+class ValidationReport:
+    outcome: Outcome
+    decision_files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_metadata(self) -> dict:
+        o = self.outcome
+        return {
+            "orders_evaluated": o.evaluated.height,
+            "status": dict(o.status.group_by("status").len().sort("status").rows()),
+            "open_holds_by_reason": dict(o.holds.group_by("reason_code").len().sort("reason_code").rows()),
+            "events_written": o.events.height,
+            "decisions_applied": o.decisions.height,
+            "decisions_quarantined": o.decision_rejects.height,
+            "decision_files": len(self.decision_files),
+        }
+
+
+def config_for(settings: Settings) -> ValidationConfig:
+    return load_config(settings.validation_config)
+
+
+def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = None,
+                   cfg: ValidationConfig | None = None) -> ValidationReport:
+    now = now or datetime.now(UTC)
+    cfg = cfg or config_for(settings)
+    files = list_landing(settings.approvals, "approvals")
+    with wh.connect() as con:
+        # decision files not seen before (the ledger decides; a re-drop is archived, not applied twice)
+        reads, redrops = [], []
+        for lf in files:
+            sha = sha256_file(lf.path)
+            if ledger_lookup(con, [sha]):
+                redrops.append(lf)
+                continue
+            reads.append((lf, sha, read_decisions(lf.path.read_bytes(), lf.name, sha, now)))
+        new = pl.concat([r.decisions for _, _, r in reads]) if reads else pl.DataFrame(schema=DECISION_SCHEMA)
+
+        orders = read_table(con, "core.orders")
+        lines = read_table(con, "core.order_lines")
+        ref = Reference(*(read_table(con, f"ref.{t}") for t in REF_TABLES))
+        state = State(read_table(con, "core.order_status"), read_table(con, "core.order_holds"),
+                      read_table(con, "core.reservations"), read_table(con, "core.manual_decisions"))
+        out = run_workflow(orders, lines, state, new, ref, cfg, now)
+
+        # quarantine: unreadable rows/files + decisions that do not apply
+        q = _decision_quarantine(reads, out, now)
+        with transaction(con):
+            replace_table(con, "core.order_status", out.status)
+            replace_table(con, "core.order_holds", out.holds)
+            replace_table(con, "core.reservations", out.reservations)
+            ids = out.evaluated["order_id"].to_list()
+            con.execute("DELETE FROM core.validation_results WHERE order_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
+            insert_frame(con, "core.validation_results", out.results)
+            insert_frame(con, "core.order_events", out.events)
+            insert_frame(con, "core.manual_decisions", out.decisions)
+            write_quarantine(con, q)
+            for lf, sha, r in reads:
+                nq = q.filter(pl.col("file_sha256") == sha).height
+                insert_frame(con, "ops.ingest_files", ledger_row(
+                    lf.name, "approvals", sha, lf.size, "utf-8", "decision", r.received, r.received - nq, nq,
+                    out.decisions.filter(pl.col("source_file") == lf.name).height,
+                    str(archive_path(settings.archive, "approvals", lf.name, sha, now)), now))
+    for lf, sha, _ in reads:
+        move_to(lf.path, archive_path(settings.archive, "approvals", lf.name, sha, now))
+    for lf in redrops:
+        sha = sha256_file(lf.path)
+        move_to(lf.path, archive_path(settings.archive, "approvals", lf.name, sha, now).with_suffix(".redrop"))
+    return ValidationReport(out, [lf.name for lf, _, _ in reads],
+                            [f"{lf.name}: identical content already applied; archived" for lf in redrops])
+
+
+def _decision_quarantine(reads: list, out: Outcome, now: datetime) -> pl.DataFrame:
+    parts = []
+    for lf, sha, r in reads:
+        if r.rejected.height:
+            parts.append(r.rejected.with_columns(pl.lit(lf.name).alias("source_file"), pl.lit(sha).alias("file_sha256")))
+    sha_of = {lf.name: sha for lf, sha, _ in reads}
+    if out.decision_rejects.height:
+        parts.append(out.decision_rejects.select(
+            "location", "order_ref", "reason_code", "message", "raw", "source_file",
+            pl.col("source_file").replace_strict(sha_of, default=None).alias("file_sha256")))
+    if not parts:
+        return conform(pl.DataFrame(), QuarantineModel).clear()
+    q = pl.concat([p.cast({**REJECT_SCHEMA, "source_file": pl.String, "file_sha256": pl.String}) for p in parts])
+    q = q.with_columns(
+        sha256_series(pl.concat_str([pl.col("file_sha256"), pl.col("location"), pl.col("reason_code")], separator="|"), q)
+        .alias("quarantine_id"),
+        pl.lit("approvals").alias("channel"),
+        pl.lit("decision").alias("record_kind"),
+        pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("quarantined_at"),
+    )
+    return conform(q, QuarantineModel)

@@ -1,0 +1,470 @@
+"""Validation & approvals workflow: from the checks' findings to a status per order, holds, reservations,
+manual decisions and an append-only event history. Pure: frames in, frames out (the service does I/O).
+
+Each run:
+
+1. **Who is evaluated.** New orders (no status yet), orders ON_HOLD (so a hold releases itself when its
+   cause is gone: payment received, limit raised, stock arrived...), and orders whose version changed.
+   APPROVED and REJECTED orders of an unchanged version keep their status: this stage never takes back an
+   approval the warehouse may already act on. Orders cancelled at the channel become CANCELLED and release
+   their reservations and holds.
+2. **Checks** (:mod:`som_pipeline.validation`) on the evaluated orders, in the documented priority (order
+   time, then customer tier). Context from the orders not re-evaluated: their reservations are fixed stock
+   (``fixed_reserved``), their approved-but-unbilled totals count in credit exposure (``committed``), their
+   valid promo uses count against usage caps (``prior_usage``). The whole order history is the anomaly
+   baseline.
+3. **Manual decisions** apply to the current version of an order: an approval releases the holds it names
+   (or every hold open at that moment: the codes are recorded), a rejection rejects. A decision on an
+   unknown order, on an order not on hold, or naming a hold that is not open is quarantined with a reason.
+4. **Status**: any reject-severity failure → REJECTED; else any hold-severity failure not waived → ON_HOLD;
+   else APPROVED.
+5. **Stock** is reserved (before approval, so split / backorder / substitution is decided up front) for the
+   evaluated orders that are not rejected — except orders held longer than ``hold_reservation_hours``:
+   their reservation lapses (the stock goes back to the pool) until they are released.
+6. **Events**: a row whenever an order's status or its set of open holds changes, saying why and who.
+   A run that changes nothing writes nothing: re-running is idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import polars as pl
+
+from som_pipeline.hashing import sha256_series
+from som_pipeline.schemas import (
+    ManualDecisionModel,
+    OrderEventModel,
+    OrderHoldModel,
+    OrderStatusModel,
+    ReservationModel,
+    ValidationResultModel,
+    conform,
+    empty,
+)
+from som_pipeline.validation import (
+    ValidationConfig,
+    check_compliance,
+    check_credit,
+    check_customer,
+    check_price,
+    check_promo,
+    check_quantity_anomaly,
+    estimate_order_totals,
+    order_priority,
+    reserve_inventory,
+)
+
+TS = pl.Datetime("us", "UTC")
+
+
+@dataclass
+class Reference:
+    customers: pl.DataFrame
+    products: pl.DataFrame
+    price_lists: pl.DataFrame
+    promotions: pl.DataFrame
+    inventory: pl.DataFrame
+    open_items: pl.DataFrame
+
+
+@dataclass
+class State:
+    """What the previous runs left (the workflow's own tables)."""
+
+    status: pl.DataFrame
+    holds: pl.DataFrame
+    reservations: pl.DataFrame
+    decisions: pl.DataFrame
+
+    @classmethod
+    def empty(cls) -> State:
+        return cls(empty(OrderStatusModel), empty(OrderHoldModel), empty(ReservationModel), empty(ManualDecisionModel))
+
+
+@dataclass
+class Outcome:
+    status: pl.DataFrame  # full core.order_status
+    holds: pl.DataFrame  # full core.order_holds
+    reservations: pl.DataFrame  # full core.reservations
+    results: pl.DataFrame  # core.validation_results rows of the evaluated orders
+    evaluated: pl.DataFrame  # [order_id] evaluated (their previous results are replaced)
+    events: pl.DataFrame  # new core.order_events rows
+    decisions: pl.DataFrame  # new core.manual_decisions rows (applied)
+    decision_rejects: pl.DataFrame  # [decision_id, location, source_file, order_ref, reason_code, message, raw]
+
+
+def _ts(now: datetime) -> pl.Expr:
+    return pl.lit(now).cast(TS)
+
+
+def run_workflow(
+    orders: pl.DataFrame,
+    lines: pl.DataFrame,
+    state: State,
+    new_decisions: pl.DataFrame,
+    ref: Reference,
+    cfg: ValidationConfig,
+    now: datetime,
+) -> Outcome:
+    """One validation run. ``new_decisions``: well-formed rows read from decision files
+    (:data:`som_pipeline.approvals.DECISION_SCHEMA`)."""
+    as_of: date = cfg.as_of or now.date()
+    live = orders.select("order_id", "version", "order_date", "cancelled_at", "customer_id", "order_total",
+                         "payment_status", "promo_code")
+    prev = state.status.select(
+        "order_id", pl.col("version").alias("prev_version"), pl.col("status").alias("prev_status"),
+        pl.col("since").alias("prev_since"), pl.col("reservation_expires_at").alias("prev_expires"),
+        pl.col("actor").alias("prev_actor"))
+    o = live.join(prev, on="order_id", how="left")
+    cancelled = o.filter(pl.col("cancelled_at").is_not_null())
+    is_history = (pl.col("order_date") < cfg.history_before) if cfg.history_before else pl.lit(False)
+    historical = o.filter(pl.col("cancelled_at").is_null() & is_history)
+    active = o.filter(pl.col("cancelled_at").is_null() & ~is_history)
+    evaluate = active.filter(
+        pl.col("prev_status").is_null() | (pl.col("prev_status") == "ON_HOLD")
+        | (pl.col("prev_version") != pl.col("version"))
+    )
+    kept = active.join(evaluate.select("order_id"), on="order_id", how="anti")
+    ev_ids = evaluate.select("order_id")
+    ev_orders = orders.join(ev_ids, on="order_id", how="semi")
+    ev_lines = lines.join(ev_ids, on="order_id", how="semi")
+
+    # --- context from the orders that keep their status ----------------------------------------------
+    kept_approved = kept.filter(pl.col("prev_status") == "APPROVED").select("order_id")
+    fixed_res = state.reservations.join(kept_approved, on="order_id", how="semi")
+    fixed_reserved = fixed_res.group_by("sku").agg(pl.col("quantity_reserved").sum().alias("quantity"))
+    prepaid = pl.col("payment_status").is_in(list(cfg.prepaid_payment_statuses))
+    committed = (
+        orders.join(kept_approved, on="order_id", how="semi").filter(~prepaid.fill_null(False))
+        .group_by("customer_id").agg(pl.col("order_total").sum().fill_null(0).alias("amount"))
+        .filter(pl.col("customer_id").is_not_null())
+    )
+    prior_usage = (
+        orders.join(kept_approved, on="order_id", how="semi").filter(pl.col("promo_code").is_not_null())
+        .group_by(pl.col("promo_code").str.to_uppercase().alias("code")).agg(pl.len().cast(pl.Int64).alias("used"))
+    )
+
+    # --- checks ---------------------------------------------------------------------------------
+    prio = order_priority(ev_orders, ref.customers, cfg)
+    parts = [
+        check_customer(ev_orders, ref.customers, cfg),
+        check_compliance(ev_orders, ev_lines, ref.products, cfg),
+        check_price(ev_orders, ev_lines, ref.customers, ref.price_lists, ref.promotions, cfg, products=ref.products),
+        check_promo(ev_orders, ev_lines, ref.customers, ref.products, ref.promotions, prior_usage, cfg, priority=prio),
+        check_quantity_anomaly(ev_orders, ev_lines, orders, lines, cfg),
+        check_credit(ev_orders, ref.customers, ref.open_items, committed, as_of, cfg, priority=prio,
+                     order_values=estimate_order_totals(ev_orders, ev_lines, ref.customers, ref.price_lists)),
+    ]
+    results = pl.concat(parts, how="vertical_relaxed")
+    severity = pl.col("reason_code").replace_strict(dict(cfg.severity), default="hold")
+
+    # --- manual decisions -------------------------------------------------------------------------
+    fails = results.filter(pl.col("outcome") == "fail").with_columns(severity.alias("severity"))
+    open_before = fails.filter(pl.col("severity") == "hold").select("order_id", "reason_code").unique()
+    decisions, decision_rejects = _apply_decisions(new_decisions, orders, state, open_before, cfg)
+    current_version = orders.select("order_id", "version")
+    old_decisions = state.decisions.join(current_version, on=["order_id", "version"], how="semi")
+    all_decisions = pl.concat([old_decisions, decisions], how="vertical_relaxed")
+    waivers_old, rejects_old = _decision_effects(old_decisions)
+    waivers, manual_reject = _decision_effects(all_decisions)
+
+    # --- preliminary status, then stock -------------------------------------------------------------
+    def statuses(res: pl.DataFrame, waivers: pl.DataFrame, manual_reject: pl.DataFrame) -> pl.DataFrame:
+        f = res.filter(pl.col("outcome") == "fail").with_columns(severity.alias("severity")).join(
+            waivers.select("order_id", "reason_code", "waived_by"), on=["order_id", "reason_code"], how="left")
+        agg = f.group_by("order_id").agg(
+            pl.col("reason_code").filter(pl.col("severity") == "reject").unique().sort().alias("reject_codes"),
+            pl.col("reason_code").filter((pl.col("severity") == "hold") & pl.col("waived_by").is_null())
+            .unique().sort().alias("hold_codes"),
+        )
+        st = ev_ids.join(agg, on="order_id", how="left").join(
+            manual_reject.select("order_id", pl.col("approver").alias("rejected_by")), on="order_id", how="left")
+        st = st.with_columns(pl.col("reject_codes").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+                             pl.col("hold_codes").fill_null(pl.lit([], dtype=pl.List(pl.String))))
+        return st.with_columns(
+            pl.when(pl.col("rejected_by").is_not_null() | (pl.col("reject_codes").list.len() > 0)).then(pl.lit("REJECTED"))
+            .when(pl.col("hold_codes").list.len() > 0).then(pl.lit("ON_HOLD"))
+            .otherwise(pl.lit("APPROVED")).alias("status")
+        )
+
+    pre = statuses(results, waivers, manual_reject).join(evaluate.select("order_id", "prev_status", "prev_expires"),
+                                                          on="order_id")
+    lapsed = (pl.col("status") == "ON_HOLD") & (pl.col("prev_status") == "ON_HOLD") & \
+        pl.col("prev_expires").is_not_null() & (pl.col("prev_expires") <= _ts(now))
+    reserving = pre.filter((pl.col("status") != "REJECTED") & ~lapsed.fill_null(False)).select("order_id")
+    # approved orders waiting for stock (backordered units) compete for what is free, in priority order,
+    # with the evaluated orders; what they already reserved stays theirs
+    waiting = fixed_res.filter(pl.col("quantity_backordered") > 0)
+    bo_lines = (
+        waiting.group_by("order_id", "line_no").agg(pl.col("requested_sku").first().alias("sku"),
+                                                    pl.col("quantity_backordered").sum().alias("quantity"))
+        .join(lines.drop("sku", "quantity"), on=["order_id", "line_no"], how="inner")
+    )
+    bo_orders = orders.join(bo_lines.select("order_id").unique(), on="order_id", how="semi")
+    res_orders = pl.concat([ev_orders.join(reserving, on="order_id", how="semi"), bo_orders])
+    res_lines = pl.concat([ev_lines.join(reserving, on="order_id", how="semi"), bo_lines.select(lines.columns)])
+    res_all, inv_all = reserve_inventory(res_orders, res_lines, ref.customers, ref.products, ref.inventory,
+                                         fixed_reserved, cfg, priority=order_priority(res_orders, ref.customers, cfg))
+    topped = bo_orders.select("order_id")
+    res_new = res_all.join(topped, on="order_id", how="anti")
+    fixed_res = _top_up(fixed_res, res_all.join(topped, on="order_id", how="semi"))
+    inv_results = inv_all.join(topped, on="order_id", how="anti")
+    results = pl.concat([results, inv_results], how="vertical_relaxed")
+    final = statuses(results, waivers, manual_reject).join(
+        evaluate.select("order_id", "version", "prev_status", "prev_since"), on="order_id")
+    # what the checks alone (with the decisions of earlier runs) say: the first step of this run's history
+    by_system = statuses(results, waivers_old, rejects_old)
+
+    # --- holds ---------------------------------------------------------------------------------
+    f = results.filter(pl.col("outcome") == "fail").with_columns(severity.alias("severity"))
+    hold_rows = (
+        final.select("order_id", "version", pl.col("hold_codes").alias("reason_code"), "status")
+        .filter(pl.col("status") == "ON_HOLD").explode("reason_code")
+        .join(f.group_by("order_id", "reason_code").agg(
+            pl.col("message").first().alias("message"),
+            pl.len().alias("_n"),
+            pl.concat_str([pl.lit("["), pl.col("evidence").str.join(","), pl.lit("]")]).alias("evidence"),
+        ), on=["order_id", "reason_code"], how="left")
+        .with_columns(pl.when(pl.col("_n") > 1).then(pl.format("{} (+{} more)", pl.col("message"), pl.col("_n") - 1))
+                      .otherwise(pl.col("message")).alias("message"))
+        .join(state.holds.select("order_id", "version", "reason_code", pl.col("since").alias("_since")),
+              on=["order_id", "version", "reason_code"], how="left")
+        .with_columns(pl.coalesce(pl.col("_since"), _ts(now)).alias("since"))
+    )
+    holds = conform(hold_rows, OrderHoldModel)
+    all_holds = pl.concat([state.holds.join(kept.select("order_id"), on="order_id", how="semi"), holds])
+
+    # --- status rows -------------------------------------------------------------------------------
+    hold_since = holds.group_by("order_id").agg(pl.col("since").min().alias("_hold_since"))
+    reasons = (pl.when(pl.col("status") == "REJECTED")
+               .then(pl.concat_list([pl.col("reject_codes"),
+                                     pl.when(pl.col("rejected_by").is_not_null()).then(pl.lit(["MANUAL_REJECT"]))
+                                     .otherwise(pl.lit([], dtype=pl.List(pl.String)))]))
+               .when(pl.col("status") == "ON_HOLD").then(pl.col("hold_codes"))
+               .otherwise(pl.lit([], dtype=pl.List(pl.String))))
+    approved_by = waivers.group_by("order_id").agg(pl.col("waived_by").last().alias("_approver"))
+    st_new = (
+        final.join(hold_since, on="order_id", how="left").join(approved_by, on="order_id", how="left")
+        .with_columns(
+            reasons.list.join("|").alias("reasons"),
+            pl.when(pl.col("status") == pl.col("prev_status")).then(pl.col("prev_since"))
+            .otherwise(_ts(now)).alias("since"),
+            pl.when(pl.col("rejected_by").is_not_null()).then(pl.col("rejected_by"))
+            .when((pl.col("status") == "APPROVED") & pl.col("_approver").is_not_null()).then(pl.col("_approver"))
+            .otherwise(pl.lit("system")).alias("actor"),
+            _ts(now).alias("evaluated_at"),
+            pl.when(pl.col("status") == "ON_HOLD")
+            .then(pl.col("_hold_since") + pl.duration(hours=cfg.hold_reservation_hours)).alias("reservation_expires_at"),
+        )
+    )
+    st_cancel = cancelled.select(
+        "order_id", "version", pl.lit("CANCELLED").alias("status"), pl.lit("CANCELLED_AT_CHANNEL").alias("reasons"),
+        pl.when(pl.col("prev_status") == "CANCELLED").then(pl.col("prev_since")).otherwise(_ts(now)).alias("since"),
+        pl.lit("system").alias("actor"), _ts(now).alias("evaluated_at"),
+    )
+    st_hist = historical.select(
+        "order_id", "version", pl.lit("HISTORICAL").alias("status"), pl.lit("PLACED_BEFORE_VALIDATION_START").alias("reasons"),
+        pl.when(pl.col("prev_status") == "HISTORICAL").then(pl.col("prev_since")).otherwise(_ts(now)).alias("since"),
+        pl.lit("system").alias("actor"), _ts(now).alias("evaluated_at"),
+    )
+    st_kept = state.status.join(kept.select("order_id"), on="order_id", how="semi")
+    status = pl.concat([conform(st_kept, OrderStatusModel), conform(st_new, OrderStatusModel),
+                        conform(st_cancel, OrderStatusModel), conform(st_hist, OrderStatusModel)]).sort("order_id")
+
+    # --- reservations ---------------------------------------------------------------------------
+    res = res_new.join(st_new.select("order_id", pl.col("status").alias("order_status"), "reservation_expires_at"),
+                       on="order_id").join(
+        state.reservations.select("order_id", "line_no", "sku", "quantity_reserved", pl.col("reserved_at").alias("_prev_at")),
+        on=["order_id", "line_no", "sku", "quantity_reserved"], how="left",
+    ).with_columns(pl.coalesce(pl.col("_prev_at"), _ts(now)).alias("reserved_at"),
+                   pl.col("reservation_expires_at").alias("expires_at"))
+    reservations = pl.concat([conform(fixed_res, ReservationModel), conform(res, ReservationModel)]).sort(
+        "order_id", "line_no", "sku")
+
+    # --- results with waivers ----------------------------------------------------------------------
+    out_results = results.join(ev_orders.select("order_id", "version"), on="order_id").join(
+        waivers.select("order_id", "reason_code", "waived_by"), on=["order_id", "reason_code"], how="left"
+    ).with_columns(_ts(now).alias("evaluated_at"))
+    out_results = conform(out_results, ValidationResultModel)
+
+    # --- events -----------------------------------------------------------------------------------
+    touched = pl.concat([ev_ids, cancelled.select("order_id"), historical.select("order_id")])
+    events = _events(state, status, touched, by_system, final, decisions, now)
+    applied = conform(decisions, ManualDecisionModel)
+    return Outcome(status, all_holds.sort("order_id", "reason_code"), reservations, out_results,
+                   touched, events, applied, decision_rejects)
+
+
+def _apply_decisions(new: pl.DataFrame, orders: pl.DataFrame, state: State, open_holds: pl.DataFrame,
+                     cfg: ValidationConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split new decisions into applicable ones (with version and concrete hold codes) and rejects."""
+    known_codes = set(cfg.severity)
+    d = new.join(orders.select("order_id", "version"), on="order_id", how="left")
+    already = state.decisions.select("decision_id")
+    d = d.join(already, on="decision_id", how="anti")
+    open_codes = open_holds.group_by("order_id").agg(pl.col("reason_code").sort().alias("_open"))
+    d = d.join(open_codes, on="order_id", how="left").with_columns(
+        pl.col("_open").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+        pl.when(pl.col("hold_codes") == "*").then(pl.lit([], dtype=pl.List(pl.String)))
+        .otherwise(pl.col("hold_codes").str.split("|")).alias("_named"),
+    )
+    unknown_code = pl.col("_named").list.eval(pl.element().is_in(sorted(known_codes)).not_()).list.any()
+    not_open = pl.col("_named").list.set_difference(pl.col("_open")).list.len() > 0
+    reason = (
+        pl.when(pl.col("version").is_null()).then(pl.lit("UNKNOWN_ORDER"))
+        .when(unknown_code).then(pl.lit("BAD_DECISION"))
+        .when(pl.col("_open").list.len() == 0).then(pl.lit("HOLD_NOT_OPEN"))
+        .when(not_open).then(pl.lit("HOLD_NOT_OPEN"))
+    )
+    message = (
+        pl.when(pl.col("version").is_null()).then(pl.format("no order {} (use core.orders.order_id)", pl.col("order_id")))
+        .when(unknown_code).then(pl.format("unknown hold code(s) in '{}'", pl.col("hold_codes")))
+        .when(pl.col("_open").list.len() == 0)
+        .then(pl.format("order {} is not on hold (nothing to {})", pl.col("order_id"), pl.col("decision")))
+        .when(not_open).then(pl.format("hold(s) {} not open on order {} (open: {})",
+                                       pl.col("_named").list.set_difference(pl.col("_open")).list.join("|"),
+                                       pl.col("order_id"), pl.col("_open").list.join("|")))
+    )
+    d = d.with_columns(reason.alias("reason_code"), message.alias("message"))
+    rejects = d.filter(pl.col("reason_code").is_not_null()).select(
+        "decision_id", "location", "source_file", pl.col("order_id").alias("order_ref"), "reason_code", "message", "raw")
+    ok = d.filter(pl.col("reason_code").is_null()).with_columns(
+        pl.when(pl.col("hold_codes") == "*").then(pl.col("_open").list.join("|")).otherwise(pl.col("hold_codes"))
+        .alias("hold_codes"))
+    return conform(ok, ManualDecisionModel), rejects
+
+
+def _top_up(held: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
+    """Add backorder fills to the reservations of approved orders (what they held stays theirs)."""
+    if fills.height == 0:
+        return held
+    touched = fills.select("order_id").unique()
+    base = held.join(touched, on="order_id", how="semi").with_columns(
+        (pl.col("quantity_requested") - pl.col("quantity_backordered")).alias("quantity_requested"),
+        pl.lit(0, dtype=pl.Int64).alias("quantity_backordered"))
+    merged = (
+        pl.concat([base.select(fills.columns), fills], how="vertical_relaxed")
+        .group_by("order_id", "line_no", "sku")
+        .agg(pl.col("requested_sku").first(), pl.col("quantity_requested").sum(), pl.col("quantity_reserved").sum(),
+             pl.col("quantity_backordered").sum(), pl.col("decision").first().alias("_was"))
+        .with_columns(
+            pl.when(pl.col("sku") != pl.col("requested_sku")).then(pl.lit("SUBSTITUTE"))
+            .when(pl.col("quantity_backordered") == 0).then(pl.lit("RESERVE"))
+            .when(pl.col("_was") == "WAIT_SHIP_COMPLETE").then(pl.lit("WAIT_SHIP_COMPLETE"))
+            .when(pl.col("quantity_reserved") > 0).then(pl.lit("SPLIT"))
+            .otherwise(pl.lit("BACKORDER")).alias("decision"))
+        .join(held.select("order_id", "line_no", "sku", "order_status", "reserved_at", "expires_at"),
+              on=["order_id", "line_no", "sku"], how="left")
+        .with_columns(pl.col("order_status").fill_null("APPROVED"),
+                      pl.coalesce("reserved_at", pl.col("reserved_at").max().over("order_id")).alias("reserved_at"))
+    )
+    return pl.concat([held.join(touched, on="order_id", how="anti"), conform(merged, ReservationModel)])
+
+
+def _decision_effects(decisions: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(waivers [order_id, reason_code, waived_by, decision_id], rejections [order_id, approver, reason, decision_id])."""
+    waivers = (
+        decisions.filter(pl.col("decision") == "approve")
+        .with_columns(pl.col("hold_codes").str.split("|").alias("code")).explode("code")
+        .sort("decided_at").group_by("order_id", "code").agg(pl.col("approver").last(), pl.col("decision_id").last())
+        .rename({"code": "reason_code", "approver": "waived_by"})
+    )
+    rejects = (decisions.filter(pl.col("decision") == "reject").sort("decided_at")
+               .group_by("order_id").agg(pl.col("approver").last(), pl.col("reason").last(), pl.col("decision_id").last()))
+    return waivers, rejects
+
+
+_EMPTY = pl.lit([], dtype=pl.List(pl.String))
+
+
+def _events(state: State, status: pl.DataFrame, touched: pl.DataFrame, by_system: pl.DataFrame,
+            final: pl.DataFrame, decisions: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """Events of this run: (1) what the checks say vs the previous state (actor system); (2) for orders a
+    decision of this run changed, the decision's own step (actor: the approver)."""
+    prev = state.status.select("order_id", pl.col("status").alias("from_status"), pl.col("version").alias("_pv")).join(
+        state.holds.group_by("order_id").agg(pl.col("reason_code").sort().alias("_before")), on="order_id", how="left")
+    cur = status.join(touched, on="order_id", how="semi").select("order_id", "version", "status", "reasons")
+    sys = cur.join(by_system.select("order_id", pl.col("status").alias("_sys"), pl.col("hold_codes").alias("_after"),
+                                    pl.col("reject_codes").alias("_rej")), on="order_id", how="left")
+    sys = sys.with_columns(
+        pl.coalesce("_sys", "status").alias("to_status"),
+        pl.col("_after").fill_null(_EMPTY),
+        pl.when(pl.col("_sys").is_null()).then(pl.col("reasons"))
+        .when(pl.col("_sys") == "REJECTED").then(pl.col("_rej").list.join("|")).alias("_reasons"),
+    ).join(prev, on="order_id", how="left").with_columns(pl.col("_before").fill_null(_EMPTY))
+    step1 = _transitions(sys, now, actor=pl.lit("system"), decision=pl.lit(None, dtype=pl.String))
+
+    # step 2: this run's decisions
+    dec = decisions.sort("decided_at").group_by("order_id").agg(
+        pl.col("approver").last().alias("_by"), pl.col("reason").last().alias("_why"),
+        pl.col("decision").last().alias("_dec"), pl.col("decision_id").last().alias("_dec_id"),
+        pl.col("hold_codes").last().alias("_codes"))
+    two = (
+        cur.join(dec, on="order_id", how="inner")
+        .join(by_system.select("order_id", pl.col("status").alias("from_status"), pl.col("hold_codes").alias("_before")),
+              on="order_id", how="left")
+        .join(final.select("order_id", pl.col("hold_codes").alias("_after")), on="order_id", how="left")
+        .with_columns(pl.col("status").alias("to_status"), pl.col("version").alias("_pv"),
+                      pl.col("_before").fill_null(_EMPTY), pl.col("_after").fill_null(_EMPTY))
+    )
+    verb = pl.when(pl.col("_dec") == "reject").then(pl.lit("manual rejection")).otherwise(pl.lit("manual approval"))
+    two = two.with_columns(pl.format("{} by {}: {} (decision on: {})", verb, pl.col("_by"), pl.col("_why"),
+                                     pl.col("_codes")).alias("_reasons"))
+    # the decision's step comes right after the checks' step of the same run (1 microsecond later)
+    step2 = _transitions(two, now + timedelta(microseconds=1), actor=pl.col("_by"), decision=pl.col("_dec_id"),
+                         force=True)
+    out = pl.concat([step1, step2])
+    out = out.with_columns(sha256_series(pl.concat_str(
+        [pl.col("order_id"), pl.col("version").cast(pl.String), pl.col("from_status").fill_null("-"),
+         pl.col("to_status"), pl.col("at").cast(pl.String), pl.col("details")], separator="|"), out).alias("event_id"))
+    return conform(out, OrderEventModel).sort("order_id", "at")
+
+
+def _transitions(df: pl.DataFrame, at: datetime, *, actor: pl.Expr, decision: pl.Expr, force: bool = False) -> pl.DataFrame:
+    """Event rows for the rows of ``df`` whose status, version or open holds changed (all rows if ``force``).
+    Needs: order_id, version, from_status, to_status, _pv, _before, _after, _reasons."""
+    opened = pl.col("_after").list.set_difference(pl.col("_before"))
+    released = pl.col("_before").list.set_difference(pl.col("_after"))
+    changed = (pl.col("from_status").is_null() | (pl.col("from_status") != pl.col("to_status"))
+               | (pl.col("_pv") != pl.col("version")) | (opened.list.len() > 0) | (released.list.len() > 0))
+    if not force:
+        df = df.filter(changed)
+    df = df.with_columns(opened.alias("_opened"), released.alias("_released"))
+    st = pl.col("to_status")
+    reason = (
+        pl.when(pl.lit(force)).then(pl.col("_reasons"))
+        .when(st == "CANCELLED").then(pl.lit("cancelled at the channel; reservations and holds released"))
+        .when(st == "HISTORICAL").then(pl.lit("placed before the validation start (workflow.history_before)"))
+        .when(st == "REJECTED").then(pl.format("rejected: {}", pl.col("_reasons")))
+        .when((st == "APPROVED") & (pl.col("_released").list.len() > 0))
+        .then(pl.format("hold released, cause gone: {}", pl.col("_released").list.join(", ")))
+        .when(st == "APPROVED").then(pl.lit("all checks passed"))
+        .when(pl.col("_released").list.len() > 0)
+        .then(pl.format("on hold: {} (released: {})", pl.col("_after").list.join(", "), pl.col("_released").list.join(", ")))
+        .otherwise(pl.format("on hold: {}", pl.col("_after").list.join(", ")))
+    )
+    return df.select(
+        "order_id", "version", "from_status", "to_status",
+        reason.alias("reason"),
+        actor.alias("actor"),
+        pl.lit(at).cast(TS).alias("at"),
+        pl.struct(
+            pl.col("_opened").alias("holds_opened"), pl.col("_released").alias("holds_released"),
+            pl.col("_after").alias("holds_open"), decision.alias("decision_id"), pl.col("_pv").alias("previous_version"),
+        ).struct.json_encode().alias("details"),
+    )
+
+
+def hold_summary(status: pl.DataFrame, holds: pl.DataFrame) -> dict[str, int]:
+    """Open holds by reason code (for run metadata and the summary)."""
+    return dict(holds.group_by("reason_code").len().sort("reason_code").rows())
+
+
+def explain(events: pl.DataFrame, order_id: str) -> list[str]:
+    """The history of one order in words (oldest first)."""
+    e = events.filter(pl.col("order_id") == order_id).sort("at")
+    return [f"{r['at']:%Y-%m-%d %H:%M} {r['from_status'] or 'NEW'} -> {r['to_status']}: {r['reason']} ({r['actor']})"
+            for r in e.iter_rows(named=True)]
+

@@ -1,0 +1,206 @@
+"""Validation & approvals workflow across runs: holds that release themselves, manual decisions, events,
+reservation expiry, cancellations, idempotency."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+import polars as pl
+
+from som_pipeline.approvals import DECISION_SCHEMA, read_decisions
+from som_pipeline.schemas import (
+    ManualDecisionModel,
+    OrderEventModel,
+    OrderHoldModel,
+    OrderStatusModel,
+    ReservationModel,
+    ValidationResultModel,
+)
+from som_pipeline.workflow import Reference, State, explain, run_workflow
+from tests.builders import (
+    CFG,
+    NO_ITEMS,
+    NO_PROMOS,
+    T0,
+    customers,
+    lines,
+    open_items,
+    orders,
+    prices,
+    products,
+    stock,
+)
+
+D = Decimal
+NOW = T0 + timedelta(days=1)
+NO_DECISIONS = pl.DataFrame(schema=DECISION_SCHEMA)
+
+
+def ref(**kw) -> Reference:
+    base = dict(
+        customers=customers({"customer_id": "C1", "credit_limit": D("1000.00")},
+                            {"customer_id": "C2", "tier": "gold", "credit_limit": D("100000.00")}),
+        products=products({"sku": "S1"}, {"sku": "S2"}),
+        price_lists=prices({"sku": "S1"}, {"sku": "S2"}, {"tier": "gold", "sku": "S1"}, {"tier": "gold", "sku": "S2"}),
+        promotions=NO_PROMOS,
+        inventory=stock(S1=100, S2=100),
+        open_items=NO_ITEMS,
+    )
+    base.update(kw)
+    return Reference(**base)
+
+
+def run(o, ln, state, r, now=NOW, decisions=NO_DECISIONS, cfg=CFG):
+    out = run_workflow(o, ln, state, decisions, r, cfg, now)
+    for model, df in ((OrderStatusModel, out.status), (OrderHoldModel, out.holds), (ReservationModel, out.reservations),
+                      (ValidationResultModel, out.results), (OrderEventModel, out.events),
+                      (ManualDecisionModel, out.decisions)):
+        model.validate(df, lazy=True)
+    return out, State(out.status, out.holds, out.reservations,
+                      pl.concat([state.decisions, out.decisions], how="vertical_relaxed"))
+
+
+def status_of(out, oid: str) -> str:
+    return out.status.filter(pl.col("order_id") == oid)["status"].item()
+
+
+def decision(order_id: str, verdict: str, codes: str = "*", approver: str = "ana") -> pl.DataFrame:
+    text = f"order_id,decision,hold_codes,reason,approver\n{order_id},{verdict},{'' if codes == '*' else codes},checked,{approver}\n"
+    return read_decisions(text.encode(), "d.csv", f"{order_id}{verdict}{codes}".ljust(64, "0"), NOW).decisions
+
+
+def test_unpaid_bills_hold_then_release_when_paid():
+    o = orders({"order_id": "A", "customer_id": "C1", "order_total": D("300.00"), "items_subtotal": D("300.00")})
+    ln = lines({"order_id": "A", "quantity": 30})
+    unpaid = open_items({"customer_id": "C1", "amount_open": D("900.00")})
+    out1, st = run(o, ln, State.empty(), ref(open_items=unpaid))
+    assert status_of(out1, "A") == "ON_HOLD"
+    assert out1.holds["reason_code"].to_list() == ["CREDIT_LIMIT"]
+    # next run: the invoice is paid -> the hold releases itself
+    out2, st = run(o, ln, st, ref(open_items=NO_ITEMS), now=NOW + timedelta(hours=1))
+    assert status_of(out2, "A") == "APPROVED"
+    assert out2.holds.height == 0
+    history = explain(pl.concat([out1.events, out2.events]), "A")
+    assert len(history) == 2 and "NEW -> ON_HOLD" in history[0] and "CREDIT_LIMIT" in history[0]
+    assert "ON_HOLD -> APPROVED" in history[1] and "cause gone: CREDIT_LIMIT" in history[1]
+
+
+def test_manual_approval_moves_the_order_on_and_is_audited():
+    o = orders({"order_id": "A", "customer_id": "C1", "order_total": D("3000.00"), "items_subtotal": D("3000.00")})
+    ln = lines({"order_id": "A", "quantity": 5})
+    out1, st = run(o, ln, State.empty(), ref())
+    assert status_of(out1, "A") == "ON_HOLD"
+    out2, st = run(o, ln, st, ref(), now=NOW + timedelta(hours=2), decisions=decision("A", "approve", approver="m.rossi"))
+    assert status_of(out2, "A") == "APPROVED"
+    assert out2.status.filter(pl.col("order_id") == "A")["actor"].item() == "m.rossi"
+    assert out2.decisions["hold_codes"].to_list() == ["CREDIT_LIMIT"]  # '*' recorded as the concrete codes
+    waived = out2.results.filter(pl.col("reason_code") == "CREDIT_LIMIT")
+    assert waived["waived_by"].to_list() == ["m.rossi"]
+    e = out2.events.row(0, named=True)
+    assert (e["from_status"], e["to_status"], e["actor"]) == ("ON_HOLD", "APPROVED", "m.rossi")
+    # the approval sticks on later runs of the same version; no new events
+    out3, _ = run(o, ln, st, ref(), now=NOW + timedelta(hours=3))
+    assert status_of(out3, "A") == "APPROVED" and out3.events.height == 0
+
+
+def test_same_run_decision_is_its_own_step_in_the_history():
+    o = orders({"order_id": "A", "customer_id": "C1", "order_total": D("3000.00"), "items_subtotal": D("3000.00")})
+    ln = lines({"order_id": "A", "quantity": 5})
+    out, _ = run(o, ln, State.empty(), ref(), decisions=decision("A", "approve"))
+    steps = explain(out.events, "A")
+    assert len(steps) == 2
+    assert "NEW -> ON_HOLD" in steps[0] and "(system)" in steps[0]
+    assert "ON_HOLD -> APPROVED: manual approval by ana" in steps[1]
+
+
+def test_manual_rejection():
+    o = orders({"order_id": "A", "customer_id": "C1", "order_total": D("3000.00"), "items_subtotal": D("3000.00")})
+    ln = lines({"order_id": "A", "quantity": 5})
+    out, _ = run(o, ln, State.empty(), ref(), decisions=decision("A", "reject"))
+    assert status_of(out, "A") == "REJECTED"
+    assert out.reservations.filter(pl.col("order_id") == "A").height == 0  # rejected orders reserve nothing
+
+
+def test_decisions_that_do_not_apply_are_quarantined_with_a_reason():
+    o = orders({"order_id": "A", "customer_id": "C2"}, {"order_id": "B", "customer_id": "C1",
+                                                        "order_total": D("3000.00"), "items_subtotal": D("3000.00")})
+    ln = lines({"order_id": "A"}, {"order_id": "B", "quantity": 5})
+    ds = pl.concat([decision("NOPE", "approve"), decision("A", "approve"), decision("B", "approve", "PRICE_MISMATCH"),
+                    decision("B", "approve", "NOT_A_CODE")])
+    out, _ = run(o, ln, State.empty(), ref(), decisions=ds)
+    got = dict(out.decision_rejects.select("order_ref", "reason_code").rows())
+    assert got["NOPE"] == "UNKNOWN_ORDER"
+    assert got["A"] == "HOLD_NOT_OPEN"  # approved by the checks: nothing to release
+    assert sorted(out.decision_rejects.filter(pl.col("order_ref") == "B")["reason_code"]) == ["BAD_DECISION", "HOLD_NOT_OPEN"]
+    assert out.decisions.height == 0
+    assert status_of(out, "B") == "ON_HOLD"
+
+
+def test_held_order_reservation_lapses_and_stock_goes_to_the_next_order():
+    cfg = replace(CFG, hold_reservation_hours=24)
+    r = ref(inventory=stock(S1=10, S2=100))
+    held = orders({"order_id": "A", "customer_id": "C1", "order_total": D("3000.00"), "items_subtotal": D("3000.00")})
+    hl = lines({"order_id": "A", "quantity": 10})
+    out1, st = run(held, hl, State.empty(), r, cfg=cfg)
+    assert out1.reservations.filter(pl.col("order_id") == "A")["quantity_reserved"].sum() == 10
+    expires = out1.status.filter(pl.col("order_id") == "A")["reservation_expires_at"].item()
+    assert expires == NOW + timedelta(hours=24)
+    # a later order for the same SKU arrives; after the hold window the held order's stock goes to it
+    later = pl.concat([held, orders({"order_id": "B", "customer_id": "C2", "order_ts": T0 + timedelta(hours=2)})])
+    ll = pl.concat([hl, lines({"order_id": "B", "quantity": 10})])
+    out2, st = run(later, ll, st, r, now=NOW + timedelta(hours=1), cfg=cfg)
+    assert out2.reservations.filter(pl.col("order_id") == "B")["quantity_reserved"].sum() == 0  # still held for A
+    out3, _ = run(later, ll, st, r, now=NOW + timedelta(hours=25), cfg=cfg)
+    assert out3.reservations.filter(pl.col("order_id") == "A").height == 0
+    assert out3.reservations.filter(pl.col("order_id") == "B")["quantity_reserved"].sum() == 10
+
+
+def test_cancellation_releases_reservations_and_holds():
+    o = orders({"order_id": "A", "customer_id": "C1", "order_total": D("3000.00"), "items_subtotal": D("3000.00")})
+    ln = lines({"order_id": "A", "quantity": 5})
+    out1, st = run(o, ln, State.empty(), ref())
+    assert out1.holds.height == 1 and out1.reservations.height == 1
+    cancelled = o.with_columns(pl.lit(NOW).alias("cancelled_at"), pl.lit(2).alias("version"))
+    out2, _ = run(cancelled, ln.with_columns(pl.lit(2).alias("version")), st, ref(), now=NOW + timedelta(hours=1))
+    assert status_of(out2, "A") == "CANCELLED"
+    assert out2.holds.height == 0 and out2.reservations.height == 0
+    assert "cancelled at the channel" in out2.events["reason"].item()
+
+
+def test_approved_orders_keep_their_status_and_reservations():
+    o = orders({"order_id": "A", "customer_id": "C2"})
+    ln = lines({"order_id": "A", "quantity": 60})
+    out1, st = run(o, ln, State.empty(), ref())
+    assert status_of(out1, "A") == "APPROVED"
+    # a second order competes for the rest of the stock: A's reservation is fixed
+    o2 = pl.concat([o, orders({"order_id": "B", "customer_id": "C2", "order_ts": T0 + timedelta(hours=1)})])
+    l2 = pl.concat([ln, lines({"order_id": "B", "quantity": 60})])
+    out2, _ = run(o2, l2, st, ref(), now=NOW + timedelta(hours=1))
+    assert set(out2.evaluated["order_id"]) == {"B"}
+    res = dict(out2.reservations.group_by("order_id").agg(pl.col("quantity_reserved").sum()).rows())
+    assert res == {"A": 60, "B": 40}
+    assert out2.reservations.filter(pl.col("order_id") == "B")["decision"].item() == "SPLIT"
+
+
+def test_rerun_without_changes_is_idempotent():
+    o = orders({"order_id": "A", "customer_id": "C1", "order_total": D("3000.00"), "items_subtotal": D("3000.00")},
+               {"order_id": "B", "customer_id": "C2"})
+    ln = lines({"order_id": "A", "quantity": 3}, {"order_id": "B", "quantity": 3})
+    out1, st = run(o, ln, State.empty(), ref())
+    out2, _ = run(o, ln, st, ref(), now=NOW + timedelta(hours=5))
+    assert out2.events.height == 0
+    assert out2.status.drop("evaluated_at").equals(out1.status.drop("evaluated_at"))
+    assert out2.holds.drop("evidence").equals(out1.holds.drop("evidence"))  # evidence re-ranks priority
+    assert out2.reservations.equals(out1.reservations)
+
+
+def test_orders_before_validation_start_are_history():
+    cfg = replace(CFG, history_before=(T0 + timedelta(days=1)).date())
+    o = orders({"order_id": "OLD", "customer_id": "C2"},
+               {"order_id": "NEW", "customer_id": "C2", "order_ts": T0 + timedelta(days=2)})
+    ln = lines({"order_id": "OLD"}, {"order_id": "NEW"})
+    out, _ = run(o, ln, State.empty(), ref(), cfg=cfg)
+    assert status_of(out, "OLD") == "HISTORICAL" and status_of(out, "NEW") == "APPROVED"
+    assert set(out.reservations["order_id"]) == {"NEW"}
