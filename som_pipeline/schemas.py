@@ -321,6 +321,126 @@ class ManualDecisionModel(_Strict):
 
 
 # ================================================================================================
+# Allocation & routing
+# ================================================================================================
+class AllocationModel(_Strict):
+    """``core.allocations``: where each approved order line ships from, how, when, and at what cost."""
+
+    order_id: str = _f("Order.")
+    line_no: pl.Int64 = _f("Order line.", ge=1)
+    sku: str = _f("SKU shipped (the reserved SKU: a substitute's for substitutions).")
+    warehouse_id: str = _f("Warehouse it ships from.")
+    quantity: pl.Int64 = _f("Units from this warehouse.", gt=0)
+    carrier_id: str = _f("Carrier.")
+    service: str = _f("Carrier service.")
+    expected_ship_date: pl.Date = _f("Ship date: today if released before the warehouse's cutoff, else the next day.")
+    expected_delivery_date: pl.Date = _f("Ship date + transit (adjusted by the carrier's on-time record and disruptions).")
+    promised_date: pl.Date = _f("Date promised to the customer (requested date, else order date + service promise).", nullable=True)
+    shipping_cost: Money = _f("Carrier cost attributed to this line (rate by zone and weight).", ge=0)
+    handling_cost: Money = _f("Warehouse handling attributed to this line.", ge=0)
+    lateness_penalty: Money = _f("Penalty for expected delivery after the promised date.", ge=0)
+    split_penalty: Money = _f("Penalty share for an extra shipment when the order is split.", ge=0)
+    total_cost: Money = _f("Sum of the cost components.", ge=0)
+    solver: str = _f("min_cost_flow | greedy (where the exact model cannot express a rule; see docs).")
+    explanation: str = _f("Why this warehouse, in words.")
+    next_best_warehouse: str = _f("The best alternative warehouse (null: none could serve).", nullable=True)
+    next_best_cost: Money = _f("Its total cost for the same units.", nullable=True)
+    reason: str = _f("Why this row exists: initial | rerouted: <disruption> | ...")
+    allocated_at: TsUTC = _f("When decided.")
+
+    class Config:
+        strict = True
+        unique = ["order_id", "line_no", "sku", "warehouse_id"]
+
+
+class BackorderModel(_Strict):
+    """``core.backorders``: approved order line units that no warehouse can ship now."""
+
+    order_id: str = _f("Order.")
+    line_no: pl.Int64 = _f("Order line.", ge=1)
+    sku: str = _f("SKU.")
+    quantity: pl.Int64 = _f("Units waiting.", gt=0)
+    reason: str = _f("Why (no stock after reservations, capacity, disruption, ship-complete waiting...).")
+    since: TsUTC = _f("When first backordered.")
+
+    class Config:
+        strict = True
+        unique = ["order_id", "line_no", "sku"]
+
+
+class DisruptionModel(_Strict):
+    """``ref.disruptions``: events that remove or penalise fulfilment options (``$SOM_HOME/landing/disruptions``)."""
+
+    disruption_id: str = _f("Id.", unique=True)
+    scope: str = _f("warehouse | region | carrier.", isin=["warehouse", "region", "carrier"])
+    target: str = _f("warehouse_id, destination region/country code, or carrier_id (carrier:service allowed).")
+    starts_at: TsUTC = _f("Start.")
+    ends_at: TsUTC = _f("End.")
+    severity: str = _f("closed (option removed) | degraded (penalised).", isin=["closed", "degraded"])
+    extra_days: int = _f("Degraded: extra transit / processing days.", ge=0)
+    note: str = _f("What happened.", nullable=True)
+
+
+# ================================================================================================
+# Demand forecast & replenishment
+# ================================================================================================
+class DemandForecastModel(_Strict):
+    """``core.demand_forecast``: daily demand forecast per SKU x warehouse with prediction intervals."""
+
+    sku: str = _f("SKU.")
+    warehouse_id: str = _f("Warehouse.")
+    forecast_date: pl.Date = _f("Day forecast.")
+    forecast: float = _f("Expected units (mean).", ge=0)
+    lo_80: float = _f("80 % interval, low.", ge=0)
+    hi_80: float = _f("80 % interval, high.", ge=0)
+    lo_95: float = _f("95 % interval, low.", ge=0)
+    hi_95: float = _f("95 % interval, high.", ge=0)
+    model: str = _f("Model chosen for the series by backtest.")
+    generated_at: TsUTC = _f("When the forecast was made.")
+
+    class Config:
+        strict = True
+        unique = ["sku", "warehouse_id", "forecast_date"]
+
+
+class ForecastAccuracyModel(_Strict):
+    """``core.forecast_accuracy``: rolling-origin backtest per series (and ``*``/``*`` overall)."""
+
+    sku: str = _f("SKU ('*' = overall).")
+    warehouse_id: str = _f("Warehouse ('*' = overall).")
+    model: str = _f("Model (chosen one for the series, or each candidate when evaluated).")
+    chosen: bool = _f("True for the model chosen for the series.")
+    series_class: str = _f("smooth | intermittent | lumpy | erratic | sparse.")
+    mase: float = _f("Mean absolute scaled error (scale: in-sample seasonal naive, season 7).", nullable=True)
+    wape: float = _f("Weighted absolute percentage error.", nullable=True)
+    bias: float = _f("Mean error / mean actual (positive = over-forecast).", nullable=True)
+    mase_vs_seasonal_naive: float = _f("MAE of the model / MAE of seasonal naive on the same folds (< 1 = better).",
+                                       nullable=True)
+    folds: int = _f("Backtest windows.", ge=0)
+    horizon_days: int = _f("Days per window.", ge=1)
+    evaluated_at: TsUTC = _f("When.")
+
+
+class ReplenishmentPlanModel(_Strict):
+    """``core.replenishment_plan``: transfers first, then purchase suggestions, each with its reason."""
+
+    proposal_id: str = _f("Id.", unique=True)
+    kind: str = _f("transfer | purchase.", isin=["transfer", "purchase"])
+    sku: str = _f("SKU.")
+    from_warehouse: str = _f("Source warehouse (transfer) or null (purchase).", nullable=True)
+    to_warehouse: str = _f("Destination warehouse.")
+    quantity: pl.Int64 = _f("Units.", gt=0)
+    on_hand: pl.Int64 = _f("Destination units on hand after reservations.")
+    safety_stock: pl.Int64 = _f("Safety stock at the destination.", ge=0)
+    reorder_point: pl.Int64 = _f("Reorder point at the destination.", ge=0)
+    expected_stockout_date: pl.Date = _f("When the destination runs out without this proposal.", nullable=True)
+    lead_time_days: int = _f("Lead time assumed.", ge=0)
+    reason: str = _f("Why, in words.")
+    priority: int = _f("1 = most urgent.", ge=1)
+    generated_at: TsUTC = _f("When.")
+
+
+# ================================================================================================
 # Operations: ledger and quarantine
 # ================================================================================================
 class QuarantineModel(_Strict):
@@ -647,6 +767,12 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "core.order_events": OrderEventModel,
     "core.reservations": ReservationModel,
     "core.manual_decisions": ManualDecisionModel,
+    "core.allocations": AllocationModel,
+    "core.backorders": BackorderModel,
+    "core.demand_forecast": DemandForecastModel,
+    "core.forecast_accuracy": ForecastAccuracyModel,
+    "core.replenishment_plan": ReplenishmentPlanModel,
+    "ref.disruptions": DisruptionModel,
     "ops.quarantine": QuarantineModel,
     "ops.ingest_files": IngestFileModel,
     "ops.ingest_redrops": IngestRedropModel,
