@@ -5,8 +5,9 @@ A test regenerates it and fails when the committed file differs: run ``som docs`
 
 from __future__ import annotations
 
-from som_pipeline.reasons import REASONS
+from som_pipeline.reasons import REASONS, VALIDATION_REASONS
 from som_pipeline.schemas import TABLES, duckdb_type
+from som_pipeline.validation.config import DEFAULTS_PATH, load_config
 
 
 def _checks(col) -> str:
@@ -51,8 +52,17 @@ def render_data_dictionary() -> str:
         for chk in schema.checks:
             out.append(f"\nTable rule: {chk.name}" + (f" ({chk.description})" if getattr(chk, "description", None) else ""))
         out.append("")
-    out += ["## Quarantine reason codes", "", "| code | meaning |", "|---|---|"]
+    out += ["## Quarantine reason codes", "", "Capture, reference data and manual decisions (`ops.quarantine.reason_code`).",
+            "", "| code | meaning |", "|---|---|"]
     for code, text in REASONS.items():
         out.append(f"| `{code}` | {text.replace('|', chr(92) + '|')} |")
+    out += ["", "## Validation reason codes", "",
+            "`core.validation_results.reason_code` / `core.order_holds.reason_code`. Default severity from "
+            "`som_pipeline/validation/defaults.toml` (reject: the order is REJECTED; hold: ON_HOLD until the cause "
+            "goes away or a person approves; warn: recorded only).", "",
+            "| code | default severity | meaning |", "|---|---|---|"]
+    severity = load_config(DEFAULTS_PATH).severity
+    for code, text in VALIDATION_REASONS.items():
+        out.append(f"| `{code}` | {severity[code]} | {text.replace('|', chr(92) + '|')} |")
     out.append("")
     return "\n".join(out)
