@@ -59,6 +59,11 @@ class Settings:
         return self.landing / "approvals"
 
     @property
+    def disruptions(self) -> Path:
+        """The disruption feed (warehouse / region / carrier events) lands here."""
+        return self.landing / "disruptions"
+
+    @property
     def validation_config(self) -> Path | None:
         """``SOM_VALIDATION_CONFIG``, else ``$SOM_HOME/validation.toml`` when it exists, else the defaults."""
         env = os.environ.get("SOM_VALIDATION_CONFIG")
@@ -105,3 +110,4 @@ class Settings:
         for ch in FILE_CHANNELS:
             self.landing_dir(ch).mkdir(parents=True, exist_ok=True)
         self.approvals.mkdir(parents=True, exist_ok=True)
+        self.disruptions.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import pandera.polars as pa
 import polars as pl
 
 from som_pipeline import money
-from som_pipeline.hashing import sha256_series
+from som_pipeline.hashing import sha256_series, sha256_text
 from som_pipeline.ingest.common import DecodeError, decode_text, parse_ts
 from som_pipeline.schemas import REFERENCE_TABLES, QuarantineModel, conform, polars_schema
 
@@ -85,15 +85,18 @@ def _typed(col: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
 
 
 def load_reference(table: str, path: Path | None, *, loaded_at: datetime | None = None) -> RefLoad:
-    model = REFERENCE_TABLES[table]
+    """Load ``$SOM_HOME/reference/<table>`` with the model of ``schemas.REFERENCE_TABLES[table]``."""
+    return load_table_file(table, REFERENCE_TABLES[table], f"reference/{table}", path, loaded_at=loaded_at)
+
+
+def load_table_file(table: str, model: type[pa.DataFrameModel], channel: str, path: Path | None, *,
+                    loaded_at: datetime | None = None) -> RefLoad:
+    """Type and check a CSV/Parquet file with ``model``; bad rows go to quarantine under ``channel``."""
     loaded_at = loaded_at or datetime.now(UTC)
-    channel = f"reference/{table}"
     empty_q = conform(pl.DataFrame(), QuarantineModel).clear()
     if path is None:
         return RefLoad(table, None, None, None, empty_q, 0, 0, "no file: table left as it was")
     data = path.read_bytes()
-    from som_pipeline.hashing import sha256_text
-
     sha = sha256_text(data)
 
     def file_problem(code: str, msg: str) -> RefLoad:

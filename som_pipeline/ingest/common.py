@@ -457,11 +457,18 @@ def normalise_many(
     )
 
     # --- header consistency across the rows of one order --------------------------------------
-    hdr = [c for c in HEADER_FIELDS]
-    incons = [pl.col(c).n_unique().over("order_key").gt(1).alias(c) for c in hdr]
-    bad_fields = df.select(incons).select(
-        pl.concat_str([pl.when(pl.col(c)).then(pl.lit(c)) for c in hdr], separator=", ", ignore_nulls=True).alias("f")
-    )["f"]
+    # one group_by over the orders with several rows (single-row orders cannot disagree), joined back
+    hdr = list(HEADER_FIELDS)
+    multi = df.filter(pl.len().over("order_key") > 1)
+    incons = (
+        multi.group_by("order_key")
+        .agg([(pl.col(c).n_unique() > 1).alias(c) for c in hdr])
+        .select("order_key", pl.concat_str([pl.when(pl.col(c)).then(pl.lit(c)) for c in hdr], separator=", ",
+                                           ignore_nulls=True).alias("_incons"))
+        .filter(pl.col("_incons") != "")
+    )
+    bad_fields = df.select("order_key").join(incons, on="order_key", how="left", maintain_order="left")[
+        "_incons"].fill_null("")
     df = df.with_columns(bad_fields.alias("_incons")).with_columns(
         pl.when(pl.col("_reason").is_null() & pl.col("_incons").ne(""))
         .then(pl.lit("INCONSISTENT_HEADER"))
