@@ -36,7 +36,7 @@ docs: $(STAMP)
 	$(BIN)/som docs
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench_ingest_csv.py
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(SOM_HOME)
