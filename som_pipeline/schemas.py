@@ -418,6 +418,8 @@ class ForecastAccuracyModel(_Strict):
                                        nullable=True)
     folds: int = _f("Backtest windows.", ge=0)
     horizon_days: int = _f("Days per window.", ge=1)
+    sigma_daily: float = _f("Chosen model's backtest RMSE per day (safety stock uses it); null: no backtest.",
+                            nullable=True, ge=0)
     evaluated_at: TsUTC = _f("When.")
 
 

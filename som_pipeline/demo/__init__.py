@@ -129,8 +129,13 @@ def generate_demo(
     manifest["sha256"][f"landing/{manifest['validation']['decisions_file']}"] = hashlib.sha256(
         decisions.read_bytes()).hexdigest()
     manifest["sha256"] = dict(sorted(manifest["sha256"].items()))
+    dis = home / "landing" / manifest["validation"]["disruptions_file"]
+    manifest["sha256"][f"landing/{manifest['validation']['disruptions_file']}"] = hashlib.sha256(
+        dis.read_bytes()).hexdigest()
+    manifest["sha256"] = dict(sorted(manifest["sha256"].items()))
     manifest["files"]["approvals"] = 1
-    manifest["files_total"] += 1
+    manifest["files"]["disruptions"] = 1
+    manifest["files_total"] += 2
     manifest["accepted_encodings"] = {
         "utf-8-sig": [f"shopify/orders_{bom_day:%Y%m%d}.json"] if bom_day else [],
         "cp1252": sorted(f"csv/{name}" for (ch, name), f in landing.files.items()
@@ -163,7 +168,8 @@ def _more_of_line_one(header: dict[str, Any], lines: list[dict[str, Any]]) -> No
 
 
 def _clean(home: Path) -> None:
-    for sub in ("reference", "landing/approvals", *(f"landing/{c}" for c in CHANNELS if c != "b2b_portal")):
+    for sub in ("reference", "landing/approvals", "landing/disruptions",
+                *(f"landing/{c}" for c in CHANNELS if c != "b2b_portal")):
         p = home / sub
         if p.exists():
             shutil.rmtree(p)

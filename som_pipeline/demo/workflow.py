@@ -61,7 +61,28 @@ def write_validation_setup(home: Path, end_date: date, scenarios: list[dict[str,
     path.write_text(buf.getvalue(), encoding="utf-8")
     stamp = datetime.combine(as_of, time(8, 30)).timestamp()
     os.utime(path, (stamp, stamp))
+    # the disruption feed: a winter storm degrades the Texas warehouse and one carrier service is down
+    dis = home / "landing" / "disruptions"
+    dis.mkdir(parents=True, exist_ok=True)
+    start = datetime.combine(as_of - timedelta(days=1), time(18, 0)).isoformat() + "Z"
+    rows_d = [
+        ("STORM-TX-1126", "warehouse", "WH-TX", start,
+         datetime.combine(as_of + timedelta(days=4), time(0, 0)).isoformat() + "Z", "degraded", 2,
+         "winter storm: dock closed half days, outbound two days late"),
+        ("DHL-EXP-OUTAGE", "carrier", "DHL:EXPRESS", start,
+         datetime.combine(as_of + timedelta(days=2), time(0, 0)).isoformat() + "Z", "closed", 0,
+         "DHL Express hub outage: no pickups"),
+        ("BAD-ROW", "planet", "Mars", start, start, "closed", 0, "a row the feed validation quarantines"),
+    ]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["disruption_id", "scope", "target", "starts_at", "ends_at", "severity", "extra_days", "note"])
+    w.writerows(rows_d)
+    dpath = dis / f"disruptions_{as_of:%Y%m%d}.csv"
+    dpath.write_text(buf.getvalue(), encoding="utf-8")
+    os.utime(dpath, (stamp, stamp))
     return {"history_before": history_before.isoformat(), "as_of": as_of.isoformat(),
+            "disruptions_file": f"disruptions/{dpath.name}",
             "decisions_file": f"approvals/{path.name}",
             "decisions": [dict(zip(["order_id", "decision", "hold_codes", "reason", "approver"], r, strict=True))
                           for r in rows]}
