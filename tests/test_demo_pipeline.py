@@ -14,6 +14,7 @@ from som_pipeline.reasons import APPROVAL_CODES, REASONS, VALIDATION_REASONS
 from som_pipeline.schemas import REFERENCE_TABLES
 from som_pipeline.services.channels import capture_channel
 from som_pipeline.services.core_build import build_core_orders, load_reference_tables, run_reconciliation
+from som_pipeline.services.fulfilment import ingest_disruptions
 from som_pipeline.services.validation import run_validation
 from som_pipeline.warehouse import Warehouse
 
@@ -26,6 +27,8 @@ def _run_all(s: Settings, wh: Warehouse, now: datetime) -> None:
         capture_channel(ch, wh, s, now=now)
     build_core_orders(wh)
     run_validation(wh, s, now=now)
+    with wh.connect() as con:
+        ingest_disruptions(con, s, now)
 
 
 @pytest.fixture(scope="module")
