@@ -341,7 +341,8 @@ class AllocationModel(_Strict):
     lateness_penalty: Money = _f("Penalty for expected delivery after the promised date.", ge=0)
     split_penalty: Money = _f("Penalty share for an extra shipment when the order is split.", ge=0)
     total_cost: Money = _f("Sum of the cost components.", ge=0)
-    solver: str = _f("min_cost_flow | greedy (where the exact model cannot express a rule; see docs).")
+    solver: str = _f("How the row was decided (docs/allocation.md): mip (exact) | mip_time_limit | min_cost_flow | "
+                     "min_cost_flow+repair | greedy | kept (a previous allocation left as it was).")
     explanation: str = _f("Why this warehouse, in words.")
     next_best_warehouse: str = _f("The best alternative warehouse (null: none could serve).", nullable=True)
     next_best_cost: Money = _f("Its total cost for the same units.", nullable=True)

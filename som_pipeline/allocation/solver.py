@@ -1,0 +1,806 @@
+"""The optimiser: the model, its exact MIP, the min-cost-flow relaxation that solves it at scale with a certified
+bound, the repairs for the rules a flow cannot express, and the greedy baseline. See ``docs/allocation.md``.
+
+The model (costs are integers of 1/10,000)::
+
+    min  sum_i unit_i x_i  +  P * extra_shipments  +  M * units_not_allocated
+    s.t. per demand row d:        sum_{i of d} x_i + u_d = q_d               (integers >= 0)
+         per (warehouse, SKU):    sum x_i <= stock left
+         per warehouse:           sum x_i <= capacity left (units basis) | rows <= capacity left (lines basis)
+         per (warehouse, service): parcels of its rows <= parcels left
+         per (line, warehouse):   at most one carrier service (one allocation row)
+         ship-complete order:     every unit from one warehouse, or none
+    extra_shipments(o) = |warehouses of o incl. kept| - max(1, |kept warehouses of o|)
+
+``M`` = 10 x (largest unit cost + ``P`` x (warehouses + 1)) + 1: allocating a unit beats re-routing up to ten
+others, so in effect the plan allocates every unit the rules allow, then minimises cost.
+
+Paths
+- ``mip`` (instances of at most ``mip_max_rows`` demand rows): the model above in CP-SAT. Exact (proven);
+  without a proof within its work limit, the better of its best plan and the flow path's plan.
+- flow path (larger instances): OR-Tools ``SimpleMinCostFlow`` on demand row -> (warehouse, SKU) stock node ->
+  warehouse (units capacity) -> sink, one arc per (row, warehouse) at the row's cheapest service there, plus a
+  backorder arc per row; stock nodes that can never bind are bypassed (exact). Without the split penalty,
+  ship-complete, carrier capacities and the lines basis this is a *relaxation*: exact for everything linear.
+  The plan's flow leans each order to its home warehouse (the cheapest that holds all of it): the split penalty
+  spread over the order's units is added on every other warehouse's arcs. Then repairs for the rules the flow
+  cannot express, in this order: (1) carrier capacity: rows of an overloaded service move to another service of
+  the same warehouse, those that would lose least first; (2) lines basis: an overloaded warehouse keeps the rows
+  with the largest regret; (3) ship-complete orders not served whole from one warehouse take their cheapest
+  single warehouse, displacing rows of orders that can split; (4) split orders move to their cheapest plan on at
+  most ``consolidate_max_warehouses`` warehouses when it is cheaper and fits; (4b) relocation: any order whose
+  plan costs more than its cheapest conceivable one may move whole to one warehouse; (5) units still unplaced
+  go through a last min-cost flow on what is left (lines basis: cheapest option first); (6) a final check trims
+  anything that would break a rule (counted; none expected). Moves are settled in order priority and never take
+  what another order holds (except (3)). With ``certify``, the plain relaxation is solved too: its optimum plus
+  the split penalties every order is forced to pay (fewest warehouses whose stock covers it) is a valid lower
+  bound; ``gap`` = objective - bound; when the relaxation breaks no rule its plan is returned, proven optimal.
+- ``greedy``: ship-complete orders whole at their cheapest warehouse, then cheapest option first (the
+  benchmark's baseline; a fallback only if the MIP fails outright).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+from ortools.graph.python import min_cost_flow
+from ortools.sat.python import cp_model
+
+from som_pipeline.allocation.config import AllocationConfig
+from som_pipeline.allocation.options import div_round
+
+UNLIMITED = 1 << 40
+ASSIGN_SCHEMA = {"i": pl.Int64, "x": pl.Int64, "solver": pl.String}
+PLAN_SCHEMA = {"i": pl.Int64, "x": pl.Int64}
+
+
+@dataclass
+class Problem:
+    """Indexed instance.
+
+    ``dem``: d, o (order priority index), q, sc. ``opts``: i, d, o, wi, r (stock resource), k (carrier
+    resource), unit, parcels, rank (0 = cheapest service of the (row, warehouse)); only options whose stock
+    resource has units left. ``kept``: (o, wi) pairs an order already ships from. Residual capacities are
+    arrays indexed by r, wi, k.
+    """
+
+    dem: pl.DataFrame
+    opts: pl.DataFrame
+    stock: np.ndarray
+    cap: np.ndarray
+    parcels: np.ndarray
+    kept: pl.DataFrame
+    split_penalty: int
+    basis: str
+    big_m: int = 0
+
+    def __post_init__(self) -> None:
+        # per unit left unallocated: ten times the dearest way to ship one unit (split penalty included), so
+        # allocating a unit beats any re-routing of up to ten others -- in effect: units first, then cost
+        top = int(self.opts["unit"].max()) if self.opts.height else 0
+        self.big_m = 10 * (max(1, top) + self.split_penalty * (len(self.cap) + 1)) + 1
+
+
+@dataclass
+class SolveReport:
+    path: str = ""
+    lower_bound: int | None = None
+    objective: int = 0
+    proven_optimal: bool = False
+    relaxation_unallocated: int | None = None
+    violations: dict[str, int] = field(default_factory=dict)
+    repairs: dict[str, int] = field(default_factory=dict)
+    mip_status: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------
+# Plan bookkeeping
+# ------------------------------------------------------------------------------------------------
+def _popcount(a: np.ndarray, n_bits: int) -> np.ndarray:
+    out = np.zeros(a.shape, dtype=np.int64)
+    for k in range(n_bits):
+        out += (a >> k) & 1
+    return out
+
+
+def _at(plan: pl.DataFrame, p: Problem, *cols: str) -> pl.DataFrame:
+    """``plan`` (with column ``i``) plus the option columns ``cols`` (``i`` is the row index of ``p.opts``)."""
+    extra = p.opts.select(cols)[plan["i"].to_numpy()] if plan.height else p.opts.select(cols).clear()
+    return pl.concat([plan, extra], how="horizontal")
+
+
+def plan_cost(p: Problem, assign: pl.DataFrame) -> dict[str, int]:
+    """``{'cost', 'allocated', 'unallocated', 'extra_shipments', 'objective'}`` of a plan (i, x)."""
+    a = assign.filter(pl.col("x") > 0).pipe(_at, p, "o", "wi", "unit")
+    linear = int((a["x"] * a["unit"]).sum()) if a.height else 0
+    allocated = int(a["x"].sum()) if a.height else 0
+    total = int(p.dem["q"].sum()) if p.dem.height else 0
+    extra = int(_extra(a.select("o", "wi").unique(), p.kept)["extra"].sum())
+    cost = linear + p.split_penalty * extra
+    return {"cost": cost, "allocated": allocated, "unallocated": total - allocated, "extra_shipments": extra,
+            "objective": cost + p.big_m * (total - allocated)}
+
+
+def _extra(used: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
+    """Per order with rows: extra shipments = |used or kept warehouses| - max(1, |kept|)."""
+    if used.height == 0:
+        return pl.DataFrame(schema={"o": pl.Int64, "n": pl.UInt32, "nk": pl.UInt32, "extra": pl.Int64})
+    k = kept.join(used.select("o").unique(), on="o", how="semi")
+    return (pl.concat([used.select("o", "wi"), k.select("o", "wi")]).unique()
+            .group_by("o").agg(pl.len().alias("n"))
+            .join(k.group_by("o").agg(pl.len().alias("nk")), on="o", how="left")
+            .with_columns(pl.col("nk").fill_null(0))
+            .with_columns((pl.col("n").cast(pl.Int64) - pl.col("nk").cast(pl.Int64).clip(lower_bound=1)).alias("extra")))
+
+
+def _use(p: Problem, plan: pl.DataFrame, stock: np.ndarray, cap: np.ndarray, parcels: np.ndarray,
+         sign: int = -1) -> None:
+    """Subtract (sign -1) or add back (+1) a plan's usage to residual arrays, in place."""
+    u = plan.filter(pl.col("x") > 0).pipe(_at, p, "r", "wi", "k", "parcels")
+    if u.height == 0:
+        return
+    np.add.at(stock, u["r"].to_numpy(), sign * u["x"].to_numpy())
+    np.add.at(cap, u["wi"].to_numpy(),
+              sign * (u["x"].to_numpy() if p.basis == "units" else np.ones(u.height, dtype=np.int64)))
+    np.add.at(parcels, u["k"].to_numpy(), sign * u["parcels"].to_numpy())
+
+
+# ------------------------------------------------------------------------------------------------
+# Lower-bound helpers
+# ------------------------------------------------------------------------------------------------
+def _cover(p: Problem) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per order, ignoring competition between orders: ``kmin`` = fewest warehouses whose stock covers each of
+    its rows (1 when unknown), and the ship-complete orders no single warehouse can serve whole."""
+    n_w = len(p.cap)
+    best = p.opts.filter(pl.col("rank") == 0).select("d", "o", "wi", "r")
+    dem = p.dem.sort("d")
+    d_pos = np.full(int(dem["d"].max()) + 1 if dem.height else 0, -1, dtype=np.int64)
+    d_pos[dem["d"].to_numpy()] = np.arange(dem.height)
+    avail = np.zeros((dem.height, max(1, n_w)), dtype=np.int64)
+    if best.height:
+        avail[d_pos[best["d"].to_numpy()], best["wi"].to_numpy()] = p.stock[best["r"].to_numpy()]
+    q = dem["q"].to_numpy()
+    o = dem["o"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, o[1:] != o[:-1]]) if len(o) else np.zeros(0, dtype=np.int64)
+    order_ids = o[starts]
+    # ship-complete: a single warehouse holding every row's units
+    single = avail >= q[:, None]
+    if p.basis == "units":
+        units = np.add.reduceat(q, starts) if len(starts) else np.zeros(0, dtype=np.int64)
+    all_w = np.logical_and.reduceat(single, starts, axis=0) if len(starts) else np.zeros((0, n_w), bool)
+    if p.basis == "units" and len(starts):
+        all_w &= units[:, None] <= p.cap[None, :]
+    sc_orders = set(dem.filter(pl.col("sc"))["o"].to_list())
+    impossible = [int(oid) for oid, ok in zip(order_ids, all_w.any(axis=1), strict=True) if oid in sc_orders and not ok] \
+        if sc_orders else []
+    kmin = np.ones(len(order_ids), dtype=np.int64)
+    if 1 < n_w <= 6 and dem.height:
+        masks = np.arange(1, 1 << n_w)
+        bits = ((masks[None, :] >> np.arange(n_w)[:, None]) & 1).astype(np.int64)  # n_w x masks
+        size = bits.sum(axis=0)
+        covered = (avail @ bits) >= q[:, None]  # rows x masks
+        per_order = np.logical_and.reduceat(covered, starts, axis=0)
+        sizes = np.where(per_order, size[None, :], n_w + 1).min(axis=1)
+        kmin = np.where(sizes <= n_w, sizes, 1)
+    k = pl.DataFrame({"o": order_ids.astype(np.int64), "kmin": kmin.astype(np.int64)})
+    k = k.join(dem.filter(pl.col("sc")).select("o").unique(), on="o", how="anti")  # ship-complete: single anyway
+    return k, pl.DataFrame({"o": impossible}, schema={"o": pl.Int64})
+
+
+# ------------------------------------------------------------------------------------------------
+# Min-cost flow
+# ------------------------------------------------------------------------------------------------
+def solve_flow(p: Problem, dem: pl.DataFrame, opts: pl.DataFrame, stock: np.ndarray, cap: np.ndarray,
+               backorder_cost: np.ndarray | None = None) -> tuple[pl.DataFrame, int]:
+    """Min-cost flow of ``dem`` over the given (row, warehouse) arcs (one per pair) on residual stock and a units
+    capacity per warehouse (``cap``). Returns ``(plan (i, x), optimal cost)``."""
+    n_d, n_r, n_w = dem.height, len(stock), len(cap)
+    if n_d == 0:
+        return pl.DataFrame(schema=PLAN_SCHEMA), 0
+    s_node, w_node, sink = n_d, n_d + n_r, n_d + n_r + n_w
+    d_of = dem["d"].to_numpy()
+    pos = np.full(int(max(d_of.max(), opts["d"].max() if opts.height else 0)) + 1, -1, dtype=np.int64)
+    pos[d_of] = np.arange(n_d)
+    opts = opts.filter(pl.Series(pos[opts["d"].to_numpy()] >= 0)) if opts.height else opts
+    q = dem["q"].to_numpy().astype(np.int64)
+    r_w = np.zeros(n_r, dtype=np.int64)
+    if opts.height:
+        r_w[opts["r"].to_numpy()] = opts["wi"].to_numpy()
+    od = pos[opts["d"].to_numpy()]
+    orr = opts["r"].to_numpy()
+    # a stock node whose arcs can bring no more than it holds never binds: its arcs go straight to the warehouse
+    # (exact; most (warehouse, SKU) pairs in practice -- the network is then nearly bipartite)
+    inflow = np.zeros(n_r, dtype=np.int64)
+    np.add.at(inflow, orr, q[od])
+    slack = inflow <= stock
+    head_opt = np.where(slack[orr], w_node + r_w[orr], s_node + orr)
+    bo = np.full(n_d, p.big_m, dtype=np.int64) if backorder_cost is None else backorder_cost
+    tails = np.concatenate([od, s_node + np.arange(n_r), w_node + np.arange(n_w), np.arange(n_d)])
+    heads = np.concatenate([head_opt, w_node + r_w, np.full(n_w, sink), np.full(n_d, sink)])
+    caps = np.concatenate([q[od], np.maximum(stock, 0), np.maximum(cap, 0), q]).astype(np.int64)
+    costs = np.concatenate([opts["unit"].to_numpy(), np.zeros(n_r + n_w, dtype=np.int64), bo]).astype(np.int64)
+    f = min_cost_flow.SimpleMinCostFlow()
+    arcs = f.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
+    supplies = np.zeros(sink + 1, dtype=np.int64)
+    supplies[:n_d] = q
+    supplies[sink] = -int(q.sum())
+    f.set_nodes_supplies(np.arange(sink + 1), supplies)
+    status = f.solve()
+    if status != f.OPTIMAL:  # cannot happen: the backorder arcs make every instance feasible
+        raise RuntimeError(f"min-cost flow failed with status {status}")
+    flows = f.flows(arcs[: opts.height])
+    plan = pl.DataFrame({"i": opts["i"], "x": flows.astype(np.int64)}).filter(pl.col("x") > 0)
+    return plan, int(f.optimal_cost())
+
+
+# ------------------------------------------------------------------------------------------------
+# Repairs
+# ------------------------------------------------------------------------------------------------
+def fit_carriers(p: Problem, plan: pl.DataFrame, parcels_left: np.ndarray) -> tuple[pl.DataFrame, int]:
+    """Move rows off overloaded carrier services to other services of the same warehouse (rows that would lose
+    least move first); rows that fit nowhere there are dropped (their units are placed again later).
+    ``parcels_left``: capacity net of rows not in ``plan``. Returns ``(plan, rows moved or dropped)``."""
+    rows = plan.pipe(_at, p, "d", "o", "wi", "k", "unit", "parcels")
+    load = np.zeros(len(parcels_left), dtype=np.int64)
+    np.add.at(load, rows["k"].to_numpy(), rows["parcels"].to_numpy())
+    over = np.flatnonzero(load > parcels_left)
+    if len(over) == 0:
+        return plan, 0
+    at_over = rows.filter(pl.col("k").is_in(over.tolist()))
+    alts = (at_over.select("i", "d", "wi", "x", pl.col("unit").alias("_u0"), pl.col("k").alias("_k0"))
+            .join(p.opts.select(pl.col("i").alias("i2"), "d", "wi", pl.col("k").alias("k2"), pl.col("unit").alias("_u2"),
+                                pl.col("parcels").alias("_p2")), on=["d", "wi"])
+            .filter(pl.col("k2") != pl.col("_k0"))
+            .with_columns(((pl.col("_u2") - pl.col("_u0")) * pl.col("x")).alias("_delta")))
+    regret = alts.group_by("i").agg(pl.col("_delta").min().alias("_regret"))
+    ranked = (at_over.join(regret, on="i", how="left")
+              .with_columns(pl.col("_regret").fill_null(UNLIMITED))
+              .sort(["k", "_regret", "o"], descending=[False, True, False])
+              .with_columns(pl.col("parcels").cum_sum().over("k").alias("_cum")))
+    cap_k = pl.Series(parcels_left)
+    ranked = ranked.with_columns(pl.Series("_capk", cap_k.gather(ranked["k"]).to_numpy()))
+    movers = ranked.filter(pl.col("_cum") > pl.col("_capk")).select("i", "x")
+    left = parcels_left - load
+    left[over] = 0
+    for k in over:  # room left on the overloaded services after the rows that stay
+        kept_load = int(ranked.filter((pl.col("k") == int(k)) & (pl.col("_cum") <= pl.col("_capk")))["parcels"].sum())
+        left[k] = parcels_left[k] - kept_load
+    moved = []
+    cand = movers.join(alts.select("i", "i2", "k2", "_delta", "_p2"), on="i")
+    while cand.height:
+        pick = cand.sort(["_delta", "i", "i2"]).group_by("i", maintain_order=True).first()
+        pick = (pick.with_columns(pl.Series("_room", left[pick["k2"].to_numpy()]))
+                .with_columns(pl.col("_p2").cum_sum().over("k2").alias("_c"))
+                .filter(pl.col("_c") <= pl.col("_room")))
+        if pick.height == 0:
+            # every first choice is full now: drop those alternatives and retry
+            first = cand.sort(["_delta", "i", "i2"]).group_by("i", maintain_order=True).first().select("i", "i2")
+            cand = cand.join(first, on=["i", "i2"], how="anti")
+            continue
+        np.subtract.at(left, pick["k2"].to_numpy(), pick["_p2"].to_numpy())
+        moved.append(pick.select(pl.col("i2").alias("i"), "x"))
+        cand = cand.join(pick.select("i"), on="i", how="anti")
+        cand = cand.filter(pl.Series(left[cand["k2"].to_numpy()] >= cand["_p2"].to_numpy()))
+    out = pl.concat([plan.join(movers.select("i"), on="i", how="anti"), *moved])
+    return out, movers.height
+
+
+def violations(p: Problem, plan: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Orders whose plan breaks a rule the flow does not model: split (non-ship-complete, extra shipments > 0),
+    ship-complete (served partly or from several warehouses), lines basis (rows at an overloaded warehouse)."""
+    a = plan.filter(pl.col("x") > 0).pipe(_at, p, "d", "o", "wi")
+    ex = _extra(a.select("o", "wi").unique(), p.kept)
+    sc_o = p.dem.filter(pl.col("sc")).group_by("o").agg(pl.col("q").sum().alias("units"))
+    served = a.group_by("o").agg(pl.col("x").sum().alias("served"), pl.col("wi").n_unique().alias("nw"))
+    sc = (sc_o.join(served, on="o").filter((pl.col("served") < pl.col("units")) | (pl.col("nw") > 1)).select("o"))
+    split = ex.filter(pl.col("extra") > 0).select("o").join(sc_o.select("o"), on="o", how="anti")
+    lines = pl.DataFrame(schema={"o": pl.Int64})
+    if p.basis == "lines" and a.height:
+        n = a.group_by("wi").agg(pl.len().alias("n"))
+        over = n.filter(pl.col("n") > pl.Series(p.cap).gather(n["wi"]).to_numpy())
+        lines = a.join(over.select("wi"), on="wi", how="semi").select("o").unique()
+    bad = pl.concat([split, sc, lines]).unique().sort("o")
+    return bad, {"split_orders": split.height, "ship_complete_orders": sc.height, "line_capacity_orders": lines.height}
+
+
+def shed_lines(p: Problem, plan: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Lines basis: a warehouse with more rows than its capacity keeps the rows that would lose most elsewhere
+    (regret = cost at the next best warehouse holding stock - cost here); the others are shed (their units are
+    placed again later). Returns ``(plan, rows shed)``."""
+    a = plan.pipe(_at, p, "d", "o", "wi", "unit")
+    n = a.group_by("wi").agg(pl.len().alias("n"))
+    over = n.filter(pl.col("n") > pl.Series(p.cap).gather(n["wi"]).to_numpy())
+    if over.height == 0:
+        return plan, 0
+    rows = a.join(over.select("wi"), on="wi", how="semi")
+    alt = (rows.select("i", "d", "wi", "x", pl.col("unit").alias("_u0"))
+           .join(p.opts.filter(pl.col("rank") == 0).select("d", pl.col("wi").alias("_w2"), pl.col("unit").alias("_u2")),
+                 on="d")
+           .filter(pl.col("_w2") != pl.col("wi"))
+           .group_by("i").agg(((pl.col("_u2") - pl.col("_u0")) * pl.col("x")).min().alias("_regret")))
+    ranked = (rows.join(alt, on="i", how="left").with_columns(pl.col("_regret").fill_null(UNLIMITED))
+              .sort(["wi", "_regret", "o"], descending=[False, True, False])
+              .with_columns(pl.int_range(1, pl.len() + 1).over("wi").alias("_n")))
+    ranked = ranked.with_columns(pl.Series("_cap", p.cap[ranked["wi"].to_numpy()]))
+    shed = ranked.filter(pl.col("_n") > pl.col("_cap")).select("i")
+    return plan.join(shed, on="i", how="anti"), shed.height
+
+
+def consolidate(p: Problem, plan: pl.DataFrame, orders: pl.DataFrame, stock: np.ndarray, cap: np.ndarray,
+                parcels: np.ndarray, max_warehouses: int = 1, max_rounds: int = 500) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Move each order of ``orders`` to its cheapest plan that ships every row whole from at most
+    ``max_warehouses`` warehouses (each row from the cheapest of the chosen warehouses that holds its units), when
+    that is cheaper than its current plan in ``plan`` (an order without one takes any that fits) and fits in
+    what is left; moves are settled in order priority and never take what another order holds. The residual
+    arrays are net of every row of ``plan`` and are updated in place. Returns ``(new rows, orders moved)``."""
+    n_r, n_w = len(stock), len(cap)
+    left = np.concatenate([stock, cap, parcels]).astype(np.int64)
+    dem = p.dem.join(orders, on="o", how="semi")
+    kept = p.kept.join(orders, on="o", how="semi")
+    cur = plan.pipe(_at, p, "o", "wi", "r", "unit").join(orders, on="o", how="semi")
+    cur_cost = (cur.group_by("o").agg((pl.col("x") * pl.col("unit")).sum().alias("_lin"))
+                .join(_extra(cur.select("o", "wi").unique(), p.kept).select("o", "extra"), on="o", how="left")
+                .select("o", (pl.col("_lin") + p.split_penalty * pl.col("extra").fill_null(0)).alias("_cur")))
+    # per (row, warehouse): its cheapest service with parcel room, if the row's units fit there (stock left plus
+    # what the order itself holds there) -- dense arrays U (unit) and I (option) of shape (rows, warehouses)
+    dem = dem.sort("d")
+    n_rows = dem.height
+    row_of = np.full(int(p.dem["d"].max()) + 1 if p.dem.height else 1, -1, dtype=np.int64)
+    row_of[dem["d"].to_numpy()] = np.arange(n_rows)
+    od = p.opts["d"].to_numpy()
+    sel = np.flatnonzero(row_of[od] >= 0)
+    o2 = p.opts[sel].with_columns(pl.Series("_row", row_of[od[sel]]))
+    q_row = dem["q"].to_numpy()
+    o2 = o2.filter(pl.Series(parcels[o2["k"].to_numpy()] >= o2["parcels"].to_numpy()))
+    own_r = cur.group_by("o", "r").agg(pl.col("x").sum().alias("_own"))
+    o2 = o2.join(own_r, on=["o", "r"], how="left").with_columns(pl.col("_own").fill_null(0))
+    o2 = o2.filter(pl.Series(stock[o2["r"].to_numpy()] + o2["_own"].to_numpy() >= q_row[o2["_row"].to_numpy()]))
+    o2 = o2.sort(["_row", "wi", "unit", "i"], descending=[False, False, True, True])  # last per (row, wi) = cheapest
+    inf = np.iinfo(np.int64).max // 4
+    U = np.full((n_rows, n_w), inf, dtype=np.int64)
+    Iopt = np.full((n_rows, n_w), -1, dtype=np.int64)
+    rr, ww = o2["_row"].to_numpy(), o2["wi"].to_numpy()
+    U[rr, ww] = o2["unit"].to_numpy()
+    Iopt[rr, ww] = o2["i"].to_numpy()
+    subsets = [c for k in range(1, max(1, max_warehouses) + 1) for c in itertools.combinations(range(n_w), k)]
+    members = np.zeros((len(subsets), n_w), dtype=bool)
+    for j, c in enumerate(subsets):
+        members[j, list(c)] = True
+    masked = np.where(members[None, :, :], U[:, None, :], inf)  # (rows, subsets, warehouses)
+    arg = masked.argmin(axis=2)
+    best = np.take_along_axis(masked, arg[:, :, None], axis=2)[:, :, 0]  # (rows, subsets)
+    o_row = dem["o"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, o_row[1:] != o_row[:-1]]) if n_rows else np.zeros(0, dtype=np.int64)
+    order_of = o_row[starts]
+    ok = np.logical_and.reduceat(best < inf, starts, axis=0) if n_rows else np.zeros((0, len(subsets)), bool)
+    lin = np.add.reduceat(np.where(best < inf, best, 0) * q_row[:, None], starts, axis=0) if n_rows else ok.astype(np.int64)
+    bits = np.bitwise_or.reduceat(np.left_shift(1, arg).astype(np.int64), starts, axis=0) if n_rows else ok.astype(np.int64)
+    kept_bits = np.zeros(len(order_of), dtype=np.int64)
+    if kept.height:
+        kb = kept.with_columns((pl.lit(1, pl.Int64) * (2 ** pl.col("wi"))).alias("_b")).group_by("o").agg(pl.col("_b").sum())
+        pos = {int(o): j for j, o in enumerate(order_of)}
+        for o, b in kb.iter_rows():  # orders with kept rows: few
+            kept_bits[pos[o]] = b
+    n_used = _popcount(bits, n_w)
+    n_beyond = _popcount(bits & ~kept_bits[:, None], n_w)
+    extra = np.where(kept_bits[:, None] > 0, n_beyond, n_used - 1)
+    cost = lin + p.split_penalty * extra
+    cur_arr = np.full(len(order_of), inf, dtype=np.int64)
+    if cur_cost.height:
+        cc = pl.DataFrame({"o": order_of}).join(cur_cost, on="o", how="left", maintain_order="left")["_cur"]
+        cur_arr = cc.fill_null(inf).to_numpy().astype(np.int64)
+    good = ok & (cost < cur_arr[:, None])
+    oi, si = np.nonzero(good)
+    cand = (pl.DataFrame({"o": order_of[oi].astype(np.int64), "sid": si.astype(np.int64), "cost": cost[oi, si]})
+            .sort("o", "cost", "sid").with_row_index("c").with_columns(pl.col("c").cast(pl.Int64)))
+    # rows of each candidate: every row of its order, from the chosen warehouse of the subset
+    n_per = np.diff(np.r_[starts, n_rows])
+    c_o = np.searchsorted(order_of, cand["o"].to_numpy()) if cand.height else np.zeros(0, dtype=np.int64)
+    c_s = cand["sid"].to_numpy()
+    reps = n_per[c_o]
+    row_idx = np.repeat(starts[c_o], reps) + (np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps))
+    sid_rep = np.repeat(c_s, reps)
+    crow = pl.DataFrame({"c": np.repeat(cand["c"].to_numpy(), reps).astype(np.int64),
+                         "i": Iopt[row_idx, arg[row_idx, sid_rep]].astype(np.int64),
+                         "x": q_row[row_idx].astype(np.int64)})
+    cand = cand.select("c", "o", "cost")
+
+    def usage(rows: pl.DataFrame, key: str) -> pl.DataFrame:
+        u = rows.pipe(_at, p, "r", "wi", "k", "parcels")
+        return pl.concat([
+            u.select(key, pl.col("r").alias("res"), pl.col("x").alias("amt")),
+            u.select(key, (n_r + pl.col("wi")).alias("res"),
+                     (pl.col("x") if p.basis == "units" else pl.lit(1, pl.Int64)).alias("amt")),
+            u.select(key, (n_r + n_w + pl.col("k")).alias("res"), pl.col("parcels").alias("amt")),
+        ]).group_by(key, "res").agg(pl.col("amt").sum())
+
+    own = usage(cur.select("o", "i", "x"), "o")
+    net = (pl.concat([usage(crow, "c"),
+                      cand.select("c", "o").join(own, on="o").select("c", "res", (-pl.col("amt")).alias("amt"))])
+           .group_by("c", "res").agg(pl.col("amt").sum()))
+    chosen = []
+    todo = cand
+    for _ in range(max_rounds):
+        if todo.height == 0:
+            break
+        u = net.join(todo.select("c"), on="c", how="semi")
+        bad = u.filter(pl.Series(u["amt"].to_numpy() > left[u["res"].to_numpy()])).select("c").unique()
+        todo = todo.join(bad, on="c", how="anti")
+        if todo.height == 0:
+            break
+        prop = todo.sort(["o", "cost", "c"]).group_by("o", maintain_order=True).first()
+        pu = net.join(prop.select("c", "o"), on="c").sort(["o", "res"])
+        pu = pu.with_columns(pl.col("amt").clip(lower_bound=0).cum_sum().over("res").alias("_cum"),
+                             pl.Series("_left", left[pu["res"].to_numpy()]))
+        rejected = pu.filter(pl.col("_cum") > pl.col("_left")).select("c").unique()
+        acc = prop.join(rejected, on="c", how="anti")
+        au = net.join(acc.select("c"), on="c")
+        np.subtract.at(left, au["res"].to_numpy(), au["amt"].to_numpy())
+        chosen.append(acc.select("c", "o"))
+        todo = todo.join(acc.select("o"), on="o", how="anti")
+    done = pl.concat(chosen) if chosen else pl.DataFrame(schema={"c": pl.Int64, "o": pl.Int64})
+    stock[:] = left[:n_r]
+    cap[:] = left[n_r:n_r + n_w]
+    parcels[:] = left[n_r + n_w:]
+    return crow.join(done.select("c"), on="c", how="semi").select("i", "x"), done.select("o")
+
+
+def enforce(p: Problem, plan: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Keep rows in order priority while every resource has room; a ship-complete order losing a row loses all
+    of them. Returns ``(plan, rows removed)`` -- none for a sound plan."""
+    a = (plan.filter(pl.col("x") > 0).pipe(_at, p, "d", "o", "wi", "r", "k", "parcels")
+         .sort(["o", "d", "wi"]))
+    n0 = a.height
+    a = a.unique(subset=["d", "wi"], keep="first", maintain_order=True)
+    qd = p.dem.select("d", "q")
+    a = (a.join(qd, on="d").with_columns(pl.col("x").cum_sum().over("d").alias("_cd"))
+         .filter(pl.col("_cd") <= pl.col("q")))
+    cap_amt = pl.col("x") if p.basis == "units" else pl.lit(1, pl.Int64)
+    a = a.with_columns(pl.col("x").cum_sum().over("r").alias("_cr"), cap_amt.cum_sum().over("wi").alias("_cw"),
+                       pl.col("parcels").cum_sum().over("k").alias("_ck"))
+    ok = ((a["_cr"].to_numpy() <= p.stock[a["r"].to_numpy()]) & (a["_cw"].to_numpy() <= p.cap[a["wi"].to_numpy()])
+          & (a["_ck"].to_numpy() <= p.parcels[a["k"].to_numpy()]))
+    a = a.filter(pl.Series(ok))
+    sc = p.dem.filter(pl.col("sc")).group_by("o").agg(pl.col("q").sum().alias("units"))
+    bad_sc = (a.group_by("o").agg(pl.col("x").sum().alias("s"), pl.col("wi").n_unique().alias("nw"))
+              .join(sc, on="o").filter((pl.col("s") < pl.col("units")) | (pl.col("nw") > 1)).select("o"))
+    a = a.join(bad_sc, on="o", how="anti")
+    return a.select("i", "x"), n0 - a.height
+
+
+# ------------------------------------------------------------------------------------------------
+# MIP (CP-SAT): exact
+# ------------------------------------------------------------------------------------------------
+def solve_mip(p: Problem, cfg: AllocationConfig) -> tuple[pl.DataFrame, str]:
+    """Optimal plan of the whole problem. Returns ``(plan (i, x), status)``: optimal | time_limit | failed."""
+    opts = p.opts
+    m = cp_model.CpModel()
+    ox = opts.to_dict(as_series=False)
+    n = opts.height
+    q_of = dict(zip(p.dem["d"].to_list(), p.dem["q"].to_list(), strict=True))
+    x = [m.new_int_var(0, q_of[ox["d"][j]], "") for j in range(n)]
+    b = [m.new_bool_var("") for _ in range(n)]
+    groups: dict[str, dict] = {"dw": {}, "d": {}, "ow": {}, "r": {}, "w": {}, "k": {}}
+    for j in range(n):
+        m.add(x[j] <= q_of[ox["d"][j]] * b[j])
+        m.add(x[j] >= b[j])
+        d, o, w = ox["d"][j], ox["o"][j], ox["wi"][j]
+        for key, val in (("dw", (d, w)), ("d", d), ("ow", (o, w)), ("r", ox["r"][j]), ("w", w), ("k", ox["k"][j])):
+            groups[key].setdefault(val, []).append(j)
+    for js in groups["dw"].values():
+        if len(js) > 1:
+            m.add(sum(b[j] for j in js) <= 1)
+    y: dict[int, list[tuple[int, cp_model.IntVar]]] = {}
+    for (o, w), js in groups["ow"].items():
+        v = m.new_bool_var("")
+        y.setdefault(o, []).append((w, v))
+        for j in js:
+            m.add(b[j] <= v)
+    kept: dict[int, set[int]] = {}
+    for o, w in p.kept.iter_rows():
+        kept.setdefault(o, set()).add(w)
+    obj = []
+    for o, ds, qs, sc in p.dem.group_by("o", maintain_order=True).agg("d", "q", pl.col("sc").first()).iter_rows():
+        ys = y.get(o, [])
+        if sc:
+            a = m.new_bool_var("")
+            for d, qd in zip(ds, qs, strict=True):
+                m.add(sum(x[j] for j in groups["d"].get(d, [])) == qd * a)
+                obj.append(p.big_m * qd * (1 - a))
+            if ys:
+                m.add(sum(v for _, v in ys) <= 1)
+        else:
+            for d, qd in zip(ds, qs, strict=True):
+                u = m.new_int_var(0, qd, "")
+                m.add(sum(x[j] for j in groups["d"].get(d, [])) + u == qd)
+                obj.append(p.big_m * u)
+            ko = kept.get(o, set())
+            new = [v for w, v in ys if w not in ko]
+            if new:
+                obj.append(p.split_penalty * sum(new))
+                if not ko:
+                    v_o = m.new_bool_var("")
+                    m.add(v_o <= sum(v for _, v in ys))
+                    obj.append(-p.split_penalty * v_o)
+    for r, js in groups["r"].items():
+        if sum(q_of[ox["d"][j]] for j in js) > p.stock[r]:
+            m.add(sum(x[j] for j in js) <= int(p.stock[r]))
+    for w, js in groups["w"].items():
+        if p.basis == "units":
+            if sum(q_of[ox["d"][j]] for j in js) > p.cap[w]:
+                m.add(sum(x[j] for j in js) <= int(p.cap[w]))
+        elif len({ox["d"][j] for j in js}) > p.cap[w]:
+            m.add(sum(b[j] for j in js) <= int(p.cap[w]))
+    for k, js in groups["k"].items():
+        if sum(ox["parcels"][j] for j in js) > p.parcels[k]:
+            m.add(sum(ox["parcels"][j] * b[j] for j in js) <= int(p.parcels[k]))
+    m.minimize(sum(ox["unit"][j] * x[j] for j in range(n)) + sum(obj))
+    s = cp_model.CpSolver()
+    # a deterministic work limit (not wall time): the same input gives the same plan on any machine or load
+    s.parameters.max_deterministic_time = cfg.mip_time_limit_s
+    s.parameters.num_workers = cfg.mip_workers
+    s.parameters.random_seed = 0
+    s.parameters.linearization_level = 2  # LP relaxation with the linking constraints: proves optimality fast
+    st = s.solve(m)
+    if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return pl.DataFrame(schema=PLAN_SCHEMA), "failed"
+    vals = np.fromiter((s.value(v) for v in x), dtype=np.int64, count=n)
+    plan = pl.DataFrame({"i": opts["i"], "x": vals}).filter(pl.col("x") > 0)
+    return plan, "optimal" if st == cp_model.OPTIMAL else "time_limit"
+
+
+# ------------------------------------------------------------------------------------------------
+# Greedy baseline: cheapest option first
+# ------------------------------------------------------------------------------------------------
+def solve_greedy(p: Problem, dem: pl.DataFrame | None = None, stock: np.ndarray | None = None,
+                 cap: np.ndarray | None = None, parcels: np.ndarray | None = None,
+                 used: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Ship-complete orders first, each whole at its cheapest warehouse that holds it (order priority); then
+    vectorised rounds: every row with units left claims its cheapest (row, warehouse) option that still has room;
+    claims are served cheapest first within each resource. ``dem`` (rows and units to place), the residual arrays
+    (updated in place when given) and ``used`` ((d, wi) pairs that already have a row) default to the whole
+    problem. Returns ``(i, x)``."""
+    whole = dem is None
+    dem = p.dem if dem is None else dem
+    stock = p.stock.copy() if stock is None else stock
+    cap = p.cap.copy() if cap is None else cap
+    parcels = p.parcels.copy() if parcels is None else parcels
+    sc_orders = dem.filter(pl.col("sc")).select("o").unique().sort("o")
+    sc_plan, _ = consolidate(p, pl.DataFrame(schema=PLAN_SCHEMA), sc_orders, stock, cap, parcels, max_warehouses=1)
+    opts = (p.opts.join(dem.select("d"), on="d", how="semi")  # every service: a full one leaves the next
+            .join(sc_orders, on="o", how="anti").select("i", "d", "o", "wi", "r", "k", "unit", "parcels"))
+    rem = dem.join(sc_orders, on="o", how="anti").select("d", pl.col("q").alias("rem"))
+    used = pl.DataFrame(schema={"d": pl.Int64, "wi": pl.Int64}) if used is None else used.select("d", "wi")
+    out = [sc_plan]
+    while True:
+        live = opts.join(rem.filter(pl.col("rem") > 0), on="d").join(used, on=["d", "wi"], how="anti")
+        ok = ((stock[live["r"].to_numpy()] > 0) & (cap[live["wi"].to_numpy()] > 0)
+              & (parcels[live["k"].to_numpy()] >= live["parcels"].to_numpy()))
+        live = live.filter(pl.Series(ok))
+        if live.height == 0:
+            break
+        pick = live.sort(["unit", "i"]).group_by("d", maintain_order=True).first()
+        pick = (pick.with_columns(pl.Series("_stock", stock[pick["r"].to_numpy()]),
+                                  pl.Series("_cap", cap[pick["wi"].to_numpy()]),
+                                  pl.Series("_pc", parcels[pick["k"].to_numpy()]))
+                .with_columns(pl.col("rem").cum_sum().over("r").alias("_cum"))
+                .with_columns(pl.min_horizontal("rem", (pl.col("_stock") - pl.col("_cum") + pl.col("rem"))
+                                                .clip(lower_bound=0)).alias("x")))
+        if p.basis == "units":
+            pick = (pick.with_columns(pl.col("x").cum_sum().over("wi").alias("_cw"))
+                    .with_columns(pl.min_horizontal("x", (pl.col("_cap") - pl.col("_cw") + pl.col("x"))
+                                                    .clip(lower_bound=0)).alias("x")))
+        else:
+            pick = (pick.with_columns((pl.col("x") > 0).cast(pl.Int64).cum_sum().over("wi").alias("_cw"))
+                    .with_columns(pl.when(pl.col("_cw") <= pl.col("_cap")).then("x").otherwise(0).alias("x")))
+        pick = (pick.with_columns(pl.when(pl.col("x") > 0).then("parcels").otherwise(0).cum_sum().over("k")
+                                  .alias("_ck"))
+                .with_columns(pl.when(pl.col("_ck") <= pl.col("_pc")).then("x").otherwise(0).alias("x"))
+                .filter(pl.col("x") > 0))
+        plan = pick.select("i", "x")
+        _use(p, plan, stock, cap, parcels)
+        out.append(plan)
+        used = pl.concat([used, pick.select("d", "wi")])
+        rem = (rem.join(pick.select("d", pl.col("x").alias("_x")), on="d", how="left")
+               .select("d", (pl.col("rem") - pl.col("_x").fill_null(0)).alias("rem")))
+    plan = pl.concat(out)
+    return enforce(p, plan)[0] if whole else plan
+
+
+# ------------------------------------------------------------------------------------------------
+# The strategy
+# ------------------------------------------------------------------------------------------------
+def solve(p: Problem, cfg: AllocationConfig) -> tuple[pl.DataFrame, SolveReport]:
+    """Plan ``p``: returns ``(assign (i, x, solver), report)``."""
+    rep = SolveReport()
+    if p.dem.height == 0:
+        rep.path, rep.proven_optimal, rep.lower_bound = "none", True, 0
+        return pl.DataFrame(schema=ASSIGN_SCHEMA), rep
+    t0 = time.perf_counter()
+    if cfg.method == "greedy":
+        plan = solve_greedy(p)
+        rep.seconds["greedy"] = time.perf_counter() - t0
+        rep.path = "greedy"
+        rep.objective = plan_cost(p, plan)["objective"]
+        return plan.with_columns(pl.lit("greedy").alias("solver")), rep
+    if p.dem.height <= cfg.mip_max_rows:
+        plan, status = solve_mip(p, cfg)
+        rep.seconds["mip"] = time.perf_counter() - t0
+        rep.mip_status = status
+        if status == "optimal":
+            rep.path, rep.proven_optimal = "mip", True
+            rep.objective = rep.lower_bound = plan_cost(p, plan)["objective"]
+            return plan.with_columns(pl.lit("mip").alias("solver")), rep
+        # no proof within the limit: the better of the MIP's best plan and the flow path's
+        flow_plan, flow_rep = _solve_flow_path(p, cfg)
+        mip_obj = plan_cost(p, plan)["objective"] if status == "time_limit" else None
+        if mip_obj is not None and mip_obj <= flow_rep.objective:
+            rep.path, rep.objective = "mip_time_limit", mip_obj
+            return plan.with_columns(pl.lit("mip_time_limit").alias("solver")), rep
+        flow_rep.mip_status, flow_rep.seconds = status, {**rep.seconds, **flow_rep.seconds}
+        return flow_plan, flow_rep
+    return _solve_flow_path(p, cfg)
+
+
+def _solve_flow_path(p: Problem, cfg: AllocationConfig) -> tuple[pl.DataFrame, SolveReport]:
+    rep = SolveReport()
+    t0 = time.perf_counter()
+    dem = p.dem.sort("d")
+    arcs = p.opts.filter(pl.col("rank") == 0)
+    # lines basis: a row uses one line whatever its units -- not a flow constraint: relaxed here, repaired after
+    cap = p.cap if p.basis == "units" else np.full(len(p.cap), UNLIMITED, dtype=np.int64)
+    if cfg.certify:
+        # the relaxation, with the split penalties every order is forced to pay moved into a valid bound
+        kmin, impossible = _cover(p)
+        forced = dem.select("d", "o").join(kmin, on="o", how="left").with_columns(pl.col("kmin").fill_null(1))
+        bo = (p.big_m - p.split_penalty * (forced["kmin"].to_numpy() - 1)).astype(np.int64)
+        plan, flow_cost = solve_flow(p, dem, arcs.join(impossible, on="o", how="anti"), p.stock, cap, bo)
+        rep.lower_bound = flow_cost + p.split_penalty * int((kmin["kmin"] - 1).sum())
+        rep.relaxation_unallocated = int(p.dem["q"].sum()) - (int(plan["x"].sum()) if plan.height else 0)
+        rep.seconds["bound"] = time.perf_counter() - t0
+        bad0, counts = violations(p, plan)
+        if bad0.height == 0 and _over_parcels(p, plan) == 0:
+            rep.path, rep.proven_optimal = "min_cost_flow", True
+            rep.objective = plan_cost(p, plan)["objective"]
+            return plan.with_columns(pl.lit("min_cost_flow").alias("solver")), rep
+    # the plan's flow: each order's units lean to its home warehouse (the cheapest that holds all of it, ignoring
+    # other orders) by the split penalty spread over its units on every other warehouse's arcs
+    t1 = time.perf_counter()
+    plan, _ = solve_flow(p, dem, _home_bias(p, arcs), p.stock, cap)
+    rep.seconds["flow"] = time.perf_counter() - t1
+    rep.path = "min_cost_flow"
+    t2 = time.perf_counter()
+    bad0, counts = violations(p, plan)
+    over_k = _over_parcels(p, plan)
+    rep.violations = {**counts, "carrier_capacity_services": over_k}
+    if bad0.height == 0 and over_k == 0:
+        rep.objective = plan_cost(p, plan)["objective"]
+        rep.proven_optimal = rep.objective == rep.lower_bound
+        rep.seconds["check"] = time.perf_counter() - t2
+        return plan.with_columns(pl.lit("min_cost_flow").alias("solver")), rep
+
+    flow_plan = plan
+    # (1) carrier capacities, (2) line capacities: rows moved to another service / shed
+    plan, moved = fit_carriers(p, plan, p.parcels.copy())
+    shed = 0
+    if p.basis == "lines":
+        plan, shed = shed_lines(p, plan)
+    # (3) ship-complete orders not served whole from one warehouse: all from one warehouse, or none. They may
+    # take stock, capacity and parcels the flow gave to orders that can split (those rows are displaced and their
+    # units placed again in (5)).
+    bad, _ = violations(p, plan)
+    sc_all = p.dem.filter(pl.col("sc")).select("o").unique()
+    sc_bad = bad.join(sc_all, on="o", how="semi")
+    with_o = plan.pipe(_at, p, "o")
+    plan = with_o.join(sc_bad, on="o", how="anti").select("i", "x")
+    s2, c2, p2 = p.stock.copy(), p.cap.copy(), p.parcels.copy()
+    _use(p, with_o.join(sc_all, on="o", how="semi").join(sc_bad, on="o", how="anti").select("i", "x"), s2, c2, p2)
+    sc_rows, sc_done = consolidate(p, plan, sc_bad, s2, c2, p2)
+    plan, displaced = _displace(p, pl.concat([plan, sc_rows]), sc_all)
+    stock, cap, parcels = p.stock.copy(), p.cap.copy(), p.parcels.copy()
+    _use(p, plan, stock, cap, parcels)
+    # (4) split orders: all from one warehouse when cheaper than the split (penalty included) and it fits
+    split = bad.join(sc_bad, on="o", how="anti")
+    new_rows, moved_o = consolidate(p, plan, split, stock, cap, parcels, max_warehouses=cfg.consolidate_max_warehouses)
+    plan = pl.concat([plan.pipe(_at, p, "o").join(moved_o, on="o", how="anti").select("i", "x"),
+                      new_rows])
+    # (4b) relocation: any order whose plan costs more than its cheapest conceivable one may move whole to one
+    # warehouse on what is left (true costs, no penalty bias)
+    relocated = 0
+    for _ in range(cfg.relocation_passes):
+        movers = _improvable(p, plan)
+        rows_, moved_ = consolidate(p, plan, movers, stock, cap, parcels, max_warehouses=1)
+        plan = pl.concat([plan.pipe(_at, p, "o").join(moved_, on="o", how="anti").select("i", "x"), rows_])
+        relocated += moved_.height
+        if moved_.height == 0:
+            break
+    # (5) units still unplaced (not ship-complete) through a last flow on what is left
+    got = plan.pipe(_at, p, "d").group_by("d").agg(pl.col("x").sum().alias("s"))
+    rest = (p.dem.filter(~pl.col("sc")).join(got, on="d", how="left")
+            .with_columns((pl.col("q") - pl.col("s").fill_null(0)).alias("q")).filter(pl.col("q") > 0)
+            .select("d", "o", "q", "sc").sort("d"))
+    extra_plan = pl.DataFrame(schema=PLAN_SCHEMA)
+    if rest.height:
+        used_dw = plan.pipe(_at, p, "d", "wi").select("d", "wi")
+        if p.basis == "units":
+            ro = p.opts.join(rest.select("d"), on="d", how="semi").join(used_dw, on=["d", "wi"], how="anti")
+            ro = (ro.filter(pl.Series(parcels[ro["k"].to_numpy()] >= ro["parcels"].to_numpy()))
+                  .sort(["d", "wi", "rank"]).group_by(["d", "wi"], maintain_order=True).first())
+            extra_plan, _ = solve_flow(p, rest, ro, stock, cap)
+        else:  # lines basis: a row costs one line whatever its units -- not a flow: cheapest option first
+            extra_plan = solve_greedy(p, rest, stock, cap, parcels, used_dw)
+    final, trimmed = enforce(p, pl.concat([plan, extra_plan]))
+    rep.repairs = {"carrier_rows_moved": moved, "line_rows_shed": shed, "ship_complete_orders": sc_bad.height,
+                   "ship_complete_placed": sc_done.height, "rows_displaced": displaced, "split_orders": split.height,
+                   "split_orders_consolidated": moved_o.height, "orders_relocated": relocated, "rows_reflowed": extra_plan.height,
+                   "rows_trimmed": trimmed}
+    rep.seconds["repair"] = time.perf_counter() - t2
+    rep.path = "min_cost_flow+repair"
+    unchanged = final.join(flow_plan, on=["i", "x"], how="semi")
+    out = pl.concat([unchanged.with_columns(pl.lit("min_cost_flow").alias("solver")),
+                     final.join(flow_plan, on=["i", "x"], how="anti")
+                     .with_columns(pl.lit("min_cost_flow+repair").alias("solver"))])
+    rep.objective = plan_cost(p, out.select("i", "x"))["objective"]
+    rep.proven_optimal = rep.lower_bound is not None and rep.objective == rep.lower_bound
+    return out, rep
+
+
+def _displace(p: Problem, plan: pl.DataFrame, sc_orders: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Where a resource is over its limit, remove rows of orders that may split, latest orders first, until it
+    fits. Returns ``(plan, rows removed)``."""
+    a = plan.pipe(_at, p, "o", "r", "wi", "k", "parcels").with_columns(
+        pl.col("o").is_in(sc_orders["o"].implode()).alias("_sc"))
+    n0 = a.height
+    cap_amt = pl.col("x") if p.basis == "units" else pl.lit(1, pl.Int64)
+    for res, amt, limit in (("r", pl.col("x"), p.stock), ("wi", cap_amt, p.cap), ("k", pl.col("parcels"), p.parcels)):
+        a = a.with_columns(amt.alias("_amt"))
+        load = a.group_by(res).agg(pl.col("_amt").sum().alias("_load"))
+        over = load.with_columns(pl.Series("_lim", limit[load[res].to_numpy()]))
+        over = over.filter(pl.col("_load") > pl.col("_lim")).select(res, (pl.col("_load") - pl.col("_lim")).alias("_over"))
+        if over.height == 0:
+            continue
+        cand = (a.filter(~pl.col("_sc")).join(over, on=res).sort([res, "o"], descending=[False, True])
+                .with_columns(pl.col("_amt").cum_sum().over(res).alias("_cum"))
+                .filter(pl.col("_cum") - pl.col("_amt") < pl.col("_over")))
+        a = a.join(cand.select("i"), on="i", how="anti")
+    return a.select("i", "x"), n0 - a.height
+
+
+def _improvable(p: Problem, plan: pl.DataFrame) -> pl.DataFrame:
+    """Orders whose plan costs more than the cheapest conceivable one (each row at its cheapest warehouse, no
+    split penalty): only these can gain from relocation."""
+    a = plan.pipe(_at, p, "d", "o", "wi", "unit")
+    cur = (a.group_by("o").agg((pl.col("x") * pl.col("unit")).sum().alias("_lin"))
+           .join(_extra(a.select("o", "wi").unique(), p.kept).select("o", "extra"), on="o", how="left")
+           .select("o", (pl.col("_lin") + p.split_penalty * pl.col("extra").fill_null(0)).alias("_cur")))
+    floor = (p.opts.filter(pl.col("rank") == 0).group_by("d").agg(pl.col("unit").min().alias("_m"))
+             .join(p.dem.select("d", "o", "q"), on="d")
+             .group_by("o").agg((pl.col("_m") * pl.col("q")).sum().alias("_floor")))
+    return cur.join(floor, on="o").filter(pl.col("_cur") > pl.col("_floor")).select("o").sort("o")
+
+
+def _home_bias(p: Problem, arcs: pl.DataFrame) -> pl.DataFrame:
+    """Arcs with ``unit`` + split penalty / order units on every warehouse but the order's home."""
+    o0 = arcs.join(p.dem.select("d", "q"), on="d")
+    o0 = o0.filter(pl.Series(p.stock[o0["r"].to_numpy()] >= o0["q"].to_numpy()))
+    need = p.dem.group_by("o").agg(pl.len().alias("_need"), pl.col("q").sum().alias("_units"))
+    home = (o0.group_by("o", "wi").agg(pl.len().alias("_n"), (pl.col("q") * pl.col("unit")).sum().alias("_c"))
+            .join(need, on="o").filter(pl.col("_n") == pl.col("_need")).sort("o", "_c", "wi")
+            .group_by("o", maintain_order=True).first().select("o", pl.col("wi").alias("_home"), "_units"))
+    return (arcs.join(home, on="o", how="left")
+            .with_columns(pl.when(pl.col("_home").is_not_null() & (pl.col("_home") != pl.col("wi")))
+                          .then(pl.col("unit") + div_round(pl.lit(p.split_penalty, pl.Int64), pl.col("_units")))
+                          .otherwise(pl.col("unit")).alias("unit"))
+            .select(arcs.columns))
+
+
+def _over_parcels(p: Problem, plan: pl.DataFrame) -> int:
+    u = plan.pipe(_at, p, "k", "parcels")
+    load = np.zeros(len(p.parcels), dtype=np.int64)
+    np.add.at(load, u["k"].to_numpy(), u["parcels"].to_numpy())
+    return int((load > p.parcels).sum())
