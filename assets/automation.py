@@ -5,6 +5,7 @@
   a trigger: the ingest ledger's content hashes decide what is processed.
 - ``hourly_ingest``: the fallback (and the poll of the B2B portal database, which has no file to watch).
 - ``nightly_reconciliation``: the whole graph plus every reconciliation query, every night.
+- ``daily_planning``: forecast and replenishment plan every morning (04:00).
 - ``daily_sales_schedule``: yesterday's partition of core.daily_sales.
 - ``publish_analytics_copy``: after every successful run, copy the warehouse to som_analytics.duckdb
   (atomic rename) so analysts can read it at any time, also during a run.
@@ -18,14 +19,16 @@ import dagster as dg
 
 from assets.capture import CAPTURE_KEYS
 from assets.core import CORE_KEYS, daily_sales
+from assets.fulfilment import ALLOCATIONS, BACKORDERS
 from assets.validation import KEYS as VALIDATION_KEYS
 from resources import WarehouseResource
 from som_pipeline.config import FILE_CHANNELS, Settings
 from som_pipeline.ingest.landing import list_landing
 
+ALLOCATION_KEYS = (ALLOCATIONS, BACKORDERS)
 UNPARTITIONED = dg.AssetSelection.all() - dg.AssetSelection.assets(daily_sales)
 INGEST = (
-    dg.AssetSelection.groups("reference", "capture", "validation")
+    dg.AssetSelection.groups("reference", "capture", "validation", "fulfilment")
     | dg.AssetSelection.assets(*CORE_KEYS.values())
     | dg.AssetSelection.assets(["analytics", "views"])
 )
@@ -33,12 +36,17 @@ INGEST = (
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=INGEST,
-    description="Reference data + every channel's capture + canonical orders + validation + analyst views.",
+    description="Reference data + every channel's capture + canonical orders + validation + allocation + views.",
 )
 full_job = dg.define_asset_job(
     "full_job",
     selection=UNPARTITIONED,
     description="The whole unpartitioned graph, reconciliation included (what `som run` materializes first).",
+)
+planning_job = dg.define_asset_job(
+    "planning_job",
+    selection=dg.AssetSelection.groups("planning"),
+    description="Demand forecast (backtest, model choice) and the replenishment plan.",
 )
 daily_sales_job = dg.define_asset_job(
     "daily_sales_job",
@@ -56,6 +64,11 @@ nightly_reconciliation = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Re-materialize the graph and run every sql/reconciliation query.",
 )
+planning_schedule = dg.ScheduleDefinition(
+    name="daily_planning", job=planning_job, cron_schedule="0 4 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Forecast and replenishment every morning, after the nightly reconciliation.",
+)
 daily_sales_schedule = dg.build_schedule_from_partitioned_job(
     daily_sales_job, minute_of_hour=0, hour_of_day=3, default_status=dg.DefaultScheduleStatus.RUNNING
 )
@@ -64,7 +77,7 @@ daily_sales_schedule = dg.build_schedule_from_partitioned_job(
 def landing_snapshot(settings: Settings) -> dict[str, str]:
     """``channel/name`` -> ``size:mtime_ns`` of every ready landing file."""
     snap = {}
-    for ch in (*FILE_CHANNELS, "approvals"):
+    for ch in (*FILE_CHANNELS, "approvals", "disruptions"):
         for f in list_landing(settings.landing_dir(ch), ch):
             snap[f"{ch}/{f.name}"] = f"{f.size}:{f.mtime_ns}"
     return snap
@@ -91,7 +104,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
     identity = hashlib.sha256(json.dumps(fresh, sort_keys=True).encode()).hexdigest()[:32]
     channels = sorted({k.split("/", 1)[0] for k in fresh})
     selection = ([CAPTURE_KEYS[ch] for ch in channels if ch in CAPTURE_KEYS] + list(CORE_KEYS.values())
-                 + list(VALIDATION_KEYS.values()) + [dg.AssetKey(["analytics", "views"])])
+                 + list(VALIDATION_KEYS.values()) + list(ALLOCATION_KEYS)
+                 + [dg.AssetKey(["analytics", "views"])])
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
@@ -116,6 +130,6 @@ def publish_analytics_copy(context: dg.RunStatusSensorContext, warehouse: Wareho
     context.log.info(f"published {dest} after run {context.dagster_run.run_id}")
 
 
-schedules = [hourly_ingest, nightly_reconciliation, daily_sales_schedule]
+schedules = [hourly_ingest, nightly_reconciliation, planning_schedule, daily_sales_schedule]
 sensors = [landing_sensor, publish_analytics_copy]
-jobs = [ingest_job, full_job, daily_sales_job]
+jobs = [ingest_job, full_job, planning_job, daily_sales_job]

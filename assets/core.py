@@ -120,7 +120,8 @@ def daily_sales(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     group_name="analytics",
     kinds={"sql", "duckdb"},
     deps=[*CORE_KEYS.values(), *REF_KEYS.values(), *(dg.AssetKey(["core", t]) for t in
-          ("order_status", "order_holds", "reservations", "validation_results", "order_events"))],
+          ("order_status", "order_holds", "reservations", "validation_results", "order_events", "allocations",
+           "backorders"))],
     description="The analyst views of sql/views/*.sql (CREATE OR REPLACE VIEW), e.g. core.v_orders, "
     "ops.v_ingest_health, ops.v_quarantine_summary.",
     pool="duckdb",

@@ -56,6 +56,23 @@ def render_summary(s: Settings) -> str:
                 "SELECT decision, count(*) AS lines, sum(quantity_reserved) AS units_reserved, "
                 "sum(quantity_backordered) AS units_backordered FROM core.reservations GROUP BY 1 ORDER BY 1").pl()
             out += ["", "stock decisions (reservations):", text_table(rs, 10)]
+        al = con.execute(
+            "SELECT warehouse_id, count(*) AS lines, sum(quantity) AS units, sum(total_cost) AS cost, "
+            "count(*) FILTER (WHERE expected_delivery_date > promised_date) AS late_lines "
+            "FROM core.allocations GROUP BY 1 ORDER BY 1").pl()
+        if al.height:
+            out += ["", "allocations by warehouse (exact optimiser; core.allocations):", text_table(al, 10)]
+            bo = con.execute("SELECT count(*) AS lines, coalesce(sum(quantity), 0) AS units FROM core.backorders").pl()
+            out.append(f"backorders: {bo['lines'][0]} lines, {bo['units'][0]} units (core.backorders)")
+        rp = con.execute(
+            "SELECT priority, kind, sku, from_warehouse AS from_wh, to_warehouse AS to_wh, quantity, "
+            "expected_stockout_date AS stockout FROM core.replenishment_plan ORDER BY priority, proposal_id LIMIT 8").pl()
+        if rp.height:
+            acc = con.execute("SELECT mase_vs_seasonal_naive FROM core.forecast_accuracy "
+                              "WHERE sku = '*' AND model = '*' AND series_class = '*'").fetchone()
+            if acc and acc[0] is not None:
+                out += ["", f"demand forecast: backtest error {acc[0]:.2f}x seasonal naive's (core.forecast_accuracy)"]
+            out += ["replenishment plan, top lines (core.replenishment_plan):", text_table(rp, 8)]
         views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
         if "v_orders" in views:
             out += ["", "example analyst query:", f"  som query \"{EXAMPLE_QUERY}\""]

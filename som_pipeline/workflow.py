@@ -351,8 +351,10 @@ def _top_up(held: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
              pl.col("quantity_backordered").sum(), pl.col("decision").first().alias("_was"))
         .with_columns(
             pl.when(pl.col("sku") != pl.col("requested_sku")).then(pl.lit("SUBSTITUTE"))
+            # a ship-complete order still short on any line keeps every line waiting
+            .when((pl.col("_was") == "WAIT_SHIP_COMPLETE") & (pl.col("quantity_backordered").sum().over("order_id") > 0))
+            .then(pl.lit("WAIT_SHIP_COMPLETE"))
             .when(pl.col("quantity_backordered") == 0).then(pl.lit("RESERVE"))
-            .when(pl.col("_was") == "WAIT_SHIP_COMPLETE").then(pl.lit("WAIT_SHIP_COMPLETE"))
             .when(pl.col("quantity_reserved") > 0).then(pl.lit("SPLIT"))
             .otherwise(pl.lit("BACKORDER")).alias("decision"))
         .join(held.select("order_id", "line_no", "sku", "order_status", "reserved_at", "expires_at"),

@@ -14,7 +14,7 @@ from som_pipeline.reasons import APPROVAL_CODES, REASONS, VALIDATION_REASONS
 from som_pipeline.schemas import REFERENCE_TABLES
 from som_pipeline.services.channels import capture_channel
 from som_pipeline.services.core_build import build_core_orders, load_reference_tables, run_reconciliation
-from som_pipeline.services.fulfilment import ingest_disruptions
+from som_pipeline.services.fulfilment import run_allocation, run_forecast, run_replenishment
 from som_pipeline.services.validation import run_validation
 from som_pipeline.warehouse import Warehouse
 
@@ -27,8 +27,9 @@ def _run_all(s: Settings, wh: Warehouse, now: datetime) -> None:
         capture_channel(ch, wh, s, now=now)
     build_core_orders(wh)
     run_validation(wh, s, now=now)
-    with wh.connect() as con:
-        ingest_disruptions(con, s, now)
+    run_allocation(wh, s, now=now)
+    run_forecast(wh, s, now=now)
+    run_replenishment(wh, s, now=now)
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +87,10 @@ def test_reconciles_and_rerun_is_idempotent(pipeline) -> None:
     errors = {name: df.height for name, df in run_reconciliation(wh).items() if name != "channel_totals" and df.height}
     assert errors == {}
     tables = ("core.orders", "core.order_lines", "core.order_status", "core.order_holds", "core.reservations",
-              "core.order_events", "ops.quarantine", "ops.ingest_files", "stage.order_headers")
+              "core.order_events", "ops.quarantine", "ops.ingest_files", "stage.order_headers", "core.allocations",
+              "core.backorders", "core.replenishment_plan")
     before = {t: wh.read(f"SELECT count(*) AS n FROM {t}")["n"][0] for t in tables}
-    _run_all(s, wh, NOW.replace(hour=10))
+    _run_all(s, wh, NOW)  # same inputs, same clock: nothing changes
     after = {t: wh.read(f"SELECT count(*) AS n FROM {t}")["n"][0] for t in tables}
     assert after == before
 
@@ -98,3 +100,18 @@ def test_demo_files_all_archived(pipeline) -> None:
     left = [p for p in s.landing.rglob("*") if p.is_file()]
     assert left == []
     assert Path(s.archive).exists()
+
+
+def test_allocation_routes_around_the_disruption_and_plans_replenishment(pipeline) -> None:
+    _s, wh, _m = pipeline
+    a = wh.read("SELECT carrier_id, service, warehouse_id, quantity FROM core.allocations")
+    assert a.height > 0
+    assert a.filter((a["carrier_id"] == "DHL") & (a["service"] == "EXPRESS")).height == 0  # closed carrier service
+    approved_units = wh.read("SELECT coalesce(sum(r.quantity_reserved), 0) AS n FROM core.reservations r "
+                             "WHERE order_status = 'APPROVED'")["n"][0]
+    assert 0 < a["quantity"].sum() <= approved_units
+    q = wh.read("SELECT reason_code FROM ops.quarantine WHERE channel = 'disruptions'")
+    assert q["reason_code"].to_list() == ["REF_CHECK_FAILED"]  # the feed's bad row
+    plan = wh.read("SELECT kind FROM core.replenishment_plan")
+    assert plan.height > 0 and set(plan["kind"]) <= {"transfer", "purchase"}
+    assert wh.read("SELECT count(*) AS n FROM core.demand_forecast")["n"][0] > 0
