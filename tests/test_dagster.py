@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import date
+from decimal import Decimal
 import os
 import shutil
 import subprocess
@@ -132,7 +134,7 @@ def test_materialize_samples_into_core(samples_landed: Settings, wh: Warehouse):
     assert wh.read("SELECT source_file, first_source_file FROM ops.ingest_redrops").rows() == [("orders (copy).json", "orders.json")]
 
 
-def test_daily_sales_partition_range(samples_landed: Settings, wh: Warehouse, monkeypatch):
+def test_daily_sales_partition_range(samples_landed: Settings, wh: Warehouse):
     s = samples_landed
     assert _materialize(s, SELECTION_CAPTURE + ["core/orders", "core/order_lines", "core/order_versions",
                                                 "core/order_line_versions", "core/probable_duplicates"]).success
@@ -143,7 +145,7 @@ def test_daily_sales_partition_range(samples_landed: Settings, wh: Warehouse, mo
     for _ in range(2):  # re-running the range replaces it: same rows
         assert _materialize(s, ["core/daily_sales"], tags=tags).success
     d = wh.read("SELECT order_date, channel, orders, order_total FROM core.daily_sales")
-    assert d.rows() == [(__import__("datetime").date(2026, 3, 2), "shopify", 1, __import__("decimal").Decimal("598.94"))]
+    assert d.rows() == [(date(2026, 3, 2), "shopify", 1, Decimal("598.94"))]
 
 
 def test_multiprocess_run_never_hits_the_duckdb_lock(samples_landed: Settings, tmp_path: Path):
