@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import date
-from decimal import Decimal
 import os
 import shutil
 import subprocess
 import sys
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
