@@ -81,7 +81,8 @@ def _materialize(settings: Settings, selection: list[str], **kw) -> dg.ExecuteIn
 @pytest.fixture
 def samples_landed(settings: Settings) -> Settings:
     for f in (FIXTURES / "shopify").glob("*.json"):
-        drop(settings, "shopify", f)
+        # file names with spaces, unicode and '..' are just names
+        drop(settings, "shopify", f, name="order ..ünïcode (2).json" if f.name == "order.json" else None)
     for f in (FIXTURES / "amazon").glob("*.json"):
         drop(settings, "amazon", f)
     for f in (FIXTURES / "x12").glob("*.edi"):
@@ -100,6 +101,9 @@ def test_materialize_samples_into_core(samples_landed: Settings, wh: Warehouse):
 
     files = wh.read("SELECT channel, source_file, records_received, records_accepted, records_quarantined FROM ops.ingest_files")
     assert (files["records_received"] == files["records_accepted"] + files["records_quarantined"]).all()
+    assert "order ..ünïcode (2).json" in files["source_file"].to_list()
+    archived = [p.name for p in s.archive.rglob("*") if p.is_file()]
+    assert any(n.endswith("order_.unicode_2_.json") for n in archived) and all(".." not in n for n in archived)
     # nothing left in landing, everything archived
     assert not any(s.landing_dir(ch).iterdir().__next__() for ch in ("shopify", "amazon", "edi") if any(s.landing_dir(ch).iterdir()))
 
