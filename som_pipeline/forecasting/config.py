@@ -9,13 +9,14 @@ Use :func:`dataclasses.replace` on the returned :class:`ForecastConfig` to chang
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
 from types import MappingProxyType
 from typing import Any
+
+from som_pipeline.tomlconf import merge_toml, read_toml
 
 ENV_VAR = "SOM_FORECAST_CONFIG"
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
@@ -125,28 +126,11 @@ _MAPS = {k for k, (_f, kind) in _KEYS.items() if kind.endswith("_map")}
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"forecast config {path} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"forecast config {path} is not valid TOML: {e}") from None
+    return read_toml(path, ConfigError, "forecast config")
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any], source: Path) -> None:
-    for section, table in over.items():
-        if section not in base or not isinstance(table, dict):
-            raise ConfigError(f"{source}: unknown section [{section}]")
-        for key, value in table.items():
-            if (section, key) not in _KEYS:
-                raise ConfigError(f"{source}: unknown key {key!r} in [{section}]")
-            if (section, key) in _MAPS:
-                if not isinstance(value, dict):
-                    raise ConfigError(f"{source}: [{section}.{key}] must be a table")
-                base[section].setdefault(key, {}).update(value)
-            else:
-                base[section][key] = value
+    merge_toml(base, over, source, keys=_KEYS, maps=_MAPS, error=ConfigError)
 
 
 def _convert(kind: str, value: Any, where: str) -> Any:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -23,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from som_pipeline.reasons import VALIDATION_REASONS  # re-exported: the validation reason codes
+from som_pipeline.tomlconf import merge_toml, read_toml
 
 ENV_VAR = "SOM_VALIDATION_CONFIG"
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
@@ -160,35 +160,11 @@ _MAP_KEYS = {("new_customer", "threshold_by_currency"), ("compliance", "postal_c
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"validation config {path} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"validation config {path} is not valid TOML: {e}") from None
+    return read_toml(path, ConfigError, "validation config")
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any], source: Path) -> None:
-    for section, table in over.items():
-        if section not in base:
-            raise ConfigError(f"{source}: unknown section [{section}]")
-        if not isinstance(table, dict):
-            raise ConfigError(f"{source}: [{section}] must be a table")
-        for key, value in table.items():
-            if section == "severity":
-                if key not in VALIDATION_REASONS:
-                    raise ConfigError(f"{source}: [severity] unknown reason code {key!r}")
-                base[section][key] = value
-                continue
-            if (section, key) not in _KEYS:
-                raise ConfigError(f"{source}: unknown key {key!r} in [{section}]")
-            if (section, key) in _MAP_KEYS:
-                if not isinstance(value, dict):
-                    raise ConfigError(f"{source}: [{section}.{key}] must be a table")
-                base[section].setdefault(key, {}).update(value)
-            else:
-                base[section][key] = value
+    merge_toml(base, over, source, keys=_KEYS, maps=_MAP_KEYS, error=ConfigError, free={"severity": VALIDATION_REASONS})
 
 
 def _convert(kind: str, value: Any, where: str) -> Any:
