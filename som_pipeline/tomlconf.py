@@ -44,3 +44,27 @@ def merge_toml(base: dict[str, Any], over: Mapping[str, Any], source: Path, *, k
                 base[section].setdefault(key, {}).update(value)
             else:
                 base[section][key] = value
+
+
+def load_layers(defaults: Path, path: Path | str | None, env_var: str, *, label: str,
+                keys: Mapping[tuple[str, str], tuple[str, str]], maps: Collection[tuple[str, str]],
+                convert: Callable[[str, Any, str], Any], error: Callable[[str], Exception],
+                free: Mapping[str, Collection[str]] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The shipped ``defaults``, overridden by the TOML at ``path`` (else ``$env_var`` when set).
+
+    Returns ``(data, fields)``: the merged sections, and every known key converted (``keys`` maps
+    (section, key) to (field name, kind); ``convert(kind, value, where)`` checks and converts one value).
+    """
+    import os
+
+    data = read_toml(defaults, error, label)
+    override = path if path is not None else (os.environ.get(env_var) or None)
+    if override is not None:
+        p = Path(override).expanduser()
+        merge_toml(data, read_toml(p, error, label), p, keys=keys, maps=maps, error=error, free=free)
+    fields: dict[str, Any] = {}
+    for (section, key), (field, kind) in keys.items():
+        if key not in data.get(section, {}):
+            raise error(f"{label}: [{section}] {key} is missing from the defaults")
+        fields[field] = convert(kind, data[section][key], f"[{section}] {key}")
+    return data, fields

@@ -8,7 +8,6 @@ Use :func:`dataclasses.replace` on the returned :class:`ForecastConfig` to chang
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from statistics import NormalDist
 from types import MappingProxyType
 from typing import Any
 
-from som_pipeline.tomlconf import merge_toml, read_toml
+from som_pipeline.tomlconf import load_layers
 
 ENV_VAR = "SOM_FORECAST_CONFIG"
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
@@ -125,14 +124,6 @@ _KEYS: dict[tuple[str, str], tuple[str, str]] = {
 _MAPS = {k for k, (_f, kind) in _KEYS.items() if kind.endswith("_map")}
 
 
-def _read(path: Path) -> dict[str, Any]:
-    return read_toml(path, ConfigError, "forecast config")
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any], source: Path) -> None:
-    merge_toml(base, over, source, keys=_KEYS, maps=_MAPS, error=ConfigError)
-
-
 def _convert(kind: str, value: Any, where: str) -> Any:
     def bad(why: str) -> ConfigError:
         return ConfigError(f"forecast config {where}: {why} (got {value!r})")
@@ -186,16 +177,8 @@ def _convert(kind: str, value: Any, where: str) -> Any:
 
 def load_config(path: Path | str | None = None) -> ForecastConfig:
     """Defaults, overridden by the TOML file at ``path`` (else ``$SOM_FORECAST_CONFIG``, when set)."""
-    data = _read(DEFAULTS_PATH)
-    override = path if path is not None else (os.environ.get(ENV_VAR) or None)
-    if override is not None:
-        p = Path(override).expanduser()
-        _merge(data, _read(p), p)
-    fields: dict[str, Any] = {}
-    for (section, key), (field, kind) in _KEYS.items():
-        if key not in data.get(section, {}):
-            raise ConfigError(f"forecast config: [{section}] {key} is missing from the defaults")
-        fields[field] = _convert(kind, data[section][key], f"[{section}] {key}")
+    _data, fields = load_layers(DEFAULTS_PATH, path, ENV_VAR, label="forecast config", keys=_KEYS, maps=_MAPS,
+                               convert=_convert, error=ConfigError)
     if fields["heavy_history_days"] > fields["history_days"]:
         raise ConfigError("forecast config: [history] heavy_history_days must not exceed history_days")
     need = fields["min_train_days"] + fields["folds"] * fields["fold_horizon_days"]

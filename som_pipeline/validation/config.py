@@ -11,7 +11,6 @@ refused for them); statistical parameters (z thresholds, ratios) are floats.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from som_pipeline.reasons import VALIDATION_REASONS  # re-exported: the validation reason codes
-from som_pipeline.tomlconf import merge_toml, read_toml
+from som_pipeline.tomlconf import load_layers
 
 ENV_VAR = "SOM_VALIDATION_CONFIG"
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
@@ -159,14 +158,6 @@ _KEYS: dict[tuple[str, str], tuple[str, str]] = {
 _MAP_KEYS = {("new_customer", "threshold_by_currency"), ("compliance", "postal_code_patterns")}
 
 
-def _read(path: Path) -> dict[str, Any]:
-    return read_toml(path, ConfigError, "validation config")
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any], source: Path) -> None:
-    merge_toml(base, over, source, keys=_KEYS, maps=_MAP_KEYS, error=ConfigError, free={"severity": VALIDATION_REASONS})
-
-
 def _convert(kind: str, value: Any, where: str) -> Any:
     def bad(why: str) -> ConfigError:
         return ConfigError(f"validation config {where}: {why} (got {value!r})")
@@ -232,16 +223,8 @@ def _compile(pattern: str, where: str) -> None:
 
 def load_config(path: Path | str | None = None) -> ValidationConfig:
     """Defaults, overridden by the TOML file at ``path`` (else ``$SOM_VALIDATION_CONFIG``, if set)."""
-    data = _read(DEFAULTS_PATH)
-    override = path if path is not None else (os.environ.get(ENV_VAR) or None)
-    if override is not None:
-        p = Path(override).expanduser()
-        _merge(data, _read(p), p)
-    fields: dict[str, Any] = {}
-    for (section, key), (field, kind) in _KEYS.items():
-        if key not in data.get(section, {}):
-            raise ConfigError(f"validation config: [{section}] {key} is missing from the defaults")
-        fields[field] = _convert(kind, data[section][key], f"[{section}] {key}")
+    data, fields = load_layers(DEFAULTS_PATH, path, ENV_VAR, label="validation config", keys=_KEYS, maps=_MAP_KEYS,
+                               convert=_convert, error=ConfigError, free={"severity": VALIDATION_REASONS})
     fields["valid_countries"] = ISO_COUNTRIES | fields["valid_countries"]
 
     sev = dict(data.get("severity", {}))
