@@ -491,3 +491,40 @@ def test_order_ts_is_not_used_for_now():
     r = run(gone, previous=first.allocations)
     assert r.allocations["order_id"].to_list() == ["O2"] and r.metrics["previous_rows_dropped"] == 1
     assert ORDER_TS < NOW
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), capped=st.booleans())
+def test_decomposed_flow_matches_the_whole_network(seed: int, capped: bool):
+    """The component split of the min-cost flow is exact: same optimal cost as one flow over the whole network,
+    within every stock and capacity limit (and it declines when warehouse capacities bind)."""
+    import numpy as np
+
+    from som_pipeline.allocation.solver import UNLIMITED, _decomposed_flow, _network_flow
+
+    rng = np.random.default_rng(seed)
+    n_d, n_sku, n_w = int(rng.integers(1, 40)), int(rng.integers(1, 6)), int(rng.integers(1, 4))
+    q = rng.integers(1, 6, n_d)
+    sku = rng.integers(0, n_sku, n_d)
+    od, orr, unit = [], [], []
+    for d in range(n_d):
+        for w in range(n_w):
+            if rng.random() < 0.7:
+                od.append(d)
+                orr.append(w * n_sku + sku[d])
+                unit.append(int(rng.integers(1, 50)) * 100)
+    od, orr, unit = np.array(od, dtype=np.int64), np.array(orr, dtype=np.int64), np.array(unit, dtype=np.int64)
+    r_w = np.arange(n_w * n_sku) // n_sku
+    stock = rng.integers(0, 12, n_w * n_sku)
+    cap = rng.integers(0, 30, n_w) if capped else np.full(n_w, UNLIMITED)
+    bo = np.full(n_d, 10_000_000, dtype=np.int64)
+    whole_flows, whole_cost = _network_flow(q, od, orr, unit, r_w, stock, cap, bo)
+    flows, cost = _decomposed_flow(q, od, orr, unit, r_w, stock, cap, bo)
+    if flows is None:
+        assert capped  # only warehouse capacities can make it decline
+        return
+    assert cost == whole_cost
+    assert cost == int((flows * unit).sum()) + int(((q - np.bincount(od, flows, minlength=n_d)) * bo).sum())
+    assert (np.bincount(orr, flows, minlength=len(stock)) <= stock).all()
+    assert (np.bincount(r_w[orr], flows, minlength=n_w) <= cap).all()
+    assert (np.bincount(od, flows, minlength=n_d) <= q).all()

@@ -49,6 +49,8 @@ import numpy as np
 import polars as pl
 from ortools.graph.python import min_cost_flow
 from ortools.sat.python import cp_model
+from scipy import sparse
+from scipy.sparse import csgraph
 
 from som_pipeline.allocation.config import AllocationConfig
 from som_pipeline.allocation.options import div_round
@@ -198,32 +200,102 @@ def _cover(p: Problem) -> tuple[pl.DataFrame, pl.DataFrame]:
 def solve_flow(p: Problem, dem: pl.DataFrame, opts: pl.DataFrame, stock: np.ndarray, cap: np.ndarray,
                backorder_cost: np.ndarray | None = None) -> tuple[pl.DataFrame, int]:
     """Min-cost flow of ``dem`` over the given (row, warehouse) arcs (one per pair) on residual stock and a units
-    capacity per warehouse (``cap``). Returns ``(plan (i, x), optimal cost)``."""
-    n_d, n_r, n_w = dem.height, len(stock), len(cap)
+    capacity per warehouse (``cap``). Returns ``(plan (i, x), optimal cost)``.
+
+    Exact decomposition first: rows reach only stock nodes of their own resources, so the network falls apart into
+    components (one per SKU in practice). A component where every row's cheapest arc fits the stock is solved by
+    those arcs; only the contested components go to the solver. Warehouse capacities couple every component: the
+    decomposed plan is kept when it fits them (it is then optimal without them, hence with them), otherwise the
+    whole network is solved at once."""
+    n_d, n_r = dem.height, len(stock)
     if n_d == 0:
         return pl.DataFrame(schema=PLAN_SCHEMA), 0
-    s_node, w_node, sink = n_d, n_d + n_r, n_d + n_r + n_w
     d_of = dem["d"].to_numpy()
     pos = np.full(int(max(d_of.max(), opts["d"].max() if opts.height else 0)) + 1, -1, dtype=np.int64)
     pos[d_of] = np.arange(n_d)
     opts = opts.filter(pl.Series(pos[opts["d"].to_numpy()] >= 0)) if opts.height else opts
     q = dem["q"].to_numpy().astype(np.int64)
+    od = pos[opts["d"].to_numpy()]
+    orr = opts["r"].to_numpy().astype(np.int64)
+    unit = opts["unit"].to_numpy().astype(np.int64)
     r_w = np.zeros(n_r, dtype=np.int64)
     if opts.height:
-        r_w[opts["r"].to_numpy()] = opts["wi"].to_numpy()
-    od = pos[opts["d"].to_numpy()]
-    orr = opts["r"].to_numpy()
+        r_w[orr] = opts["wi"].to_numpy()
+    bo = np.full(n_d, p.big_m, dtype=np.int64) if backorder_cost is None else backorder_cost.astype(np.int64)
+    flows, cost = _decomposed_flow(q, od, orr, unit, r_w, stock, cap, bo)
+    if flows is None:
+        flows, cost = _network_flow(q, od, orr, unit, r_w, stock, cap, bo)
+    plan = pl.DataFrame({"i": opts["i"], "x": flows}).filter(pl.col("x") > 0)
+    return plan, cost
+
+
+def _decomposed_flow(q: np.ndarray, od: np.ndarray, orr: np.ndarray, unit: np.ndarray, r_w: np.ndarray,
+                     stock: np.ndarray, cap: np.ndarray, bo: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """``(flow per arc, cost)`` by components (see :func:`solve_flow`); ``(None, 0)`` when warehouse capacities
+    bind and the whole network must be solved."""
+    n_d, n_r, n_a = len(q), len(stock), len(od)
+    flows = np.zeros(n_a, dtype=np.int64)
+    # each row's cheapest way: its cheapest arc (first of equals), or the backorder when that is no dearer
+    row_min = np.full(n_d, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(row_min, od, unit)
+    cand = np.flatnonzero(unit == row_min[od])
+    rows_c, first = np.unique(od[cand], return_index=True)
+    best = np.full(n_d, -1, dtype=np.int64)
+    best[rows_c] = cand[first]
+    best[row_min >= bo] = -1
+    served = best >= 0
+    load = np.zeros(n_r, dtype=np.int64)
+    np.add.at(load, orr[best[served]], q[served])
+    over = np.flatnonzero(load > stock)
+    if len(over):
+        # components of the bipartite graph rows -- stock nodes; the contested ones hold an overloaded stock node
+        g = sparse.coo_matrix((np.ones(n_a, dtype=np.int8), (od, n_d + orr)), shape=(n_d + n_r, n_d + n_r)).tocsr()
+        _, label = csgraph.connected_components(g, directed=False)
+        hot = np.zeros(label.max() + 1, dtype=bool)
+        hot[label[n_d + over]] = True
+        contested = hot[label[:n_d]]
+    else:
+        contested = np.zeros(n_d, dtype=bool)
+    free = ~contested
+    pick = free & served
+    flows[best[pick]] = q[pick]
+    cost = int((unit[best[pick]] * q[pick]).sum()) + int((bo[free & ~served] * q[free & ~served]).sum())
+    if contested.any():
+        sub_rows = np.flatnonzero(contested)
+        new_pos = np.full(n_d, -1, dtype=np.int64)
+        new_pos[sub_rows] = np.arange(len(sub_rows))
+        arcs = np.flatnonzero(contested[od])
+        sub_r = np.unique(orr[arcs])
+        r_pos = np.full(n_r, -1, dtype=np.int64)
+        r_pos[sub_r] = np.arange(len(sub_r))
+        unlimited = np.full(len(cap), UNLIMITED, dtype=np.int64)
+        f_sub, c_sub = _network_flow(q[sub_rows], new_pos[od[arcs]], r_pos[orr[arcs]], unit[arcs], r_w[sub_r],
+                                     stock[sub_r], unlimited, bo[sub_rows])
+        flows[arcs] = f_sub
+        cost += c_sub
+    w_load = np.zeros(len(cap), dtype=np.int64)
+    np.add.at(w_load, r_w[orr], flows)
+    if (w_load > cap).any():
+        return None, 0
+    return flows, cost
+
+
+def _network_flow(q: np.ndarray, od: np.ndarray, orr: np.ndarray, unit: np.ndarray, r_w: np.ndarray,
+                  stock: np.ndarray, cap: np.ndarray, bo: np.ndarray) -> tuple[np.ndarray, int]:
+    """OR-Tools min-cost flow: row -> (stock node ->) warehouse -> sink, plus a backorder arc per row.
+    Returns ``(flow per option arc, optimal cost)``."""
+    n_d, n_r, n_w = len(q), len(stock), len(cap)
+    s_node, w_node, sink = n_d, n_d + n_r, n_d + n_r + n_w
     # a stock node whose arcs can bring no more than it holds never binds: its arcs go straight to the warehouse
     # (exact; most (warehouse, SKU) pairs in practice -- the network is then nearly bipartite)
     inflow = np.zeros(n_r, dtype=np.int64)
     np.add.at(inflow, orr, q[od])
     slack = inflow <= stock
     head_opt = np.where(slack[orr], w_node + r_w[orr], s_node + orr)
-    bo = np.full(n_d, p.big_m, dtype=np.int64) if backorder_cost is None else backorder_cost
     tails = np.concatenate([od, s_node + np.arange(n_r), w_node + np.arange(n_w), np.arange(n_d)])
     heads = np.concatenate([head_opt, w_node + r_w, np.full(n_w, sink), np.full(n_d, sink)])
     caps = np.concatenate([q[od], np.maximum(stock, 0), np.maximum(cap, 0), q]).astype(np.int64)
-    costs = np.concatenate([opts["unit"].to_numpy(), np.zeros(n_r + n_w, dtype=np.int64), bo]).astype(np.int64)
+    costs = np.concatenate([unit, np.zeros(n_r + n_w, dtype=np.int64), bo]).astype(np.int64)
     f = min_cost_flow.SimpleMinCostFlow()
     arcs = f.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
     supplies = np.zeros(sink + 1, dtype=np.int64)
@@ -233,9 +305,7 @@ def solve_flow(p: Problem, dem: pl.DataFrame, opts: pl.DataFrame, stock: np.ndar
     status = f.solve()
     if status != f.OPTIMAL:  # cannot happen: the backorder arcs make every instance feasible
         raise RuntimeError(f"min-cost flow failed with status {status}")
-    flows = f.flows(arcs[: opts.height])
-    plan = pl.DataFrame({"i": opts["i"], "x": flows.astype(np.int64)}).filter(pl.col("x") > 0)
-    return plan, int(f.optimal_cost())
+    return f.flows(arcs[: len(od)]).astype(np.int64), int(f.optimal_cost())
 
 
 # ------------------------------------------------------------------------------------------------
