@@ -53,7 +53,6 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 from som_pipeline.allocation.config import AllocationConfig
-from som_pipeline.allocation.options import div_round
 
 UNLIMITED = 1 << 40
 ASSIGN_SCHEMA = {"i": pl.Int64, "x": pl.Int64, "solver": pl.String}
@@ -85,6 +84,18 @@ class Problem:
         # allocating a unit beats any re-routing of up to ten others -- in effect: units first, then cost
         top = int(self.opts["unit"].max()) if self.opts.height else 0
         self.big_m = 10 * (max(1, top) + self.split_penalty * (len(self.cap) + 1)) + 1
+        # numpy views for the bookkeeping: option columns by ``i``, per demand row by ``d``, per order by ``o``
+        self.col = {c: self.opts[c].to_numpy() for c in self.opts.columns}
+        d, o, q = (self.dem[c].to_numpy().astype(np.int64) for c in ("d", "o", "q"))
+        sc = self.dem["sc"].to_numpy().astype(bool)
+        highest = [int(a.max()) for a in (o, self.col.get("o", o), self.kept["o"].to_numpy()) if len(a)]
+        self.n_o = 1 + max(highest, default=0)
+        self.q_d = np.zeros(int(d.max()) + 1 if len(d) else 0, dtype=np.int64)
+        self.q_d[d] = q
+        self.units_o = np.bincount(o, weights=q, minlength=self.n_o).astype(np.int64)
+        self.sc_o = np.zeros(self.n_o, dtype=bool)
+        self.sc_o[o[sc]] = True
+        self.kept_bits = wh_bits(self, self.kept["o"].to_numpy(), self.kept["wi"].to_numpy())
 
 
 @dataclass
@@ -103,10 +114,39 @@ class SolveReport:
 # ------------------------------------------------------------------------------------------------
 # Plan bookkeeping
 # ------------------------------------------------------------------------------------------------
-def _popcount(a: np.ndarray, n_bits: int) -> np.ndarray:
-    out = np.zeros(a.shape, dtype=np.int64)
-    for k in range(n_bits):
-        out += (a >> k) & 1
+def wh_bits(p: Problem, o: np.ndarray, wi: np.ndarray) -> np.ndarray:
+    """Per order (index ``o``): the set of its warehouses as a bit mask (at most 62 warehouses)."""
+    bits = np.zeros(p.n_o, dtype=np.int64)
+    np.bitwise_or.at(bits, o.astype(np.int64), np.left_shift(1, wi.astype(np.int64)))
+    return bits
+
+
+def extra_shipments(p: Problem, bits: np.ndarray) -> np.ndarray:
+    """Per order with rows (``bits`` != 0): |used or kept warehouses| - max(1, |kept|); 0 for the others."""
+    n_kept = np.bitwise_count(p.kept_bits).astype(np.int64)
+    n_all = np.bitwise_count(bits | p.kept_bits).astype(np.int64)
+    return np.where(bits != 0, n_all - np.maximum(1, n_kept), 0)
+
+
+def _ix(plan: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """A plan's ``(i, x)`` as arrays, rows with ``x > 0`` only."""
+    i, x = plan["i"].to_numpy().astype(np.int64), plan["x"].to_numpy().astype(np.int64)
+    keep = x > 0
+    return (i, x) if keep.all() else (i[keep], x[keep])
+
+
+def group_cumsum(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Running sum of ``values`` within each key, in the given order (like ``cum_sum().over(key)``)."""
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.argsort(keys, kind="stable")
+    v = values[idx].astype(np.int64)
+    cs = np.cumsum(v)
+    k = keys[idx]
+    start = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    before = np.repeat((cs - v)[start], np.diff(np.r_[start, len(k)]))
+    out = np.empty_like(cs)
+    out[idx] = cs - before
     return out
 
 
@@ -118,26 +158,14 @@ def _at(plan: pl.DataFrame, p: Problem, *cols: str) -> pl.DataFrame:
 
 def plan_cost(p: Problem, assign: pl.DataFrame) -> dict[str, int]:
     """``{'cost', 'allocated', 'unallocated', 'extra_shipments', 'objective'}`` of a plan (i, x)."""
-    a = assign.filter(pl.col("x") > 0).pipe(_at, p, "o", "wi", "unit")
-    linear = int((a["x"] * a["unit"]).sum()) if a.height else 0
-    allocated = int(a["x"].sum()) if a.height else 0
-    total = int(p.dem["q"].sum()) if p.dem.height else 0
-    extra = int(_extra(a.select("o", "wi").unique(), p.kept)["extra"].sum())
+    i, x = _ix(assign)
+    linear = int((x * p.col["unit"][i]).sum())
+    allocated = int(x.sum())
+    total = int(p.units_o.sum())
+    extra = int(extra_shipments(p, wh_bits(p, p.col["o"][i], p.col["wi"][i])).sum())
     cost = linear + p.split_penalty * extra
     return {"cost": cost, "allocated": allocated, "unallocated": total - allocated, "extra_shipments": extra,
             "objective": cost + p.big_m * (total - allocated)}
-
-
-def _extra(used: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
-    """Per order with rows: extra shipments = |used or kept warehouses| - max(1, |kept|)."""
-    if used.height == 0:
-        return pl.DataFrame(schema={"o": pl.Int64, "n": pl.UInt32, "nk": pl.UInt32, "extra": pl.Int64})
-    k = kept.join(used.select("o").unique(), on="o", how="semi")
-    return (pl.concat([used.select("o", "wi"), k.select("o", "wi")]).unique()
-            .group_by("o").agg(pl.len().alias("n"))
-            .join(k.group_by("o").agg(pl.len().alias("nk")), on="o", how="left")
-            .with_columns(pl.col("nk").fill_null(0))
-            .with_columns((pl.col("n").cast(pl.Int64) - pl.col("nk").cast(pl.Int64).clip(lower_bound=1)).alias("extra")))
 
 
 def _use(p: Problem, plan: pl.DataFrame, stock: np.ndarray, cap: np.ndarray, parcels: np.ndarray,
@@ -363,19 +391,20 @@ def fit_carriers(p: Problem, plan: pl.DataFrame, parcels_left: np.ndarray) -> tu
 def violations(p: Problem, plan: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
     """Orders whose plan breaks a rule the flow does not model: split (non-ship-complete, extra shipments > 0),
     ship-complete (served partly or from several warehouses), lines basis (rows at an overloaded warehouse)."""
-    a = plan.filter(pl.col("x") > 0).pipe(_at, p, "d", "o", "wi")
-    ex = _extra(a.select("o", "wi").unique(), p.kept)
-    sc_o = p.dem.filter(pl.col("sc")).group_by("o").agg(pl.col("q").sum().alias("units"))
-    served = a.group_by("o").agg(pl.col("x").sum().alias("served"), pl.col("wi").n_unique().alias("nw"))
-    sc = (sc_o.join(served, on="o").filter((pl.col("served") < pl.col("units")) | (pl.col("nw") > 1)).select("o"))
-    split = ex.filter(pl.col("extra") > 0).select("o").join(sc_o.select("o"), on="o", how="anti")
-    lines = pl.DataFrame(schema={"o": pl.Int64})
-    if p.basis == "lines" and a.height:
-        n = a.group_by("wi").agg(pl.len().alias("n"))
-        over = n.filter(pl.col("n") > pl.Series(p.cap).gather(n["wi"]).to_numpy())
-        lines = a.join(over.select("wi"), on="wi", how="semi").select("o").unique()
-    bad = pl.concat([split, sc, lines]).unique().sort("o")
-    return bad, {"split_orders": split.height, "ship_complete_orders": sc.height, "line_capacity_orders": lines.height}
+    i, x = _ix(plan)
+    o, wi = p.col["o"][i], p.col["wi"][i]
+    bits = wh_bits(p, o, wi)
+    used = bits != 0
+    served = np.bincount(o, weights=x, minlength=p.n_o).astype(np.int64)
+    sc = used & p.sc_o & ((served < p.units_o) | (np.bitwise_count(bits) > 1))
+    split = (extra_shipments(p, bits) > 0) & ~p.sc_o
+    lines = np.zeros(p.n_o, dtype=bool)
+    if p.basis == "lines" and len(i):
+        over = np.bincount(wi, minlength=len(p.cap)) > p.cap
+        lines[o[over[wi]]] = True
+    bad = pl.DataFrame({"o": np.flatnonzero(split | sc | lines).astype(np.int64)})
+    return bad, {"split_orders": int(split.sum()), "ship_complete_orders": int(sc.sum()),
+                 "line_capacity_orders": int(lines.sum())}
 
 
 def shed_lines(p: Problem, plan: pl.DataFrame) -> tuple[pl.DataFrame, int]:
@@ -413,9 +442,7 @@ def consolidate(p: Problem, plan: pl.DataFrame, orders: pl.DataFrame, stock: np.
     dem = p.dem.join(orders, on="o", how="semi")
     kept = p.kept.join(orders, on="o", how="semi")
     cur = plan.pipe(_at, p, "o", "wi", "r", "unit").join(orders, on="o", how="semi")
-    cur_cost = (cur.group_by("o").agg((pl.col("x") * pl.col("unit")).sum().alias("_lin"))
-                .join(_extra(cur.select("o", "wi").unique(), p.kept).select("o", "extra"), on="o", how="left")
-                .select("o", (pl.col("_lin") + p.split_penalty * pl.col("extra").fill_null(0)).alias("_cur")))
+    cur_arr = _order_costs(p, plan)
     # per (row, warehouse): its cheapest service with parcel room, if the row's units fit there (stock left plus
     # what the order itself holds there) -- dense arrays U (unit) and I (option) of shape (rows, warehouses)
     dem = dem.sort("d")
@@ -456,15 +483,12 @@ def consolidate(p: Problem, plan: pl.DataFrame, orders: pl.DataFrame, stock: np.
         pos = {int(o): j for j, o in enumerate(order_of)}
         for o, b in kb.iter_rows():  # orders with kept rows: few
             kept_bits[pos[o]] = b
-    n_used = _popcount(bits, n_w)
-    n_beyond = _popcount(bits & ~kept_bits[:, None], n_w)
+    n_used = np.bitwise_count(bits).astype(np.int64)
+    n_beyond = np.bitwise_count(bits & ~kept_bits[:, None]).astype(np.int64)
     extra = np.where(kept_bits[:, None] > 0, n_beyond, n_used - 1)
     cost = lin + p.split_penalty * extra
-    cur_arr = np.full(len(order_of), inf, dtype=np.int64)
-    if cur_cost.height:
-        cc = pl.DataFrame({"o": order_of}).join(cur_cost, on="o", how="left", maintain_order="left")["_cur"]
-        cur_arr = cc.fill_null(inf).to_numpy().astype(np.int64)
-    good = ok & (cost < cur_arr[:, None])
+    has_rows = cur_arr[1][order_of]
+    good = ok & (~has_rows[:, None] | (cost < cur_arr[0][order_of][:, None]))
     oi, si = np.nonzero(good)
     cand = (pl.DataFrame({"o": order_of[oi].astype(np.int64), "sid": si.astype(np.int64), "cost": cost[oi, si]})
             .sort("o", "cost", "sid").with_row_index("c").with_columns(pl.col("c").cast(pl.Int64)))
@@ -523,24 +547,24 @@ def consolidate(p: Problem, plan: pl.DataFrame, orders: pl.DataFrame, stock: np.
 def enforce(p: Problem, plan: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """Keep rows in order priority while every resource has room; a ship-complete order losing a row loses all
     of them. Returns ``(plan, rows removed)`` -- none for a sound plan."""
-    a = (plan.filter(pl.col("x") > 0).pipe(_at, p, "d", "o", "wi", "r", "k", "parcels")
-         .sort(["o", "d", "wi"]))
-    n0 = a.height
-    a = a.unique(subset=["d", "wi"], keep="first", maintain_order=True)
-    qd = p.dem.select("d", "q")
-    a = (a.join(qd, on="d").with_columns(pl.col("x").cum_sum().over("d").alias("_cd"))
-         .filter(pl.col("_cd") <= pl.col("q")))
-    cap_amt = pl.col("x") if p.basis == "units" else pl.lit(1, pl.Int64)
-    a = a.with_columns(pl.col("x").cum_sum().over("r").alias("_cr"), cap_amt.cum_sum().over("wi").alias("_cw"),
-                       pl.col("parcels").cum_sum().over("k").alias("_ck"))
-    ok = ((a["_cr"].to_numpy() <= p.stock[a["r"].to_numpy()]) & (a["_cw"].to_numpy() <= p.cap[a["wi"].to_numpy()])
-          & (a["_ck"].to_numpy() <= p.parcels[a["k"].to_numpy()]))
-    a = a.filter(pl.Series(ok))
-    sc = p.dem.filter(pl.col("sc")).group_by("o").agg(pl.col("q").sum().alias("units"))
-    bad_sc = (a.group_by("o").agg(pl.col("x").sum().alias("s"), pl.col("wi").n_unique().alias("nw"))
-              .join(sc, on="o").filter((pl.col("s") < pl.col("units")) | (pl.col("nw") > 1)).select("o"))
-    a = a.join(bad_sc, on="o", how="anti")
-    return a.select("i", "x"), n0 - a.height
+    i, x = _ix(plan)
+    n0 = len(i)
+    d, o, wi = p.col["d"][i], p.col["o"][i], p.col["wi"][i]
+    s = np.lexsort((wi, d, o))  # order priority, then row, then warehouse
+    i, x, d, o, wi = i[s], x[s], d[s], o[s], wi[s]
+    first = np.r_[True, (d[1:] != d[:-1]) | (wi[1:] != wi[:-1])] if n0 else np.zeros(0, dtype=bool)  # one per pair
+    ok = first & (group_cumsum(d, np.where(first, x, 0)) <= p.q_d[d])
+    i, x, d, o, wi = i[ok], x[ok], d[ok], o[ok], wi[ok]
+    r, k, parcels = p.col["r"][i], p.col["k"][i], p.col["parcels"][i]
+    lines = x if p.basis == "units" else np.ones(len(i), dtype=np.int64)
+    ok = ((group_cumsum(r, x) <= p.stock[r]) & (group_cumsum(wi, lines) <= p.cap[wi])
+          & (group_cumsum(k, parcels) <= p.parcels[k]))
+    i, x, o, wi = i[ok], x[ok], o[ok], wi[ok]
+    bits = wh_bits(p, o, wi)
+    served = np.bincount(o, weights=x, minlength=p.n_o).astype(np.int64)
+    bad_sc = p.sc_o & ((served < p.units_o) | (np.bitwise_count(bits) > 1))
+    keep = ~bad_sc[o]
+    return pl.DataFrame({"i": i[keep], "x": x[keep]}), n0 - int(keep.sum())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -841,32 +865,53 @@ def _displace(p: Problem, plan: pl.DataFrame, sc_orders: pl.DataFrame) -> tuple[
     return a.select("i", "x"), n0 - a.height
 
 
+def _order_costs(p: Problem, plan: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per order: ``(cost of its rows in plan incl. split penalties, has rows)``."""
+    i, x = _ix(plan)
+    o = p.col["o"][i]
+    bits = wh_bits(p, o, p.col["wi"][i])
+    lin = np.bincount(o, weights=x * p.col["unit"][i], minlength=p.n_o).astype(np.int64)
+    return lin + p.split_penalty * extra_shipments(p, bits), bits != 0
+
+
 def _improvable(p: Problem, plan: pl.DataFrame) -> pl.DataFrame:
     """Orders whose plan costs more than the cheapest conceivable one (each row at its cheapest warehouse, no
     split penalty): only these can gain from relocation."""
-    a = plan.pipe(_at, p, "d", "o", "wi", "unit")
-    cur = (a.group_by("o").agg((pl.col("x") * pl.col("unit")).sum().alias("_lin"))
-           .join(_extra(a.select("o", "wi").unique(), p.kept).select("o", "extra"), on="o", how="left")
-           .select("o", (pl.col("_lin") + p.split_penalty * pl.col("extra").fill_null(0)).alias("_cur")))
-    floor = (p.opts.filter(pl.col("rank") == 0).group_by("d").agg(pl.col("unit").min().alias("_m"))
-             .join(p.dem.select("d", "o", "q"), on="d")
-             .group_by("o").agg((pl.col("_m") * pl.col("q")).sum().alias("_floor")))
-    return cur.join(floor, on="o").filter(pl.col("_cur") > pl.col("_floor")).select("o").sort("o")
+    cur, has = _order_costs(p, plan)
+    rank0 = p.col["rank"] == 0
+    d0 = p.col["d"][rank0]
+    m = np.full(len(p.q_d), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(m, d0, p.col["unit"][rank0])
+    reach = np.zeros(len(p.q_d), dtype=bool)
+    reach[d0] = True
+    dd = np.flatnonzero(reach)
+    o_of_d = np.zeros(len(p.q_d), dtype=np.int64)
+    o_of_d[p.col["d"]] = p.col["o"]
+    floor = np.bincount(o_of_d[dd], weights=m[dd] * p.q_d[dd], minlength=p.n_o).astype(np.int64)
+    reachable = np.zeros(p.n_o, dtype=bool)
+    reachable[o_of_d[dd]] = True
+    return pl.DataFrame({"o": np.flatnonzero(has & reachable & (cur > floor)).astype(np.int64)})
 
 
 def _home_bias(p: Problem, arcs: pl.DataFrame) -> pl.DataFrame:
-    """Arcs with ``unit`` + split penalty / order units on every warehouse but the order's home."""
-    o0 = arcs.join(p.dem.select("d", "q"), on="d")
-    o0 = o0.filter(pl.Series(p.stock[o0["r"].to_numpy()] >= o0["q"].to_numpy()))
-    need = p.dem.group_by("o").agg(pl.len().alias("_need"), pl.col("q").sum().alias("_units"))
-    home = (o0.group_by("o", "wi").agg(pl.len().alias("_n"), (pl.col("q") * pl.col("unit")).sum().alias("_c"))
-            .join(need, on="o").filter(pl.col("_n") == pl.col("_need")).sort("o", "_c", "wi")
-            .group_by("o", maintain_order=True).first().select("o", pl.col("wi").alias("_home"), "_units"))
-    return (arcs.join(home, on="o", how="left")
-            .with_columns(pl.when(pl.col("_home").is_not_null() & (pl.col("_home") != pl.col("wi")))
-                          .then(pl.col("unit") + div_round(pl.lit(p.split_penalty, pl.Int64), pl.col("_units")))
-                          .otherwise(pl.col("unit")).alias("unit"))
-            .select(arcs.columns))
+    """Arcs with ``unit`` + split penalty / order units on every warehouse but the order's home (the cheapest
+    warehouse whose stock covers each of the order's rows, ignoring other orders)."""
+    i = arcs["i"].to_numpy()
+    d, o, wi, r, unit = (p.col[c][i] for c in ("d", "o", "wi", "r", "unit"))
+    n_w = len(p.cap)
+    q = p.q_d[d]
+    fits = p.stock[r] >= q
+    # per (order, warehouse): rows covered and their cost
+    key = o * n_w + wi
+    n_cov = np.bincount(key[fits], minlength=p.n_o * n_w).reshape(p.n_o, n_w)
+    cost = np.bincount(key[fits], weights=(q * unit)[fits], minlength=p.n_o * n_w).reshape(p.n_o, n_w)
+    rows_o = np.bincount(p.dem["o"].to_numpy(), minlength=p.n_o)
+    whole = (n_cov == rows_o[:, None]) & (rows_o[:, None] > 0)
+    home = np.where(whole.any(axis=1), np.where(whole, cost, np.inf).argmin(axis=1), -1)  # ties: lowest wi
+    units = np.maximum(p.units_o, 1)
+    away = (home[o] >= 0) & (home[o] != wi)
+    bias = (2 * p.split_penalty + units[o]) // (2 * units[o])  # penalty / units, rounded half up
+    return arcs.with_columns(pl.Series("unit", np.where(away, unit + bias, unit)))
 
 
 def _over_parcels(p: Problem, plan: pl.DataFrame) -> int:
