@@ -96,6 +96,13 @@ class Problem:
         self.sc_o = np.zeros(self.n_o, dtype=bool)
         self.sc_o[o[sc]] = True
         self.kept_bits = wh_bits(self, self.kept["o"].to_numpy(), self.kept["wi"].to_numpy())
+        by_d = np.argsort(d, kind="stable")
+        self.dem_d, self.dem_o, self.dem_q = d[by_d], o[by_d], q[by_d]
+        # options are sorted by d: the options of row d are opt_start[d]:opt_start[d + 1]
+        od = self.col.get("d", np.zeros(0, dtype=np.int64))
+        if len(od) and (np.diff(od) < 0).any():
+            raise ValueError("Problem: options must be sorted by demand row")
+        self.opt_start = np.searchsorted(od, np.arange(len(self.q_d) + 1))
 
 
 @dataclass
@@ -430,6 +437,21 @@ def shed_lines(p: Problem, plan: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     return plan.join(shed, on="i", how="anti"), shed.height
 
 
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(start, start + length)`` for every pair."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + (np.arange(total) - offsets)
+
+
+def _aggregate(keys: np.ndarray, amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum ``amounts`` per key: ``(sorted distinct keys, sums)``."""
+    u, inv = np.unique(keys, return_inverse=True)
+    return u, np.bincount(inv, weights=amounts, minlength=len(u)).astype(np.int64)
+
+
 def consolidate(p: Problem, plan: pl.DataFrame, orders: pl.DataFrame, stock: np.ndarray, cap: np.ndarray,
                 parcels: np.ndarray, max_warehouses: int = 1, max_rounds: int = 500) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Move each order of ``orders`` to its cheapest plan that ships every row whole from at most
@@ -437,33 +459,42 @@ def consolidate(p: Problem, plan: pl.DataFrame, orders: pl.DataFrame, stock: np.
     that is cheaper than its current plan in ``plan`` (an order without one takes any that fits) and fits in
     what is left; moves are settled in order priority and never take what another order holds. The residual
     arrays are net of every row of ``plan`` and are updated in place. Returns ``(new rows, orders moved)``."""
-    n_r, n_w = len(stock), len(cap)
+    n_r, n_w, n_k = len(stock), len(cap), len(parcels)
+    n_res = n_r + n_w + n_k
     left = np.concatenate([stock, cap, parcels]).astype(np.int64)
-    dem = p.dem.join(orders, on="o", how="semi")
-    kept = p.kept.join(orders, on="o", how="semi")
-    cur = plan.pipe(_at, p, "o", "wi", "r", "unit").join(orders, on="o", how="semi")
-    cur_arr = _order_costs(p, plan)
+    col = p.col
+    wanted = np.zeros(p.n_o, dtype=bool)
+    wanted[orders["o"].to_numpy()] = True
+    rows = np.flatnonzero(wanted[p.dem_o])  # demand rows of these orders, by d (order priority)
+    d_row, o_row, q_row = p.dem_d[rows], p.dem_o[rows], p.dem_q[rows]
+    n_rows = len(rows)
+    cur_cost, has_rows = _order_costs(p, plan)
+    pi, px = _ix(plan)
+    mine = wanted[col["o"][pi]]
+    pi, px = pi[mine], px[mine]  # the current rows of these orders
     # per (row, warehouse): its cheapest service with parcel room, if the row's units fit there (stock left plus
     # what the order itself holds there) -- dense arrays U (unit) and I (option) of shape (rows, warehouses)
-    dem = dem.sort("d")
-    n_rows = dem.height
-    row_of = np.full(int(p.dem["d"].max()) + 1 if p.dem.height else 1, -1, dtype=np.int64)
-    row_of[dem["d"].to_numpy()] = np.arange(n_rows)
-    od = p.opts["d"].to_numpy()
-    sel = np.flatnonzero(row_of[od] >= 0)
-    o2 = p.opts[sel].with_columns(pl.Series("_row", row_of[od[sel]]))
-    q_row = dem["q"].to_numpy()
-    o2 = o2.filter(pl.Series(parcels[o2["k"].to_numpy()] >= o2["parcels"].to_numpy()))
-    own_r = cur.group_by("o", "r").agg(pl.col("x").sum().alias("_own"))
-    o2 = o2.join(own_r, on=["o", "r"], how="left").with_columns(pl.col("_own").fill_null(0))
-    o2 = o2.filter(pl.Series(stock[o2["r"].to_numpy()] + o2["_own"].to_numpy() >= q_row[o2["_row"].to_numpy()]))
-    o2 = o2.sort(["_row", "wi", "unit", "i"], descending=[False, False, True, True])  # last per (row, wi) = cheapest
+    sel = _ranges(p.opt_start[d_row], p.opt_start[d_row + 1] - p.opt_start[d_row])
+    row_of_sel = np.repeat(np.arange(n_rows), p.opt_start[d_row + 1] - p.opt_start[d_row])
+    own_keys, own_units = _aggregate(col["o"][pi] * n_r + col["r"][pi], px)
+    sel_key = col["o"][sel] * n_r + col["r"][sel]
+    at = np.minimum(np.searchsorted(own_keys, sel_key), max(0, len(own_keys) - 1))
+    own = np.where((len(own_keys) > 0) & (own_keys[at] == sel_key), own_units[at], 0) if len(own_keys) else 0
+    fits = ((parcels[col["k"][sel]] >= col["parcels"][sel])
+            & (stock[col["r"][sel]] + own >= q_row[row_of_sel]))
+    sel, row_of_sel = sel[fits], row_of_sel[fits]
     inf = np.iinfo(np.int64).max // 4
     U = np.full((n_rows, n_w), inf, dtype=np.int64)
     Iopt = np.full((n_rows, n_w), -1, dtype=np.int64)
-    rr, ww = o2["_row"].to_numpy(), o2["wi"].to_numpy()
-    U[rr, ww] = o2["unit"].to_numpy()
-    Iopt[rr, ww] = o2["i"].to_numpy()
+    if len(sel):  # options come by (row, warehouse): per pair the cheapest, ties: lowest i
+        s_wi, s_unit = col["wi"][sel], col["unit"][sel]
+        pair = row_of_sel * n_w + s_wi
+        g0 = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+        low = np.repeat(np.minimum.reduceat(s_unit, g0), np.diff(np.r_[g0, len(sel)]))
+        at_low = np.flatnonzero(s_unit == low)
+        first = at_low[np.r_[True, pair[at_low][1:] != pair[at_low][:-1]]]
+        U[row_of_sel[first], s_wi[first]] = s_unit[first]
+        Iopt[row_of_sel[first], s_wi[first]] = sel[first]
     subsets = [c for k in range(1, max(1, max_warehouses) + 1) for c in itertools.combinations(range(n_w), k)]
     members = np.zeros((len(subsets), n_w), dtype=bool)
     for j, c in enumerate(subsets):
@@ -471,77 +502,77 @@ def consolidate(p: Problem, plan: pl.DataFrame, orders: pl.DataFrame, stock: np.
     masked = np.where(members[None, :, :], U[:, None, :], inf)  # (rows, subsets, warehouses)
     arg = masked.argmin(axis=2)
     best = np.take_along_axis(masked, arg[:, :, None], axis=2)[:, :, 0]  # (rows, subsets)
-    o_row = dem["o"].to_numpy()
     starts = np.flatnonzero(np.r_[True, o_row[1:] != o_row[:-1]]) if n_rows else np.zeros(0, dtype=np.int64)
     order_of = o_row[starts]
     ok = np.logical_and.reduceat(best < inf, starts, axis=0) if n_rows else np.zeros((0, len(subsets)), bool)
     lin = np.add.reduceat(np.where(best < inf, best, 0) * q_row[:, None], starts, axis=0) if n_rows else ok.astype(np.int64)
     bits = np.bitwise_or.reduceat(np.left_shift(1, arg).astype(np.int64), starts, axis=0) if n_rows else ok.astype(np.int64)
-    kept_bits = np.zeros(len(order_of), dtype=np.int64)
-    if kept.height:
-        kb = kept.with_columns((pl.lit(1, pl.Int64) * (2 ** pl.col("wi"))).alias("_b")).group_by("o").agg(pl.col("_b").sum())
-        pos = {int(o): j for j, o in enumerate(order_of)}
-        for o, b in kb.iter_rows():  # orders with kept rows: few
-            kept_bits[pos[o]] = b
+    kept_bits = p.kept_bits[order_of]
     n_used = np.bitwise_count(bits).astype(np.int64)
     n_beyond = np.bitwise_count(bits & ~kept_bits[:, None]).astype(np.int64)
     extra = np.where(kept_bits[:, None] > 0, n_beyond, n_used - 1)
     cost = lin + p.split_penalty * extra
-    has_rows = cur_arr[1][order_of]
-    good = ok & (~has_rows[:, None] | (cost < cur_arr[0][order_of][:, None]))
+    good = ok & (~has_rows[order_of][:, None] | (cost < cur_cost[order_of][:, None]))
     oi, si = np.nonzero(good)
-    cand = (pl.DataFrame({"o": order_of[oi].astype(np.int64), "sid": si.astype(np.int64), "cost": cost[oi, si]})
-            .sort("o", "cost", "sid").with_row_index("c").with_columns(pl.col("c").cast(pl.Int64)))
+    c_cost = cost[oi, si]
+    srt = np.lexsort((si, c_cost, order_of[oi]))  # candidates c = 0..: by order, cheapest first
+    c_oi, c_s = oi[srt], si[srt]
+    c_o = order_of[c_oi]
+    n_cand = len(c_o)
     # rows of each candidate: every row of its order, from the chosen warehouse of the subset
     n_per = np.diff(np.r_[starts, n_rows])
-    c_o = np.searchsorted(order_of, cand["o"].to_numpy()) if cand.height else np.zeros(0, dtype=np.int64)
-    c_s = cand["sid"].to_numpy()
-    reps = n_per[c_o]
-    row_idx = np.repeat(starts[c_o], reps) + (np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps))
-    sid_rep = np.repeat(c_s, reps)
-    crow = pl.DataFrame({"c": np.repeat(cand["c"].to_numpy(), reps).astype(np.int64),
-                         "i": Iopt[row_idx, arg[row_idx, sid_rep]].astype(np.int64),
-                         "x": q_row[row_idx].astype(np.int64)})
-    cand = cand.select("c", "o", "cost")
+    reps = n_per[c_oi]
+    row_idx = _ranges(starts[c_oi], reps)
+    crow_c = np.repeat(np.arange(n_cand), reps)
+    crow_i = Iopt[row_idx, arg[row_idx, np.repeat(c_s, reps)]]
+    crow_x = q_row[row_idx]
 
-    def usage(rows: pl.DataFrame, key: str) -> pl.DataFrame:
-        u = rows.pipe(_at, p, "r", "wi", "k", "parcels")
-        return pl.concat([
-            u.select(key, pl.col("r").alias("res"), pl.col("x").alias("amt")),
-            u.select(key, (n_r + pl.col("wi")).alias("res"),
-                     (pl.col("x") if p.basis == "units" else pl.lit(1, pl.Int64)).alias("amt")),
-            u.select(key, (n_r + n_w + pl.col("k")).alias("res"), pl.col("parcels").alias("amt")),
-        ]).group_by(key, "res").agg(pl.col("amt").sum())
+    def usage(i: np.ndarray, x: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(owner * n_res + resource, amount): stock, capacity (units or one line) and parcels of rows i."""
+        lines = x if p.basis == "units" else np.ones(len(i), dtype=np.int64)
+        keys = np.concatenate([owner * n_res + col["r"][i], owner * n_res + n_r + col["wi"][i],
+                               owner * n_res + n_r + n_w + col["k"][i]])
+        return keys, np.concatenate([x, lines, col["parcels"][i]])
 
-    own = usage(cur.select("o", "i", "x"), "o")
-    net = (pl.concat([usage(crow, "c"),
-                      cand.select("c", "o").join(own, on="o").select("c", "res", (-pl.col("amt")).alias("amt"))])
-           .group_by("c", "res").agg(pl.col("amt").sum()))
-    chosen = []
-    todo = cand
+    # net usage per (candidate, resource): its rows minus what its order holds now
+    own_k, own_a = _aggregate(*usage(pi, px, col["o"][pi]))
+    own_o = own_k // n_res
+    lo, hi = np.searchsorted(own_o, c_o, side="left"), np.searchsorted(own_o, c_o, side="right")
+    own_idx = _ranges(lo, hi - lo)
+    own_c = np.repeat(np.arange(n_cand), hi - lo)
+    ck, ca = usage(crow_i, crow_x, crow_c)
+    net_k, net_amt = _aggregate(np.concatenate([ck, own_c * n_res + own_k[own_idx] % n_res]),
+                                np.concatenate([ca, -own_a[own_idx]]))
+    net_c, net_res = net_k // n_res, net_k % n_res
+    todo = np.ones(n_cand, dtype=bool)
+    accepted = np.zeros(n_cand, dtype=bool)
     for _ in range(max_rounds):
-        if todo.height == 0:
+        if not todo.any():
             break
-        u = net.join(todo.select("c"), on="c", how="semi")
-        bad = u.filter(pl.Series(u["amt"].to_numpy() > left[u["res"].to_numpy()])).select("c").unique()
-        todo = todo.join(bad, on="c", how="anti")
-        if todo.height == 0:
+        bad = np.zeros(n_cand, dtype=bool)
+        bad[net_c[net_amt > left[net_res]]] = True
+        todo &= ~bad
+        if not todo.any():
             break
-        prop = todo.sort(["o", "cost", "c"]).group_by("o", maintain_order=True).first()
-        pu = net.join(prop.select("c", "o"), on="c").sort(["o", "res"])
-        pu = pu.with_columns(pl.col("amt").clip(lower_bound=0).cum_sum().over("res").alias("_cum"),
-                             pl.Series("_left", left[pu["res"].to_numpy()]))
-        rejected = pu.filter(pl.col("_cum") > pl.col("_left")).select("c").unique()
-        acc = prop.join(rejected, on="c", how="anti")
-        au = net.join(acc.select("c"), on="c")
-        np.subtract.at(left, au["res"].to_numpy(), au["amt"].to_numpy())
-        chosen.append(acc.select("c", "o"))
-        todo = todo.join(acc.select("o"), on="o", how="anti")
-    done = pl.concat(chosen) if chosen else pl.DataFrame(schema={"c": pl.Int64, "o": pl.Int64})
+        tc = np.flatnonzero(todo)
+        prop = tc[np.unique(c_o[tc], return_index=True)[1]]  # each order's cheapest candidate still open
+        is_prop = np.zeros(n_cand, dtype=bool)
+        is_prop[prop] = True
+        e = np.flatnonzero(is_prop[net_c])  # net entries come by (candidate, resource): by order priority
+        over = group_cumsum(net_res[e], np.maximum(net_amt[e], 0)) > left[net_res[e]]
+        is_prop[net_c[e[over]]] = False  # rejected this round: an earlier order took the room
+        e = np.flatnonzero(is_prop[net_c])
+        np.subtract.at(left, net_res[e], net_amt[e])
+        accepted |= is_prop
+        done_o = np.zeros(p.n_o, dtype=bool)
+        done_o[c_o[is_prop]] = True
+        todo &= ~done_o[c_o]
     stock[:] = left[:n_r]
     cap[:] = left[n_r:n_r + n_w]
     parcels[:] = left[n_r + n_w:]
-    return crow.join(done.select("c"), on="c", how="semi").select("i", "x"), done.select("o")
+    take = accepted[crow_c]
+    return (pl.DataFrame({"i": crow_i[take].astype(np.int64), "x": crow_x[take].astype(np.int64)}),
+            pl.DataFrame({"o": np.sort(c_o[accepted]).astype(np.int64)}))
 
 
 def enforce(p: Problem, plan: pl.DataFrame) -> tuple[pl.DataFrame, int]:
