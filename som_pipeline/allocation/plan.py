@@ -164,7 +164,11 @@ def allocate(orders: Frame, lines: Frame, reservations: Frame, warehouses: Frame
     bd, bw = best["d"].to_numpy(), best["wi"].to_numpy()
     bs = d_sku[bd]
     m = (stock2d[bw, bs] > 0) & todo_mask[bd]
-    used_r, r_idx = np.unique((bw * n_sku + bs)[m], return_inverse=True)
+    r_key = (bw * n_sku + bs)[m]  # stock resources: the (warehouse, SKU) pairs the options use, numbered densely
+    present = np.zeros(max(1, n_w) * n_sku, dtype=bool)
+    present[r_key] = True
+    used_r = np.flatnonzero(present)
+    r_idx = (np.cumsum(present) - 1)[r_key]
     sopt = best.filter(pl.Series(m)).with_columns(
         pl.Series("r", r_idx.astype(np.int64)), pl.Series("o", d_o[bd[m]]),
         pl.Series("i", np.arange(int(m.sum()), dtype=np.int64)))
@@ -187,9 +191,10 @@ def allocate(orders: Frame, lines: Frame, reservations: Frame, warehouses: Frame
     allocations = (pl.concat([conform(kept_out, AllocationModel), new])
                    .sort(["order_id", "line_no", "sku", "warehouse_id"]))
     # parcels left per (warehouse, service) after the plan: to say "no carrier capacity" in backorder reasons
-    new_p = assign.join(sopt.select("i", "k", "parcels"), on="i").group_by("k").agg(pl.col("parcels").sum().alias("_np"))
-    p_left = (ks.join(new_p, on="k", how="left")
-              .select("k", (pl.col("_parcels_left") - pl.col("_np").fill_null(0)).alias("_p_left")))
+    a_i = assign["i"].to_numpy()
+    new_p = np.bincount(problem.col["k"][a_i], weights=problem.col["parcels"][a_i], minlength=len(parcels_left))
+    p_left = pl.DataFrame({"k": np.arange(len(parcels_left), dtype=np.int64),
+                           "_p_left": parcels_left - new_p.astype(np.int64)})
     backorders = _backorders(dem, waiting, allocations, options.diag, best, whs, p_left, previous_backorders, now, cfg)
     secs["rows"] = time.perf_counter() - t4
     secs["total"] = time.perf_counter() - t0
@@ -273,7 +278,7 @@ def _rows(assign: pl.DataFrame, sopt: pl.DataFrame, dem: pl.DataFrame, released:
           wcap: pl.DataFrame, P: int, now: datetime, cfg: AllocationConfig) -> pl.DataFrame:
     if assign.height == 0:
         return pl.DataFrame(schema=ALLOCATION_SCHEMA)
-    a = (assign.join(sopt.drop("o"), on="i")
+    a = (pl.concat([assign, sopt.drop("i", "o")[assign["i"].to_numpy()]], how="horizontal")  # i: row of sopt
          .join(dem.select("d", "o", "order_id", "line_no", "sku", "sc", "promised"), on="d")
          .join(released, on="d", how="left")
          .join(whs.select("wi", "warehouse_id"), on="wi")
@@ -286,9 +291,8 @@ def _rows(assign: pl.DataFrame, sopt: pl.DataFrame, dem: pl.DataFrame, released:
             .join(kept_w.group_by("o").agg(pl.len().alias("_nk")), on="o", how="left")
             .with_columns(pl.col("_kept_w").fill_null(False), pl.col("_nk").fill_null(0))
             .sort(["o", "_u", "wi"], descending=[False, True, False])
-            .with_columns(pl.int_range(pl.len()).over("o").alias("_pos"))
-            .with_columns(pl.when(pl.col("_nk") > 0).then(~pl.col("_kept_w")).otherwise(pl.col("_pos") > 0)
-                          .alias("_extra")))
+            .with_columns(pl.when(pl.col("_nk") > 0).then(~pl.col("_kept_w"))
+                          .otherwise(~pl.col("o").is_first_distinct()).alias("_extra")))
     a = (a.join(ship.select("o", "wi", "_first_d", "_extra"), on=["o", "wi"])
          .with_columns(pl.when(pl.col("_extra") & (pl.col("d") == pl.col("_first_d"))).then(P).otherwise(0)
                        .alias("split_u")))
@@ -299,18 +303,28 @@ def _rows(assign: pl.DataFrame, sopt: pl.DataFrame, dem: pl.DataFrame, released:
     a = a.with_columns((pl.col("_ship_c") + pl.col("_hand_c") + pl.col("_late_c") + pl.col("_split_c")).alias("_total_c"))
 
     # per (row, warehouse holding the SKU) its cheapest service: next best and the cheapest overall
-    per_w = (best.filter(pl.col("rank") == 0).join(a.select("d").unique(), on="d", how="semi")
-             .select("d", pl.col("wi").alias("_w2"), pl.col("unit").alias("_unit2"), pl.col("on_hand").alias("_oh2")))
-    alt = (a.select("d", "wi", "quantity").join(per_w, on="d")
-           .filter((pl.col("_w2") != pl.col("wi")) & (pl.col("_oh2") >= pl.col("quantity")))
-           .sort(["d", "wi", "_unit2", "_w2"])
-           .group_by(["d", "wi"], maintain_order=True).first()
-           .join(whs.select(pl.col("wi").alias("_w2"), pl.col("warehouse_id").alias("next_best_warehouse")), on="_w2")
-           .select("d", "wi", "next_best_warehouse", e4_to_cents(pl.col("quantity") * pl.col("_unit2")).alias("_nb_c")))
-    cheapest = (per_w.sort(["d", "_unit2", "_w2"]).group_by("d", maintain_order=True).first()
-                .join(whs.select(pl.col("wi").alias("_w2"), pl.col("warehouse_id").alias("_best_w")), on="_w2")
-                .select("d", "_best_w", pl.col("_w2").alias("_best_wi")))
-    a = a.join(alt, on=["d", "wi"], how="left").join(cheapest, on="d", how="left")
+    # dense (row, warehouse) arrays: cheapest service's unit cost (inf = none) and the warehouse's stock
+    b0 = best.filter(pl.col("rank") == 0)
+    n_w = whs.height
+    inf = np.iinfo(np.int64).max
+    unit2 = np.full((int(dem["d"].max()) + 1, n_w), inf, dtype=np.int64)
+    on_hand2 = np.zeros(unit2.shape, dtype=np.int64)
+    unit2[b0["d"].to_numpy(), b0["wi"].to_numpy()] = b0["unit"].to_numpy()
+    on_hand2[b0["d"].to_numpy(), b0["wi"].to_numpy()] = b0["on_hand"].to_numpy()
+    d_a, w_a, q_a = a["d"].to_numpy(), a["wi"].to_numpy(), a["quantity"].to_numpy()
+    u_a = unit2[d_a]
+    other = ((np.arange(n_w)[None, :] != w_a[:, None]) & (on_hand2[d_a] >= q_a[:, None]) & (u_a < inf))
+    nb_w = np.where(other, u_a, inf).argmin(axis=1)  # ties: lowest warehouse index
+    has_nb = other.any(axis=1)
+    nb_e4 = np.where(has_nb, q_a * np.where(has_nb, u_a[np.arange(len(d_a)), nb_w], 0), 0)
+    low_w = u_a.argmin(axis=1)
+    has_low = (u_a < inf).any(axis=1)
+    wh_id = whs.sort("wi")["warehouse_id"]
+    a = a.with_columns(
+        pl.Series("next_best_warehouse", wh_id.gather(nb_w)).set(pl.Series(~has_nb), None),
+        pl.when(pl.Series(has_nb)).then(e4_to_cents(pl.Series(nb_e4))).alias("_nb_c"),
+        pl.Series("_best_w", wh_id.gather(low_w)).set(pl.Series(~has_low), None),
+        pl.when(pl.Series(has_low)).then(pl.Series(low_w)).alias("_best_wi"))
 
     # why not the cheapest warehouse: no stock left / at capacity / ship-complete / consolidation / carriers
     used_stock = (pl.concat([kept.select("wi", "sku", "quantity"), a.select("wi", "sku", "quantity")])
