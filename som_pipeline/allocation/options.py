@@ -356,9 +356,13 @@ def _service_costs(dws: pl.DataFrame, rates: pl.DataFrame, svcs: pl.DataFrame, e
         weight = c["weight"].to_numpy().astype(np.float64)
         q = c["q"].to_numpy().astype(np.int64)
         mb = maxband[:, zi]  # (S, M)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            parcels = np.where(mb > 0, np.maximum(1, np.ceil(weight[None, :] / np.where(mb > 0, mb, 1))), 1).astype(np.int64)
-        j = np.minimum(np.searchsorted(edges, weight[None, :] / parcels - 1e-9, side="left"), n_e - 1)
+        # parcels: one unless the line is heavier than the service's largest band there (rare: done sparsely);
+        # band j: the smallest edge >= the weight per parcel
+        hs, hm = np.nonzero((mb > 0) & (weight[None, :] > mb))
+        parcels = np.ones((n_s, n_c), dtype=np.int64)
+        parcels[hs, hm] = np.ceil(weight[hm] / mb[hs, hm]).astype(np.int64)
+        j = np.repeat(np.minimum(np.searchsorted(edges, weight - 1e-9, side="left"), n_e - 1)[None, :], n_s, axis=0)
+        j[hs, hm] = np.minimum(np.searchsorted(edges, weight[hm] / parcels[hs, hm] - 1e-9, side="left"), n_e - 1)
         r_ = rate[s_idx, zi[None, :], j]
         valid = (r_ >= 0) & (mb > 0) & ~closed & ~(air & c["hazmat"].to_numpy()[None, :])
         t_eff = transit[s_idx, zi[None, :], j] + svc_days + c["_dest_extra"].to_numpy()[None, :]
