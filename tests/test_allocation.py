@@ -7,6 +7,7 @@ import math
 import random
 from datetime import date, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -494,8 +495,8 @@ def test_order_ts_is_not_used_for_now():
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), capped=st.booleans())
-def test_decomposed_flow_matches_the_whole_network(seed: int, capped: bool):
+@given(seed=st.integers(0, 10_000), capped=st.booleans(), batch=st.sampled_from([1, 3, 1_000]))
+def test_decomposed_flow_matches_the_whole_network(seed: int, capped: bool, batch: int):
     """The component split of the min-cost flow is exact: same optimal cost as one flow over the whole network,
     within every stock and capacity limit (and it declines when warehouse capacities bind)."""
     import numpy as np
@@ -519,7 +520,8 @@ def test_decomposed_flow_matches_the_whole_network(seed: int, capped: bool):
     cap = rng.integers(0, 30, n_w) if capped else np.full(n_w, UNLIMITED)
     bo = np.full(n_d, 10_000_000, dtype=np.int64)
     whole_flows, whole_cost = _network_flow(q, od, orr, unit, r_w, stock, cap, bo)
-    flows, cost = _decomposed_flow(q, od, orr, unit, r_w, stock, cap, bo)
+    with mock.patch("som_pipeline.allocation.solver._FLOW_BATCH_ROWS", batch):  # several batches of components
+        flows, cost = _decomposed_flow(q, od, orr, unit, r_w, stock, cap, bo)
     if flows is None:
         assert capped  # only warehouse capacities can make it decline
         return

@@ -55,6 +55,7 @@ from scipy.sparse import csgraph
 from som_pipeline.allocation.config import AllocationConfig
 
 UNLIMITED = 1 << 40
+_FLOW_BATCH_ROWS = 1_000  # contested components are solved in batches of about this many demand rows
 ASSIGN_SCHEMA = {"i": pl.Int64, "x": pl.Int64, "solver": pl.String}
 PLAN_SCHEMA = {"i": pl.Int64, "x": pl.Int64}
 
@@ -290,26 +291,43 @@ def _decomposed_flow(q: np.ndarray, od: np.ndarray, orr: np.ndarray, unit: np.nd
         hot[label[n_d + over]] = True
         contested = hot[label[:n_d]]
     else:
-        contested = np.zeros(n_d, dtype=bool)
+        label, contested = np.zeros(n_d + n_r, dtype=np.int64), np.zeros(n_d, dtype=bool)
     free = ~contested
     pick = free & served
     flows[best[pick]] = q[pick]
     cost = int((unit[best[pick]] * q[pick]).sum()) + int((bo[free & ~served] * q[free & ~served]).sum())
-    if contested.any():
-        sub_rows = np.flatnonzero(contested)
-        new_pos = np.full(n_d, -1, dtype=np.int64)
-        new_pos[sub_rows] = np.arange(len(sub_rows))
-        arcs = np.flatnonzero(contested[od])
-        sub_r = np.unique(orr[arcs])
-        r_pos = np.full(n_r, -1, dtype=np.int64)
-        r_pos[sub_r] = np.arange(len(sub_r))
-        unlimited = np.full(len(cap), UNLIMITED, dtype=np.int64)
-        f_sub, c_sub = _network_flow(q[sub_rows], new_pos[od[arcs]], r_pos[orr[arcs]], unit[arcs], r_w[sub_r],
-                                     stock[sub_r], unlimited, bo[sub_rows])
-        flows[arcs] = f_sub
-        cost += c_sub
-    w_load = np.zeros(len(cap), dtype=np.int64)
-    np.add.at(w_load, r_w[orr], flows)
+    w_load = np.bincount(r_w[orr[best[pick]]], weights=q[pick], minlength=len(cap))
+    if (w_load > cap).any():  # the cheapest arcs of the free rows alone overload a warehouse
+        return None, 0
+    # contested components: solved in batches of whole components (smaller networks solve faster)
+    rows = np.flatnonzero(contested)
+    rows = rows[np.argsort(label[rows], kind="stable")]
+    comp = label[rows]
+    bounds = np.flatnonzero(np.r_[True, comp[1:] != comp[:-1]])  # first row of each component
+    cuts = [0]
+    for b in bounds[1:]:  # a batch closes at the first component boundary past _FLOW_BATCH_ROWS rows
+        if b - cuts[-1] >= _FLOW_BATCH_ROWS:
+            cuts.append(int(b))
+    cuts.append(len(rows))
+    batch_of_row = np.full(n_d, -1, dtype=np.int64)
+    local = np.zeros(n_d, dtype=np.int64)
+    for j in range(len(cuts) - 1):
+        batch_of_row[rows[cuts[j]:cuts[j + 1]]] = j
+        local[rows[cuts[j]:cuts[j + 1]]] = np.arange(cuts[j + 1] - cuts[j])
+    arcs = np.flatnonzero(contested[od])
+    arcs = arcs[np.argsort(batch_of_row[od[arcs]], kind="stable")]
+    a_cut = np.searchsorted(batch_of_row[od[arcs]], np.arange(len(cuts)))
+    unlimited = np.full(len(cap), UNLIMITED, dtype=np.int64)
+    r_local = np.zeros(n_r, dtype=np.int64)
+    for j in range(len(cuts) - 1):
+        b_rows, b_arcs = rows[cuts[j]:cuts[j + 1]], arcs[a_cut[j]:a_cut[j + 1]]
+        b_r = np.unique(orr[b_arcs])
+        r_local[b_r] = np.arange(len(b_r))
+        f_b, c_b = _network_flow(q[b_rows], local[od[b_arcs]], r_local[orr[b_arcs]], unit[b_arcs], r_w[b_r],
+                                 stock[b_r], unlimited, bo[b_rows])
+        flows[b_arcs] = f_b
+        cost += c_b
+    w_load = np.bincount(r_w[orr], weights=flows, minlength=len(cap))
     if (w_load > cap).any():
         return None, 0
     return flows, cost
