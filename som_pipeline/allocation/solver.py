@@ -375,11 +375,15 @@ def fit_carriers(p: Problem, plan: pl.DataFrame, parcels_left: np.ndarray) -> tu
     if len(over) == 0:
         return plan, 0
     at_over = rows.filter(pl.col("k").is_in(over.tolist()))
-    alts = (at_over.select("i", "d", "wi", "x", pl.col("unit").alias("_u0"), pl.col("k").alias("_k0"))
-            .join(p.opts.select(pl.col("i").alias("i2"), "d", "wi", pl.col("k").alias("k2"), pl.col("unit").alias("_u2"),
-                                pl.col("parcels").alias("_p2")), on=["d", "wi"])
-            .filter(pl.col("k2") != pl.col("_k0"))
-            .with_columns(((pl.col("_u2") - pl.col("_u0")) * pl.col("x")).alias("_delta")))
+    # alternatives: the same (row, warehouse) on another service (a row's options are contiguous, by d)
+    i0, d0, w0, k0, u0, x0 = (at_over[c].to_numpy() for c in ("i", "d", "wi", "k", "unit", "x"))
+    n_opt = p.opt_start[d0 + 1] - p.opt_start[d0]
+    i2 = _ranges(p.opt_start[d0], n_opt)
+    own = np.repeat(np.arange(len(i0)), n_opt)
+    same = (p.col["wi"][i2] == w0[own]) & (p.col["k"][i2] != k0[own])
+    i2, own = i2[same], own[same]
+    alts = pl.DataFrame({"i": i0[own], "i2": i2, "k2": p.col["k"][i2], "_p2": p.col["parcels"][i2],
+                         "_delta": (p.col["unit"][i2] - u0[own]) * x0[own]})
     regret = alts.group_by("i").agg(pl.col("_delta").min().alias("_regret"))
     ranked = (at_over.join(regret, on="i", how="left")
               .with_columns(pl.col("_regret").fill_null(UNLIMITED))
@@ -442,11 +446,15 @@ def shed_lines(p: Problem, plan: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     if over.height == 0:
         return plan, 0
     rows = a.join(over.select("wi"), on="wi", how="semi")
-    alt = (rows.select("i", "d", "wi", "x", pl.col("unit").alias("_u0"))
-           .join(p.opts.filter(pl.col("rank") == 0).select("d", pl.col("wi").alias("_w2"), pl.col("unit").alias("_u2")),
-                 on="d")
-           .filter(pl.col("_w2") != pl.col("wi"))
-           .group_by("i").agg(((pl.col("_u2") - pl.col("_u0")) * pl.col("x")).min().alias("_regret")))
+    # regret: the cheapest service at another warehouse (a row's options are contiguous, by d)
+    i0, d0, w0, u0, x0 = (rows[c].to_numpy() for c in ("i", "d", "wi", "unit", "x"))
+    n_opt = p.opt_start[d0 + 1] - p.opt_start[d0]
+    i2 = _ranges(p.opt_start[d0], n_opt)
+    own = np.repeat(np.arange(len(i0)), n_opt)
+    other = (p.col["rank"][i2] == 0) & (p.col["wi"][i2] != w0[own])
+    i2, own = i2[other], own[other]
+    alt = (pl.DataFrame({"i": i0[own], "_d": (p.col["unit"][i2] - u0[own]) * x0[own]})
+           .group_by("i").agg(pl.col("_d").min().alias("_regret")))
     ranked = (rows.join(alt, on="i", how="left").with_columns(pl.col("_regret").fill_null(UNLIMITED))
               .sort(["wi", "_regret", "o"], descending=[False, True, False])
               .with_columns(pl.int_range(1, pl.len() + 1).over("wi").alias("_n")))
