@@ -282,6 +282,8 @@ def _decomposed_flow(q: np.ndarray, od: np.ndarray, orr: np.ndarray, unit: np.nd
     served = best >= 0
     load = np.zeros(n_r, dtype=np.int64)
     np.add.at(load, orr[best[served]], q[served])
+    if (np.bincount(r_w[orr[best[served]]], weights=q[served], minlength=len(cap)) > cap).any():
+        return None, 0  # every row at its cheapest arc overloads a warehouse: its capacity (almost surely) binds
     over = np.flatnonzero(load > stock)
     if len(over):
         # components of the bipartite graph rows -- stock nodes; the contested ones hold an overloaded stock node
@@ -296,9 +298,6 @@ def _decomposed_flow(q: np.ndarray, od: np.ndarray, orr: np.ndarray, unit: np.nd
     pick = free & served
     flows[best[pick]] = q[pick]
     cost = int((unit[best[pick]] * q[pick]).sum()) + int((bo[free & ~served] * q[free & ~served]).sum())
-    w_load = np.bincount(r_w[orr[best[pick]]], weights=q[pick], minlength=len(cap))
-    if (w_load > cap).any():  # the cheapest arcs of the free rows alone overload a warehouse
-        return None, 0
     # contested components: solved in batches of whole components (smaller networks solve faster)
     rows = np.flatnonzero(contested)
     rows = rows[np.argsort(label[rows], kind="stable")]
