@@ -379,13 +379,13 @@ def _service_costs(dws: pl.DataFrame, rates: pl.DataFrame, svcs: pl.DataFrame, e
         keep = key[order, cols] != big
         sel_s, sel_m = order[keep], np.broadcast_to(cols, order.shape)[keep]  # row-major: by pair, then rank
         rank = np.broadcast_to(np.arange(order.shape[1])[None, :], order.shape)[keep]
-        parts.append(pl.DataFrame({
+        parts.append({
             "d": c["d"].to_numpy()[sel_m], "wi": c["wi"].to_numpy()[sel_m], "si": sel_s.astype(np.int64),
             "zone": c["zone"].to_numpy()[sel_m], "parcels": parcels[sel_s, sel_m],
             "ship_date": ship_days[sel_m], "delivery": deliv[sel_s, sel_m].astype(np.int32),
             "transit_eff": t_eff[sel_s, sel_m], "days_late": late_days[sel_s, sel_m].astype(np.int64),
             "ship_u": ship_u[sel_s, sel_m], "hand_u": hand_u[sel_m], "late_u": (pen * late_days[sel_s, sel_m]).astype(np.int64),
-            "unit": unit[sel_s, sel_m], "on_hand": c["on_hand"].to_numpy()[sel_m], "rank": rank.astype(np.int64)}
-        ).cast(out_schema))
-    out = pl.concat(parts)
+            "unit": unit[sel_s, sel_m], "on_hand": c["on_hand"].to_numpy()[sel_m], "rank": rank.astype(np.int64)})
+    # one frame of contiguous columns (later steps gather from it by option index)
+    out = pl.DataFrame({k: np.concatenate([part[k] for part in parts]) for k in parts[0]})
     return out.cast(out_schema)  # sorted by (d, wi, rank): dws is sorted by (d, wi)
