@@ -20,7 +20,10 @@ Paths
   without a proof within its work limit, the better of its best plan and the flow path's plan.
 - flow path (larger instances): OR-Tools ``SimpleMinCostFlow`` on demand row -> (warehouse, SKU) stock node ->
   warehouse (units capacity) -> sink, one arc per (row, warehouse) at the row's cheapest service there, plus a
-  backorder arc per row; stock nodes that can never bind are bypassed (exact). Without the split penalty,
+  backorder arc per row; stock nodes that can never bind are bypassed (exact). The network is split exactly
+  first: a component (rows and the stock nodes they reach: one SKU) whose rows all fit at their cheapest arcs is
+  solved by those arcs; the contested components go to the solver in batches of whole components; the split plan
+  is kept when it fits the warehouse capacities (then optimal), else the whole network is solved. Without the split penalty,
   ship-complete, carrier capacities and the lines basis this is a *relaxation*: exact for everything linear.
   The plan's flow leans each order to its home warehouse (the cheapest that holds all of it): the split penalty
   spread over the order's units is added on every other warehouse's arcs. Then repairs for the rules the flow
