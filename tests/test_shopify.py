@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from som_pipeline.ingest.common import file_sha256, normalise
-from som_pipeline.ingest.shopify import decimal_sum, dump_json, load_json_exact, parse_shopify
+from som_pipeline.ingest.jsondoc import decimal_sum, dump_json, load_json_exact
+from som_pipeline.ingest.shopify import parse_shopify
 from som_pipeline.schemas import QuarantineModel, StagedLineModel, StagedOrderModel, validate
 
 FIX = Path(__file__).parent / "fixtures" / "shopify"

@@ -57,7 +57,7 @@ from som_pipeline.ingest.common import (
     normalise,
     raw_frame,
 )
-from som_pipeline.ingest.shopify import (
+from som_pipeline.ingest.jsondoc import (
     FileProblem,
     RecordProblem,
     decimal_sum,
