@@ -58,10 +58,13 @@ def render_summary(s: Settings) -> str:
             out += ["", "stock decisions (reservations):", text_table(rs, 10)]
         al = con.execute(
             "SELECT warehouse_id, count(*) AS lines, sum(quantity) AS units, sum(total_cost) AS cost, "
-            "count(*) FILTER (WHERE expected_delivery_date > promised_date) AS late_lines "
+            "count(*) FILTER (WHERE expected_delivery_date > promised_date) AS late_lines, "
+            "count(*) FILTER (WHERE promised_date < CAST(allocated_at AS DATE)) AS past_promise "
             "FROM core.allocations GROUP BY 1 ORDER BY 1").pl()
         if al.height:
-            out += ["", "allocations by warehouse (exact optimiser; core.allocations):", text_table(al, 10)]
+            out += ["", "allocations by warehouse (exact optimiser; core.allocations):", text_table(al, 10),
+                    "(late_lines: expected delivery after the promised date; past_promise: of those, the backlog "
+                    "whose promised date had already passed when allocated)"]
             bo = con.execute("SELECT count(*) AS lines, coalesce(sum(quantity), 0) AS units FROM core.backorders").pl()
             out.append(f"backorders: {bo['lines'][0]} lines, {bo['units'][0]} units (core.backorders)")
         rp = con.execute(

@@ -115,3 +115,17 @@ def test_allocation_routes_around_the_disruption_and_plans_replenishment(pipelin
     plan = wh.read("SELECT kind FROM core.replenishment_plan")
     assert plan.height > 0 and set(plan["kind"]) <= {"transfer", "purchase"}
     assert wh.read("SELECT count(*) AS n FROM core.demand_forecast")["n"][0] > 0
+
+
+def test_summary_shows_allocations_backorders_and_the_plan(pipeline) -> None:
+    """What `make run` prints at the end: allocations by warehouse, backorders, the plan's top lines."""
+    from som_pipeline.summary import render_summary
+
+    s, wh, _m = pipeline
+    text = render_summary(s)
+    assert "allocations by warehouse" in text and "past_promise" in text
+    for w in wh.read("SELECT DISTINCT warehouse_id FROM core.allocations")["warehouse_id"]:
+        assert w in text
+    n_bo = wh.read("SELECT count(*) AS n FROM core.backorders")["n"][0]
+    assert f"backorders: {n_bo} lines" in text
+    assert "replenishment plan, top lines" in text and ("transfer" in text or "purchase" in text)
