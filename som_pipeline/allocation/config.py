@@ -61,8 +61,8 @@ class AllocationConfig:
     #: first: the benchmark's baseline, never needed in production).
     method: Literal["optimal", "greedy"] = "optimal"
     #: Instances with at most this many demand rows (order line x SKU) are solved by the exact MIP
-    #: directly; larger ones by the min-cost flow, whose rule violations are repaired by the MIP in chunks
-    #: of at most this many rows.
+    #: directly; larger ones by the min-cost flow (exact for the linear part) and the documented repair
+    #: passes for the rules a flow cannot express (docs/allocation.md).
     mip_max_rows: int = 400
     #: Work limit of the MIP, in CP-SAT's deterministic seconds (about wall seconds here; deterministic, so a
     #: re-run gives the same plan). Without a proof by then, the better of its best plan and the flow path's
