@@ -725,42 +725,46 @@ def solve_greedy(p: Problem, dem: pl.DataFrame | None = None, stock: np.ndarray 
     parcels = p.parcels.copy() if parcels is None else parcels
     sc_orders = dem.filter(pl.col("sc")).select("o").unique().sort("o")
     sc_plan, _ = consolidate(p, pl.DataFrame(schema=PLAN_SCHEMA), sc_orders, stock, cap, parcels, max_warehouses=1)
-    opts = (p.opts.join(dem.select("d"), on="d", how="semi")  # every service: a full one leaves the next
-            .join(sc_orders, on="o", how="anti").select("i", "d", "o", "wi", "r", "k", "unit", "parcels"))
-    rem = dem.join(sc_orders, on="o", how="anti").select("d", pl.col("q").alias("rem"))
-    used = pl.DataFrame(schema={"d": pl.Int64, "wi": pl.Int64}) if used is None else used.select("d", "wi")
-    out = [sc_plan]
+    col, n_w = p.col, len(p.cap)
+    sc_o = np.zeros(p.n_o, dtype=bool)
+    sc_o[sc_orders["o"].to_numpy()] = True
+    d_dem, q_dem = dem["d"].to_numpy().astype(np.int64), dem["q"].to_numpy().astype(np.int64)
+    keep = ~sc_o[dem["o"].to_numpy()]
+    rem = np.zeros(len(p.q_d), dtype=np.int64)
+    rem[d_dem[keep]] = q_dem[keep]
+    taken = np.zeros((len(p.q_d), max(1, n_w)), dtype=bool)  # (row, warehouse) pairs that already have a row
+    if used is not None and used.height:
+        taken[used["d"].to_numpy(), used["wi"].to_numpy()] = True
+    rows = np.sort(d_dem[keep])
+    cand = _ranges(p.opt_start[rows], p.opt_start[rows + 1] - p.opt_start[rows])  # every service: a full one
+    out = [sc_plan]                                                                  # leaves the next
     while True:
-        live = opts.join(rem.filter(pl.col("rem") > 0), on="d").join(used, on=["d", "wi"], how="anti")
-        ok = ((stock[live["r"].to_numpy()] > 0) & (cap[live["wi"].to_numpy()] > 0)
-              & (parcels[live["k"].to_numpy()] >= live["parcels"].to_numpy()))
-        live = live.filter(pl.Series(ok))
-        if live.height == 0:
+        d, wi, r, k = col["d"][cand], col["wi"][cand], col["r"][cand], col["k"][cand]
+        live = ((rem[d] > 0) & ~taken[d, wi] & (stock[r] > 0) & (cap[wi] > 0) & (parcels[k] >= col["parcels"][cand]))
+        cand = cand[live]  # an option that is out now stays out: residuals only shrink
+        if len(cand) == 0:
             break
-        pick = live.sort(["unit", "i"]).group_by("d", maintain_order=True).first()
-        pick = (pick.with_columns(pl.Series("_stock", stock[pick["r"].to_numpy()]),
-                                  pl.Series("_cap", cap[pick["wi"].to_numpy()]),
-                                  pl.Series("_pc", parcels[pick["k"].to_numpy()]))
-                .with_columns(pl.col("rem").cum_sum().over("r").alias("_cum"))
-                .with_columns(pl.min_horizontal("rem", (pl.col("_stock") - pl.col("_cum") + pl.col("rem"))
-                                                .clip(lower_bound=0)).alias("x")))
+        # each row's cheapest live option (ties: lowest i); options come by d
+        d, unit = col["d"][cand], col["unit"][cand]
+        g0 = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
+        low = np.repeat(np.minimum.reduceat(unit, g0), np.diff(np.r_[g0, len(cand)]))
+        at_low = np.flatnonzero(unit == low)
+        pick = cand[at_low[np.r_[True, d[at_low][1:] != d[at_low][:-1]]]]
+        pick = pick[np.lexsort((pick, col["unit"][pick]))]  # claims are served cheapest first
+        pd_, pr, pw, pk, pp = (col[c][pick] for c in ("d", "r", "wi", "k", "parcels"))
+        want = rem[pd_]
+        x = np.minimum(want, np.maximum(stock[pr] - group_cumsum(pr, want) + want, 0))
         if p.basis == "units":
-            pick = (pick.with_columns(pl.col("x").cum_sum().over("wi").alias("_cw"))
-                    .with_columns(pl.min_horizontal("x", (pl.col("_cap") - pl.col("_cw") + pl.col("x"))
-                                                    .clip(lower_bound=0)).alias("x")))
+            x = np.minimum(x, np.maximum(cap[pw] - group_cumsum(pw, x) + x, 0))
         else:
-            pick = (pick.with_columns((pl.col("x") > 0).cast(pl.Int64).cum_sum().over("wi").alias("_cw"))
-                    .with_columns(pl.when(pl.col("_cw") <= pl.col("_cap")).then("x").otherwise(0).alias("x")))
-        pick = (pick.with_columns(pl.when(pl.col("x") > 0).then("parcels").otherwise(0).cum_sum().over("k")
-                                  .alias("_ck"))
-                .with_columns(pl.when(pl.col("_ck") <= pl.col("_pc")).then("x").otherwise(0).alias("x"))
-                .filter(pl.col("x") > 0))
-        plan = pick.select("i", "x")
+            x = np.where(group_cumsum(pw, (x > 0).astype(np.int64)) <= cap[pw], x, 0)
+        x = np.where(group_cumsum(pk, np.where(x > 0, pp, 0)) <= parcels[pk], x, 0)
+        got = x > 0
+        plan = pl.DataFrame({"i": pick[got], "x": x[got]})
         _use(p, plan, stock, cap, parcels)
         out.append(plan)
-        used = pl.concat([used, pick.select("d", "wi")])
-        rem = (rem.join(pick.select("d", pl.col("x").alias("_x")), on="d", how="left")
-               .select("d", (pl.col("rem") - pl.col("_x").fill_null(0)).alias("rem")))
+        taken[pd_[got], pw[got]] = True
+        rem[pd_] -= x
     plan = pl.concat(out)
     return enforce(p, plan)[0] if whole else plan
 
