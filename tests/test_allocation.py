@@ -530,3 +530,18 @@ def test_decomposed_flow_matches_the_whole_network(seed: int, capped: bool, batc
     assert (np.bincount(orr, flows, minlength=len(stock)) <= stock).all()
     assert (np.bincount(r_w[orr], flows, minlength=n_w) <= cap).all()
     assert (np.bincount(od, flows, minlength=n_d) <= q).all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(keys=st.lists(st.integers(0, 5), max_size=40), seed=st.integers(0, 1_000))
+def test_group_cumsum_matches_polars_over(keys: list[int], seed: int):
+    """The numpy running sum per key used by the repairs equals polars' ``cum_sum().over(key)``."""
+    import numpy as np
+
+    from som_pipeline.allocation.solver import group_cumsum
+
+    vals = np.random.default_rng(seed).integers(-5, 20, len(keys))
+    got = group_cumsum(np.array(keys, dtype=np.int64), vals)
+    want = (pl.DataFrame({"k": keys, "v": vals.tolist()}, schema={"k": pl.Int64, "v": pl.Int64})
+            .select(pl.col("v").cum_sum().over("k"))["v"].to_list())
+    assert got.tolist() == want
