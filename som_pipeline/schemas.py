@@ -12,6 +12,7 @@ Money columns are exact decimals (see :mod:`som_pipeline.money`).
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 
 import pandera.polars as pa
@@ -31,8 +32,11 @@ SHIP_MODES = ["ground", "air", "sea"]
 RECORD_KINDS = ["file", "order", "order_line", "order_item", "transaction_set", "row", "reference_row", "decision"]
 
 
-def _f(description: str, *, nullable: bool = False, **kw) -> object:
-    return pa.Field(description=description, nullable=nullable, **kw)
+def _f(description: str, *, nullable: bool = False, backfill: object = None, **kw) -> object:
+    """A documented field. ``backfill``: the value rows of an existing table get when a release adds this
+    (non-nullable) column -- see :func:`add_column_sql`."""
+    return pa.Field(description=description, nullable=nullable,
+                    metadata=None if backfill is None else {"backfill": backfill}, **kw)
 
 
 class _Strict(pa.DataFrameModel):
@@ -73,10 +77,17 @@ class _OrderHeader(_Strict):
         nullable=True,
     )
     discount_total: Money = _f("Sum of line discounts.")
-    tax_total: Money = _f("Sum of line taxes (as given by the channel, or rate x net, rounded per line).")
+    tax_total: Money = _f("Sum of line taxes (as given by the channel, or rate x net, rounded per line) plus "
+                          "shipping_tax.")
     shipping_total: Money = _f("Shipping charged to the customer.")
+    shipping_tax: Money = _f("Tax on shipping (Shopify shipping_lines[].tax_lines); part of tax_total.",
+                             backfill=Decimal("0"))
+    prices_include_tax: bool = _f(
+        "True: unit prices, discounts and shipping include the tax (Shopify taxes_included, common outside the "
+        "US); tax_total is then already in them and not added again to order_total.", backfill=False)
     order_total: Money = _f(
-        "items_subtotal - discount_total + tax_total + shipping_total. Null when a line is unpriced.",
+        "items_subtotal - discount_total + shipping_total + tax_total (the tax only when prices_include_tax is "
+        "false). Null when a line is unpriced.",
         nullable=True,
     )
     channel_total: Money = _f("Grand total as stated by the channel, kept to reconcile against order_total.", nullable=True)
@@ -843,6 +854,30 @@ def ddl(table: str, model: type[pa.DataFrameModel]) -> str:
         null = "" if col.nullable else " NOT NULL"
         cols.append(f'    "{name}" {duckdb_type(col.dtype.type)}{null}')
     return f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(cols) + "\n)"
+
+
+def add_column_sql(table: str, model: type[pa.DataFrameModel], existing: set[str]) -> list[str]:
+    """``ALTER TABLE`` statements adding the model's columns missing from an existing table (additive schema
+    evolution: a release adds columns, old rows get the field's declared ``backfill``, or NULL when nullable).
+    Names and values come from code. A non-nullable column without a backfill cannot be added: ValueError."""
+    out = []
+    for name, col in model.to_schema().columns.items():
+        if name in existing:
+            continue
+        backfill = (col.metadata or {}).get("backfill")
+        if backfill is None and not col.nullable:
+            raise ValueError(f"{table} has no column {name} and the model gives no backfill value for its "
+                             "existing rows; rebuild the warehouse (delete it and run again)")
+        if isinstance(backfill, bool):
+            default = " DEFAULT " + ("true" if backfill else "false")
+        elif isinstance(backfill, int | Decimal):
+            default = f" DEFAULT {backfill}"
+        elif isinstance(backfill, str):
+            default = " DEFAULT '" + backfill.replace("'", "''") + "'"
+        else:
+            default = ""
+        out.append(f'ALTER TABLE {table} ADD COLUMN "{name}" {duckdb_type(col.dtype.type)}{default}')
+    return out
 
 
 def validate(model: type[pa.DataFrameModel], df: pl.DataFrame) -> pl.DataFrame:

@@ -31,7 +31,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from som_pipeline.schemas import TABLES, ddl
+from som_pipeline.schemas import TABLES, add_column_sql, ddl
 
 SCHEMAS = ("stage", "core", "ops", "ref")
 
@@ -136,13 +136,22 @@ _SCHEMA_DDL = None
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create schemas and every model table (idempotent; one round trip)."""
+    """Create schemas and every model table (idempotent), and add the columns a newer release declares to
+    tables an older one created (additive schema evolution: see ``schemas.add_column_sql``)."""
     global _SCHEMA_DDL
     if _SCHEMA_DDL is None:
         _SCHEMA_DDL = ";\n".join(
             [f"CREATE SCHEMA IF NOT EXISTS {s}" for s in SCHEMAS] + [ddl(t, m) for t, m in TABLES.items()]
         )
     con.execute(_SCHEMA_DDL)
+    have: dict[str, set[str]] = {}
+    for table, column in con.execute(
+            "SELECT schema_name || '.' || table_name, column_name FROM duckdb_columns() "
+            "WHERE database_name = current_database()").fetchall():
+        have.setdefault(table, set()).add(column)
+    alters = [sql for t, m in TABLES.items() for sql in add_column_sql(t, m, have.get(t, set()))]
+    if alters:
+        con.execute(";\n".join(alters))
 
 
 def _check_table(table: str) -> None:

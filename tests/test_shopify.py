@@ -286,6 +286,31 @@ def test_shipping_total_is_exact_sum_minus_shipping_discounts():
     assert h["order_total"] == h["channel_total"] == Decimal("606.69")
 
 
+def test_shipping_tax_is_part_of_tax_total_and_order_total():
+    lines = [{"code": "UPS", "price": "10.00", "tax_lines": [{"price": "0.60", "rate": 0.06}]}]
+    _, cap = run(enc(order_doc(shipping_lines=lines, total_price="609.54", total_tax="12.54")))
+    h = cap.headers.row(0, named=True)
+    assert (h["shipping_total"], h["shipping_tax"]) == (Decimal("10.00"), Decimal("0.60"))
+    assert h["tax_total"] == Decimal("12.54") and h["prices_include_tax"] is False
+    assert h["order_total"] == h["channel_total"] == Decimal("609.54")
+
+
+def test_tax_inclusive_prices_do_not_add_the_tax_again():
+    """taxes_included: true (EU/UK/AU stores): prices, discounts and shipping already hold the tax."""
+    doc = order_doc(taxes_included=True, total_price="597.00",
+                    shipping_lines=[{"code": "DHL", "price": "10.00", "tax_lines": [{"price": "1.67", "rate": 0.2}]}])
+    doc["orders"][0]["total_price"] = "597.00"  # 597.00 items - 10.00 discount + 10.00 shipping, tax inside
+    _, cap = run(enc(doc))
+    h = cap.headers.row(0, named=True)
+    assert h["prices_include_tax"] is True
+    assert h["tax_total"] == Decimal("11.94") + Decimal("1.67")  # reported, not added
+    assert h["order_total"] == h["channel_total"] == Decimal("597.00")
+    validate(StagedOrderModel, cap.headers)
+    # the flag is part of the content: the same order tax-exclusive is another version
+    _, plain = run(enc(order_doc(shipping_lines=doc["orders"][0]["shipping_lines"])))
+    assert plain.headers["content_hash"][0] != h["content_hash"]
+
+
 def test_multiple_tax_lines_are_summed_without_a_rate():
     taxes = [{"price": "1.10", "rate": 0.04}, {"price": "0.20", "rate": 0.01}]
     _, cap = run(enc(line_doc(0, tax_lines=taxes)))

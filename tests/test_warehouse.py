@@ -104,3 +104,25 @@ def test_analyst_copy_readable_while_a_writer_holds_the_warehouse(tmp_path: Path
     wh.publish_analytics_copy(copy)
     with duckdb.connect(str(copy), read_only=True) as con:
         assert sorted(r[0] for r in con.execute("SELECT source_file FROM ops.ingest_redrops").fetchall()) == ["before", "during"]
+
+
+def test_tables_from_an_older_release_gain_the_new_columns(tmp_path: Path):
+    """Additive schema evolution: columns a release adds appear in an existing warehouse, old rows backfilled."""
+    from som_pipeline.schemas import StagedOrderModel, add_column_sql
+
+    path = tmp_path / "old.duckdb"
+    wh = Warehouse(str(path))
+    with wh.transaction() as con:  # the table as an older release created it, with a row in it
+        con.execute("ALTER TABLE stage.order_headers DROP COLUMN prices_include_tax")
+        con.execute("ALTER TABLE stage.order_headers DROP COLUMN shipping_tax")
+        new = ("prices_include_tax", "shipping_tax")
+        required = {n: c for n, c in StagedOrderModel.to_schema().columns.items() if not c.nullable and n not in new}
+        literal = {pl.Decimal: "0", pl.Boolean: "false", pl.Int64: "1", pl.Datetime: "TIMESTAMPTZ '2026-01-01 00:00:00+00'"}
+        values = [next((v for t, v in literal.items() if isinstance(c.dtype.type, t) or c.dtype.type == t), "'x'")
+                  for c in required.values()]
+        con.execute(f"INSERT INTO stage.order_headers ({', '.join(required)}) VALUES ({', '.join(values)})")
+    got = Warehouse(str(path)).read("SELECT prices_include_tax, shipping_tax FROM stage.order_headers")
+    assert got.rows() == [(False, 0)]
+    # a required column without a declared backfill cannot be added silently
+    with pytest.raises(ValueError, match="no column capture_id"):
+        add_column_sql("stage.order_headers", StagedOrderModel, set(StagedOrderModel.to_schema().columns) - {"capture_id"})

@@ -63,6 +63,8 @@ HEADER_FIELDS = [
     "source_updated_at",
     "shipping_total",
     "channel_total",
+    "prices_include_tax",
+    "shipping_tax",
 ]
 LINE_FIELDS = [
     "line_no",
@@ -292,7 +294,7 @@ def _row_checks(required_header: tuple[str, ...], line_no_given: bool) -> list[t
         (~pl.col("_line_amount_ok") | (pl.col("_line_amount") <= 0), "BAD_PRICE",
          msg("line amount '", pl.col("line_amount"), "' is not a positive decimal with at most 2 places"))
     )
-    for f in ("discount_amount", "tax_amount", "shipping_amount", "shipping_total", "channel_total"):
+    for f in ("discount_amount", "tax_amount", "shipping_amount", "shipping_total", "channel_total", "shipping_tax"):
         checks.append(
             (~pl.col(f"_{f}_ok") | (pl.col(f"_{f}") < 0), "BAD_AMOUNT",
              msg(f"{f} '", pl.col(f), "' is not a non-negative decimal with at most 2 places"))
@@ -376,7 +378,7 @@ def normalise_many(
     ]
     for f in ("order_ts", "cancelled_at", "source_updated_at"):
         parsed.append(parse_ts(f).alias(f"_{f}"))
-    for f in ("discount_amount", "tax_amount", "shipping_amount", "shipping_total", "channel_total"):
+    for f in ("discount_amount", "tax_amount", "shipping_amount", "shipping_total", "channel_total", "shipping_tax"):
         v, ok = money.parse_decimal(pl.col(f), 2)
         parsed += [v.alias(f"_{f}"), ok.alias(f"_{f}_ok")]
     v, ok = money.parse_decimal(pl.col("discount_pct"), 4)
@@ -641,6 +643,8 @@ def _assemble(good: pl.DataFrame, channel: str, captured_at: datetime) -> tuple[
         _txt("ship_complete").str.to_lowercase().is_in(TRUE_WORDS).fill_null(False).alias("ship_complete"),
         pl.col("_shipping_total").alias("_hdr_shipping"),
         pl.col("_channel_total").alias("channel_total"),
+        _txt("prices_include_tax").str.to_lowercase().is_in(TRUE_WORDS).fill_null(False).alias("prices_include_tax"),
+        pl.coalesce(pl.col("_shipping_tax"), pl.lit(0)).cast(money.MONEY).alias("shipping_tax"),
         pl.col("_src").alias("source_file"),
         pl.col("record_location").alias("source_location"),
         pl.col("_source_updated_at").alias("source_updated_at"),
@@ -648,8 +652,11 @@ def _assemble(good: pl.DataFrame, channel: str, captured_at: datetime) -> tuple[
     ).join(totals, on="capture_id", how="left")
     headers = headers.with_columns(
         pl.coalesce(pl.col("_hdr_shipping"), pl.col("_line_shipping")).cast(money.MONEY).alias("shipping_total"),
+        (pl.col("tax_total") + pl.col("shipping_tax")).cast(money.MONEY).alias("tax_total"),
     ).with_columns(
-        (pl.col("items_subtotal") - pl.col("discount_total") + pl.col("tax_total") + pl.col("shipping_total"))
+        # tax-inclusive prices (Shopify taxes_included): the tax is already in the prices and shipping
+        (pl.col("items_subtotal") - pl.col("discount_total") + pl.col("shipping_total")
+         + pl.when(pl.col("prices_include_tax")).then(pl.lit(0, money.MONEY)).otherwise(pl.col("tax_total")))
         .cast(money.MONEY)
         .alias("order_total"),
     )
@@ -659,7 +666,10 @@ def _assemble(good: pl.DataFrame, channel: str, captured_at: datetime) -> tuple[
           "ship_to_company", "ship_to_line1", "ship_to_line2", "ship_to_city", "ship_to_region",
           "ship_to_postal_code", "ship_to_country", "ship_method", "promo_code", "payment_status",
           "channel_status", "cancelled_at", "ship_complete", "shipping_total", "channel_total")]
-        + [pl.col("_lines_text")],
+        + [pl.col("_lines_text")]
+        # fields added later enter the hash only when set, so orders captured before keep their hash
+        + [pl.when(pl.col("prices_include_tax") | (pl.col("shipping_tax") != 0))
+           .then(pl.format("tax:{}:{}", pl.col("prices_include_tax"), pl.col("shipping_tax"))).otherwise(pl.lit(""))],
         separator="\x1f",
     )
     headers = headers.with_columns(sha256_series(header_text, headers).alias("content_hash"))

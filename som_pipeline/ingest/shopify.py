@@ -19,7 +19,10 @@ Decisions (see also the field mapping in :func:`_order_rows`):
   A summand that is not a plain decimal with at most 2 places is passed through *as sent* instead of
   the sum, so :func:`normalise` rejects the order naming the field (we never round what was sent).
 - ``sku`` falls back to ``variant_id`` (as text) when empty: custom/variant-only items have no SKU.
-- ``shipping_total`` = sum(shipping_lines[].price) - sum(shipping_lines[].discount_allocations[].amount).
+- ``shipping_total`` = sum(shipping_lines[].price) - sum(shipping_lines[].discount_allocations[].amount);
+  ``shipping_tax`` = sum(shipping_lines[].tax_lines[].price) (part of ``tax_total``).
+- ``taxes_included: true`` (tax-inclusive prices) -> ``prices_include_tax``: line prices, discounts and shipping
+  already contain the tax, so ``order_total`` does not add it again (it then equals Shopify's ``total_price``).
 - Numbers are kept as the exact text sent (:func:`load_json_exact`), also in ``raw``
   (:func:`dump_json` writes them unquoted, so ``raw`` is the compact JSON of the order as sent).
 """
@@ -189,6 +192,11 @@ def _order_rows(order: dict[str, Any], p: str, raw: str) -> list[dict[str, Any]]
         for j, a in enumerate(get_objs(s, "discount_allocations", f"{p}/shipping_lines/{i}"))
     ]
     shipping_total = decimal_sum(ship_prices, minus=ship_discounts)
+    shipping_tax = decimal_sum([
+        get_text(t, "price", f"{p}/shipping_lines/{i}/tax_lines/{j}")
+        for i, s in enumerate(shipping_lines)
+        for j, t in enumerate(get_objs(s, "tax_lines", f"{p}/shipping_lines/{i}"))
+    ])
     codes = get_objs(order, "discount_codes", p)
     cancelled_at = get_text(order, "cancelled_at", p)
 
@@ -214,6 +222,8 @@ def _order_rows(order: dict[str, Any], p: str, raw: str) -> list[dict[str, Any]]
         "channel_status": "cancelled" if cancelled_at else get_text(order, "fulfillment_status", p),
         "cancelled_at": cancelled_at,
         "channel_total": get_text(order, "total_price", p),
+        "shipping_tax": shipping_tax,
+        "prices_include_tax": get_text(order, "taxes_included", p),
     }
     common = {"record_id": p, "record_kind": "order", "record_location": p, "order_key": p, "raw": raw, **header}
 

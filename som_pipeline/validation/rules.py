@@ -530,8 +530,9 @@ def estimate_order_totals(orders: Frame, lines: Frame, customers: Frame, price_l
     """``[order_id, value]``: ``order_total``, or for an order with unpriced lines its list-price value.
 
     The estimate: sum of ``line_amount`` (an unpriced line: quantity x its expected tier price, rounded once,
-    half away from zero) - ``discount_total`` + ``tax_total`` + ``shipping_total``. Tax the channel did not
-    state on unpriced lines is not estimated. Null when an unpriced line has no price-list row.
+    half away from zero) - ``discount_total`` + ``tax_total`` (unless ``prices_include_tax``) +
+    ``shipping_total``. Tax the channel did not state on unpriced lines is not estimated. Null when an unpriced
+    line has no price-list row.
     """
     todo = lazy(orders).filter(pl.col("order_total").is_null()).collect()  # only these need an estimate
     todo_lines = lazy(lines).join(todo.lazy().select("order_id"), on="order_id", how="semi").collect()
@@ -543,9 +544,11 @@ def estimate_order_totals(orders: Frame, lines: Frame, customers: Frame, price_l
                          .alias("_a"))
            .group_by("order_id")
            .agg(pl.when(pl.col("_a").is_null().any()).then(None).otherwise(pl.col("_a").sum()).alias("_items")))
-    return (lazy(orders).select("order_id", "order_total", "discount_total", "tax_total", "shipping_total")
+    tax = pl.when(pl.col("prices_include_tax")).then(pl.lit(0, money.MONEY)).otherwise(pl.col("tax_total"))
+    return (lazy(orders).select("order_id", "order_total", "discount_total", "tax_total", "shipping_total",
+                                "prices_include_tax")
             .join(est, on="order_id", how="left")
             .select("order_id", pl.coalesce(pl.col("order_total"),
-                                            (pl.col("_items") - pl.col("discount_total") + pl.col("tax_total")
+                                            (pl.col("_items") - pl.col("discount_total") + tax
                                              + pl.col("shipping_total"))).cast(money.MONEY).alias("value"))
             .collect())

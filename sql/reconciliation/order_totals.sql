@@ -1,5 +1,6 @@
--- Live orders whose header does not match their lines: line count, subtotal, discount, tax, or
--- order_total <> subtotal - discount + tax + shipping. No rows = every header adds up to the cent.
+-- Live orders whose header does not match their lines: line count, subtotal, discount, tax (lines + shipping
+-- tax), or order_total <> subtotal - discount + shipping + tax (the tax only when prices exclude it).
+-- No rows = every header adds up to the cent.
 -- severity: error
 WITH l AS (
     SELECT order_id,
@@ -12,14 +13,15 @@ WITH l AS (
     GROUP BY order_id
 )
 SELECT o.order_id, o.line_count, l.n_lines, o.items_subtotal, l.subtotal, o.discount_total, l.discount,
-       o.tax_total, l.tax, o.shipping_total, o.order_total
+       o.tax_total, l.tax, o.shipping_tax, o.shipping_total, o.prices_include_tax, o.order_total
 FROM core.orders AS o
 LEFT JOIN l USING (order_id)
 WHERE l.n_lines IS NULL
    OR o.line_count <> l.n_lines
    OR o.discount_total <> l.discount
-   OR o.tax_total <> l.tax
+   OR o.tax_total <> l.tax + o.shipping_tax
    OR (l.priced = l.n_lines AND o.items_subtotal IS DISTINCT FROM l.subtotal)
    OR (o.order_total IS NOT NULL
-       AND o.order_total <> o.items_subtotal - o.discount_total + o.tax_total + o.shipping_total)
+       AND o.order_total <> o.items_subtotal - o.discount_total + o.shipping_total
+                             + CASE WHEN o.prices_include_tax THEN 0 ELSE o.tax_total END)
 ORDER BY o.order_id
