@@ -108,6 +108,11 @@ class Problem:
             raise ValueError("Problem: options must be sorted by demand row")
         self.opt_start = np.searchsorted(od, np.arange(len(self.q_d) + 1))
 
+    def options_of(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every option of the rows ``d``: ``(option index i, position in d it belongs to)``, by d then i."""
+        n = self.opt_start[d + 1] - self.opt_start[d]
+        return _ranges(self.opt_start[d], n), np.repeat(np.arange(len(d)), n)
+
 
 @dataclass
 class SolveReport:
@@ -379,9 +384,7 @@ def fit_carriers(p: Problem, plan: pl.DataFrame, parcels_left: np.ndarray) -> tu
     at_over = rows.filter(pl.col("k").is_in(over.tolist()))
     # alternatives: the same (row, warehouse) on another service (a row's options are contiguous, by d)
     i0, d0, w0, k0, u0, x0 = (at_over[c].to_numpy() for c in ("i", "d", "wi", "k", "unit", "x"))
-    n_opt = p.opt_start[d0 + 1] - p.opt_start[d0]
-    i2 = _ranges(p.opt_start[d0], n_opt)
-    own = np.repeat(np.arange(len(i0)), n_opt)
+    i2, own = p.options_of(d0)
     same = (p.col["wi"][i2] == w0[own]) & (p.col["k"][i2] != k0[own])
     i2, own = i2[same], own[same]
     alts = pl.DataFrame({"i": i0[own], "i2": i2, "k2": p.col["k"][i2], "_p2": p.col["parcels"][i2],
@@ -450,9 +453,7 @@ def shed_lines(p: Problem, plan: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     rows = a.join(over.select("wi"), on="wi", how="semi")
     # regret: the cheapest service at another warehouse (a row's options are contiguous, by d)
     i0, d0, w0, u0, x0 = (rows[c].to_numpy() for c in ("i", "d", "wi", "unit", "x"))
-    n_opt = p.opt_start[d0 + 1] - p.opt_start[d0]
-    i2 = _ranges(p.opt_start[d0], n_opt)
-    own = np.repeat(np.arange(len(i0)), n_opt)
+    i2, own = p.options_of(d0)
     other = (p.col["rank"][i2] == 0) & (p.col["wi"][i2] != w0[own])
     i2, own = i2[other], own[other]
     alt = (pl.DataFrame({"i": i0[own], "_d": (p.col["unit"][i2] - u0[own]) * x0[own]})
@@ -502,8 +503,7 @@ def consolidate(p: Problem, plan: pl.DataFrame, orders: pl.DataFrame, stock: np.
     pi, px = pi[mine], px[mine]  # the current rows of these orders
     # per (row, warehouse): its cheapest service with parcel room, if the row's units fit there (stock left plus
     # what the order itself holds there) -- dense arrays U (unit) and I (option) of shape (rows, warehouses)
-    sel = _ranges(p.opt_start[d_row], p.opt_start[d_row + 1] - p.opt_start[d_row])
-    row_of_sel = np.repeat(np.arange(n_rows), p.opt_start[d_row + 1] - p.opt_start[d_row])
+    sel, row_of_sel = p.options_of(d_row)
     own_keys, own_units = _aggregate(col["o"][pi] * n_r + col["r"][pi], px)
     sel_key = col["o"][sel] * n_r + col["r"][sel]
     at = np.minimum(np.searchsorted(own_keys, sel_key), max(0, len(own_keys) - 1))
@@ -736,8 +736,8 @@ def solve_greedy(p: Problem, dem: pl.DataFrame | None = None, stock: np.ndarray 
     if used is not None and used.height:
         taken[used["d"].to_numpy(), used["wi"].to_numpy()] = True
     rows = np.sort(d_dem[keep])
-    cand = _ranges(p.opt_start[rows], p.opt_start[rows + 1] - p.opt_start[rows])  # every service: a full one
-    out = [sc_plan]                                                                  # leaves the next
+    cand = p.options_of(rows)[0]  # every service: a full one leaves the next
+    out = [sc_plan]
     while True:
         d, wi, r, k = col["d"][cand], col["wi"][cand], col["r"][cand], col["k"][cand]
         live = ((rem[d] > 0) & ~taken[d, wi] & (stock[r] > 0) & (cap[wi] > 0) & (parcels[k] >= col["parcels"][cand]))
