@@ -3,44 +3,21 @@ appears, the scenarios end where they should, and a second run changes nothing."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from golden import NOW, demo_pipeline
+from golden import run_all as _run_all
 
 from som_pipeline.config import Settings
-from som_pipeline.demo import generate_demo
 from som_pipeline.reasons import APPROVAL_CODES, REASONS, VALIDATION_REASONS
-from som_pipeline.schemas import REFERENCE_TABLES
-from som_pipeline.services.channels import capture_channel
-from som_pipeline.services.core_build import build_core_orders, load_reference_tables, run_reconciliation
-from som_pipeline.services.fulfilment import run_allocation, run_forecast, run_replenishment
-from som_pipeline.services.validation import run_validation
+from som_pipeline.services.core_build import run_reconciliation
 from som_pipeline.warehouse import Warehouse
-
-NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
-
-
-def _run_all(s: Settings, wh: Warehouse, now: datetime) -> None:
-    load_reference_tables(wh, s, list(REFERENCE_TABLES))
-    for ch in ("shopify", "amazon", "edi", "csv", "b2b_portal"):
-        capture_channel(ch, wh, s, now=now)
-    build_core_orders(wh)
-    run_validation(wh, s, now=now)
-    run_allocation(wh, s, now=now)
-    run_forecast(wh, s, now=now)
-    run_replenishment(wh, s, now=now)
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory, ) -> tuple[Settings, Warehouse, dict]:
-    home = tmp_path_factory.mktemp("demo_pipeline")
-    manifest = generate_demo(home, scale=0.08, days=21)
-    s = Settings(home=home, b2b_db_url=f"sqlite:///{home / 'b2b_portal.sqlite'}", b2b_commit_lag_s=0)
-    s.ensure_dirs()
-    wh = Warehouse(s.warehouse_path)
-    _run_all(s, wh, NOW)
-    return s, wh, manifest
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Warehouse, dict]:
+    return demo_pipeline(tmp_path_factory.mktemp("demo_pipeline"))
 
 
 def test_every_reason_code_appears(pipeline) -> None:

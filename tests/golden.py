@@ -1,0 +1,80 @@
+"""The demo through every stage (services, pinned clock) and a content hash of every warehouse table.
+
+Used by the golden regression test (``tests/test_golden.py``): a refactor or a new stage must leave the demo's
+tables identical. Hashes are order-independent (each row hashed, the row hashes sorted) and ignore only the
+run-time columns listed in :data:`RUN_TIME_COLUMNS`; the home directory is replaced by ``$HOME`` so paths in
+ledgers compare across machines. Regenerate the golden file (after a change that is *meant* to change the
+demo's tables, and say why in the commit) with ``SOM_UPDATE_GOLDEN=1 pytest tests/test_golden.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from som_pipeline.config import Settings
+from som_pipeline.demo import generate_demo
+from som_pipeline.warehouse import Warehouse
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+GOLDEN_FILE = Path(__file__).parent / "golden" / "demo_tables.json"
+
+# Columns stamped with the wall clock or a run id (not derived from the inputs and the pinned clock).
+RUN_TIME_COLUMNS = frozenset({
+    "ops.quarantine.quarantined_at",  # reference-file quarantine rows are stamped at load time
+})
+
+
+def demo_settings(home: Path) -> Settings:
+    s = Settings(home=home, b2b_db_url=f"sqlite:///{home / 'b2b_portal.sqlite'}", b2b_commit_lag_s=0)
+    s.ensure_dirs()
+    return s
+
+
+def run_all(s: Settings, wh: Warehouse, now: datetime = NOW) -> None:
+    """Every stage in graph order, as the assets call them."""
+    from som_pipeline.schemas import REFERENCE_TABLES
+    from som_pipeline.services.channels import capture_channel
+    from som_pipeline.services.core_build import build_core_orders, load_reference_tables
+    from som_pipeline.services.fulfilment import run_allocation, run_forecast, run_replenishment
+    from som_pipeline.services.validation import run_validation
+
+    load_reference_tables(wh, s, list(REFERENCE_TABLES))
+    for ch in ("shopify", "amazon", "edi", "csv", "b2b_portal"):
+        capture_channel(ch, wh, s, now=now)
+    build_core_orders(wh)
+    run_validation(wh, s, now=now)
+    run_allocation(wh, s, now=now)
+    run_forecast(wh, s, now=now)
+    run_replenishment(wh, s, now=now)
+
+
+def demo_pipeline(home: Path) -> tuple[Settings, Warehouse, dict]:
+    manifest = generate_demo(home, scale=0.08, days=21)
+    s = demo_settings(home)
+    wh = Warehouse(s.warehouse_path)
+    run_all(s, wh)
+    return s, wh, manifest
+
+
+def table_hashes(path: Path, home: Path) -> dict[str, list]:
+    """``schema.table`` -> ``[rows, md5]`` for every table of the warehouse file."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        out = {}
+        tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2").fetchall()
+        for sch, tbl in tables:
+            cols = [r[0] for r in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
+                "ORDER BY column_index", [sch, tbl]).fetchall()]
+            keep = ", ".join(f'"{c}"' for c in cols if f"{sch}.{tbl}.{c}" not in RUN_TIME_COLUMNS)
+            n, h = con.execute(
+                "SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM ("
+                f"SELECT md5(replace(CAST(t AS VARCHAR), ?, '$HOME')) AS h FROM (SELECT {keep} FROM {sch}.{tbl}) t)",
+                [str(home)]).fetchone()
+            out[f"{sch}.{tbl}"] = [int(n), h]
+        return out
+    finally:
+        con.close()
