@@ -3,7 +3,7 @@ function, writes, attaches metadata), their checks, jobs, schedules and sensors.
 
 from assets.capture import capture_assets
 from assets.core import analyst_views, core_orders, daily_sales, reconciliation
-from assets.fulfilment import allocation
+from assets.allocation import allocation
 from assets.planning import demand_forecast, replenishment_plan
 from assets.reference import reference_data
 from assets.validation import order_validation

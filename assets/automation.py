@@ -19,16 +19,16 @@ import dagster as dg
 
 from assets.capture import CAPTURE_KEYS
 from assets.core import CORE_KEYS, daily_sales
-from assets.fulfilment import ALLOCATIONS, BACKORDERS
+from assets.allocation import ALLOCATIONS, BACKORDERS
 from assets.validation import KEYS as VALIDATION_KEYS
 from resources import WarehouseResource
 from som_pipeline.config import FILE_CHANNELS, Settings
-from som_pipeline.ingest.landing import list_landing
+from som_pipeline.services.landing import list_landing
 
 ALLOCATION_KEYS = (ALLOCATIONS, BACKORDERS)
 UNPARTITIONED = dg.AssetSelection.all() - dg.AssetSelection.assets(daily_sales)
 INGEST = (
-    dg.AssetSelection.groups("reference", "capture", "validation", "fulfilment")
+    dg.AssetSelection.groups("reference", "capture", "validation", "allocation")
     | dg.AssetSelection.assets(*CORE_KEYS.values())
     | dg.AssetSelection.assets(["analytics", "views"])
 )

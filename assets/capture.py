@@ -6,8 +6,8 @@ import dagster as dg
 from assets.checks import rule_check_result
 from resources import B2BPortalResource, WarehouseResource
 from som_pipeline.config import CHANNELS
+from som_pipeline.services.analytics import run_reconciliation_query
 from som_pipeline.services.channels import capture_channel
-from som_pipeline.services.core_build import run_reconciliation_query
 from som_pipeline.sqlfiles import sql_file
 
 DESCRIPTIONS = {

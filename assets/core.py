@@ -20,12 +20,8 @@ from som_pipeline.schemas import (
     OrderVersionModel,
     ProbableDuplicateModel,
 )
-from som_pipeline.services.core_build import (
-    build_core_orders,
-    build_daily_sales,
-    create_views,
-    run_reconciliation_query,
-)
+from som_pipeline.services.analytics import create_views, run_reconciliation_query
+from som_pipeline.services.orders import build_core_orders, build_daily_sales
 from som_pipeline.sqlfiles import sql_file, sql_files
 
 ORDER_TABLES = {

@@ -7,10 +7,10 @@ from assets.checks import model_check_result, model_check_spec
 from assets.core import CORE_KEYS
 from assets.reference import REF_KEYS
 from resources import WarehouseResource
-from som_pipeline.forecasting import overall
+from som_pipeline.planning import overall
 from som_pipeline.reporting import md_table
 from som_pipeline.schemas import DemandForecastModel, ForecastAccuracyModel, ReplenishmentPlanModel
-from som_pipeline.services.fulfilment import run_forecast, run_replenishment
+from som_pipeline.services.planning import run_forecast, run_replenishment
 
 FORECAST = dg.AssetKey(["core", "demand_forecast"])
 ACCURACY = dg.AssetKey(["core", "forecast_accuracy"])

@@ -7,7 +7,7 @@ from assets.checks import model_check_result, model_check_spec
 from resources import WarehouseResource
 from som_pipeline.reporting import md_table
 from som_pipeline.schemas import REFERENCE_TABLES
-from som_pipeline.services.core_build import load_reference_tables
+from som_pipeline.services.reference import load_reference_tables
 
 REF_KEYS = {t: dg.AssetKey(["ref", t]) for t in REFERENCE_TABLES}
 

@@ -15,7 +15,7 @@ from som_pipeline.schemas import (
     ReservationModel,
     ValidationResultModel,
 )
-from som_pipeline.services.core_build import run_reconciliation_query
+from som_pipeline.services.analytics import run_reconciliation_query
 from som_pipeline.services.validation import run_validation
 from som_pipeline.sqlfiles import sql_file
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_forecast.py [--series 5000] [--days 730] [--n-jobs N] [--ets N]
 
 1. generates (deterministically, numpy, seed 7) ``--series`` daily demand series of ``--days`` days with
-   :func:`som_pipeline.forecasting.synthetic.synthetic_demand`: ~45 % weekly-seasonal with trends, ~35 %
+   :func:`som_pipeline.planning.synthetic.synthetic_demand`: ~45 % weekly-seasonal with trends, ~35 %
    intermittent, ~20 % lumpy, a few late starters and near-dead series; 4 warehouses;
 2. runs the forecasting core with the shipped config (``defaults.toml``; ``--n-jobs`` / ``--ets`` override
    ``n_jobs`` / ``ets_max_series``): classification, the rolling-origin backtest (3 folds x 14 days) of every
@@ -39,7 +39,7 @@ def main() -> int:
     import polars as pl
 
     from som_pipeline import schemas
-    from som_pipeline.forecasting import (
+    from som_pipeline.planning import (
         accuracy,
         backtest,
         error_stats,
@@ -50,7 +50,7 @@ def main() -> int:
         overall,
         replenishment_plan,
     )
-    from som_pipeline.forecasting.synthetic import synthetic_demand
+    from som_pipeline.planning.synthetic import synthetic_demand
 
     cfg = load_config()
     over = {k: v for k, v in (("n_jobs", args.n_jobs), ("ets_max_series", args.ets)) if v is not None}

@@ -9,7 +9,7 @@
 | ``SOM_DUCKDB_MEMORY_LIMIT`` | ``2GB`` | DuckDB memory limit for the warehouse and the CSV reader |
 | ``SOM_B2B_COMMIT_LAG_S`` | ``60`` | portal rows stamped less than this long ago wait for the next run (late commits) |
 | ``SOM_VALIDATION_CONFIG`` | ``$SOM_HOME/validation.toml`` if present | validation thresholds and policies (TOML, merged over ``som_pipeline/validation/defaults.toml``) |
-| ``SOM_FORECAST_CONFIG`` | ``$SOM_HOME/forecast.toml`` if present | forecasting and replenishment settings (TOML over ``som_pipeline/forecasting/defaults.toml``) |
+| ``SOM_FORECAST_CONFIG`` | ``$SOM_HOME/forecast.toml`` if present | forecasting and replenishment settings (TOML over ``som_pipeline/planning/defaults.toml``) |
 | ``DAGSTER_HOME`` | ``$SOM_HOME/dagster_home`` | Dagster instance (set by the CLI when absent) |
 
 No secrets live in code: a database password belongs in the URL in the environment (or a Dagster EnvVar).
@@ -56,7 +56,7 @@ class Settings:
 
     @property
     def approvals(self) -> Path:
-        """Manual decisions land here (see som_pipeline.approvals)."""
+        """Manual decisions land here (see som_pipeline.validation.approvals)."""
         return self.landing / "approvals"
 
     @property

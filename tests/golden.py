@@ -36,9 +36,12 @@ def demo_settings(home: Path) -> Settings:
 def run_all(s: Settings, wh: Warehouse, now: datetime = NOW) -> None:
     """Every stage in graph order, as the assets call them."""
     from som_pipeline.schemas import REFERENCE_TABLES
+    from som_pipeline.services.allocation import run_allocation
     from som_pipeline.services.channels import capture_channel
-    from som_pipeline.services.core_build import build_core_orders, load_reference_tables
-    from som_pipeline.services.fulfilment import run_allocation, run_forecast, run_replenishment
+    from som_pipeline.services.disruptions import ingest_disruptions
+    from som_pipeline.services.orders import build_core_orders
+    from som_pipeline.services.planning import run_forecast, run_replenishment
+    from som_pipeline.services.reference import load_reference_tables
     from som_pipeline.services.validation import run_validation
 
     load_reference_tables(wh, s, list(REFERENCE_TABLES))
@@ -46,6 +49,8 @@ def run_all(s: Settings, wh: Warehouse, now: datetime = NOW) -> None:
         capture_channel(ch, wh, s, now=now)
     build_core_orders(wh)
     run_validation(wh, s, now=now)
+    with wh.connect() as con:
+        ingest_disruptions(con, s, now)
     run_allocation(wh, s, now=now)
     run_forecast(wh, s, now=now)
     run_replenishment(wh, s, now=now)

@@ -11,7 +11,7 @@ from golden import run_all as _run_all
 
 from som_pipeline.config import Settings
 from som_pipeline.reasons import APPROVAL_CODES, REASONS, VALIDATION_REASONS
-from som_pipeline.services.core_build import run_reconciliation
+from som_pipeline.services.analytics import run_reconciliation
 from som_pipeline.warehouse import Warehouse
 
 

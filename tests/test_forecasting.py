@@ -1,4 +1,4 @@
-"""Demand forecast & replenishment core (som_pipeline.forecasting): small data, few folds, fast."""
+"""Demand forecast & replenishment core (som_pipeline.planning): small data, few folds, fast."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from som_pipeline import schemas
-from som_pipeline.forecasting import (
+from som_pipeline.planning import (
     BASELINE,
     CANDIDATES,
     ConfigError,
@@ -358,7 +358,7 @@ def test_config_defaults_env_override_and_errors(tmp_path, monkeypatch):
 
 
 def test_no_demand_gives_empty_conforming_outputs():
-    from som_pipeline.forecasting import DEMAND_SCHEMA
+    from som_pipeline.planning import DEMAND_SCHEMA
 
     res = run(pl.DataFrame(schema=DEMAND_SCHEMA), cfg(), now=NOW)
     assert res.forecast.height == res.accuracy.height == 0

@@ -9,7 +9,6 @@ from decimal import Decimal
 
 import polars as pl
 
-from som_pipeline.approvals import DECISION_SCHEMA, read_decisions
 from som_pipeline.schemas import (
     ManualDecisionModel,
     OrderEventModel,
@@ -18,7 +17,8 @@ from som_pipeline.schemas import (
     ReservationModel,
     ValidationResultModel,
 )
-from som_pipeline.workflow import Reference, State, explain, run_workflow
+from som_pipeline.validation.approvals import DECISION_SCHEMA, read_decisions
+from som_pipeline.validation.workflow import Reference, State, explain, run_workflow
 from tests.builders import (
     CFG,
     NO_ITEMS,

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from som_pipeline.demo.calibrate import calibrate
-from som_pipeline.demo.orders import Order, simulate
+from som_pipeline.demo.decisions import HISTORY_DAYS_OPEN, write_validation_setup
+from som_pipeline.demo.history import Order, simulate
+from som_pipeline.demo.master_data import build_reference, write_reference
 from som_pipeline.demo.problems import Injector
-from som_pipeline.demo.reference import build_reference, write_reference
-from som_pipeline.demo.workflow import HISTORY_DAYS_OPEN, write_validation_setup
 from som_pipeline.demo.writer import (
     Landing,
     build_amazon,

@@ -20,8 +20,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from som_pipeline.demo.orders import Order
-from som_pipeline.demo.reference import COUNTRY_NAMES, OUR_EDI_ID, Reference, money_text
+from som_pipeline.demo.history import Order
+from som_pipeline.demo.master_data import COUNTRY_NAMES, OUR_EDI_ID, Reference, money_text
 
 STORE_TZ = ZoneInfo("America/New_York")
 CSV_COLUMNS = [
@@ -480,7 +480,7 @@ def csv_ts(dt: datetime, style: str, a_tz: ZoneInfo | None = None) -> str:
 
 
 def csv_rows(o: Order, ref: Reference, *, rep: str | None = None) -> list[dict[str, str]]:
-    from som_pipeline.demo.orders import local_tz
+    from som_pipeline.demo.history import local_tz
 
     style, words, _lt, _enc = REP_STYLE.get(rep, REP_STYLE[None])
     a = o.ship_to

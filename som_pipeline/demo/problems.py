@@ -24,8 +24,8 @@ from typing import Any
 import polars as pl
 
 from som_pipeline.demo.formats import CSV_COLUMNS, csv_rows, csv_text, shopify_order, x12_interchange
-from som_pipeline.demo.orders import Line, Order, Simulator
-from som_pipeline.demo.reference import EDI_PARTNERS, Customer
+from som_pipeline.demo.history import Line, Order, Simulator
+from som_pipeline.demo.master_data import EDI_PARTNERS, Customer
 from som_pipeline.demo.writer import RAW, json_bytes
 
 Injection = dict[str, Any]

@@ -32,8 +32,8 @@ from som_pipeline.demo.formats import (
     x12_850,
     x12_interchange,
 )
-from som_pipeline.demo.orders import Order
-from som_pipeline.demo.reference import EDI_PARTNERS, Reference
+from som_pipeline.demo.history import Order
+from som_pipeline.demo.master_data import EDI_PARTNERS, Reference
 
 FILE_CHANNELS = ("shopify", "amazon", "edi", "csv")
 RAW = "(raw)"  # Order.file of orders that only exist inside a hand-made (damaged) file

@@ -29,8 +29,8 @@ import polars as pl
 from som_pipeline.config import Settings
 from som_pipeline.hashing import sha256_file
 from som_pipeline.ingest.common import Captured, ParseResult, Rejection, normalise, normalise_many, raw_frame
-from som_pipeline.ingest.landing import LandedFile, archive_path, list_landing, move_to
 from som_pipeline.schemas import IngestFileModel, IngestRedropModel, from_rows
+from som_pipeline.services.landing import LandedFile, archive_path, list_landing, move_to
 from som_pipeline.warehouse import Warehouse, insert_frame, transaction
 
 log = logging.getLogger(__name__)

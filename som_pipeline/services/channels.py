@@ -12,7 +12,6 @@ from sqlalchemy import create_engine, inspect, make_url
 
 from som_pipeline.config import Settings
 from som_pipeline.ingest.common import Captured, normalise
-from som_pipeline.ingest.landing import LandedFile
 from som_pipeline.schemas import (
     AmazonPairModel,
     AmazonPendingModel,
@@ -31,6 +30,7 @@ from som_pipeline.services.capture import (
     write_captured,
     write_quarantine,
 )
+from som_pipeline.services.landing import LandedFile
 from som_pipeline.warehouse import Warehouse, insert_frame, read_table, replace_table
 
 

@@ -7,15 +7,15 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from som_pipeline.approvals import DECISION_SCHEMA, REJECT_SCHEMA, read_decisions
 from som_pipeline.config import Settings
 from som_pipeline.hashing import sha256_file, sha256_series
-from som_pipeline.ingest.landing import archive_path, list_landing, move_to
 from som_pipeline.schemas import QuarantineModel, conform
 from som_pipeline.services.capture import ledger_lookup, ledger_row, write_quarantine
+from som_pipeline.services.landing import archive_path, list_landing, move_to
 from som_pipeline.validation import ValidationConfig, load_config
+from som_pipeline.validation.approvals import DECISION_SCHEMA, REJECT_SCHEMA, read_decisions
+from som_pipeline.validation.workflow import Outcome, Reference, State, run_workflow
 from som_pipeline.warehouse import Warehouse, insert_frame, read_table, replace_table, transaction
-from som_pipeline.workflow import Outcome, Reference, State, run_workflow
 
 REF_TABLES = ("customers", "products", "price_lists", "promotions", "inventory", "open_items")
 
@@ -114,3 +114,11 @@ def _decision_quarantine(reads: list, out: Outcome, now: datetime) -> pl.DataFra
         pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("quarantined_at"),
     )
     return conform(q, QuarantineModel)
+
+
+def business_now(settings: Settings) -> datetime:
+    """The planning clock: the validation config's pinned ``as_of`` at 09:00 UTC (demos, replays), else now."""
+    as_of = config_for(settings).as_of
+    if as_of is None:
+        return datetime.now(UTC)
+    return datetime.combine(as_of, datetime.min.time(), tzinfo=UTC).replace(hour=9)

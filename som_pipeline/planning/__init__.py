@@ -12,16 +12,16 @@ Method, model choice rule, metric definitions and replenishment formulas: ``docs
 - :func:`replenishment_plan` -- ``core.replenishment_plan`` rows: transfers first, then purchases
 """
 
-from som_pipeline.forecasting.config import ConfigError, ForecastConfig, load_config
-from som_pipeline.forecasting.demand import (
+from som_pipeline.planning.config import ConfigError, ForecastConfig, load_config
+from som_pipeline.planning.demand import (
     DEMAND_SCHEMA,
     SERIES_CLASSES,
     classify_series,
     daily_demand,
     home_warehouses,
 )
-from som_pipeline.forecasting.forecast import ForecastResult, accuracy, error_stats, forecast, overall, run
-from som_pipeline.forecasting.models import (
+from som_pipeline.planning.forecast import ForecastResult, accuracy, error_stats, forecast, overall, run
+from som_pipeline.planning.models import (
     BASELINE,
     CANDIDATES,
     SPECS,
@@ -30,7 +30,7 @@ from som_pipeline.forecasting.models import (
     holdout_ratio,
     model_mix,
 )
-from som_pipeline.forecasting.replenishment import (
+from som_pipeline.planning.replenishment import (
     replenishment_plan,
     reserved_by_warehouse,
     stock_positions,

@@ -12,7 +12,7 @@ Columns (header required, names case-insensitive):
 | ``decided_at`` | no | ISO time of the decision (default: when the file is read) |
 
 This module only reads the file (structure and required fields). Whether a decision applies (the order
-exists, it is on hold, the hold is open) is decided by :mod:`som_pipeline.workflow`, which quarantines
+exists, it is on hold, the hold is open) is decided by :mod:`som_pipeline.validation.workflow`, which quarantines
 the rest (``UNKNOWN_ORDER``, ``HOLD_NOT_OPEN``, ``BAD_DECISION``) — nothing is silently dropped.
 """
 

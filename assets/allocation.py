@@ -10,8 +10,8 @@ from assets.reference import REF_KEYS
 from resources import WarehouseResource
 from som_pipeline.reporting import md_table
 from som_pipeline.schemas import AllocationModel, BackorderModel
-from som_pipeline.services.core_build import run_reconciliation_query
-from som_pipeline.services.fulfilment import run_allocation
+from som_pipeline.services.allocation import run_allocation
+from som_pipeline.services.analytics import run_reconciliation_query
 from som_pipeline.sqlfiles import sql_file
 
 ALLOCATIONS = dg.AssetKey(["core", "allocations"])
@@ -23,11 +23,11 @@ RULES = ("allocations_within_stock", "allocations_within_capacity", "allocations
 @dg.multi_asset(
     name="allocation",
     specs=[
-        dg.AssetSpec(ALLOCATIONS, group_name="fulfilment", kinds={"ortools", "polars", "duckdb"},
+        dg.AssetSpec(ALLOCATIONS, group_name="allocation", kinds={"ortools", "polars", "duckdb"},
                      description=(AllocationModel.__doc__ or "").strip(),
                      deps=[dg.AssetKey(["core", "reservations"]), dg.AssetKey(["core", "order_status"]),
                            CORE_KEYS["orders"], CORE_KEYS["order_lines"], *REF_KEYS.values()]),
-        dg.AssetSpec(BACKORDERS, group_name="fulfilment", kinds={"polars", "duckdb"},
+        dg.AssetSpec(BACKORDERS, group_name="allocation", kinds={"polars", "duckdb"},
                      description=(BackorderModel.__doc__ or "").strip(), deps=[ALLOCATIONS]),
     ],
     check_specs=[model_check_spec(ALLOCATIONS, AllocationModel), model_check_spec(BACKORDERS, BackorderModel)]

@@ -109,7 +109,7 @@ def run_workflow(
     now: datetime,
 ) -> Outcome:
     """One validation run. ``new_decisions``: well-formed rows read from decision files
-    (:data:`som_pipeline.approvals.DECISION_SCHEMA`)."""
+    (:data:`som_pipeline.validation.approvals.DECISION_SCHEMA`)."""
     as_of: date = cfg.as_of or now.date()
     live = orders.select("order_id", "version", "order_date", "cancelled_at", "customer_id", "order_total",
                          "payment_status", "promo_code")

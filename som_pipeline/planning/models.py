@@ -42,8 +42,8 @@ from statsforecast.models import (
     WindowAverage,
 )
 
-from som_pipeline.forecasting.config import ForecastConfig
-from som_pipeline.forecasting.demand import classify_series
+from som_pipeline.planning.config import ForecastConfig
+from som_pipeline.planning.demand import classify_series
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def _scale(demand: pl.DataFrame, series: pl.DataFrame, cfg: ForecastConfig, end:
 def backtest(demand: pl.DataFrame, cfg: ForecastConfig, end: date | None = None) -> Backtest:
     """Classify every series, backtest its candidates and the baseline, choose its model.
 
-    ``demand``: ``sku, warehouse_id, ds, y`` (see :func:`~som_pipeline.forecasting.demand.daily_demand`): each
+    ``demand``: ``sku, warehouse_id, ds, y`` (see :func:`~som_pipeline.planning.demand.daily_demand`): each
     series a full daily grid ending at ``end`` (default: its last day).
     """
     if end is None:

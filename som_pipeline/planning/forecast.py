@@ -23,8 +23,8 @@ from scipy.stats import nbinom, poisson
 from statsforecast import StatsForecast
 from statsforecast.models import SeasonalNaive
 
-from som_pipeline.forecasting.config import ForecastConfig
-from som_pipeline.forecasting.models import SPECS, Backtest, backtest, sf_frame
+from som_pipeline.planning.config import ForecastConfig
+from som_pipeline.planning.models import SPECS, Backtest, backtest, sf_frame
 from som_pipeline.schemas import DemandForecastModel, ForecastAccuracyModel, conform
 
 LEVELS = (80, 95)
@@ -37,7 +37,7 @@ class ForecastResult:
 
     ``forecast`` (DemandForecastModel rows), ``accuracy`` (ForecastAccuracyModel rows), ``errors``
     (``sku, warehouse_id, model, series_class, sigma_daily``: the chosen model's backtest RMSE per day, what
-    replenishment needs for safety stock) and the :class:`~som_pipeline.forecasting.models.Backtest`.
+    replenishment needs for safety stock) and the :class:`~som_pipeline.planning.models.Backtest`.
     """
 
     forecast: pl.DataFrame

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from som_pipeline.forecasting.config import ForecastConfig
+from som_pipeline.planning.config import ForecastConfig
 from som_pipeline.schemas import ReplenishmentPlanModel, conform
 
 _EPS = 1e-9
@@ -190,7 +190,7 @@ def replenishment_plan(forecast: pl.DataFrame, errors: pl.DataFrame | None, inve
     """``core.replenishment_plan`` rows: transfers first, then purchases (see the module docstring).
 
     ``forecast``: ``core.demand_forecast`` rows; ``errors``: ``sku, warehouse_id, sigma_daily`` (what
-    :func:`~som_pipeline.forecasting.forecast.run` returns as ``errors``); ``inventory``: ``ref.inventory``;
+    :func:`~som_pipeline.planning.forecast.run` returns as ``errors``); ``inventory``: ``ref.inventory``;
     ``reservations``: ``core.reservations``; ``allocations``: ``core.allocations`` (optional).
     """
     now = _utc(now or datetime.now(UTC))

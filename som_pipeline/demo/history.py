@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from som_pipeline.demo.reference import (
+from som_pipeline.demo.master_data import (
     EDI_PARTNERS,
     REPS,
     Address,

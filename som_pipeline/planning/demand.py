@@ -15,7 +15,7 @@ from datetime import date
 
 import polars as pl
 
-from som_pipeline.forecasting.config import ForecastConfig
+from som_pipeline.planning.config import ForecastConfig
 
 DEMAND_SCHEMA = {"sku": pl.String, "warehouse_id": pl.String, "ds": pl.Date, "y": pl.Int64}
 SERIES_CLASSES = ("smooth", "erratic", "intermittent", "lumpy", "sparse")

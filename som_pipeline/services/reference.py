@@ -1,0 +1,23 @@
+"""Reference service: ``$SOM_HOME/reference/<table>.csv|parquet`` -> ``ref.<table>`` (bad rows quarantined)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from som_pipeline.config import Settings
+from som_pipeline.reference import RefLoad, find_file, load_reference
+from som_pipeline.services.capture import write_quarantine
+from som_pipeline.warehouse import Warehouse, replace_table
+
+
+def load_reference_tables(wh: Warehouse, settings: Settings, tables: list[str]) -> list[RefLoad]:
+    loads = []
+    now = datetime.now(UTC)
+    for t in tables:
+        ld = load_reference(t, find_file(settings.reference, t), loaded_at=now)
+        with wh.transaction() as con:
+            if ld.frame is not None:
+                replace_table(con, f"ref.{t}", ld.frame)
+            write_quarantine(con, ld.quarantine)
+        loads.append(ld)
+    return loads
