@@ -4,35 +4,22 @@ lowest total cost (exact optimiser; see docs/allocation.md). Blocking checks gua
 import dagster as dg
 import polars as pl
 
-from assets.checks import model_check_result, model_check_spec, rule_check_result
-from assets.core import CORE_KEYS
-from assets.reference import REF_KEYS
+from assets.checks import model_check_results, model_check_specs, reconciliation_result, reconciliation_spec
+from assets.lineage import table_key, table_specs
 from resources import WarehouseResource
 from som_pipeline.reporting import md_table
-from som_pipeline.schemas import AllocationModel, BackorderModel
-from som_pipeline.services.allocation import run_allocation
-from som_pipeline.services.analytics import run_reconciliation_query
-from som_pipeline.sqlfiles import sql_file
+from som_pipeline.services.allocation import ALLOCATION, run_allocation
 
-ALLOCATIONS = dg.AssetKey(["core", "allocations"])
-BACKORDERS = dg.AssetKey(["core", "backorders"])
+ALLOCATIONS = table_key("core.allocations")
+BACKORDERS = table_key("core.backorders")
 RULES = ("allocations_within_stock", "allocations_within_capacity", "allocations_within_reservations",
          "ship_complete_one_warehouse")
 
 
 @dg.multi_asset(
     name="allocation",
-    specs=[
-        dg.AssetSpec(ALLOCATIONS, group_name="allocation", kinds={"ortools", "polars", "duckdb"},
-                     description=(AllocationModel.__doc__ or "").strip(),
-                     deps=[dg.AssetKey(["core", "reservations"]), dg.AssetKey(["core", "order_status"]),
-                           CORE_KEYS["orders"], CORE_KEYS["order_lines"], *REF_KEYS.values()]),
-        dg.AssetSpec(BACKORDERS, group_name="allocation", kinds={"polars", "duckdb"},
-                     description=(BackorderModel.__doc__ or "").strip(), deps=[ALLOCATIONS]),
-    ],
-    check_specs=[model_check_spec(ALLOCATIONS, AllocationModel), model_check_spec(BACKORDERS, BackorderModel)]
-    + [dg.AssetCheckSpec(r, asset=ALLOCATIONS, blocking=True, description=sql_file("reconciliation", r).summary)
-       for r in RULES],
+    specs=table_specs(ALLOCATION, "allocation", {"ortools", "polars", "duckdb"}),
+    check_specs=model_check_specs(ALLOCATION.writes) + [reconciliation_spec(r, ALLOCATIONS) for r in RULES],
     pool="duckdb",
 )
 def allocation(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
@@ -49,9 +36,7 @@ def allocation(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
                                                          "carrier_id", "service", "total_cost", "explanation"), 5))})
     yield dg.MaterializeResult(asset_key=BACKORDERS, metadata={
         "dagster/row_count": b.height, "units": int(b["quantity"].sum() or 0) if b.height else 0})
-    yield model_check_result(ALLOCATIONS, AllocationModel, a)
-    yield model_check_result(BACKORDERS, BackorderModel, b)
+    yield from model_check_results({"core.allocations": a, "core.backorders": b})
     with wh.connect() as con:
         for r in RULES:
-            yield rule_check_result(ALLOCATIONS, r, run_reconciliation_query(con, sql_file("reconciliation", r)),
-                                    sql_file("reconciliation", r).summary)
+            yield reconciliation_result(con, r, ALLOCATIONS)

@@ -17,21 +17,27 @@ import json
 
 import dagster as dg
 
-from assets.capture import CAPTURE_KEYS
-from assets.core import CORE_KEYS, daily_sales
-from assets.allocation import ALLOCATIONS, BACKORDERS
+from assets.lineage import CAPTURE_KEYS
+from assets.orders import daily_sales
+from assets.reference import DISRUPTIONS_KEY
 from assets.validation import KEYS as VALIDATION_KEYS
 from resources import WarehouseResource
-from som_pipeline.config import FILE_CHANNELS, Settings
+from som_pipeline.config import Settings
+from som_pipeline.feeds import FEEDS
 from som_pipeline.services.landing import list_landing
 
-ALLOCATION_KEYS = (ALLOCATIONS, BACKORDERS)
+VIEWS_KEY = dg.AssetKey(["analytics", "views"])
 UNPARTITIONED = dg.AssetSelection.all() - dg.AssetSelection.assets(daily_sales)
+INGEST_GROUPS = ("reference", "capture", "core", "validation", "allocation")
 INGEST = (
-    dg.AssetSelection.groups("reference", "capture", "validation", "allocation")
-    | dg.AssetSelection.assets(*CORE_KEYS.values())
-    | dg.AssetSelection.assets(["analytics", "views"])
-)
+    dg.AssetSelection.groups(*INGEST_GROUPS) - dg.AssetSelection.assets(daily_sales)
+) | dg.AssetSelection.assets(VIEWS_KEY)
+# The asset that reads each landing feed (a test checks every feed of som_pipeline/feeds.py is here).
+FEED_ASSETS: dict[str, dg.AssetKey] = {
+    **{ch: key for ch, key in CAPTURE_KEYS.items() if ch in FEEDS},
+    "approvals": VALIDATION_KEYS["manual_decisions"],
+    "disruptions": DISRUPTIONS_KEY,
+}
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
@@ -75,12 +81,29 @@ daily_sales_schedule = dg.build_schedule_from_partitioned_job(
 
 
 def landing_snapshot(settings: Settings) -> dict[str, str]:
-    """``channel/name`` -> ``size:mtime_ns`` of every ready landing file."""
+    """``feed/name`` -> ``size:mtime_ns`` of every ready landing file."""
     snap = {}
-    for ch in (*FILE_CHANNELS, "approvals", "disruptions"):
-        for f in list_landing(settings.landing_dir(ch), ch):
-            snap[f"{ch}/{f.name}"] = f"{f.size}:{f.mtime_ns}"
+    for feed in FEEDS:
+        for f in list_landing(settings.landing_dir(feed), feed):
+            snap[f"{feed}/{f.name}"] = f"{f.size}:{f.mtime_ns}"
     return snap
+
+
+def sensor_selection(feeds: list[str]) -> list[dg.AssetKey]:
+    """What a landing run materializes: ingest_job's assets, less the reference files (polled by the schedules)
+    and the readers of feeds that brought nothing (a multi-asset runs whole when any of its keys is needed)."""
+    from assets import all_assets
+    from assets.reference import REF_KEYS
+
+    idle = ({k for f, k in {**CAPTURE_KEYS, **FEED_ASSETS}.items() if f not in feeds}  # the portal: hourly poll
+            | set(REF_KEYS.values()))
+    keys: list[dg.AssetKey] = []
+    for a in all_assets:
+        in_ingest = a is not daily_sales and (
+            bool(set(a.group_names_by_key.values()) & set(INGEST_GROUPS)) or VIEWS_KEY in a.keys)
+        if in_ingest and not set(a.keys) <= idle:
+            keys += sorted(a.keys, key=lambda k: k.to_user_string())
+    return keys
 
 
 def new_files(previous: dict[str, str], current: dict[str, str]) -> dict[str, str]:
@@ -103,9 +126,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
         return dg.SensorResult(skip_reason="no new files", cursor=json.dumps(current, sort_keys=True))
     identity = hashlib.sha256(json.dumps(fresh, sort_keys=True).encode()).hexdigest()[:32]
     channels = sorted({k.split("/", 1)[0] for k in fresh})
-    selection = ([CAPTURE_KEYS[ch] for ch in channels if ch in CAPTURE_KEYS] + list(CORE_KEYS.values())
-                 + list(VALIDATION_KEYS.values()) + list(ALLOCATION_KEYS)
-                 + [dg.AssetKey(["analytics", "views"])])
+    selection = sensor_selection(channels)
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(

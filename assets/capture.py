@@ -1,26 +1,13 @@
-"""Capture: one asset per channel, landing zone (or portal DB) -> stage.*, ops.quarantine, ops.ingest_files."""
-
+"""Capture: one asset per channel of ``ingest/channels.py``, landing zone (or portal DB) -> stage.*, ops.quarantine,
+ops.ingest_files."""
 
 import dagster as dg
 
-from assets.checks import rule_check_result
+from assets.checks import reconciliation_result, reconciliation_spec
+from assets.lineage import CAPTURE_KEYS
 from resources import B2BPortalResource, WarehouseResource
-from som_pipeline.config import CHANNELS
-from som_pipeline.services.analytics import run_reconciliation_query
+from som_pipeline.ingest.channels import CHANNELS
 from som_pipeline.services.channels import capture_channel
-from som_pipeline.sqlfiles import sql_file
-
-DESCRIPTIONS = {
-    "shopify": "Shopify Admin REST order JSON ({'order'} / {'orders'}) from $SOM_HOME/landing/shopify.",
-    "amazon": "Amazon SP-API Orders v0 getOrders pages and getOrderItems responses from $SOM_HOME/landing/amazon, "
-    "paired by AmazonOrderId (an order waits, visible in ops.v_amazon_pending, until its items arrive).",
-    "edi": "ANSI X12 004010 850 purchase orders from $SOM_HOME/landing/edi; a 997 per interchange in "
-    "$SOM_HOME/outbound/edi.",
-    "csv": "Sales-rep / bulk order template (CSV or Parquet, one row per line) from $SOM_HOME/landing/csv, streamed.",
-    "b2b_portal": "B2B portal orders read through SQLAlchemy (SOM_B2B_DB_URL), incrementally by updated_at watermark.",
-}
-
-CAPTURE_KEYS = {ch: dg.AssetKey(["stage", ch]) for ch in CHANNELS}
 
 
 def _capture_asset(channel: str) -> dg.AssetsDefinition:
@@ -30,16 +17,8 @@ def _capture_asset(channel: str) -> dg.AssetsDefinition:
         key=key,
         group_name="capture",
         kinds={"python", "polars", "duckdb"},
-        description=DESCRIPTIONS[channel],
-        check_specs=[
-            dg.AssetCheckSpec(
-                "conservation",
-                asset=key,
-                blocking=True,
-                description="Per file: records received = accepted + quarantined, and ops.quarantine holds "
-                "exactly the quarantined records (sql/reconciliation/ingest_conservation.sql).",
-            )
-        ],
+        description=CHANNELS[channel].description,
+        check_specs=[reconciliation_spec("ingest_conservation", key, "conservation")],
         pool="duckdb",
         retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
     )
@@ -63,8 +42,7 @@ def _capture_asset(channel: str) -> dg.AssetsDefinition:
             }
         )
         with wh.connect() as con:
-            bad = run_reconciliation_query(con, sql_file("reconciliation", "ingest_conservation"), channel=channel)
-        yield rule_check_result(key, "conservation", bad, "received = accepted + quarantined, per file")
+            yield reconciliation_result(con, "ingest_conservation", key, "conservation", channel=channel)
 
     return _asset
 

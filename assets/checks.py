@@ -54,3 +54,36 @@ def rule_check_result(asset_key: dg.AssetKey, name: str, violations: pl.DataFram
         metadata={"violations": violations.height, "rule": what,
                   **({"sample": dg.MetadataValue.md(md_table(violations, 20))} if violations.height else {})},
     )
+
+
+def model_check_specs(tables: tuple[str, ...] | list[str]) -> list[dg.AssetCheckSpec]:
+    """A blocking ``matches_model`` check per table, generated from the table registry (``schemas.TABLES``)."""
+    from assets.lineage import table_key
+    from som_pipeline.schemas import TABLES
+
+    return [model_check_spec(table_key(t), TABLES[t]) for t in tables]
+
+
+def model_check_results(frames: dict[str, pl.DataFrame]) -> list[dg.AssetCheckResult]:
+    """``matches_model`` results for ``{table: current content}`` (validated eagerly: data checks run)."""
+    from assets.lineage import table_key
+    from som_pipeline.schemas import TABLES
+
+    return [model_check_result(table_key(t), TABLES[t], df) for t, df in frames.items()]
+
+
+def reconciliation_spec(name: str, asset: dg.AssetKey, check: str | None = None) -> dg.AssetCheckSpec:
+    """A blocking check that runs ``sql/reconciliation/<name>.sql`` (no rows = pass)."""
+    from som_pipeline.sqlfiles import sql_file
+
+    return dg.AssetCheckSpec(check or name, asset=asset, blocking=True,
+                             description=sql_file("reconciliation", name).summary)
+
+
+def reconciliation_result(con, name: str, asset: dg.AssetKey, check: str | None = None,
+                          **params) -> dg.AssetCheckResult:
+    from som_pipeline.services.analytics import run_reconciliation_query
+    from som_pipeline.sqlfiles import sql_file
+
+    f = sql_file("reconciliation", name)
+    return rule_check_result(asset, check or name, run_reconciliation_query(con, f, **params), f.summary)

@@ -1,31 +1,29 @@
-"""Reference data: $SOM_HOME/reference/<table>.csv|parquet -> ref.<table>, typed and checked by the models."""
-
+"""Reference data: ``$SOM_HOME/reference/<table>.csv|parquet`` -> ``ref.<table>``, typed and checked by the models;
+and the disruption feed (``landing/disruptions``) -> ``ref.disruptions``."""
 
 import dagster as dg
 
-from assets.checks import model_check_result, model_check_spec
+from assets.checks import model_check_results, model_check_specs
+from assets.lineage import table_key, table_specs
 from resources import WarehouseResource
 from som_pipeline.reporting import md_table
 from som_pipeline.schemas import REFERENCE_TABLES
-from som_pipeline.services.reference import load_reference_tables
+from som_pipeline.services.disruptions import DISRUPTIONS, ingest_disruptions
+from som_pipeline.services.reference import REFERENCE, load_reference_tables
 
-REF_KEYS = {t: dg.AssetKey(["ref", t]) for t in REFERENCE_TABLES}
+REF_KEYS = {t.split(".", 1)[1]: table_key(t) for t in REFERENCE.writes}
+DISRUPTIONS_KEY = table_key("ref.disruptions")
 
 
 @dg.multi_asset(
     name="reference_data",
-    specs=[
-        dg.AssetSpec(
-            key,
-            group_name="reference",
-            kinds={"polars", "duckdb"},
-            description=f"ref.{t}: {(REFERENCE_TABLES[t].__doc__ or '').strip()} Loaded from "
-            f"$SOM_HOME/reference/{t}.csv|parquet; bad rows quarantined (ops.quarantine, channel reference/{t}).",
-            skippable=True,
-        )
-        for t, key in REF_KEYS.items()
-    ],
-    check_specs=[model_check_spec(key, REFERENCE_TABLES[t]) for t, key in REF_KEYS.items()],
+    specs=table_specs(
+        REFERENCE, "reference", {"polars", "duckdb"}, skippable=True,
+        descriptions={f"ref.{t}": f"ref.{t}: {(m.__doc__ or '').strip()} Loaded from $SOM_HOME/reference/{t}.csv|"
+                      f"parquet; bad rows quarantined (ops.quarantine, channel reference/{t})."
+                      for t, m in REFERENCE_TABLES.items()},
+    ),
+    check_specs=model_check_specs(REFERENCE.writes),
     can_subset=True,
     pool="duckdb",
 )
@@ -49,4 +47,26 @@ def reference_data(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                 "preview": dg.MetadataValue.md(md_table(current, 5)),
             },
         )
-        yield model_check_result(key, REFERENCE_TABLES[ld.table], current)
+        yield from model_check_results({f"ref.{ld.table}": current})
+
+
+@dg.asset(
+    key=DISRUPTIONS_KEY,
+    group_name="reference",
+    kinds={"polars", "duckdb"},
+    description=table_specs(DISRUPTIONS, "reference", set())[0].description
+    + " Fed by $SOM_HOME/landing/disruptions/ (CSV/Parquet); a disruption id seen again replaces the earlier row.",
+    check_specs=model_check_specs(DISRUPTIONS.writes),
+    pool="duckdb",
+)
+def disruption_feed(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    wh = warehouse.warehouse()
+    with wh.connect() as con:
+        files = ingest_disruptions(con, warehouse.settings())
+        current = con.execute("SELECT * FROM ref.disruptions").pl()
+    yield dg.MaterializeResult(metadata={
+        "dagster/row_count": current.height,
+        "files": dg.MetadataValue.json({f.source_file: f.status for f in files}),
+        "rows_quarantined": sum(f.quarantined for f in files),
+        "preview": dg.MetadataValue.md(md_table(current, 5))})
+    yield from model_check_results({"ref.disruptions": current})

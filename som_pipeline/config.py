@@ -21,8 +21,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-CHANNELS: tuple[str, ...] = ("shopify", "amazon", "edi", "csv", "b2b_portal")
-FILE_CHANNELS: tuple[str, ...] = ("shopify", "amazon", "edi", "csv")
+from som_pipeline.ingest.channels import CHANNEL_NAMES as CHANNELS  # noqa: F401 (re-exported)
+from som_pipeline.ingest.channels import FILE_CHANNELS  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -53,16 +53,6 @@ class Settings:
 
     def landing_dir(self, channel: str) -> Path:
         return self.landing / channel
-
-    @property
-    def approvals(self) -> Path:
-        """Manual decisions land here (see som_pipeline.validation.approvals)."""
-        return self.landing / "approvals"
-
-    @property
-    def disruptions(self) -> Path:
-        """The disruption feed (warehouse / region / carrier events) lands here."""
-        return self.landing / "disruptions"
 
     @property
     def validation_config(self) -> Path | None:
@@ -117,7 +107,7 @@ class Settings:
     def ensure_dirs(self) -> None:
         for d in (self.reference, self.warehouse_dir, self.archive, self.outbound / "edi", self.tmp):
             d.mkdir(parents=True, exist_ok=True)
-        for ch in FILE_CHANNELS:
-            self.landing_dir(ch).mkdir(parents=True, exist_ok=True)
-        self.approvals.mkdir(parents=True, exist_ok=True)
-        self.disruptions.mkdir(parents=True, exist_ok=True)
+        from som_pipeline.feeds import FEEDS
+
+        for feed in FEEDS:
+            self.landing_dir(feed).mkdir(parents=True, exist_ok=True)

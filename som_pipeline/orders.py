@@ -21,6 +21,7 @@ from datetime import date
 import polars as pl
 
 from som_pipeline import money
+from som_pipeline.ingest.channels import CHANNEL_CODES
 from som_pipeline.schemas import (
     DailySalesModel,
     OrderLineModel,
@@ -30,8 +31,6 @@ from som_pipeline.schemas import (
     ProbableDuplicateModel,
     conform,
 )
-
-CHANNEL_CODES = {"shopify": "SHP", "amazon": "AMZ", "edi": "EDI", "csv": "CSV", "b2b_portal": "B2B"}
 
 
 @dataclass

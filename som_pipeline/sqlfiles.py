@@ -34,6 +34,14 @@ class SqlFile:
         return " ".join(ln for ln in lines if ln and not ln.startswith("severity:"))
 
     @property
+    def tables(self) -> tuple[str, ...]:
+        """The warehouse tables the SQL reads (``schema.table``; views ``v_*`` and the object it creates excluded)."""
+        body = re.sub(r"--[^\n]*", "", self.text)
+        created = set(re.findall(r"CREATE\s+(?:OR\s+REPLACE\s+)?VIEW\s+(\w+\.\w+)", body, re.I))
+        found = re.findall(r"\b((?:stage|core|ref|ops)\.[a-z_][a-z0-9_]*)\b", body)
+        return tuple(sorted({t for t in found if t not in created and not t.split(".")[1].startswith("v_")}))
+
+    @property
     def severity(self) -> str:
         m = re.search(r"^--\s*severity:\s*(\w+)", self.text, re.M)
         return m.group(1).lower() if m else "error"

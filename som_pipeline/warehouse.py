@@ -191,3 +191,8 @@ def replace_where(con: duckdb.DuckDBPyConnection, table: str, where_sql: str, pa
 def read_table(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
     _check_table(table)
     return con.execute(f"SELECT * FROM {table}").pl()  # noqa: S608
+
+
+def read_tables(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> dict[str, pl.DataFrame]:
+    """``{table: frame}`` for each declared table (a service's ``Step.reads``)."""
+    return {t: read_table(con, t) for t in tables}

@@ -5,21 +5,27 @@ from __future__ import annotations
 from datetime import datetime
 
 from som_pipeline.config import Settings
+from som_pipeline.services import Step
 from som_pipeline.services.validation import business_now
+from som_pipeline.warehouse import read_tables
+
+ALLOCATION = Step(
+    reads=("core.orders", "core.order_lines", "core.reservations", "ref.warehouses", "ref.inventory", "ref.products",
+           "ref.carriers", "ref.carrier_rates", "ref.shipping_zones", "ref.disruptions", "core.allocations",
+           "ref.customers", "core.backorders"),
+    writes=("core.allocations", "core.backorders"),
+)
 
 
 def run_allocation(wh, settings: Settings, now: datetime | None = None):
     """Route every approved order's reserved units -> core.allocations, core.backorders (reads the disruptions
     that the ``ref/disruptions`` asset keeps current)."""
     from som_pipeline.allocation import AllocationConfig, allocate
-    from som_pipeline.warehouse import read_table, replace_table
+    from som_pipeline.warehouse import replace_table
 
     now = now or business_now(settings)
     with wh.connect() as con:
-        t = {name: read_table(con, name) for name in (
-            "core.orders", "core.order_lines", "core.reservations", "ref.warehouses", "ref.inventory", "ref.products",
-            "ref.carriers", "ref.carrier_rates", "ref.shipping_zones", "ref.disruptions", "core.allocations",
-            "ref.customers", "core.backorders")}
+        t = read_tables(con, ALLOCATION.reads)
     previous, backorders = t["core.allocations"], t["core.backorders"]
     # At scale the flow's repair passes (docs/allocation.md) may leave units that a second pass over what is
     # left can still place: iterate to a fixed point (at most 3 passes), so re-running changes nothing.

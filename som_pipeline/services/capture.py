@@ -1,8 +1,9 @@
 """Capture service: landing-zone files (and the portal database) into ``stage.*``, ``ops.*``.
 
-The I/O shell around the pure parsers: it reads each waiting file, parses and normalises it, and in ONE
-warehouse transaction per file writes the staged orders and lines, the quarantine rows and the ledger
-row (``ops.ingest_files``); only then the file moves to the archive. So:
+The I/O shell around the pure parsers, on the landing protocol of ``services/landing.py``: it reads each
+waiting file, parses and normalises it, and in ONE warehouse transaction per file (or batch of small files)
+writes the staged orders and lines, the quarantine rows and the ledger row (``ops.ingest_files``); only then
+the file moves to the archive. So:
 
 - each file is processed exactly once: its content hash in the ledger is the truth (a re-dropped
   identical file is recorded in ``ops.ingest_redrops`` and archived, not counted again);
@@ -21,34 +22,32 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 import polars as pl
 
 from som_pipeline.config import Settings
 from som_pipeline.hashing import sha256_file
+from som_pipeline.ingest.channels import CHANNELS
 from som_pipeline.ingest.common import Captured, ParseResult, Rejection, normalise, normalise_many, raw_frame
-from som_pipeline.schemas import IngestFileModel, IngestRedropModel, from_rows
-from som_pipeline.services.landing import LandedFile, archive_path, list_landing, move_to
+from som_pipeline.services import Step
+from som_pipeline.services.landing import (
+    FileOutcome,
+    LandedFile,
+    NewFile,
+    archive,
+    ledger_row,
+    list_landing,
+    screen,
+)
 from som_pipeline.warehouse import Warehouse, insert_frame, transaction
 
 log = logging.getLogger(__name__)
 
-RECORD_UNITS = {"shopify": "order", "amazon": "order / order_item", "edi": "transaction_set", "csv": "row",
-                "b2b_portal": "order_line"}
+# Every channel's capture writes the staged observations (and the ops.* bookkeeping: ledger, quarantine).
+CAPTURE = Step(reads=(), writes=("stage.order_headers", "stage.order_lines", "stage.amazon_headers",
+                                 "stage.amazon_items", "stage.amazon_pairs"))
 
-
-@dataclass
-class FileOutcome:
-    source_file: str
-    sha256: str
-    status: str  # processed | redrop | healed
-    received: int = 0
-    accepted: int = 0
-    quarantined: int = 0
-    orders: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -118,17 +117,6 @@ def write_quarantine(con: duckdb.DuckDBPyConnection, q: pl.DataFrame) -> int:
     return insert_frame(con, "ops.quarantine", q)
 
 
-def ledger_row(lf_name: str, channel: str, sha: str, size: int, encoding: str | None, unit: str,
-               received: int, accepted: int, quarantined: int, orders: int, archived_to: str | None,
-               at: datetime) -> pl.DataFrame:
-    return from_rows(IngestFileModel, [{
-        "source_file": lf_name, "channel": channel, "sha256": sha, "size_bytes": size, "encoding": encoding,
-        "record_unit": unit, "records_received": received, "records_accepted": accepted,
-        "records_quarantined": quarantined, "orders_accepted": orders, "archived_to": archived_to,
-        "processed_at": at,
-    }])
-
-
 def file_failure(channel: str, name: str, sha: str, exc: BaseException, at: datetime) -> Captured:
     """An unexpected error on one file becomes one quarantined record (never a crash of the run)."""
     msg = f"{type(exc).__name__}: {exc}".strip()[:500]
@@ -150,19 +138,6 @@ def sum_captured(parts: list[Captured]) -> Captured:
         records_quarantined=sum(p.records_quarantined for p in parts),
         encoding=parts[0].encoding if parts else None,
     )
-
-
-# ------------------------------------------------------------------------------------------------
-# Ledger lookups
-# ------------------------------------------------------------------------------------------------
-def ledger_lookup(con: duckdb.DuckDBPyConnection, shas: list[str]) -> dict[str, tuple[str, str | None]]:
-    if not shas:
-        return {}
-    df = con.execute(
-        "SELECT sha256, source_file, archived_to FROM ops.ingest_files WHERE sha256 IN (SELECT unnest(?::VARCHAR[]))",
-        [shas],
-    ).pl()
-    return {r["sha256"]: (r["source_file"], r["archived_to"]) for r in df.iter_rows(named=True)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -194,10 +169,7 @@ BATCH_ROWS = 200_000
 
 @dataclass
 class _Pending:
-    lf: LandedFile
-    sha: str
-    dest: Path
-    at: datetime
+    new: NewFile
     prepared: Prepared | None = None
     parts: list[Captured] | None = None
 
@@ -226,7 +198,6 @@ def capture_files(
     with wh.connect() as con:
         batch: list[_Pending] = []
         rows = 0
-        in_batch: dict[str, str] = {}
         for lf in files:
             at = now or datetime.now(UTC)
             try:
@@ -234,16 +205,14 @@ def capture_files(
             except OSError as e:  # vanished or unreadable: leave it, report
                 report.warnings.append(f"{lf.name}: cannot read ({e}); left in place")
                 continue
-            dest = archive_path(settings.archive, channel, lf.name, sha, at)
-            seen = ledger_lookup(con, [sha]).get(sha)
-            if seen is None and sha in in_batch:  # the same content twice in one batch
+            if any(it.new.sha == sha for it in batch):  # the same content twice in one batch: settle the first
                 _flush(con, channel, batch, report, in_transaction)
-                batch, rows, in_batch = [], 0, {}
-                seen = ledger_lookup(con, [sha]).get(sha)
-            if seen is not None:
-                report.files.append(_already_seen(con, lf, channel, sha, seen, dest, at))
+                batch, rows = [], 0
+            screened = screen(con, settings.archive, lf, at, sha)
+            if isinstance(screened, FileOutcome):
+                report.files.append(screened)
                 continue
-            item = _Pending(lf, sha, dest, at)
+            item = _Pending(screened)
             try:
                 if stream is not None:
                     item.parts = list(stream(lf, sha, at))
@@ -254,10 +223,9 @@ def capture_files(
             except Exception as e:  # noqa: BLE001 - a bad file never stops the good ones
                 item.parts, item.prepared = [file_failure(channel, lf.name, sha, e, at)], None
             batch.append(item)
-            in_batch[sha] = lf.name
             if stream is not None or len(batch) >= BATCH_FILES or rows >= BATCH_ROWS:
                 _flush(con, channel, batch, report, in_transaction)
-                batch, rows, in_batch = [], 0, {}
+                batch, rows = [], 0
         _flush(con, channel, batch, report, in_transaction)
     return report
 
@@ -272,23 +240,24 @@ def _flush(con: duckdb.DuckDBPyConnection, channel: str, batch: list[_Pending], 
         if it.prepared is not None:
             groups.setdefault((it.prepared.required_header, it.prepared.line_no_given), []).append(it)
     for (required, line_no_given), items in groups.items():
-        caps = normalise_many([(it.prepared.result, it.lf.name, it.sha) for it in items], captured_at=items[0].at,
-                              required_header=required, line_no_given=line_no_given)
+        caps = normalise_many([(it.prepared.result, it.new.name, it.new.sha) for it in items],
+                              captured_at=items[0].new.at, required_header=required, line_no_given=line_no_given)
         for it, cap in zip(items, caps, strict=True):
-            it.parts = [it.prepared.finish(cap, it.lf.name, it.at) if it.prepared.finish else cap]
-    done = [(it.lf, it.sha, sum_captured(it.parts), it.at) for it in batch]
+            it.parts = [it.prepared.finish(cap, it.new.name, it.new.at) if it.prepared.finish else cap]
+    done = [(it.new.lf, it.new.sha, sum_captured(it.parts), it.new.at) for it in batch]
     post = None
     with transaction(con):  # one transaction, a few bulk inserts, for the whole batch
         write_captured(con, sum_captured([p for it in batch for p in it.parts]))
         if in_transaction:
             post = in_transaction(con, done)
         insert_frame(con, "ops.ingest_files", pl.concat([
-            ledger_row(lf.name, channel, sha, lf.size, cap.encoding, RECORD_UNITS[channel], cap.records_received,
-                       cap.records_accepted, cap.records_quarantined, cap.orders_accepted, str(it.dest), at)
+            ledger_row(lf.name, channel, sha, lf.size, cap.encoding, CHANNELS[channel].record_unit,
+                       cap.records_received, cap.records_accepted, cap.records_quarantined, cap.orders_accepted,
+                       str(it.new.dest), at)
             for it, (lf, sha, cap, at) in zip(batch, done, strict=True)]))
     for it, (_lf, sha, cap, _at) in zip(batch, done, strict=True):
-        move_to(it.lf.path, it.dest)
-        report.files.append(outcome(it.lf.name, sha, cap))
+        archive(it.new)
+        report.files.append(outcome(it.new.name, sha, cap))
     if post:
         post()
 
@@ -297,17 +266,3 @@ def outcome(name: str, sha: str, cap: Captured) -> FileOutcome:
     reasons = dict(cap.quarantine.group_by("reason_code").len().rows()) if cap.quarantine.height else {}
     return FileOutcome(name, sha, "processed", cap.records_received, cap.records_accepted,
                        cap.records_quarantined, cap.orders_accepted, reasons)
-
-
-def _already_seen(con: duckdb.DuckDBPyConnection, lf: LandedFile, channel: str, sha: str,
-                  seen: tuple[str, str | None], dest: Path, at: datetime) -> FileOutcome:
-    first_name, archived_to = seen
-    if archived_to and first_name == lf.name and not Path(archived_to).exists():
-        move_to(lf.path, Path(archived_to))  # committed last time, the archive step was interrupted
-        return FileOutcome(lf.name, sha, "healed")
-    with transaction(con):
-        insert_frame(con, "ops.ingest_redrops", from_rows(IngestRedropModel, [{
-            "source_file": lf.name, "channel": channel, "sha256": sha, "first_source_file": first_name,
-            "seen_at": at}]))
-    move_to(lf.path, dest.with_name(f"{dest.name}.redrop-{at.strftime('%Y%m%dT%H%M%S%f')}"))
-    return FileOutcome(lf.name, sha, "redrop")

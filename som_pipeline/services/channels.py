@@ -1,7 +1,13 @@
-"""Per-channel capture: which parser, which extra writes (997s, Amazon pairing, portal watermark)."""
+"""Per-channel capture: which parser, which extra writes (997s, Amazon pairing, portal watermark).
+
+:data:`CAPTURERS` maps every channel of ``ingest/channels.py`` to its capture function. A plain file channel
+(its record names a ``parser``) is captured by :func:`capture_plain` and needs no entry of its own; a channel
+with extra writes or a database source registers one here with ``@captures("<name>")``.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +17,7 @@ import polars as pl
 from sqlalchemy import create_engine, inspect, make_url
 
 from som_pipeline.config import Settings
+from som_pipeline.ingest.channels import CHANNELS
 from som_pipeline.ingest.common import Captured, normalise
 from som_pipeline.schemas import (
     AmazonPairModel,
@@ -22,31 +29,55 @@ from som_pipeline.schemas import (
 )
 from som_pipeline.services.capture import (
     CaptureReport,
-    FileOutcome,
     Prepared,
     capture_files,
-    ledger_row,
     outcome,
     write_captured,
     write_quarantine,
 )
-from som_pipeline.services.landing import LandedFile
+from som_pipeline.services.landing import FileOutcome, LandedFile, ledger_row
 from som_pipeline.warehouse import Warehouse, insert_frame, read_table, replace_table
 
+Capture = Callable[[Warehouse, Settings, str | None, datetime | None], CaptureReport]
+CAPTURERS: dict[str, Capture] = {}
+
+
+def captures(channel: str) -> Callable[[Capture], Capture]:
+    """Register ``fn(wh, settings, b2b_url, now)`` as the capture of ``channel``."""
+    def register(fn: Capture) -> Capture:
+        assert channel in CHANNELS, f"{channel!r} is not in ingest/channels.py"
+        CAPTURERS[channel] = fn
+        return fn
+
+    return register
+
+
+def _parser(channel: str) -> Callable:
+    spec = CHANNELS[channel].parser
+    assert spec, f"channel {channel!r} names no parser"
+    module, fn = spec.split(":")
+    return getattr(importlib.import_module(module), fn)
+
+
+def _plain(channel: str) -> Callable[[LandedFile, str, datetime], Prepared]:
+    def prepare(lf: LandedFile, sha: str, at: datetime) -> Prepared:
+        return Prepared(_parser(channel)(lf.path.read_bytes(), lf.name))
+
+    return prepare
+
+
+def capture_plain(channel: str, wh: Warehouse, settings: Settings, now: datetime | None = None) -> CaptureReport:
+    """A file channel whose parser takes ``(bytes, name)``: batched files, one transaction per batch."""
+    return capture_files(wh, settings, channel, prepare=_plain(channel), now=now)
+
 
 # ------------------------------------------------------------------------------------------------
-# Shopify, EDI (X12 850) + 997 acknowledgments
+# EDI (X12 850) + 997 acknowledgments
 # ------------------------------------------------------------------------------------------------
-def _shopify(lf: LandedFile, sha: str, at: datetime) -> Prepared:
-    from som_pipeline.ingest.shopify import parse_shopify
-
-    return Prepared(parse_shopify(lf.path.read_bytes(), lf.name))
-
-
-def _edi(lf: LandedFile, sha: str, at: datetime) -> Prepared:
-    from som_pipeline.ingest.x12 import parse_x12
-
-    return Prepared(parse_x12(lf.path.read_bytes(), lf.name))
+@captures("edi")
+def capture_edi(wh: Warehouse, settings: Settings, b2b_url: str | None = None,
+                now: datetime | None = None) -> CaptureReport:
+    return capture_files(wh, settings, "edi", prepare=_plain("edi"), now=now, in_transaction=_edi_acks(settings))
 
 
 def _edi_acks(settings: Settings) -> Callable:
@@ -91,6 +122,12 @@ def _edi_acks(settings: Settings) -> Callable:
 # ------------------------------------------------------------------------------------------------
 # CSV / Parquet template (streamed in chunks of whole orders)
 # ------------------------------------------------------------------------------------------------
+@captures("csv")
+def capture_csv(wh: Warehouse, settings: Settings, b2b_url: str | None = None,
+                now: datetime | None = None) -> CaptureReport:
+    return capture_files(wh, settings, "csv", stream=_csv(settings), now=now)
+
+
 def _csv(settings: Settings) -> Callable[[LandedFile, str, datetime], Iterator[Captured]]:
     def parse(lf: LandedFile, sha: str, at: datetime) -> Iterator[Captured]:
         from som_pipeline.ingest.csv_template import NORMALISE_OPTIONS, iter_csv_chunks
@@ -111,7 +148,9 @@ def _csv(settings: Settings) -> Callable[[LandedFile, str, datetime], Iterator[C
 # ------------------------------------------------------------------------------------------------
 # Amazon: stage the halves, then pair
 # ------------------------------------------------------------------------------------------------
-def capture_amazon(wh: Warehouse, settings: Settings, now: datetime | None = None) -> CaptureReport:
+@captures("amazon")
+def capture_amazon(wh: Warehouse, settings: Settings, b2b_url: str | None = None,
+                   now: datetime | None = None) -> CaptureReport:
     from som_pipeline.ingest.amazon import capture_pairs, pair_amazon, read_amazon
 
     def prepare(lf: LandedFile, sha: str, at: datetime) -> Prepared:
@@ -157,10 +196,12 @@ def capture_amazon(wh: Warehouse, settings: Settings, now: datetime | None = Non
 # ------------------------------------------------------------------------------------------------
 # B2B portal (database, incremental by watermark)
 # ------------------------------------------------------------------------------------------------
-def capture_b2b(wh: Warehouse, settings: Settings, url: str, now: datetime | None = None) -> CaptureReport:
+@captures("b2b_portal")
+def capture_b2b(wh: Warehouse, settings: Settings, url: str | None = None, now: datetime | None = None) -> CaptureReport:
     from som_pipeline.ingest.b2b import Watermark, normalise_batch, read_changes, source_identity
 
     report = CaptureReport("b2b_portal")
+    url = url or settings.b2b_db_url
     sa_url = make_url(url)
     if sa_url.get_backend_name() == "sqlite" and sa_url.database and not Path(sa_url.database).exists():
         report.notes.append(f"b2b_portal: no portal database at {sa_url.database} (set SOM_B2B_DB_URL); nothing read")
@@ -188,7 +229,8 @@ def capture_b2b(wh: Warehouse, settings: Settings, url: str, now: datetime | Non
                 known = con.execute("SELECT 1 FROM ops.ingest_files WHERE sha256 = ?", [batch.content_sha256]).fetchone()
                 if not known:
                     insert_frame(con, "ops.ingest_files", ledger_row(
-                        name, "b2b_portal", batch.content_sha256, 0, None, "order_line", cap.records_received,
+                        name, "b2b_portal", batch.content_sha256, 0, None, CHANNELS["b2b_portal"].record_unit,
+                        cap.records_received,
                         cap.records_accepted, cap.records_quarantined, cap.orders_accepted, None, at))
                 con.execute("DELETE FROM ops.b2b_watermark WHERE source = ?", [ident])
                 insert_frame(con, "ops.b2b_watermark", from_rows(B2BWatermarkModel, [{
@@ -205,17 +247,11 @@ def capture_b2b(wh: Warehouse, settings: Settings, url: str, now: datetime | Non
 def capture_channel(channel: str, wh: Warehouse, settings: Settings, b2b_url: str | None = None,
                     now: datetime | None = None) -> CaptureReport:
     """Capture everything waiting for ``channel``."""
-    if channel == "shopify":
-        return capture_files(wh, settings, "shopify", prepare=_shopify, now=now)
-    if channel == "edi":
-        return capture_files(wh, settings, "edi", prepare=_edi, now=now, in_transaction=_edi_acks(settings))
-    if channel == "csv":
-        return capture_files(wh, settings, "csv", stream=_csv(settings), now=now)
-    if channel == "amazon":
-        return capture_amazon(wh, settings, now)
-    if channel == "b2b_portal":
-        return capture_b2b(wh, settings, b2b_url or settings.b2b_db_url, now)
-    raise ValueError(f"unknown channel {channel!r}")
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}")
+    if channel in CAPTURERS:
+        return CAPTURERS[channel](wh, settings, b2b_url, now)
+    return capture_plain(channel, wh, settings, now)
 
 
-__all__ = ["capture_channel", "write_quarantine"]
+__all__ = ["CAPTURERS", "capture_channel", "capture_plain", "captures", "write_quarantine"]

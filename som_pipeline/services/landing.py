@@ -1,10 +1,23 @@
-"""The landing zone on disk: which files are waiting, and where they go once processed.
+"""The landing zone and THE landing-file protocol every feed follows.
 
 ``$SOM_HOME/landing/<channel>/`` receives files (any name: spaces, unicode, dots are fine). Files whose
 name starts with ``.`` or ends with ``.tmp``/``.part``/``.partial`` are still being written and are left
 alone (writers should write under such a name and rename when done). After processing, a file moves to
 ``$SOM_HOME/archive/<channel>/<YYYY-MM-DD>/<sha256[:12]>__<safe name>``: the content hash prefix makes
 archive names unique and ties them to ``ops.ingest_files``.
+
+The protocol (:func:`incoming` -> process -> :func:`ledger_row` in the same transaction -> :func:`archive`):
+
+1. list complete files (the in-progress name rule above), oldest first;
+2. hash each; content this feed already processed is settled at once: an interrupted archive is healed
+   (moved to the archive path the ledger recorded), any other copy is a re-drop (``ops.ingest_redrops``, archived
+   as ``…redrop-<time>``) and is never processed twice;
+3. the service parses a new file, writes its rows, its quarantine (reason, message, location, raw text) and
+   its ledger row (``records_received = records_accepted + records_quarantined``) in ONE transaction;
+4. only after the commit does the file move to the archive. A crash between 3 and 4 is step 2's healing.
+
+Feeds are declared in ``som_pipeline/feeds.py``; ``tests/test_landing.py`` runs the re-drop, healing and
+conservation cases over every one of them.
 """
 
 from __future__ import annotations
@@ -13,9 +26,17 @@ import os
 import re
 import shutil
 import unicodedata
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from som_pipeline.config import Settings
+from som_pipeline.hashing import sha256_file
+from som_pipeline.schemas import IngestFileModel, IngestRedropModel, from_rows
+from som_pipeline.warehouse import insert_frame, transaction
 
 IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
 
@@ -66,3 +87,111 @@ def move_to(path: Path, dest: Path) -> Path:
         return dest
     shutil.move(str(path), str(dest))
     return dest
+
+
+# ------------------------------------------------------------------------------------------------
+# The protocol every feed follows (capture channels, approvals, disruptions, and the feeds to come)
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class FileOutcome:
+    """What happened to one received file (or portal batch) in this run."""
+
+    source_file: str
+    sha256: str
+    status: str  # processed | redrop | healed
+    received: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    orders: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A complete landing file whose content this feed has not processed: process it, write
+    :func:`ledger_row` in the same transaction, then :func:`archive` it."""
+
+    feed: str
+    lf: LandedFile
+    sha: str
+    dest: Path  # where it is archived once its transaction committed
+    at: datetime
+
+    @property
+    def name(self) -> str:
+        return self.lf.name
+
+
+def ledger_lookup(con: duckdb.DuckDBPyConnection, feed: str, shas: list[str]) -> dict[str, tuple[str, str | None]]:
+    """``sha256 -> (first source file, archived_to)`` of contents this feed already processed."""
+    if not shas:
+        return {}
+    df = con.execute(
+        "SELECT sha256, source_file, archived_to FROM ops.ingest_files "
+        "WHERE channel = ? AND sha256 IN (SELECT unnest(?::VARCHAR[]))", [feed, shas],
+    ).pl()
+    return {r["sha256"]: (r["source_file"], r["archived_to"]) for r in df.iter_rows(named=True)}
+
+
+def ledger_row(name: str, feed: str, sha: str, size: int, encoding: str | None, unit: str,
+               received: int, accepted: int, quarantined: int, orders: int, archived_to: str | None,
+               at: datetime) -> pl.DataFrame:
+    """The ``ops.ingest_files`` row of one processed file: ``received = accepted + quarantined``."""
+    return from_rows(IngestFileModel, [{
+        "source_file": name, "channel": feed, "sha256": sha, "size_bytes": size, "encoding": encoding,
+        "record_unit": unit, "records_received": received, "records_accepted": accepted,
+        "records_quarantined": quarantined, "orders_accepted": orders, "archived_to": archived_to,
+        "processed_at": at,
+    }])
+
+
+def screen(con: duckdb.DuckDBPyConnection, archive_root: Path, lf: LandedFile, at: datetime,
+           sha: str | None = None) -> NewFile | FileOutcome:
+    """Hash ``lf`` and decide: new content (:class:`NewFile`), or already processed by this feed, in which case
+    it is settled here: a file whose transaction committed but whose archiving was interrupted is moved to its
+    recorded archive path (``healed``); any other copy is a re-drop, recorded in ``ops.ingest_redrops`` and
+    archived beside the first as ``…redrop-<time>`` (``redrop``). Raises ``OSError`` if the file cannot be read."""
+    sha = sha or sha256_file(lf.path)
+    dest = archive_path(archive_root, lf.channel, lf.name, sha, at)
+    seen = ledger_lookup(con, lf.channel, [sha]).get(sha)
+    if seen is None:
+        return NewFile(lf.channel, lf, sha, dest, at)
+    return settle_known(con, lf, sha, seen, dest, at)
+
+
+def settle_known(con: duckdb.DuckDBPyConnection, lf: LandedFile, sha: str, seen: tuple[str, str | None],
+                 dest: Path, at: datetime) -> FileOutcome:
+    first_name, archived_to = seen
+    if archived_to and first_name == lf.name and not Path(archived_to).exists():
+        move_to(lf.path, Path(archived_to))  # committed last time, the archive step was interrupted
+        return FileOutcome(lf.name, sha, "healed")
+    with transaction(con):
+        insert_frame(con, "ops.ingest_redrops", from_rows(IngestRedropModel, [{
+            "source_file": lf.name, "channel": lf.channel, "sha256": sha, "first_source_file": first_name,
+            "seen_at": at}]))
+    move_to(lf.path, dest.with_name(f"{dest.name}.redrop-{at.strftime('%Y%m%dT%H%M%S%f')}"))
+    return FileOutcome(lf.name, sha, "redrop")
+
+
+def incoming(con: duckdb.DuckDBPyConnection, settings: Settings, feed: str, now: datetime | None = None,
+             warnings: list[str] | None = None) -> tuple[list[NewFile], list[FileOutcome]]:
+    """Every complete file waiting in ``landing/<feed>/``, screened: the new ones (to process, in arrival
+    order) and the outcomes of those already settled (healed, re-dropped). A file that cannot be read is left
+    in place with a warning (appended to ``warnings``)."""
+    new: list[NewFile] = []
+    settled: list[FileOutcome] = []
+    at = now or datetime.now(UTC)
+    for lf in list_landing(settings.landing_dir(feed), feed):
+        try:
+            r = screen(con, settings.archive, lf, at)
+        except OSError as e:
+            if warnings is not None:
+                warnings.append(f"{lf.name}: cannot read ({e}); left in place")
+            continue
+        (new if isinstance(r, NewFile) else settled).append(r)
+    return new, settled
+
+
+def archive(f: NewFile) -> Path:
+    """After the file's transaction committed: move it to its archive path."""
+    return move_to(f.lf.path, f.dest)

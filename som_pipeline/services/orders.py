@@ -7,21 +7,21 @@ from datetime import date
 import polars as pl
 
 from som_pipeline import orders as order_rules
-from som_pipeline.warehouse import Warehouse, read_table, replace_table, replace_where
+from som_pipeline.services import Step
+from som_pipeline.warehouse import Warehouse, read_tables, replace_table, replace_where
+
+CORE_ORDERS = Step(reads=("stage.order_headers", "stage.order_lines", "ref.customer_aliases"),
+                   writes=("core.orders", "core.order_lines", "core.order_versions", "core.order_line_versions",
+                           "core.probable_duplicates"))
+DAILY_SALES = Step(reads=("core.orders", "core.order_lines"), writes=("core.daily_sales",))
 
 
 def build_core_orders(wh: Warehouse) -> order_rules.OrderTables:
     with wh.transaction() as con:
-        tables = order_rules.build_orders(
-            read_table(con, "stage.order_headers"),
-            read_table(con, "stage.order_lines"),
-            read_table(con, "ref.customer_aliases"),
-        )
-        replace_table(con, "core.orders", tables.orders)
-        replace_table(con, "core.order_lines", tables.order_lines)
-        replace_table(con, "core.order_versions", tables.order_versions)
-        replace_table(con, "core.order_line_versions", tables.order_line_versions)
-        replace_table(con, "core.probable_duplicates", tables.probable_duplicates)
+        t = read_tables(con, CORE_ORDERS.reads)
+        tables = order_rules.build_orders(t["stage.order_headers"], t["stage.order_lines"], t["ref.customer_aliases"])
+        for name in CORE_ORDERS.writes:
+            replace_table(con, name, getattr(tables, name.split(".", 1)[1]))
     return tables
 
 

@@ -7,7 +7,15 @@ from datetime import datetime
 import polars as pl
 
 from som_pipeline.config import Settings
+from som_pipeline.services import Step
 from som_pipeline.services.validation import business_now
+from som_pipeline.warehouse import read_tables
+
+FORECAST = Step(reads=("core.orders", "core.order_lines", "ref.shipping_zones", "ref.warehouses", "core.allocations"),
+                writes=("core.demand_forecast", "core.forecast_accuracy"))
+REPLENISHMENT = Step(reads=("core.demand_forecast", "core.forecast_accuracy", "ref.inventory", "core.reservations",
+                            "ref.warehouses", "ref.products", "core.allocations"),
+                     writes=("core.replenishment_plan",))
 
 
 def run_forecast(wh, settings: Settings, now: datetime | None = None):
@@ -15,17 +23,15 @@ def run_forecast(wh, settings: Settings, now: datetime | None = None):
     core.forecast_accuracy (replaced). Returns the :class:`~som_pipeline.planning.ForecastResult`."""
     from som_pipeline import planning as fc
     from som_pipeline.schemas import ForecastAccuracyModel, conform
-    from som_pipeline.warehouse import read_table, replace_table
+    from som_pipeline.warehouse import replace_table
 
     now = now or business_now(settings)
     cfg = fc.load_config(settings.forecast_config)
     with wh.connect() as con:
-        orders = read_table(con, "core.orders")
-        lines = read_table(con, "core.order_lines")
-        zones = read_table(con, "ref.shipping_zones")
-        warehouses = read_table(con, "ref.warehouses")
-        allocations = read_table(con, "core.allocations")
-    demand = fc.daily_demand(orders, lines, zones, warehouses, allocations if allocations.height else None)
+        t = read_tables(con, FORECAST.reads)
+    allocations = t["core.allocations"]
+    demand = fc.daily_demand(t["core.orders"], t["core.order_lines"], t["ref.shipping_zones"], t["ref.warehouses"],
+                             allocations if allocations.height else None)
     result = fc.run(demand, cfg, now)
     sigma = result.errors.select("sku", "warehouse_id", pl.col("model"), "sigma_daily")
     acc = result.accuracy.join(sigma, on=["sku", "warehouse_id", "model"], how="left")
@@ -41,20 +47,17 @@ def run_forecast(wh, settings: Settings, now: datetime | None = None):
 def run_replenishment(wh, settings: Settings, now: datetime | None = None) -> pl.DataFrame:
     """Forecast + accuracy (sigma) + stock - reservations -> core.replenishment_plan (replaced)."""
     from som_pipeline import planning as fc
-    from som_pipeline.warehouse import read_table, replace_table
+    from som_pipeline.warehouse import replace_table
 
     now = now or business_now(settings)
     cfg = fc.load_config(settings.forecast_config)
     with wh.connect() as con:
-        forecast = read_table(con, "core.demand_forecast")
+        t = read_tables(con, tuple(x for x in REPLENISHMENT.reads if x != "core.forecast_accuracy"))
         errors = con.execute(
             "SELECT sku, warehouse_id, sigma_daily FROM core.forecast_accuracy WHERE chosen AND sku <> '*'").pl()
-        inventory = read_table(con, "ref.inventory")
-        reservations = read_table(con, "core.reservations")
-        warehouses = read_table(con, "ref.warehouses")
-        products = read_table(con, "ref.products")
-        allocations = read_table(con, "core.allocations")
-    plan = fc.replenishment_plan(forecast, errors, inventory, reservations, warehouses, products, cfg, now,
+    allocations = t["core.allocations"]
+    plan = fc.replenishment_plan(t["core.demand_forecast"], errors, t["ref.inventory"], t["core.reservations"],
+                                 t["ref.warehouses"], t["ref.products"], cfg, now,
                                  allocations if allocations.height else None)
     with wh.transaction() as con:
         replace_table(con, "core.replenishment_plan", plan)

@@ -6,8 +6,12 @@ from datetime import UTC, datetime
 
 from som_pipeline.config import Settings
 from som_pipeline.reference import RefLoad, find_file, load_reference
+from som_pipeline.schemas import REFERENCE_TABLES
+from som_pipeline.services import Step
 from som_pipeline.services.capture import write_quarantine
 from som_pipeline.warehouse import Warehouse, replace_table
+
+REFERENCE = Step(reads=(), writes=tuple(f"ref.{t}" for t in REFERENCE_TABLES))
 
 
 def load_reference_tables(wh: Warehouse, settings: Settings, tables: list[str]) -> list[RefLoad]:

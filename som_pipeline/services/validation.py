@@ -8,16 +8,23 @@ from datetime import UTC, datetime
 import polars as pl
 
 from som_pipeline.config import Settings
-from som_pipeline.hashing import sha256_file, sha256_series
+from som_pipeline.feeds import FEEDS
+from som_pipeline.hashing import sha256_series
 from som_pipeline.schemas import QuarantineModel, conform
-from som_pipeline.services.capture import ledger_lookup, ledger_row, write_quarantine
-from som_pipeline.services.landing import archive_path, list_landing, move_to
+from som_pipeline.services import Step
+from som_pipeline.services.capture import write_quarantine
+from som_pipeline.services.landing import archive, incoming, ledger_row
 from som_pipeline.validation import ValidationConfig, load_config
 from som_pipeline.validation.approvals import DECISION_SCHEMA, REJECT_SCHEMA, read_decisions
 from som_pipeline.validation.workflow import Outcome, Reference, State, run_workflow
 from som_pipeline.warehouse import Warehouse, insert_frame, read_table, replace_table, transaction
 
 REF_TABLES = ("customers", "products", "price_lists", "promotions", "inventory", "open_items")
+STATE_TABLES = ("core.order_status", "core.order_holds", "core.reservations", "core.manual_decisions")
+VALIDATION = Step(
+    reads=("core.orders", "core.order_lines", *(f"ref.{t}" for t in REF_TABLES), *STATE_TABLES),
+    writes=(*STATE_TABLES, "core.validation_results", "core.order_events"),
+)
 
 
 @dataclass
@@ -47,17 +54,12 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
                    cfg: ValidationConfig | None = None) -> ValidationReport:
     now = now or datetime.now(UTC)
     cfg = cfg or config_for(settings)
-    files = list_landing(settings.approvals, "approvals")
+    notes: list[str] = []
     with wh.connect() as con:
-        # decision files not seen before (the ledger decides; a re-drop is archived, not applied twice)
-        reads, redrops = [], []
-        for lf in files:
-            sha = sha256_file(lf.path)
-            if ledger_lookup(con, [sha]):
-                redrops.append(lf)
-                continue
-            reads.append((lf, sha, read_decisions(lf.path.read_bytes(), lf.name, sha, now)))
-        new = pl.concat([r.decisions for _, _, r in reads]) if reads else pl.DataFrame(schema=DECISION_SCHEMA)
+        # decision files not seen before (the landing protocol: a re-drop is archived, never applied twice)
+        files, settled = incoming(con, settings, "approvals", now, notes)
+        reads = [(f, read_decisions(f.lf.path.read_bytes(), f.name, f.sha, now)) for f in files]
+        new = pl.concat([r.decisions for _, r in reads]) if reads else pl.DataFrame(schema=DECISION_SCHEMA)
 
         orders = read_table(con, "core.orders")
         lines = read_table(con, "core.order_lines")
@@ -78,27 +80,24 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
             insert_frame(con, "core.order_events", out.events)
             insert_frame(con, "core.manual_decisions", out.decisions)
             write_quarantine(con, q)
-            for lf, sha, r in reads:
-                nq = q.filter(pl.col("file_sha256") == sha).height
+            for f, r in reads:
+                nq = q.filter(pl.col("file_sha256") == f.sha).height
                 insert_frame(con, "ops.ingest_files", ledger_row(
-                    lf.name, "approvals", sha, lf.size, "utf-8", "decision", r.received, r.received - nq, nq,
-                    out.decisions.filter(pl.col("source_file") == lf.name).height,
-                    str(archive_path(settings.archive, "approvals", lf.name, sha, now)), now))
-    for lf, sha, _ in reads:
-        move_to(lf.path, archive_path(settings.archive, "approvals", lf.name, sha, now))
-    for lf in redrops:
-        sha = sha256_file(lf.path)
-        move_to(lf.path, archive_path(settings.archive, "approvals", lf.name, sha, now).with_suffix(".redrop"))
-    return ValidationReport(out, [lf.name for lf, _, _ in reads],
-                            [f"{lf.name}: identical content already applied; archived" for lf in redrops])
+                    f.name, "approvals", f.sha, f.lf.size, "utf-8", FEEDS["approvals"].record_unit, r.received,
+                    r.received - nq, nq, out.decisions.filter(pl.col("source_file") == f.name).height,
+                    str(f.dest), now))
+    for f, _ in reads:
+        archive(f)
+    notes += [f"{o.source_file}: identical content already applied ({o.status}); archived" for o in settled]
+    return ValidationReport(out, [f.name for f, _ in reads], notes)
 
 
 def _decision_quarantine(reads: list, out: Outcome, now: datetime) -> pl.DataFrame:
     parts = []
-    for lf, sha, r in reads:
+    for f, r in reads:
         if r.rejected.height:
-            parts.append(r.rejected.with_columns(pl.lit(lf.name).alias("source_file"), pl.lit(sha).alias("file_sha256")))
-    sha_of = {lf.name: sha for lf, sha, _ in reads}
+            parts.append(r.rejected.with_columns(pl.lit(f.name).alias("source_file"), pl.lit(f.sha).alias("file_sha256")))
+    sha_of = {f.name: f.sha for f, _ in reads}
     if out.decision_rejects.height:
         parts.append(out.decision_rejects.select(
             "location", "order_ref", "reason_code", "message", "raw", "source_file",

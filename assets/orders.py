@@ -1,0 +1,70 @@
+"""Canonical orders (versions, live order, probable duplicates) and the daily-sales partitions."""
+
+import os
+from datetime import timedelta
+
+import dagster as dg
+import polars as pl
+
+from assets.checks import model_check_results, model_check_specs, reconciliation_result, reconciliation_spec
+from assets.lineage import table_key, table_specs
+from resources import WarehouseResource
+from som_pipeline.reporting import md_table
+from som_pipeline.services.orders import CORE_ORDERS, DAILY_SALES, build_core_orders, build_daily_sales
+
+CORE_KEYS = {t.split(".", 1)[1]: table_key(t) for t in CORE_ORDERS.writes}
+ORDER_RULES = {"order_totals": "totals_reconcile", "one_live_order_per_ref": "one_live_order_per_ref"}
+
+
+@dg.multi_asset(
+    name="core_orders",
+    specs=table_specs(CORE_ORDERS, "core", {"polars", "duckdb"}),
+    check_specs=model_check_specs(CORE_ORDERS.writes)
+    + [reconciliation_spec(name, CORE_KEYS["orders"], check) for name, check in ORDER_RULES.items()],
+    pool="duckdb",
+)
+def core_orders(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    wh = warehouse.warehouse()
+    tables = build_core_orders(wh)
+    frames = {t: getattr(tables, t.split(".", 1)[1]) for t in CORE_ORDERS.writes}
+    for t, df in frames.items():
+        meta = {"dagster/row_count": df.height, "preview": dg.MetadataValue.md(md_table(df, 5))}
+        if t == "core.orders":
+            meta["orders_by_channel"] = dg.MetadataValue.json(dict(df.group_by("channel").len().sort("channel").rows()))
+            meta["with_unknown_customer"] = df.filter(pl.col("customer_id").is_null()).height
+        if t == "core.order_versions":
+            meta["orders_with_several_versions"] = df.filter(pl.col("version") > 1).height
+        yield dg.MaterializeResult(asset_key=table_key(t), metadata=meta)
+    yield from model_check_results(frames)
+    with wh.connect() as con:
+        for name, check in ORDER_RULES.items():
+            yield reconciliation_result(con, name, CORE_KEYS["orders"], check)
+
+
+daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=os.environ.get("SOM_PARTITIONS_START", "2026-01-01"), end_offset=1
+)
+DAILY_SALES_KEY = table_key("core.daily_sales")
+
+
+@dg.asset(
+    key=DAILY_SALES_KEY,
+    group_name="core",
+    kinds={"polars", "duckdb"},
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=table_specs(DAILY_SALES, "core", set())[0].deps,
+    description=table_specs(DAILY_SALES, "core", set())[0].description
+    + " Partitioned by order date; a run over a range replaces exactly those days (delete + insert in one transaction).",
+    check_specs=model_check_specs(DAILY_SALES.writes),
+    pool="duckdb",
+)
+def daily_sales(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    window = context.partition_time_window
+    start, end = window.start.date(), (window.end - timedelta(days=1)).date()
+    df = build_daily_sales(warehouse.warehouse(), start, end)
+    yield dg.MaterializeResult(
+        metadata={"dagster/row_count": df.height, "days": (end - start).days + 1, "first_day": str(start),
+                  "last_day": str(end), "preview": dg.MetadataValue.md(md_table(df, 10))}
+    )
+    yield from model_check_results({"core.daily_sales": df})

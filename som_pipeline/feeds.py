@@ -1,0 +1,39 @@
+"""The landing feeds: every folder under ``$SOM_HOME/landing/`` and what reads it, declared once.
+
+A feed is a stream of files that arrive in ``landing/<name>/`` and go through the one landing protocol
+(``services/landing.py``: complete files only, content hash, ledger row in ``ops.ingest_files``, re-drop
+detection in ``ops.ingest_redrops``, healing of an interrupted archive, quarantine with reasons, per-file
+conservation). The order channels with files are feeds (from ``ingest/channels.py``); so are manual decisions
+and the disruption feed; tracking events, receipts, bank statements and returns will be.
+
+**A new feed**: add a :class:`Feed` here, a reader in the core (file -> typed rows + rejects), a service that
+takes files through ``services.landing.incoming`` and archives them after its transaction, the asset that
+runs it (``assets/``, which also maps the feed to that asset for the landing sensor), and a case in
+``tests/test_landing.py``'s feed table. Folders, the sensor's watch list and the shared tests derive from here.
+
+Pure data: imports only the channel registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from som_pipeline.ingest.channels import CHANNELS
+
+
+@dataclass(frozen=True)
+class Feed:
+    name: str  # landing/<name>/, archive/<name>/, ops.ingest_files.channel
+    record_unit: str  # what one record of a file is
+    stage: str  # the stage whose service reads it
+    description: str
+
+
+FEEDS: dict[str, Feed] = {
+    **{c.name: Feed(c.name, c.record_unit, "capture", c.description)
+       for c in CHANNELS.values() if c.source == "landing"},
+    "approvals": Feed("approvals", "decision", "validation",
+                      "Manual decisions on held orders (CSV/JSON: order, hold, decision, approver, note)."),
+    "disruptions": Feed("disruptions", "disruption", "reference",
+                        "Warehouse / region / carrier disruptions (CSV/Parquet) -> ref.disruptions."),
+}
