@@ -35,13 +35,57 @@ def test_definitions_load_and_validate():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"core/orders", "core/order_lines", "stage/edi", "ref/customers", "core/daily_sales"} <= keys
-    for job in ("ingest_job", "full_job", "daily_sales_job"):
-        assert defs.resolve_job_def(job) is not None
+    selected = {job: {k.to_user_string() for k in defs.resolve_job_def(job).asset_layer.selected_asset_keys}
+                for job in ("ingest_job", "full_job", "daily_sales_job", "planning_job")}
+    assert {"ref/customers", "ref/disruptions", "stage/edi", "core/orders", "core/order_status", "core/allocations",
+            "analytics/views"} <= selected["ingest_job"]
+    assert not {"core/daily_sales", "core/demand_forecast", "ops/reconciliation"} & selected["ingest_job"]
+    assert selected["daily_sales_job"] == {"core/daily_sales"}
+    assert selected["planning_job"] == {"core/demand_forecast", "core/forecast_accuracy", "core/replenishment_plan"}
+    assert selected["full_job"] == keys - {"core/daily_sales"}
     env = {**os.environ, "DAGSTER_HOME": str(ROOT / ".pytest_cache" / "dh")}
     Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     out = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_lineage_is_derived_and_complete():
+    """Every dependency derived from the services' Step declarations is a defined asset; every table a step
+    writes has a generated matches_model check; every channel and feed has the asset that reads it."""
+    from assets.automation import FEED_ASSETS
+    from assets.lineage import CAPTURE_KEYS
+    from som_pipeline.definitions import defs
+    from som_pipeline.feeds import FEEDS
+    from som_pipeline.ingest.channels import CHANNELS
+    from som_pipeline.services.channels import CAPTURERS
+
+    graph = defs.resolve_asset_graph()
+    keys = set(graph.get_all_asset_keys())
+    for key in keys:
+        assert set(graph.get(key).parent_keys) <= keys, key
+    assert set(FEED_ASSETS) == set(FEEDS) and set(FEED_ASSETS.values()) <= keys
+    assert set(CAPTURE_KEYS) == set(CHANNELS) and set(CAPTURE_KEYS.values()) <= keys
+    assert all(ch in CAPTURERS or c.parser for ch, c in CHANNELS.items())
+    checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    from som_pipeline.schemas import TABLES
+    for t in TABLES:
+        if t.split(".")[0] in ("core", "ref"):
+            assert (t.replace(".", "/"), "matches_model") in checks, t
+    # lineage follows what the services read: allocation reads the disruptions, validation the orders
+    assert dg.AssetKey(["ref", "disruptions"]) in graph.get(dg.AssetKey(["core", "allocations"])).parent_keys
+    assert dg.AssetKey(["core", "orders"]) in graph.get(dg.AssetKey(["core", "order_status"])).parent_keys
+
+
+def test_sensor_selection_follows_the_fed_feeds():
+    from assets.automation import sensor_selection
+
+    only_shopify = {k.to_user_string() for k in sensor_selection(["shopify"])}
+    assert "stage/shopify" in only_shopify
+    assert not {"stage/edi", "stage/b2b_portal", "ref/customers", "ref/disruptions"} & only_shopify
+    assert {"core/orders", "core/manual_decisions", "core/order_status", "core/allocations",
+            "analytics/views"} <= only_shopify
+    assert "ref/disruptions" in {k.to_user_string() for k in sensor_selection(["disruptions"])}
 
 
 def test_landing_sensor_requests_each_file_once(settings: Settings):

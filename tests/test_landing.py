@@ -1,0 +1,110 @@
+"""THE landing protocol, run over every registered feed (som_pipeline/feeds.py): a new file is processed once
+and conserves its records; an identical re-drop is recorded and archived, never processed twice; a file whose
+transaction committed but whose archiving was interrupted is healed; re-drops are per feed.
+
+Adding a feed to som_pipeline/feeds.py without a case here fails ``test_every_feed_has_a_case``."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from som_pipeline.config import Settings
+from som_pipeline.feeds import FEEDS
+from som_pipeline.services.analytics import run_reconciliation_query
+from som_pipeline.services.channels import capture_channel
+from som_pipeline.services.disruptions import ingest_disruptions
+from som_pipeline.services.validation import run_validation
+from som_pipeline.sqlfiles import sql_file
+from som_pipeline.warehouse import Warehouse
+from tests.conftest import FIXTURES
+
+ROOT = Path(__file__).resolve().parents[1]
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+DECISIONS = (b"order_id,decision,hold_codes,reason,approver,decided_at\n"
+             b"CSV-NOPE-1,approve,,credit checked,a.person,2026-11-26T08:00:00Z\n")
+DISRUPTIONS = (b"disruption_id,scope,target,starts_at,ends_at,severity,extra_days,note\n"
+               b"D-T1,warehouse,WH-NJ,2026-11-25T00:00:00Z,2026-11-28T00:00:00Z,degraded,1,snow\n")
+
+
+def _capture(feed: str) -> Callable[[Warehouse, Settings], None]:
+    return lambda wh, s: capture_channel(feed, wh, s, now=NOW)
+
+
+def _disruptions(wh: Warehouse, s: Settings) -> None:
+    with wh.connect() as con:
+        ingest_disruptions(con, s, NOW)
+
+
+# feed -> (sample bytes, file name, how the pipeline reads the feed)
+CASES: dict[str, tuple[bytes, str, Callable[[Warehouse, Settings], object]]] = {
+    "shopify": ((FIXTURES / "shopify" / "orders.json").read_bytes(), "orders.json", _capture("shopify")),
+    "amazon": ((FIXTURES / "amazon" / "getOrders.example.json").read_bytes(), "orders.json", _capture("amazon")),
+    "edi": ((FIXTURES / "x12" / "edinet_x12.850.edi").read_bytes(), "po.edi", _capture("edi")),
+    "csv": ((ROOT / "docs" / "csv_template_example.csv").read_bytes(), "orders.csv", _capture("csv")),
+    "approvals": (DECISIONS, "decisions.csv", lambda wh, s: run_validation(wh, s, now=NOW)),
+    "disruptions": (DISRUPTIONS, "disruptions.csv", _disruptions),
+}
+
+
+def test_every_feed_has_a_case() -> None:
+    assert set(CASES) == set(FEEDS)
+
+
+def _ledger(wh: Warehouse, feed: str):
+    return wh.read("SELECT source_file, sha256, archived_to, records_received, records_accepted, "
+                   "records_quarantined FROM ops.ingest_files WHERE channel = ?", [feed])
+
+
+def _landed(s: Settings, feed: str) -> list[Path]:
+    return sorted(p for p in s.landing_dir(feed).iterdir() if p.is_file())
+
+
+@pytest.mark.parametrize("feed", sorted(CASES))
+def test_process_once_conserve_redrop_and_heal(feed: str, settings: Settings, wh: Warehouse) -> None:
+    data, name, run = CASES[feed]
+    (settings.landing_dir(feed) / name).write_bytes(data)
+    run(wh, settings)
+
+    # processed once, records conserved, archived
+    ledger = _ledger(wh, feed)
+    assert ledger.height == 1
+    row = ledger.row(0, named=True)
+    assert row["records_received"] >= 1
+    assert row["records_received"] == row["records_accepted"] + row["records_quarantined"]
+    with wh.connect() as con:
+        assert run_reconciliation_query(con, sql_file("reconciliation", "ingest_conservation"), channel=feed).height == 0
+    assert _landed(settings, feed) == []
+    archived = Path(row["archived_to"])
+    assert archived.read_bytes() == data
+
+    # the same bytes under another name: a re-drop, recorded and archived, not processed again
+    (settings.landing_dir(feed) / f"again-{name}").write_bytes(data)
+    run(wh, settings)
+    assert _ledger(wh, feed).height == 1
+    redrops = wh.read("SELECT source_file, first_source_file FROM ops.ingest_redrops WHERE channel = ?", [feed])
+    assert redrops.rows() == [(f"again-{name}", name)]
+    assert _landed(settings, feed) == []
+    assert len(list(archived.parent.glob("*.redrop-*"))) == 1
+
+    # committed but not archived (a crash between the two): the next run only moves the file
+    shutil.move(archived, settings.landing_dir(feed) / name)
+    run(wh, settings)
+    assert _ledger(wh, feed).height == 1
+    assert wh.read("SELECT count(*) AS n FROM ops.ingest_redrops WHERE channel = ?", [feed])["n"][0] == 1
+    assert archived.read_bytes() == data and _landed(settings, feed) == []
+
+
+def test_redrops_are_per_feed(settings: Settings, wh: Warehouse) -> None:
+    """The same bytes in two feeds are two files (an empty file is not a re-drop of another feed's)."""
+    for feed in ("csv", "shopify"):
+        (settings.landing_dir(feed) / "empty").write_bytes(b"")
+        capture_channel(feed, wh, settings, now=NOW)
+    ledger = wh.read("SELECT channel, records_quarantined FROM ops.ingest_files ORDER BY channel")
+    assert ledger["channel"].to_list() == ["csv", "shopify"]
+    assert wh.read("SELECT count(*) AS n FROM ops.ingest_redrops")["n"][0] == 0
