@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _partition_range(s: Settings) -> tuple[str, str] | None:
     """The daily partitions that hold orders (within the partition window)."""
-    from assets.core import daily_partitions
+    from assets.orders import daily_partitions
     from som_pipeline.warehouse import Warehouse
 
     keys = daily_partitions.get_partition_keys()
