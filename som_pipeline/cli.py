@@ -8,6 +8,11 @@
     som publish                      refresh the analyst copy now
     som docs [--check]               (re)generate docs/data_dictionary.md from the Pandera models
     som init-home                    write $DAGSTER_HOME/dagster.yaml (pools, telemetry off)
+    som doctor                       recover after a crash: fail dead runs, free their pool slots, clean up
+
+Commands that run Dagster or write the warehouse hold ``$SOM_HOME/.som.lock`` (one at a time per home; a second
+one waits and says who holds it) and first recover what a killed command left (see som_pipeline/doctor.py).
+SIGTERM is handled like Ctrl-C: the run is marked failed and its slots released.
 
 Every command honours ``SOM_HOME`` (default ``./data``). Errors are printed as one clear line (exit 1),
 never as a traceback (``SOM_DEBUG=1`` shows it).
@@ -18,8 +23,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -33,6 +41,11 @@ concurrency:
   pools:
     # every asset touching the DuckDB warehouse is in pool "duckdb": one step at a time, across runs
     default_limit: 1
+# with the daemon (`make dev`): fail runs whose worker died, free the pool slots of runs that ended abnormally
+# (the CLI does the same itself before each command: `som doctor`)
+run_monitoring:
+  enabled: true
+  free_slots_after_run_end_seconds: 60
 """
 
 
@@ -45,6 +58,24 @@ def _settings(args: argparse.Namespace) -> Settings:
     os.environ["SOM_HOME"] = str(s.home)  # subprocesses (multiprocess executor) see the same home
     os.environ.setdefault("DAGSTER_HOME", str(s.dagster_home))
     return s
+
+
+@contextmanager
+def operating(settings: Settings, command: str) -> Iterator[None]:
+    """Hold the home lock, make sure the Dagster instance exists, and recover what a killed command left."""
+    from som_pipeline.doctor import HomeBusy, home_lock, recover
+
+    try:
+        with home_lock(settings, command, notify=lambda m: print(f"som: {m}", file=sys.stderr)):
+            init_home(settings)
+            import dagster as dg
+
+            rec = recover(dg.DagsterInstance.get(), settings)
+            for line in rec.lines():
+                print(f"som: recovered: {line}", file=sys.stderr)
+            yield
+    except HomeBusy as e:
+        raise UserError(str(e)) from None
 
 
 def init_home(settings: Settings) -> Path:
@@ -94,7 +125,10 @@ def _execute(job_name: str, tags: dict[str, str] | None = None, multiprocess: bo
     t0 = time.perf_counter()
     # the console shows warnings and errors only; every event is recorded in the instance (`make dev`)
     run_config = {"execution": {"config": execution}, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    with dg.execute_job(recon, instance=instance, tags=tags or {}, run_config=run_config) as result:
+    from som_pipeline.doctor import cli_run_tags
+
+    with dg.execute_job(recon, instance=instance, tags={**(tags or {}), **cli_run_tags()},
+                        run_config=run_config) as result:
         took = time.perf_counter() - t0
         if not result.success:
             failed = [e.step_key for e in result.all_events if e.is_step_failure]
@@ -113,23 +147,23 @@ def _publish(s: Settings) -> Path:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     s = _settings(args)
-    init_home(s)
-    print(f"ingesting {s.landing} (Dagster instance {os.environ['DAGSTER_HOME']})")
-    _execute("ingest_job", multiprocess=args.multiprocess)
-    _publish(s)
+    with operating(s, "ingest"):
+        print(f"ingesting {s.landing} (Dagster instance {os.environ['DAGSTER_HOME']})")
+        _execute("ingest_job", multiprocess=args.multiprocess)
+        _publish(s)
     return cmd_summary(args) if not args.quiet else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     s = _settings(args)
-    init_home(s)
-    print(f"materializing the whole graph (Dagster instance {os.environ['DAGSTER_HOME']})")
-    _execute("full_job", multiprocess=args.multiprocess)
-    rng = _partition_range(s)
-    if rng:
-        _execute("daily_sales_job", multiprocess=args.multiprocess, tags={
-            "dagster/asset_partition_range_start": rng[0], "dagster/asset_partition_range_end": rng[1]})
-    _publish(s)
+    with operating(s, "run"):
+        print(f"materializing the whole graph (Dagster instance {os.environ['DAGSTER_HOME']})")
+        _execute("full_job", multiprocess=args.multiprocess)
+        rng = _partition_range(s)
+        if rng:
+            _execute("daily_sales_job", multiprocess=args.multiprocess, tags={
+                "dagster/asset_partition_range_start": rng[0], "dagster/asset_partition_range_end": rng[1]})
+        _publish(s)
     return cmd_summary(args)
 
 
@@ -182,6 +216,26 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Recover after a crash and say what was fixed; list runs still in progress."""
+    s = _settings(args)
+    with operating(s, "doctor"):
+        import dagster as dg
+
+        from som_pipeline.doctor import recover
+
+        rec = recover(dg.DagsterInstance.get(), s)  # a second pass: the first one printed its findings
+        live = dg.DagsterInstance.get().get_runs(filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]))
+        for line in rec.lines():
+            print(line)
+        for r in live:
+            print(f"in progress (not started by this CLI): run {r.run_id} of {r.job_name}")
+        if not rec.anything and not live:
+            print("nothing to fix: no dead runs, no stale pool slots, no leftover files")
+    return 0
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     from som_pipeline.datadict import render_data_dictionary
 
@@ -200,7 +254,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 def cmd_init_home(args: argparse.Namespace) -> int:
     s = _settings(args)
-    print(f"Dagster home: {init_home(s)}")
+    with operating(s, "init-home"):
+        print(f"Dagster home: {os.environ['DAGSTER_HOME']}")
     return 0
 
 
@@ -235,17 +290,25 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--path", default="docs/data_dictionary.md")
     dd.set_defaults(func=cmd_docs)
     sub.add_parser("init-home", help="write $DAGSTER_HOME/dagster.yaml").set_defaults(func=cmd_init_home)
+    sub.add_parser("doctor", help="recover after a crash (dead runs, stale pool slots, leftovers)").set_defaults(
+        func=cmd_doctor)
     return p
+
+
+def _interrupt(signum: int, _frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: Dagster marks the run failed, slots are released
     try:
         return args.func(args)
     except UserError as e:
         print(f"som: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("som: interrupted; the run is marked failed (`som doctor` shows what is left)", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - one clear line for the user; SOM_DEBUG=1 for the traceback
         if os.environ.get("SOM_DEBUG"):

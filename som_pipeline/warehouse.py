@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import time
 import uuid
@@ -78,7 +79,7 @@ class Warehouse:
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Exclusive connection (lock held until it closes). Creates the schema on first use."""
         with self._lock():
-            con = duckdb.connect(str(self.path))
+            con = self._open()
             try:
                 con.execute("SET memory_limit = ?", [self.memory_limit])
                 con.execute("SET TimeZone = 'UTC'")
@@ -86,6 +87,28 @@ class Warehouse:
                 yield con
             finally:
                 con.close()
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """Open the file, retrying while another process (an analyst's read-only session, a BI tool pointed at
+        the main file by mistake) holds DuckDB's own file lock: bounded backoff up to ``lock_timeout_s``, then
+        a clear error naming that process. Our writers never contend here: they queue on ``_lock`` first."""
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.1
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower():
+                    raise
+                if time.monotonic() >= deadline:
+                    holder = re.search(r"\(PID (\d+)\)", str(e))
+                    who = f"process {holder.group(1)}" if holder else "another process"
+                    raise WarehouseLockTimeout(
+                        f"{who} has {self.path} open (DuckDB allows no writer while it does); waited "
+                        f"{self.lock_timeout_s:.0f}s. Analysts should open {self.path.with_name('som_analytics.duckdb')}"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 1.5, 2.0)
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -100,24 +123,40 @@ class Warehouse:
 
     # --- analyst copy --------------------------------------------------------------------------
     def publish_analytics_copy(self, dest: str | os.PathLike[str]) -> Path:
-        """Copy the warehouse to ``dest`` atomically (write a temp file beside it, then rename)."""
+        """Copy the warehouse to ``dest`` atomically (write a temp file beside it, then rename).
+
+        Everything happens under the writer lock, so a temporary copy found there by the next publish is a
+        leftover of a killed one and is deleted first."""
         dest = Path(dest)
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
         with self._lock():
+            _remove_publish_temp(dest)
             if not self.path.exists():
                 with duckdb.connect(str(self.path)) as con:
                     ensure_schema(con)
-            with duckdb.connect(str(self.path)) as con:
+            with self._open() as con:
                 con.execute("CHECKPOINT")
-            shutil.copyfile(self.path, tmp)
-        try:
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, dest)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+            try:
+                shutil.copyfile(self.path, tmp)
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
         return dest
+
+    def clean_publish_temp(self, dest: str | os.PathLike[str]) -> list[str]:
+        """Delete temporary analyst copies left by a killed publish (under the writer lock)."""
+        with self._lock():
+            return _remove_publish_temp(Path(dest))
+
+
+def _remove_publish_temp(dest: Path) -> list[str]:
+    removed = []
+    for p in dest.parent.glob(f".{dest.name}.*.tmp"):
+        p.unlink(missing_ok=True)
+        removed.append(p.name)
+    return removed
 
 
 @contextmanager
