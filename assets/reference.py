@@ -23,7 +23,11 @@ DISRUPTIONS_KEY = table_key("ref.disruptions")
                       f"parquet; bad rows quarantined (ops.quarantine, channel reference/{t})."
                       for t, m in REFERENCE_TABLES.items()},
     ),
-    check_specs=model_check_specs(REFERENCE.writes),
+    check_specs=model_check_specs(REFERENCE.writes)
+    + [dg.AssetCheckSpec("file_accepted", asset=k, blocking=False,
+                         description="The latest reference file was not refused by a guard (empty, or shrinking the "
+                         "table by more than SOM_REF_MAX_SHRINK); when it was, the previous table is kept.")
+       for k in REF_KEYS.values()],
     can_subset=True,
     pool="duckdb",
 )
@@ -48,6 +52,11 @@ def reference_data(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             },
         )
         yield from model_check_results({f"ref.{ld.table}": current})
+        yield dg.AssetCheckResult(asset_key=key, check_name="file_accepted", passed=not ld.refused,
+                                  severity=dg.AssetCheckSeverity.WARN,
+                                  metadata={"note": ld.message or "table replaced"})
+        if ld.refused:
+            context.log.warning(ld.message)
 
 
 @dg.asset(

@@ -8,6 +8,7 @@ so launched runs resolve them at run time and the UI never shows a secret.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -30,14 +31,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def settings(self) -> Settings:
         base = Settings.from_env(self.som_home)
-        s = Settings(
-            home=base.home,
-            b2b_db_url=base.b2b_db_url,
-            partitions_start=base.partitions_start,
-            lock_timeout_s=float(self.lock_timeout_s),
-            duckdb_memory_limit=self.memory_limit,
-            b2b_commit_lag_s=base.b2b_commit_lag_s,
-        )
+        s = replace(base, lock_timeout_s=float(self.lock_timeout_s), duckdb_memory_limit=self.memory_limit)
         s.ensure_dirs()
         return s
 

@@ -8,6 +8,7 @@
 | ``SOM_DUCKDB_LOCK_TIMEOUT`` | ``900`` | seconds a writer waits for the warehouse lock before failing |
 | ``SOM_DUCKDB_MEMORY_LIMIT`` | ``2GB`` | DuckDB memory limit for the warehouse and the CSV reader |
 | ``SOM_B2B_COMMIT_LAG_S`` | ``60`` | portal rows stamped less than this long ago wait for the next run (late commits) |
+| ``SOM_REF_MAX_SHRINK`` | ``0.5`` | a reference file losing more than this share of its table's rows (or empty) is refused |
 | ``SOM_VALIDATION_CONFIG`` | ``$SOM_HOME/validation.toml`` if present | validation thresholds and policies (TOML, merged over ``som_pipeline/validation/defaults.toml``) |
 | ``SOM_FORECAST_CONFIG`` | ``$SOM_HOME/forecast.toml`` if present | forecasting and replenishment settings (TOML over ``som_pipeline/planning/defaults.toml``) |
 | ``DAGSTER_HOME`` | ``$SOM_HOME/dagster_home`` | Dagster instance (set by the CLI when absent) |
@@ -33,6 +34,7 @@ class Settings:
     lock_timeout_s: float = 900.0
     duckdb_memory_limit: str = "2GB"
     b2b_commit_lag_s: float = 60.0
+    ref_max_shrink: float = 0.5
 
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None) -> Settings:
@@ -44,6 +46,7 @@ class Settings:
             lock_timeout_s=float(os.environ.get("SOM_DUCKDB_LOCK_TIMEOUT", "900")),
             duckdb_memory_limit=os.environ.get("SOM_DUCKDB_MEMORY_LIMIT", "2GB"),
             b2b_commit_lag_s=float(os.environ.get("SOM_B2B_COMMIT_LAG_S", "60")),
+            ref_max_shrink=float(os.environ.get("SOM_REF_MAX_SHRINK", "0.5")),
         )
 
     # --- layout under SOM_HOME -------------------------------------------------------------

@@ -46,8 +46,14 @@ REASONS: dict[str, str] = {
     # --- reference data --------------------------------------------------------------------
     "REF_BAD_VALUE": "A reference-data value cannot be read as its column's type.",
     "REF_CHECK_FAILED": "A reference-data row breaks a rule of its model (range, allowed values...).",
-    "REF_DUPLICATE_KEY": "Two reference rows share a key; all copies are rejected.",
+    "REF_DUPLICATE_KEY": "Two reference rows share a key: the last one in the file is kept, the earlier copies "
+    "are quarantined (the message names the kept line).",
+    "REF_SHRINK_REFUSED": "A reference file would empty its table or shrink it by more than SOM_REF_MAX_SHRINK: "
+    "refused as a whole, the previous table is kept.",
 }
+
+# Codes that only a later run can produce (a second upload of a file): not expected in a one-shot demo.
+LATER_RUN_CODES = frozenset({"REF_SHRINK_REFUSED"})
 
 
 # Reason codes of the validation stage (code -> description): the ones a validation result row can

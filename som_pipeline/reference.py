@@ -3,7 +3,13 @@
 Each file is typed and checked by its Pandera model (``schemas.REFERENCE_TABLES``), the same model that
 defines the warehouse table. Bad rows are quarantined like orders (``ops.quarantine`` with channel
 ``reference/<table>``), good rows replace the table. A file that cannot be read at all (or lacks a
-column) leaves the previous table in place: a broken catalog upload never empties the catalog.
+column) leaves the previous table in place: a broken catalog upload never empties the catalog. Nor does a
+file that reads but would shrink the table sharply (:func:`guard_shrink`: empty, or more than
+``SOM_REF_MAX_SHRINK`` of the rows lost, default 50 %): it is refused (``REF_SHRINK_REFUSED``), the previous
+table is kept, and the asset's ``file_accepted`` check fails (warn) until a good file arrives.
+
+Duplicate keys: the **last** row of the file with a key wins (a file appended with a correction); the earlier
+copies are quarantined as ``REF_DUPLICATE_KEY`` naming the line that was kept.
 
 Column types: text as is (trimmed); integers "12"; decimals "12.50" (no exponent, at most the column's
 scale); floats any number; booleans true/false/1/0/yes/no/y/n; dates YYYY-MM-DD; timestamps ISO 8601
@@ -40,6 +46,7 @@ class RefLoad:
     received: int
     accepted: int
     message: str = ""
+    refused: bool = False  # the file was read but refused by a guard: previous table kept
 
 
 def find_file(ref_dir: Path, table: str) -> Path | None:
@@ -149,16 +156,17 @@ def load_table_file(table: str, model: type[pa.DataFrameModel], channel: str, pa
     )
     ok_rows = typed.filter(pl.col("_err") == "").drop("_err", "_badtype")
 
-    # keys: every copy of a duplicated key is rejected (we cannot know which one is right)
+    # keys: the last row of the file with a key wins; earlier copies are quarantined, naming the kept line
     key_sets = _unique_keys(model)
     dups = []
     for key in key_sets:
-        d = ok_rows.filter(pl.len().over(key) > 1).select(
+        d = ok_rows.with_columns(pl.len().over(key).alias("_n"), pl.col("_i").max().over(key).alias("_last"))
+        d = d.filter((pl.col("_n") > 1) & (pl.col("_i") < pl.col("_last"))).select(
             "_i",
             pl.lit("REF_DUPLICATE_KEY").alias("reason_code"),
-            pl.format("key ({}) = ({}) appears {} times", pl.lit(", ".join(key)),
-                      pl.concat_str([pl.col(k).cast(pl.String) for k in key], separator=", "),
-                      pl.len().over(key)).alias("message"),
+            pl.format("key ({}) = ({}) appears {} times; the last one ({} {}) is kept", pl.lit(", ".join(key)),
+                      pl.concat_str([pl.col(k).cast(pl.String) for k in key], separator=", "), pl.col("_n"),
+                      pl.lit("line" if offset == 2 else "row"), pl.col("_last") + offset).alias("message"),
         )
         dups.append(d)
     dup = pl.concat(dups) if dups else bad.clear()
@@ -175,6 +183,27 @@ def load_table_file(table: str, model: type[pa.DataFrameModel], channel: str, pa
     q = _quarantine_frame(rejected.sort("_i"), channel, path.name, sha, "reference_row", loaded_at)
     frame = conform(ok_rows.sort("_i"), model)
     return RefLoad(table, path.name, sha, frame, q, df.height, frame.height)
+
+
+def guard_shrink(ld: RefLoad, current_rows: int, max_loss: float, at: datetime | None = None) -> RefLoad:
+    """Refuse a file that would empty the table or lose more than ``max_loss`` (a share) of its rows.
+
+    A first load (``current_rows == 0``) is never refused. ``max_loss >= 1`` turns the guard off (an intended
+    purge: set ``SOM_REF_MAX_SHRINK=1`` for that one run)."""
+    if ld.frame is None or current_rows == 0 or max_loss >= 1:
+        return ld
+    new = ld.frame.height
+    lost = (current_rows - new) / current_rows
+    if new > 0 and lost <= max_loss:
+        return ld
+    msg = (f"{ld.source_file} would shrink ref.{ld.table} from {current_rows} to {new} rows "
+           f"({lost:.0%} lost, more than the {max_loss:.0%} allowed by SOM_REF_MAX_SHRINK); previous table kept")
+    row = _quarantine_frame(
+        pl.DataFrame({"location": ["file"], "reason_code": ["REF_SHRINK_REFUSED"], "message": [msg], "raw": [None]},
+                     schema={"location": pl.String, "reason_code": pl.String, "message": pl.String, "raw": pl.String}),
+        f"reference/{ld.table}", ld.source_file or "", ld.sha256 or "", "file", at or datetime.now(UTC))
+    return RefLoad(ld.table, ld.source_file, ld.sha256, None, pl.concat([ld.quarantine, row]), ld.received, 0,
+                   f"REF_SHRINK_REFUSED: {msg}", refused=True)
 
 
 def _unique_keys(model: type[pa.DataFrameModel]) -> list[list[str]]:
