@@ -1,13 +1,16 @@
 """Pandera models: the one schema source (moving to one module per stage; for now all in :mod:`.base`)."""
 
+from __future__ import annotations
+
+import pandera.polars as pa
+
+from som_pipeline.schemas import base
 from som_pipeline.schemas.base import (
     PROMO_KINDS,
     RECORD_KINDS,
-    REFERENCE_TABLES,
     RESERVATION_DECISIONS,
     SHIP_MODES,
     STATUSES,
-    TABLES,
     TIERS,
     VALIDATION_RULES,
     AllocationModel,
@@ -65,6 +68,54 @@ from som_pipeline.schemas.base import (
     polars_schema,
     validate,
 )
+
+# Registry: table name -> model. DDL, checks and docs iterate TABLES, in this order.
+REFERENCE_TABLES: dict[str, type[pa.DataFrameModel]] = {
+    "customers": base.CustomerModel,
+    "customer_aliases": base.CustomerAliasModel,
+    "products": base.ProductModel,
+    "price_lists": base.PriceListModel,
+    "promotions": base.PromotionModel,
+    "warehouses": base.WarehouseModel,
+    "inventory": base.InventoryModel,
+    "carriers": base.CarrierModel,
+    "carrier_rates": base.CarrierRateModel,
+    "shipping_zones": base.ShippingZoneModel,
+    "open_items": base.OpenItemModel,
+}
+
+TABLES: dict[str, type[pa.DataFrameModel]] = {
+    "stage.order_headers": base.StagedOrderModel,
+    "stage.order_lines": base.StagedLineModel,
+    "stage.amazon_headers": base.AmazonHeaderModel,
+    "stage.amazon_items": base.AmazonItemsModel,
+    "stage.amazon_pairs": base.AmazonPairModel,
+    "core.orders": base.OrderModel,
+    "core.order_lines": base.OrderLineModel,
+    "core.order_versions": base.OrderVersionModel,
+    "core.order_line_versions": base.OrderLineVersionModel,
+    "core.probable_duplicates": base.ProbableDuplicateModel,
+    "core.daily_sales": base.DailySalesModel,
+    "core.validation_results": base.ValidationResultModel,
+    "core.order_holds": base.OrderHoldModel,
+    "core.order_status": base.OrderStatusModel,
+    "core.order_events": base.OrderEventModel,
+    "core.reservations": base.ReservationModel,
+    "core.manual_decisions": base.ManualDecisionModel,
+    "core.allocations": base.AllocationModel,
+    "core.backorders": base.BackorderModel,
+    "core.demand_forecast": base.DemandForecastModel,
+    "core.forecast_accuracy": base.ForecastAccuracyModel,
+    "core.replenishment_plan": base.ReplenishmentPlanModel,
+    "ref.disruptions": base.DisruptionModel,
+    "ops.quarantine": base.QuarantineModel,
+    "ops.ingest_files": base.IngestFileModel,
+    "ops.ingest_redrops": base.IngestRedropModel,
+    "ops.edi_acks": base.EdiAckModel,
+    "ops.b2b_watermark": base.B2BWatermarkModel,
+    "ops.amazon_pending": base.AmazonPendingModel,
+    **{f"ref.{name}": model for name, model in REFERENCE_TABLES.items()},
+}
 
 __all__ = [
     "Money", "UnitPrice", "Rate", "TsUTC", "TIERS", "PROMO_KINDS", "SHIP_MODES", "RECORD_KINDS",

@@ -747,57 +747,6 @@ class OpenItemModel(_Strict):
 
 
 # ================================================================================================
-# Registry: table name -> model. DDL, checks and docs iterate this.
-# ================================================================================================
-REFERENCE_TABLES: dict[str, type[pa.DataFrameModel]] = {
-    "customers": CustomerModel,
-    "customer_aliases": CustomerAliasModel,
-    "products": ProductModel,
-    "price_lists": PriceListModel,
-    "promotions": PromotionModel,
-    "warehouses": WarehouseModel,
-    "inventory": InventoryModel,
-    "carriers": CarrierModel,
-    "carrier_rates": CarrierRateModel,
-    "shipping_zones": ShippingZoneModel,
-    "open_items": OpenItemModel,
-}
-
-TABLES: dict[str, type[pa.DataFrameModel]] = {
-    "stage.order_headers": StagedOrderModel,
-    "stage.order_lines": StagedLineModel,
-    "stage.amazon_headers": AmazonHeaderModel,
-    "stage.amazon_items": AmazonItemsModel,
-    "stage.amazon_pairs": AmazonPairModel,
-    "core.orders": OrderModel,
-    "core.order_lines": OrderLineModel,
-    "core.order_versions": OrderVersionModel,
-    "core.order_line_versions": OrderLineVersionModel,
-    "core.probable_duplicates": ProbableDuplicateModel,
-    "core.daily_sales": DailySalesModel,
-    "core.validation_results": ValidationResultModel,
-    "core.order_holds": OrderHoldModel,
-    "core.order_status": OrderStatusModel,
-    "core.order_events": OrderEventModel,
-    "core.reservations": ReservationModel,
-    "core.manual_decisions": ManualDecisionModel,
-    "core.allocations": AllocationModel,
-    "core.backorders": BackorderModel,
-    "core.demand_forecast": DemandForecastModel,
-    "core.forecast_accuracy": ForecastAccuracyModel,
-    "core.replenishment_plan": ReplenishmentPlanModel,
-    "ref.disruptions": DisruptionModel,
-    "ops.quarantine": QuarantineModel,
-    "ops.ingest_files": IngestFileModel,
-    "ops.ingest_redrops": IngestRedropModel,
-    "ops.edi_acks": EdiAckModel,
-    "ops.b2b_watermark": B2BWatermarkModel,
-    "ops.amazon_pending": AmazonPendingModel,
-    **{f"ref.{name}": model for name, model in REFERENCE_TABLES.items()},
-}
-
-
-# ================================================================================================
 # Derivations
 # ================================================================================================
 def polars_schema(model: type[pa.DataFrameModel]) -> dict[str, pl.DataType]:
