@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import pandera.polars as pa
 
-from som_pipeline.schemas import base, reference
+from som_pipeline.schemas import base, capture, orders, reference
 from som_pipeline.schemas.base import (
     RECORD_KINDS,
     RESERVATION_DECISIONS,
     STATUSES,
     VALIDATION_RULES,
     AllocationModel,
-    AmazonHeaderModel,
-    AmazonItemsModel,
-    AmazonPairModel,
     AmazonPendingModel,
     B2BWatermarkModel,
     BackorderModel,
-    DailySalesModel,
     DemandForecastModel,
     DisruptionModel,
     EdiAckModel,
@@ -28,19 +24,12 @@ from som_pipeline.schemas.base import (
     Money,
     OrderEventModel,
     OrderHoldModel,
-    OrderLineModel,
-    OrderLineVersionModel,
-    OrderModel,
     OrderStatusModel,
-    OrderVersionModel,
-    ProbableDuplicateModel,
     QuarantineModel,
     Rate,
     ReplenishmentPlanModel,
     ReservationDecisionModel,
     ReservationModel,
-    StagedLineModel,
-    StagedOrderModel,
     TsUTC,
     UnitPrice,
     ValidationFindingModel,
@@ -53,6 +42,21 @@ from som_pipeline.schemas.base import (
     from_rows,
     polars_schema,
     validate,
+)
+from som_pipeline.schemas.capture import (
+    AmazonHeaderModel,
+    AmazonItemsModel,
+    AmazonPairModel,
+    StagedLineModel,
+    StagedOrderModel,
+)
+from som_pipeline.schemas.orders import (
+    DailySalesModel,
+    OrderLineModel,
+    OrderLineVersionModel,
+    OrderModel,
+    OrderVersionModel,
+    ProbableDuplicateModel,
 )
 from som_pipeline.schemas.reference import (
     PROMO_KINDS,
@@ -87,17 +91,17 @@ REFERENCE_TABLES: dict[str, type[pa.DataFrameModel]] = {
 }
 
 TABLES: dict[str, type[pa.DataFrameModel]] = {
-    "stage.order_headers": base.StagedOrderModel,
-    "stage.order_lines": base.StagedLineModel,
-    "stage.amazon_headers": base.AmazonHeaderModel,
-    "stage.amazon_items": base.AmazonItemsModel,
-    "stage.amazon_pairs": base.AmazonPairModel,
-    "core.orders": base.OrderModel,
-    "core.order_lines": base.OrderLineModel,
-    "core.order_versions": base.OrderVersionModel,
-    "core.order_line_versions": base.OrderLineVersionModel,
-    "core.probable_duplicates": base.ProbableDuplicateModel,
-    "core.daily_sales": base.DailySalesModel,
+    "stage.order_headers": capture.StagedOrderModel,
+    "stage.order_lines": capture.StagedLineModel,
+    "stage.amazon_headers": capture.AmazonHeaderModel,
+    "stage.amazon_items": capture.AmazonItemsModel,
+    "stage.amazon_pairs": capture.AmazonPairModel,
+    "core.orders": orders.OrderModel,
+    "core.order_lines": orders.OrderLineModel,
+    "core.order_versions": orders.OrderVersionModel,
+    "core.order_line_versions": orders.OrderLineVersionModel,
+    "core.probable_duplicates": orders.ProbableDuplicateModel,
+    "core.daily_sales": orders.DailySalesModel,
     "core.validation_results": base.ValidationResultModel,
     "core.order_holds": base.OrderHoldModel,
     "core.order_status": base.OrderStatusModel,
