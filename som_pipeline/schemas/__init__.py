@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import pandera.polars as pa
 
-from som_pipeline.schemas import base, capture, orders, reference
+from som_pipeline.schemas import base, capture, orders, reference, validation
 from som_pipeline.schemas.base import (
     RECORD_KINDS,
-    RESERVATION_DECISIONS,
-    STATUSES,
-    VALIDATION_RULES,
     AllocationModel,
     AmazonPendingModel,
     B2BWatermarkModel,
@@ -20,20 +17,12 @@ from som_pipeline.schemas.base import (
     ForecastAccuracyModel,
     IngestFileModel,
     IngestRedropModel,
-    ManualDecisionModel,
     Money,
-    OrderEventModel,
-    OrderHoldModel,
-    OrderStatusModel,
     QuarantineModel,
     Rate,
     ReplenishmentPlanModel,
-    ReservationDecisionModel,
-    ReservationModel,
     TsUTC,
     UnitPrice,
-    ValidationFindingModel,
-    ValidationResultModel,
     add_column_sql,
     conform,
     ddl,
@@ -74,6 +63,19 @@ from som_pipeline.schemas.reference import (
     ShippingZoneModel,
     WarehouseModel,
 )
+from som_pipeline.schemas.validation import (
+    RESERVATION_DECISIONS,
+    STATUSES,
+    VALIDATION_RULES,
+    ManualDecisionModel,
+    OrderEventModel,
+    OrderHoldModel,
+    OrderStatusModel,
+    ReservationDecisionModel,
+    ReservationModel,
+    ValidationFindingModel,
+    ValidationResultModel,
+)
 
 # Registry: table name -> model. DDL, checks and docs iterate TABLES, in this order.
 REFERENCE_TABLES: dict[str, type[pa.DataFrameModel]] = {
@@ -102,12 +104,12 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "core.order_line_versions": orders.OrderLineVersionModel,
     "core.probable_duplicates": orders.ProbableDuplicateModel,
     "core.daily_sales": orders.DailySalesModel,
-    "core.validation_results": base.ValidationResultModel,
-    "core.order_holds": base.OrderHoldModel,
-    "core.order_status": base.OrderStatusModel,
-    "core.order_events": base.OrderEventModel,
-    "core.reservations": base.ReservationModel,
-    "core.manual_decisions": base.ManualDecisionModel,
+    "core.validation_results": validation.ValidationResultModel,
+    "core.order_holds": validation.OrderHoldModel,
+    "core.order_status": validation.OrderStatusModel,
+    "core.order_events": validation.OrderEventModel,
+    "core.reservations": validation.ReservationModel,
+    "core.manual_decisions": validation.ManualDecisionModel,
     "core.allocations": base.AllocationModel,
     "core.backorders": base.BackorderModel,
     "core.demand_forecast": base.DemandForecastModel,
