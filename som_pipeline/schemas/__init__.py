@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import pandera.polars as pa
 
-from som_pipeline.schemas import base, capture, orders, reference, validation
+from som_pipeline.schemas import allocation, base, capture, orders, reference, validation
+from som_pipeline.schemas.allocation import AllocationModel, BackorderModel, DisruptionModel
 from som_pipeline.schemas.base import (
     RECORD_KINDS,
-    AllocationModel,
     AmazonPendingModel,
     B2BWatermarkModel,
-    BackorderModel,
     DemandForecastModel,
-    DisruptionModel,
     EdiAckModel,
     ForecastAccuracyModel,
     IngestFileModel,
@@ -110,12 +108,12 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "core.order_events": validation.OrderEventModel,
     "core.reservations": validation.ReservationModel,
     "core.manual_decisions": validation.ManualDecisionModel,
-    "core.allocations": base.AllocationModel,
-    "core.backorders": base.BackorderModel,
+    "core.allocations": allocation.AllocationModel,
+    "core.backorders": allocation.BackorderModel,
     "core.demand_forecast": base.DemandForecastModel,
     "core.forecast_accuracy": base.ForecastAccuracyModel,
     "core.replenishment_plan": base.ReplenishmentPlanModel,
-    "ref.disruptions": base.DisruptionModel,
+    "ref.disruptions": allocation.DisruptionModel,
     "ops.quarantine": base.QuarantineModel,
     "ops.ingest_files": base.IngestFileModel,
     "ops.ingest_redrops": base.IngestRedropModel,
