@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import pandera.polars as pa
 
-from som_pipeline.schemas import allocation, base, capture, orders, reference, validation
+from som_pipeline.schemas import allocation, base, capture, orders, planning, reference, validation
 from som_pipeline.schemas.allocation import AllocationModel, BackorderModel, DisruptionModel
 from som_pipeline.schemas.base import (
     RECORD_KINDS,
     AmazonPendingModel,
     B2BWatermarkModel,
-    DemandForecastModel,
     EdiAckModel,
-    ForecastAccuracyModel,
     IngestFileModel,
     IngestRedropModel,
     Money,
     QuarantineModel,
     Rate,
-    ReplenishmentPlanModel,
     TsUTC,
     UnitPrice,
     add_column_sql,
@@ -45,6 +42,7 @@ from som_pipeline.schemas.orders import (
     OrderVersionModel,
     ProbableDuplicateModel,
 )
+from som_pipeline.schemas.planning import DemandForecastModel, ForecastAccuracyModel, ReplenishmentPlanModel
 from som_pipeline.schemas.reference import (
     PROMO_KINDS,
     SHIP_MODES,
@@ -110,9 +108,9 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "core.manual_decisions": validation.ManualDecisionModel,
     "core.allocations": allocation.AllocationModel,
     "core.backorders": allocation.BackorderModel,
-    "core.demand_forecast": base.DemandForecastModel,
-    "core.forecast_accuracy": base.ForecastAccuracyModel,
-    "core.replenishment_plan": base.ReplenishmentPlanModel,
+    "core.demand_forecast": planning.DemandForecastModel,
+    "core.forecast_accuracy": planning.ForecastAccuracyModel,
+    "core.replenishment_plan": planning.ReplenishmentPlanModel,
     "ref.disruptions": allocation.DisruptionModel,
     "ops.quarantine": base.QuarantineModel,
     "ops.ingest_files": base.IngestFileModel,
