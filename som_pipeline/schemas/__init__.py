@@ -1,0 +1,197 @@
+"""Pandera models: the one schema source.
+
+Every warehouse table is declared once, as a Pandera model in its stage's module, and registered in
+:data:`TABLES`. From the models we derive
+- the DuckDB DDL (:func:`ddl`; :func:`add_column_sql` for columns a release adds), so the tables are created
+  from them;
+- the blocking asset checks (they call ``Model.validate``);
+- reference-data loading (files in ``$SOM_HOME/reference`` are typed and checked by the models of
+  :data:`REFERENCE_TABLES`);
+- ``docs/data_dictionary.md`` (:mod:`som_pipeline.datadict`, tables in :data:`TABLES` order; a test fails
+  when it is stale).
+
+What belongs here: table models and their allowed values (``TIERS``, ``STATUSES``...), models of the frames
+stage functions hand each other (``ValidationFindingModel``, ``ReservationDecisionModel``), and the helpers
+that derive from models. No pipeline logic, no I/O, no Dagster.
+
+One module per stage, each building on ``base``:
+
+- ``base``: dtypes (``Money``, ``UnitPrice``, ``Rate``, ``TsUTC``), ``_f`` (a documented field), ``_Strict``
+  (every model's base); ``ddl``, ``add_column_sql``, ``conform``, ``from_rows``, ``empty``, ``validate``...
+- ``capture``: ``stage.*``, orders as observed, Amazon header and items halves waiting to pair
+- ``orders``: ``core.orders`` and lines, their versions, probable duplicates, daily sales
+- ``validation``: results, holds, status and its events, reservations, manual decisions
+- ``allocation``: allocations, backorders, ``ref.disruptions``
+- ``planning``: demand forecast, forecast accuracy, replenishment plan
+- ``ops``: quarantine, ingest ledger and re-drops, EDI acks, portal watermark, Amazon pending
+- ``reference``: ``ref.*`` master data (:data:`REFERENCE_TABLES`)
+
+A new table: a model in the stage's module, one entry in TABLES; DDL, the asset check and
+docs/data_dictionary.md derive from it; run ``som docs``. Import the model below and list it in ``__all__``:
+callers import every model from ``som_pipeline.schemas``.
+A new stage (fulfilment, tracking, billing, returns, closure): a new module, one import line below, its
+tables in TABLES.
+
+Conventions: every column is *required* (present); ``nullable=True`` says a value may be missing.
+Money columns are exact decimals (see :mod:`som_pipeline.money`).
+"""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+
+from som_pipeline.schemas.allocation import AllocationModel, BackorderModel, DisruptionModel
+from som_pipeline.schemas.base import (
+    Money,
+    Rate,
+    TsUTC,
+    UnitPrice,
+    add_column_sql,
+    conform,
+    ddl,
+    duckdb_type,
+    empty,
+    from_rows,
+    polars_schema,
+    validate,
+)
+from som_pipeline.schemas.capture import (
+    AmazonHeaderModel,
+    AmazonItemsModel,
+    AmazonPairModel,
+    StagedLineModel,
+    StagedOrderModel,
+)
+from som_pipeline.schemas.ops import (
+    RECORD_KINDS,
+    AmazonPendingModel,
+    B2BWatermarkModel,
+    EdiAckModel,
+    IngestFileModel,
+    IngestRedropModel,
+    QuarantineModel,
+)
+from som_pipeline.schemas.orders import (
+    DailySalesModel,
+    OrderLineModel,
+    OrderLineVersionModel,
+    OrderModel,
+    OrderVersionModel,
+    ProbableDuplicateModel,
+)
+from som_pipeline.schemas.planning import DemandForecastModel, ForecastAccuracyModel, ReplenishmentPlanModel
+from som_pipeline.schemas.reference import (
+    PROMO_KINDS,
+    SHIP_MODES,
+    TIERS,
+    CarrierModel,
+    CarrierRateModel,
+    CustomerAliasModel,
+    CustomerModel,
+    InventoryModel,
+    OpenItemModel,
+    PriceListModel,
+    ProductModel,
+    PromotionModel,
+    ShippingZoneModel,
+    WarehouseModel,
+)
+from som_pipeline.schemas.validation import (
+    RESERVATION_DECISIONS,
+    STATUSES,
+    VALIDATION_RULES,
+    ManualDecisionModel,
+    OrderEventModel,
+    OrderHoldModel,
+    OrderStatusModel,
+    ReservationDecisionModel,
+    ReservationModel,
+    ValidationFindingModel,
+    ValidationResultModel,
+)
+
+# ================================================================================================
+# Registries: table name -> model. DDL, checks and docs iterate TABLES, in this order.
+# ================================================================================================
+# $SOM_HOME/reference/<table>.csv|.parquet -> ref.<table>
+REFERENCE_TABLES: dict[str, type[pa.DataFrameModel]] = {
+    "customers": CustomerModel,
+    "customer_aliases": CustomerAliasModel,
+    "products": ProductModel,
+    "price_lists": PriceListModel,
+    "promotions": PromotionModel,
+    "warehouses": WarehouseModel,
+    "inventory": InventoryModel,
+    "carriers": CarrierModel,
+    "carrier_rates": CarrierRateModel,
+    "shipping_zones": ShippingZoneModel,
+    "open_items": OpenItemModel,
+}
+
+TABLES: dict[str, type[pa.DataFrameModel]] = {
+    # capture
+    "stage.order_headers": StagedOrderModel,
+    "stage.order_lines": StagedLineModel,
+    "stage.amazon_headers": AmazonHeaderModel,
+    "stage.amazon_items": AmazonItemsModel,
+    "stage.amazon_pairs": AmazonPairModel,
+    # orders
+    "core.orders": OrderModel,
+    "core.order_lines": OrderLineModel,
+    "core.order_versions": OrderVersionModel,
+    "core.order_line_versions": OrderLineVersionModel,
+    "core.probable_duplicates": ProbableDuplicateModel,
+    "core.daily_sales": DailySalesModel,
+    # validation
+    "core.validation_results": ValidationResultModel,
+    "core.order_holds": OrderHoldModel,
+    "core.order_status": OrderStatusModel,
+    "core.order_events": OrderEventModel,
+    "core.reservations": ReservationModel,
+    "core.manual_decisions": ManualDecisionModel,
+    # allocation
+    "core.allocations": AllocationModel,
+    "core.backorders": BackorderModel,
+    # planning
+    "core.demand_forecast": DemandForecastModel,
+    "core.forecast_accuracy": ForecastAccuracyModel,
+    "core.replenishment_plan": ReplenishmentPlanModel,
+    # allocation's input from the landing zone (placed here: the data dictionary's order)
+    "ref.disruptions": DisruptionModel,
+    # ops
+    "ops.quarantine": QuarantineModel,
+    "ops.ingest_files": IngestFileModel,
+    "ops.ingest_redrops": IngestRedropModel,
+    "ops.edi_acks": EdiAckModel,
+    "ops.b2b_watermark": B2BWatermarkModel,
+    "ops.amazon_pending": AmazonPendingModel,
+    # reference
+    **{f"ref.{name}": model for name, model in REFERENCE_TABLES.items()},
+}
+
+__all__ = [
+    "REFERENCE_TABLES", "TABLES",
+    # base
+    "Money", "UnitPrice", "Rate", "TsUTC",
+    "polars_schema", "empty", "from_rows", "conform", "duckdb_type", "ddl", "add_column_sql", "validate",
+    # capture
+    "StagedOrderModel", "StagedLineModel", "AmazonHeaderModel", "AmazonItemsModel", "AmazonPairModel",
+    # orders
+    "OrderModel", "OrderVersionModel", "OrderLineModel", "OrderLineVersionModel", "ProbableDuplicateModel",
+    "DailySalesModel",
+    # validation
+    "STATUSES", "VALIDATION_RULES", "RESERVATION_DECISIONS", "ValidationFindingModel", "ValidationResultModel",
+    "OrderHoldModel", "OrderStatusModel", "OrderEventModel", "ReservationDecisionModel", "ReservationModel",
+    "ManualDecisionModel",
+    # allocation
+    "AllocationModel", "BackorderModel", "DisruptionModel",
+    # planning
+    "DemandForecastModel", "ForecastAccuracyModel", "ReplenishmentPlanModel",
+    # ops
+    "RECORD_KINDS", "QuarantineModel", "IngestFileModel", "IngestRedropModel", "EdiAckModel",
+    "B2BWatermarkModel", "AmazonPendingModel",
+    # reference
+    "TIERS", "PROMO_KINDS", "SHIP_MODES", "CustomerModel", "CustomerAliasModel", "ProductModel",
+    "PriceListModel", "PromotionModel", "WarehouseModel", "InventoryModel", "CarrierModel",
+    "CarrierRateModel", "ShippingZoneModel", "OpenItemModel",
+]

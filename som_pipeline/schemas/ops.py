@@ -1,0 +1,99 @@
+"""Operations (``ops.*``): the quarantine (every record not accepted, by any stage), the capture ledger and
+re-drops, EDI 997 acknowledgments, the B2B portal watermark, Amazon orders waiting for their other half.
+"""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+import polars as pl
+
+from som_pipeline.schemas.base import TsUTC, _f, _Strict
+
+RECORD_KINDS = ["file", "order", "order_line", "order_item", "transaction_set", "row", "reference_row", "decision"]
+
+
+class QuarantineModel(_Strict):
+    """``ops.quarantine``: every record not accepted, with why, where and what it was."""
+
+    quarantine_id: str = _f("Stable id: sha256 of the source file content + location + reason.", unique=True)
+    channel: str = _f("Channel or feed (shopify, amazon, edi, csv, b2b_portal, reference/<table>, approvals).")
+    source_file: str = _f("File name (or portal table) as received.")
+    file_sha256: str = _f("SHA-256 of the file content (ties the record to ops.ingest_files).", nullable=True)
+    location: str = _f("Where in the source: JSON pointer, X12 ISA/GS/ST path and segment range, CSV line, row id.")
+    record_kind: str = _f("What the record is.", isin=RECORD_KINDS)
+    order_ref: str = _f("Channel order ref, when it could be read.", nullable=True)
+    reason_code: str = _f("Reason code (see the reason table).")
+    message: str = _f("Human-readable explanation.")
+    raw: str = _f("The record's raw text (JSON object, X12 segments, CSV line).", nullable=True)
+    quarantined_at: TsUTC = _f("When it was quarantined.")
+
+
+class IngestFileModel(_Strict):
+    """``ops.ingest_files``: the ledger, one row per distinct file content processed."""
+
+    source_file: str = _f("File name as received.")
+    channel: str = _f("Channel.")
+    sha256: str = _f("SHA-256 of the content: a re-dropped identical file is recognised by it.", unique=True)
+    size_bytes: int = _f("File size.", ge=0)
+    encoding: str = _f("Detected text encoding (utf-8, utf-8-sig, utf-16, cp1252, binary...).", nullable=True)
+    record_unit: str = _f("What one record is for this channel (order, transaction_set, row, order_item...).")
+    records_received: int = _f("Records found in the file.", ge=0)
+    records_accepted: int = _f("Records accepted (into stage/core).", ge=0)
+    records_quarantined: int = _f("Records quarantined (ops.quarantine).", ge=0)
+    orders_accepted: int = _f("Distinct orders (or order-item pages) accepted from this file.", ge=0)
+    archived_to: str = _f("Where the file was moved after processing.", nullable=True)
+    processed_at: TsUTC = _f("When it was processed.")
+
+    @pa.dataframe_check(description="received = accepted + quarantined, for every file")
+    def conservation(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.col("records_received") == pl.col("records_accepted") + pl.col("records_quarantined")
+        )
+
+
+class IngestRedropModel(_Strict):
+    """``ops.ingest_redrops``: files whose identical content was already processed (not counted again)."""
+
+    source_file: str = _f("File name as received this time.")
+    channel: str = _f("Channel.")
+    sha256: str = _f("Content hash (found in ops.ingest_files).")
+    first_source_file: str = _f("Name under which the content was first processed.")
+    seen_at: TsUTC = _f("When the re-drop was seen.")
+
+
+class EdiAckModel(_Strict):
+    """``ops.edi_acks``: the 997 functional acknowledgments written, one per interchange received."""
+
+    source_file: str = _f("Inbound file.")
+    file_sha256: str = _f("Inbound file content hash.")
+    interchange_control: str = _f("Inbound ISA13.", nullable=True)
+    sender_id: str = _f("Inbound ISA06 (trimmed).", nullable=True)
+    ack_file: str = _f("997 file written to outbound/edi/.")
+    ack_control: int = _f("Our ISA13 of the 997.", ge=1)
+    sets_received: int = _f("Transaction sets received in the interchange.", ge=0)
+    sets_accepted: int = _f("Transaction sets accepted.", ge=0)
+    envelope_errors: str = _f(
+        "Envelope problems (ISA/IEA, GS/GE counts and control numbers: X12_ENVELOPE_COUNT, X12_CONTROL_NUMBER, "
+        "X12_SYNTAX), reported in the 997 (TA1/AK9 codes); sound sets inside are still kept. Null: none.",
+        nullable=True,
+    )
+    created_at: TsUTC = _f("When the 997 was written.")
+
+
+class B2BWatermarkModel(_Strict):
+    """``ops.b2b_watermark``: how far the portal has been read (persisted between runs)."""
+
+    source: str = _f("Portal database identity (URL without credentials).", unique=True)
+    watermark_ts: TsUTC = _f("Greatest updated_at read so far.", nullable=True)
+    watermark_id: str = _f("Greatest order id at that updated_at (tie-breaker).", nullable=True)
+    rows_read: int = _f("Rows read in the last run.", ge=0)
+    updated_at: TsUTC = _f("When the watermark moved.")
+
+
+class AmazonPendingModel(_Strict):
+    """``ops.amazon_pending``: Amazon orders waiting for their other half (replaced on every capture run)."""
+
+    amazon_order_id: str = _f("AmazonOrderId.", unique=True)
+    waiting_for: str = _f("items | order header | more item pages", isin=["items", "order header", "more item pages"])
+    since: TsUTC = _f("When the first half arrived.")
+    source_file: str = _f("Files received so far.")

@@ -1,0 +1,67 @@
+"""Demand forecast & replenishment (``core.*``): the daily forecast per SKU x warehouse, its backtested accuracy,
+and the transfer / purchase plan.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from som_pipeline.schemas.base import TsUTC, _f, _Strict
+
+
+class DemandForecastModel(_Strict):
+    """``core.demand_forecast``: daily demand forecast per SKU x warehouse with prediction intervals."""
+
+    sku: str = _f("SKU.")
+    warehouse_id: str = _f("Warehouse.")
+    forecast_date: pl.Date = _f("Day forecast.")
+    forecast: float = _f("Expected units (mean).", ge=0)
+    lo_80: float = _f("80 % interval, low.", ge=0)
+    hi_80: float = _f("80 % interval, high.", ge=0)
+    lo_95: float = _f("95 % interval, low.", ge=0)
+    hi_95: float = _f("95 % interval, high.", ge=0)
+    model: str = _f("Model chosen for the series by backtest.")
+    generated_at: TsUTC = _f("When the forecast was made.")
+
+    class Config:
+        strict = True
+        unique = ["sku", "warehouse_id", "forecast_date"]
+
+
+class ForecastAccuracyModel(_Strict):
+    """``core.forecast_accuracy``: rolling-origin backtest per series (and ``*``/``*`` overall)."""
+
+    sku: str = _f("SKU ('*' = overall).")
+    warehouse_id: str = _f("Warehouse ('*' = overall).")
+    model: str = _f("Model (chosen one for the series, or each candidate when evaluated).")
+    chosen: bool = _f("True for the model chosen for the series.")
+    series_class: str = _f("smooth | intermittent | lumpy | erratic | sparse.")
+    mase: float = _f("Mean absolute scaled error (scale: in-sample seasonal naive, season 7).", nullable=True)
+    wape: float = _f("Weighted absolute percentage error.", nullable=True)
+    bias: float = _f("Mean error / mean actual (positive = over-forecast).", nullable=True)
+    mase_vs_seasonal_naive: float = _f("MAE of the model / MAE of seasonal naive on the same folds (< 1 = better).",
+                                       nullable=True)
+    folds: int = _f("Backtest windows.", ge=0)
+    horizon_days: int = _f("Days per window.", ge=1)
+    sigma_daily: float = _f("Chosen model's backtest RMSE per day (safety stock uses it); null: no backtest.",
+                            nullable=True, ge=0)
+    evaluated_at: TsUTC = _f("When.")
+
+
+class ReplenishmentPlanModel(_Strict):
+    """``core.replenishment_plan``: transfers first, then purchase suggestions, each with its reason."""
+
+    proposal_id: str = _f("Id.", unique=True)
+    kind: str = _f("transfer | purchase.", isin=["transfer", "purchase"])
+    sku: str = _f("SKU.")
+    from_warehouse: str = _f("Source warehouse (transfer) or null (purchase).", nullable=True)
+    to_warehouse: str = _f("Destination warehouse.")
+    quantity: pl.Int64 = _f("Units.", gt=0)
+    on_hand: pl.Int64 = _f("Destination units on hand after reservations.")
+    safety_stock: pl.Int64 = _f("Safety stock at the destination.", ge=0)
+    reorder_point: pl.Int64 = _f("Reorder point at the destination.", ge=0)
+    expected_stockout_date: pl.Date = _f("When the destination runs out without this proposal.", nullable=True)
+    lead_time_days: int = _f("Lead time assumed.", ge=0)
+    reason: str = _f("Why, in words.")
+    priority: int = _f("1 = most urgent.", ge=1)
+    generated_at: TsUTC = _f("When.")
