@@ -501,7 +501,8 @@ def test_decomposed_flow_matches_the_whole_network(seed: int, capped: bool, batc
     within every stock and capacity limit (and it declines when warehouse capacities bind)."""
     import numpy as np
 
-    from som_pipeline.allocation.solver import UNLIMITED, _decomposed_flow, _network_flow
+    from som_pipeline.allocation.solver import UNLIMITED
+    from som_pipeline.allocation.solver.flow import _decomposed_flow, _network_flow
 
     rng = np.random.default_rng(seed)
     n_d, n_sku, n_w = int(rng.integers(1, 40)), int(rng.integers(1, 6)), int(rng.integers(1, 4))
@@ -520,7 +521,7 @@ def test_decomposed_flow_matches_the_whole_network(seed: int, capped: bool, batc
     cap = rng.integers(0, 30, n_w) if capped else np.full(n_w, UNLIMITED)
     bo = np.full(n_d, 10_000_000, dtype=np.int64)
     whole_flows, whole_cost = _network_flow(q, od, orr, unit, r_w, stock, cap, bo)
-    with mock.patch("som_pipeline.allocation.solver._FLOW_BATCH_ROWS", batch):  # several batches of components
+    with mock.patch("som_pipeline.allocation.solver.flow._FLOW_BATCH_ROWS", batch):  # several batches of components
         flows, cost = _decomposed_flow(q, od, orr, unit, r_w, stock, cap, bo)
     if flows is None:
         assert capped  # only warehouse capacities can make it decline
