@@ -10,6 +10,6 @@ Design, formulation and what is exact: ``docs/allocation.md``.
 """
 
 from som_pipeline.allocation.config import SCALE, AllocationConfig
-from som_pipeline.allocation.plan import AllocationResult, allocate
+from som_pipeline.allocation.plan import AllocationInputs, AllocationResult, allocate
 
-__all__ = ["SCALE", "AllocationConfig", "AllocationResult", "allocate"]
+__all__ = ["SCALE", "AllocationConfig", "AllocationInputs", "AllocationResult", "allocate"]

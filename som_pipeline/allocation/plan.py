@@ -90,44 +90,68 @@ def _backlog(keys: pl.DataFrame, cfg: AllocationConfig, frame: Frame | None) -> 
     return k.select(*keys.columns, pl.coalesce("_v1", "_v2", "_v3", "_v4", pl.lit(0)).cast(pl.Int64).alias("_backlog"))
 
 
-def allocate(orders: Frame, lines: Frame, reservations: Frame, warehouses: Frame, inventory: Frame,
-             products: Frame, carriers: Frame, carrier_rates: Frame, shipping_zones: Frame,
-             disruptions: Frame | None, previous_allocations: Frame | None, now: datetime,
-             cfg: AllocationConfig | None = None, *, customers: Frame | None = None,
-             previous_backorders: Frame | None = None, carrier_backlog: Frame | None = None) -> AllocationResult:
+@dataclass(frozen=True, kw_only=True, eq=False)
+class AllocationInputs:
+    """The frames :func:`allocate` reads (any may be lazy), by keyword.
+
+    Required: ``core.orders``, ``core.order_lines`` (``lines``), ``core.reservations`` and the ``ref.*`` tables.
+    Optional: ``disruptions`` (``ref.disruptions``); ``previous_allocations``: the *open* allocations of the last
+    run; ``customers``: a customer's ``ship_complete`` default applies to its orders, as in validation;
+    ``previous_backorders``: keeps ``since`` of units still waiting; ``carrier_backlog``: ``carrier_id, service
+    (null = all), warehouse_id (null = all), backlog_parcels``.
+    """
+
+    orders: Frame
+    lines: Frame
+    reservations: Frame
+    warehouses: Frame
+    inventory: Frame
+    products: Frame
+    carriers: Frame
+    carrier_rates: Frame
+    shipping_zones: Frame
+    disruptions: Frame | None = None
+    previous_allocations: Frame | None = None
+    customers: Frame | None = None
+    previous_backorders: Frame | None = None
+    carrier_backlog: Frame | None = None
+
+
+def allocate(inputs: AllocationInputs, *, now: datetime, config: AllocationConfig | None = None) -> AllocationResult:
     """Route every approved, reserved unit to a warehouse and carrier service at the lowest total cost within
     the rules (see the package doc and ``docs/allocation.md``).
 
-    ``customers`` (optional): a customer's ``ship_complete`` default applies to its orders, as in validation.
-    ``previous_backorders`` (optional): keeps ``since`` of units still waiting. ``carrier_backlog`` (optional):
-    ``carrier_id, service (null = all), warehouse_id (null = all), backlog_parcels``.
+    ``inputs``: the frames (:class:`AllocationInputs`). ``now``: the run's time (timezone-aware). ``config``:
+    the model's parameters (default ``AllocationConfig()``).
     """
-    cfg = cfg or AllocationConfig()
+    cfg = config or AllocationConfig()
     if now.tzinfo is None:
         raise ValueError("allocate: now must be timezone-aware")
     now = now.astimezone(UTC)
     t0 = time.perf_counter()
     secs: dict[str, float] = {}
-    active = active_disruptions(disruptions, now)
-    dem, waiting = build_demand(orders, lines, reservations, products, customers, cfg)
-    options = build_options(dem, warehouses, inventory, carriers, carrier_rates, shipping_zones, active, now, cfg,
-                            top_k=max(1, cfg.mip_services_per_option))
+    active = active_disruptions(inputs.disruptions, now)
+    dem, waiting = build_demand(inputs.orders, inputs.lines, inputs.reservations, inputs.products,
+                                 inputs.customers, cfg)
+    options = build_options(dem, inputs.warehouses, inputs.inventory, inputs.carriers, inputs.carrier_rates,
+                            inputs.shipping_zones, active, now, cfg, top_k=max(1, cfg.mip_services_per_option))
     best, whs, svcs = options.best, options.warehouses, options.services
     if whs.height > 62:
         raise ValueError(f"allocate: {whs.height} active warehouses; at most 62 are supported (see docs/allocation.md)")
     secs["options"] = time.perf_counter() - t0
-    inv = (eager(inventory).join(whs.select("warehouse_id", "wi"), on="warehouse_id")
+    inv = (eager(inputs.inventory).join(whs.select("warehouse_id", "wi"), on="warehouse_id")
            .select("wi", "sku", pl.col("on_hand").cast(pl.Int64)))
     P = cfg.e4(cfg.split_penalty_per_shipment)
 
     t1 = time.perf_counter()
-    prev = (conform(eager(previous_allocations), AllocationModel) if previous_allocations is not None
+    previous = inputs.previous_allocations
+    prev = (conform(eager(previous), AllocationModel) if previous is not None
             else pl.DataFrame(schema=ALLOCATION_SCHEMA))
     kept, released, dropped_prev = _keep_or_release(prev, dem, options, active, inv)
     secs["previous"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    res = _residual_problem(dem, kept, options, inv, P, carrier_backlog, cfg)
+    res = _residual_problem(dem, kept, options, inv, P, inputs.carrier_backlog, cfg)
     secs["prepare"] = time.perf_counter() - t2
     t3 = time.perf_counter()
     assign, report = solve(res.problem, cfg)
@@ -137,7 +161,8 @@ def allocate(orders: Frame, lines: Frame, reservations: Frame, warehouses: Frame
     new = _rows(assign, res.sopt, dem, released, kept, best, inv, whs, svcs, res.wcap, P, now, cfg)
     allocations, kept_out = _with_kept_rows(prev, kept, new)
     p_left = _parcels_left_after(res, assign)
-    backorders = _backorders(dem, waiting, allocations, options.diag, best, whs, p_left, previous_backorders, now, cfg)
+    backorders = _backorders(dem, waiting, allocations, options.diag, best, whs, p_left, inputs.previous_backorders,
+                             now, cfg)
     secs["rows"] = time.perf_counter() - t4
     secs["total"] = time.perf_counter() - t0
     metrics = _metrics(dem, allocations, backorders, kept_out, new, prev.height - dropped_prev - kept.height,
