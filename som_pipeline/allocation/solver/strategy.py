@@ -1,6 +1,7 @@
 """The strategy: which path solves an instance (greedy, MIP, or the flow path) and, on the flow path, the sequence
-bound -> flow -> repairs -> final check. A new path or a new step of the flow path is wired in here; the step
-itself lives in its own module (:mod:`~.flow`, :mod:`~.repairs`, ...).
+bound -> flow -> check -> repairs (1)-(6), one named step each (``_relaxation``, ``_repair`` and its steps).
+Only the order and the wiring live here: a new path or pass is written in its own module (:mod:`~.flow`,
+:mod:`~.repairs`, ...) and called from here.
 """
 
 from __future__ import annotations
