@@ -37,7 +37,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from som_pipeline import schemas  # noqa: E402
-from som_pipeline.allocation import AllocationConfig, allocate  # noqa: E402
+from som_pipeline.allocation import AllocationConfig, AllocationInputs, allocate  # noqa: E402
 
 NOW = datetime(2026, 10, 1, 13, 0, tzinfo=UTC)  # Thursday, 09:00 in New York: before every cutoff
 WAREHOUSES = [  # id, lat, lon, tz, cutoff hour, handling
@@ -57,7 +57,7 @@ def _frame(model, data: dict) -> pl.DataFrame:
 
 
 def instance(n_lines: int, seed: int, n_sku: int | None = None, scarce: bool = False,
-             basis: str = "lines") -> dict[str, pl.DataFrame]:
+             basis: str = "lines") -> AllocationInputs:
     rng = np.random.default_rng(seed)
     n_w = len(WAREHOUSES)
     # destinations and zones (1..8 by great-circle-ish distance)
@@ -175,9 +175,9 @@ def instance(n_lines: int, seed: int, n_sku: int | None = None, scarce: bool = F
         "daily_capacity_lines": caps, "cutoff_time": [datetime(2000, 1, 1, w[4]).time() for w in WAREHOUSES],
         "timezone": [w[3] for w in WAREHOUSES], "handling_cost": [Decimal(w[5]) for w in WAREHOUSES],
         "active": [True] * n_w})
-    return {"orders": orders, "lines": lines, "reservations": reservations, "warehouses": warehouses,
-            "inventory": inventory, "products": products, "carriers": carriers, "carrier_rates": rates,
-            "shipping_zones": zones, "disruptions": schemas.empty(schemas.DisruptionModel)}
+    return AllocationInputs(orders=orders, lines=lines, reservations=reservations, warehouses=warehouses,
+                            inventory=inventory, products=products, carriers=carriers, carrier_rates=rates,
+                            shipping_zones=zones, disruptions=schemas.empty(schemas.DisruptionModel))
 
 
 def main() -> int:
@@ -194,15 +194,15 @@ def main() -> int:
           f"on {os.cpu_count()} cores")
     t = time.perf_counter()
     inst = instance(a.lines, a.seed, a.skus, a.scarce, a.basis)
-    print(f"instance: {inst['lines'].height:,} lines, {inst['orders'].height:,} orders, "
-          f"{inst['products'].height:,} SKUs, {inst['warehouses'].height} warehouses, "
-          f"{inst['carriers'].height} carrier services (generated in {time.perf_counter() - t:.1f} s)")
+    print(f"instance: {inst.lines.height:,} lines, {inst.orders.height:,} orders, "
+          f"{inst.products.height:,} SKUs, {inst.warehouses.height} warehouses, "
+          f"{inst.carriers.height} carrier services (generated in {time.perf_counter() - t:.1f} s)")
     extra = {} if a.relocation_passes is None else {"relocation_passes": a.relocation_passes}
     cfg = AllocationConfig(capacity_basis=a.basis, **extra)
     best, res = None, None
     for _ in range(a.repeat):
         t = time.perf_counter()
-        r = allocate(**inst, previous_allocations=None, now=NOW, cfg=cfg)
+        r = allocate(inst, now=NOW, config=cfg)
         el = time.perf_counter() - t
         if best is None or el < best:
             best, res = el, r
@@ -210,10 +210,10 @@ def main() -> int:
     # the rules hold: nothing beyond stock, every row's units within its line's reservation
     al = res.allocations
     used = al.group_by("warehouse_id", "sku").agg(pl.col("quantity").sum().alias("q")).join(
-        inst["inventory"].select("warehouse_id", "sku", "on_hand"), on=["warehouse_id", "sku"], how="left")
+        inst.inventory.select("warehouse_id", "sku", "on_hand"), on=["warehouse_id", "sku"], how="left")
     assert used.filter(pl.col("q") > pl.col("on_hand").fill_null(0)).height == 0, "allocated beyond stock"
     per_line = al.group_by("order_id", "line_no").agg(pl.col("quantity").sum().alias("q")).join(
-        inst["reservations"].select("order_id", "line_no", "quantity_reserved"), on=["order_id", "line_no"])
+        inst.reservations.select("order_id", "line_no", "quantity_reserved"), on=["order_id", "line_no"])
     assert per_line.filter(pl.col("q") > pl.col("quantity_reserved")).height == 0, "allocated beyond reservations"
     standard = a.lines == 100_000 and a.basis == "lines" and not a.scarce and a.skus is None
     verdict = ("OK" if best <= 2 else "MISSED") if standard else "n/a for this instance"
@@ -227,7 +227,7 @@ def main() -> int:
     for w in m["by_warehouse"]:
         print(f"    {w['warehouse_id']}: {w['units']:,} units, {w['rows']:,} rows, {w['cost']:,.2f}")
     t = time.perf_counter()
-    c = allocate(**inst, previous_allocations=None, now=NOW, cfg=replace(cfg, certify=True))
+    c = allocate(inst, now=NOW, config=replace(cfg, certify=True))
     cm = c.metrics
     print(f"\ncertified run (one more flow: the plain relaxation): {time.perf_counter() - t:.2f} s wall")
     m_unit = cm["backorder_penalty_per_unit"]
@@ -239,7 +239,7 @@ def main() -> int:
           f"{100 * (cm['gap'] - extra_units * m_unit) / cm['plan_cost']:.2f} % of the plan cost; "
           f"proven optimal {cm['proven_optimal']}")
     t = time.perf_counter()
-    g = allocate(**inst, previous_allocations=None, now=NOW, cfg=AllocationConfig(capacity_basis=a.basis, method="greedy"))
+    g = allocate(inst, now=NOW, config=AllocationConfig(capacity_basis=a.basis, method="greedy"))
     gm = g.metrics
     print(f"\ngreedy (cheapest option first): {time.perf_counter() - t:.2f} s wall, solver {gm['seconds'].get('solve', 0):.2f} s")
     print(f"  allocated {gm['allocated_units']:,} units; plan cost {gm['plan_cost']:,.2f}; extra shipments {gm['extra_shipments']:,}")

@@ -27,7 +27,7 @@ def render_data_dictionary() -> str:
     out = [
         "# Data dictionary",
         "",
-        "_Generated from the Pandera models in `som_pipeline/schemas.py` by `som docs`; do not edit by hand._",
+        "_Generated from the Pandera models in `som_pipeline/schemas/` by `som docs`; do not edit by hand._",
         "",
         "Every table lives in the DuckDB warehouse (`$SOM_HOME/warehouse/som.duckdb`; analysts open the copy",
         "`som_analytics.duckdb`). Money is `DECIMAL`: exact (rounding rule in `som_pipeline/money.py`).",

@@ -9,6 +9,7 @@ from typing import Any
 import polars as pl
 
 from som_pipeline import schemas
+from som_pipeline.allocation import AllocationInputs
 
 D = Decimal
 # Thursday 2026-10-01 10:00 UTC = 06:00 in New York, 03:00 in Los Angeles: before every cutoff.
@@ -26,8 +27,8 @@ def frame(model: type, rows: list[dict]) -> pl.DataFrame:
 def instance(*, warehouses: dict[str, dict] | None = None, stock: dict[tuple[str, str], int],
              orders: list[dict], zones: dict[tuple[str, str, str], int] | None = None,
              carriers: list[dict] | None = None, rate: Any = None, disruptions: list[dict] | None = None,
-             products: dict[str, dict] | None = None) -> dict[str, Any]:
-    """Keyword arguments for :func:`som_pipeline.allocation.allocate` (minus previous_allocations/now/cfg).
+             products: dict[str, dict] | None = None) -> AllocationInputs:
+    """The inputs of :func:`som_pipeline.allocation.allocate` (no previous allocations or backorders).
 
     ``orders``: ``{"order_id", "lines": [(sku, qty) | (sku, qty, requested_date)], "country", "region",
     "sc", "ship_method", "status", "backordered": {line_no: units}}``.
@@ -91,18 +92,18 @@ def instance(*, warehouses: dict[str, dict] | None = None, stock: dict[tuple[str
                 "severity": "closed", "extra_days": 0, "note": None}
         base.update(d)
         drows.append(base)
-    return {
-        "orders": frame(schemas.OrderModel, o_rows),
-        "lines": frame(schemas.OrderLineModel, l_rows),
-        "reservations": frame(schemas.ReservationModel, r_rows),
-        "warehouses": frame(schemas.WarehouseModel, whs),
-        "inventory": frame(schemas.InventoryModel, inv),
-        "products": frame(schemas.ProductModel, prods),
-        "carriers": frame(schemas.CarrierModel, carriers),
-        "carrier_rates": frame(schemas.CarrierRateModel, rate_rows),
-        "shipping_zones": frame(schemas.ShippingZoneModel, zrows),
-        "disruptions": frame(schemas.DisruptionModel, drows),
-    }
+    return AllocationInputs(
+        orders=frame(schemas.OrderModel, o_rows),
+        lines=frame(schemas.OrderLineModel, l_rows),
+        reservations=frame(schemas.ReservationModel, r_rows),
+        warehouses=frame(schemas.WarehouseModel, whs),
+        inventory=frame(schemas.InventoryModel, inv),
+        products=frame(schemas.ProductModel, prods),
+        carriers=frame(schemas.CarrierModel, carriers),
+        carrier_rates=frame(schemas.CarrierRateModel, rate_rows),
+        shipping_zones=frame(schemas.ShippingZoneModel, zrows),
+        disruptions=frame(schemas.DisruptionModel, drows),
+    )
 
 
 def requested(days: int) -> date:

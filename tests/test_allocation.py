@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from dataclasses import replace
 from datetime import date, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from unittest import mock
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from som_pipeline import schemas
-from som_pipeline.allocation import AllocationConfig, allocate
+from som_pipeline.allocation import AllocationConfig, AllocationInputs, allocate
 from tests.alloc_builders import BANDS, NOW, ORDER_TS, D, instance, requested
 
 # the min-cost-flow path (with its repairs) on small instances, with the relaxation bound
@@ -24,8 +25,8 @@ FLOW = AllocationConfig(mip_max_rows=0, certify=True)
 Q4 = Decimal("0.0001")
 
 
-def run(inst: dict, cfg: AllocationConfig | None = None, previous: pl.DataFrame | None = None, now=NOW):
-    r = allocate(**inst, previous_allocations=previous, now=now, cfg=cfg)
+def run(inst: AllocationInputs, cfg: AllocationConfig | None = None, previous: pl.DataFrame | None = None, now=NOW):
+    r = allocate(replace(inst, previous_allocations=previous), now=now, config=cfg)
     schemas.validate(schemas.AllocationModel, r.allocations)
     schemas.validate(schemas.BackorderModel, r.backorders)
     return r
@@ -48,17 +49,17 @@ def _business(d: date, n: int) -> date:
     return d
 
 
-def unit_costs(inst: dict, cfg: AllocationConfig) -> tuple[list[dict], dict]:
+def unit_costs(inst: AllocationInputs, cfg: AllocationConfig) -> tuple[list[dict], dict]:
     """Demand rows and, per (row index, warehouse, carrier, service), the exact unit cost (Decimal, 4 places)."""
-    wh = {w["warehouse_id"]: w for w in inst["warehouses"].to_dicts() if w["active"]}
-    stock = {(r["warehouse_id"], r["sku"]): r["on_hand"] for r in inst["inventory"].to_dicts()}
-    prod = {p["sku"]: p for p in inst["products"].to_dicts()}
-    orders = {o["order_id"]: o for o in inst["orders"].to_dicts()}
-    lines = {(x["order_id"], x["line_no"]): x for x in inst["lines"].to_dicts()}
-    zones = {(z["warehouse_id"], z["dest_country"], z["dest_region"]): z["zone"] for z in inst["shipping_zones"].to_dicts()}
-    cars = [c for c in inst["carriers"].to_dicts() if c["active"]]
-    rates = inst["carrier_rates"].to_dicts()
-    dem = [r for r in inst["reservations"].to_dicts() if r["order_status"] == "APPROVED" and r["quantity_reserved"] > 0]
+    wh = {w["warehouse_id"]: w for w in inst.warehouses.to_dicts() if w["active"]}
+    stock = {(r["warehouse_id"], r["sku"]): r["on_hand"] for r in inst.inventory.to_dicts()}
+    prod = {p["sku"]: p for p in inst.products.to_dicts()}
+    orders = {o["order_id"]: o for o in inst.orders.to_dicts()}
+    lines = {(x["order_id"], x["line_no"]): x for x in inst.lines.to_dicts()}
+    zones = {(z["warehouse_id"], z["dest_country"], z["dest_region"]): z["zone"] for z in inst.shipping_zones.to_dicts()}
+    cars = [c for c in inst.carriers.to_dicts() if c["active"]]
+    rates = inst.carrier_rates.to_dicts()
+    dem = [r for r in inst.reservations.to_dicts() if r["order_status"] == "APPROVED" and r["quantity_reserved"] > 0]
     units_of = {}
     for r in dem:
         units_of[r["order_id"]] = units_of.get(r["order_id"], 0) + r["quantity_reserved"]
@@ -94,7 +95,7 @@ def unit_costs(inst: dict, cfg: AllocationConfig) -> tuple[list[dict], dict]:
     return dem, costs
 
 
-def plan_value(inst: dict, cfg: AllocationConfig, allocs: list[dict]) -> tuple[int, Decimal]:
+def plan_value(inst: AllocationInputs, cfg: AllocationConfig, allocs: list[dict]) -> tuple[int, Decimal]:
     """(units not allocated, cost) of allocation rows under the independent cost model."""
     dem, costs = unit_costs(inst, cfg)
     index = {(r["order_id"], r["line_no"], r["sku"]): i for i, r in enumerate(dem)}
@@ -107,16 +108,16 @@ def plan_value(inst: dict, cfg: AllocationConfig, allocs: list[dict]) -> tuple[i
     return sum(r["quantity_reserved"] for r in dem) - sum(a["quantity"] for a in allocs), cost
 
 
-def brute_force(inst: dict, cfg: AllocationConfig) -> tuple[int, Decimal]:
+def brute_force(inst: AllocationInputs, cfg: AllocationConfig) -> tuple[int, Decimal]:
     """Every assignment of every demand row's units to (warehouse, service) pairs (one service per warehouse):
     the lexicographic optimum (fewest units not allocated, then lowest cost)."""
     dem, costs = unit_costs(inst, cfg)
-    stock = {(r["warehouse_id"], r["sku"]): r["on_hand"] for r in inst["inventory"].to_dicts()}
-    cap = {w["warehouse_id"]: w["daily_capacity_lines"] for w in inst["warehouses"].to_dicts()}
-    parcels_cap = {(c["carrier_id"], c["service"]): c["daily_capacity_parcels"] for c in inst["carriers"].to_dicts()}
-    prod = {p["sku"]: p for p in inst["products"].to_dicts()}
-    rates = inst["carrier_rates"].to_dicts()
-    sc = {o["order_id"]: o["ship_complete"] for o in inst["orders"].to_dicts()}
+    stock = {(r["warehouse_id"], r["sku"]): r["on_hand"] for r in inst.inventory.to_dicts()}
+    cap = {w["warehouse_id"]: w["daily_capacity_lines"] for w in inst.warehouses.to_dicts()}
+    parcels_cap = {(c["carrier_id"], c["service"]): c["daily_capacity_parcels"] for c in inst.carriers.to_dicts()}
+    prod = {p["sku"]: p for p in inst.products.to_dicts()}
+    rates = inst.carrier_rates.to_dicts()
+    sc = {o["order_id"]: o["ship_complete"] for o in inst.orders.to_dicts()}
 
     def parcels(i: int, c: str, s: str) -> int:
         top = max(x["max_weight_kg"] for x in rates if (x["carrier_id"], x["service"]) == (c, s))
@@ -165,7 +166,7 @@ def brute_force(inst: dict, cfg: AllocationConfig) -> tuple[int, Decimal]:
     return best[0]
 
 
-def tiny_instance(seed: int) -> dict:
+def tiny_instance(seed: int) -> AllocationInputs:
     rnd = random.Random(seed)
     n_w = rnd.choice([2, 3])
     whs = {f"WH-{c}": {"handling_cost": D(rnd.choice(["2.00", "3.00", "4.50"])),
@@ -202,25 +203,25 @@ def tiny_instance(seed: int) -> dict:
 # ------------------------------------------------------------------------------------------------
 # The issue's cases
 # ------------------------------------------------------------------------------------------------
-def _check_rules(inst: dict, r, cfg: AllocationConfig) -> None:
+def _check_rules(inst: AllocationInputs, r, cfg: AllocationConfig) -> None:
     a = r.allocations
-    stock = {(x["warehouse_id"], x["sku"]): x["on_hand"] for x in inst["inventory"].to_dicts()}
+    stock = {(x["warehouse_id"], x["sku"]): x["on_hand"] for x in inst.inventory.to_dicts()}
     for x in a.group_by("warehouse_id", "sku").agg(pl.col("quantity").sum()).to_dicts():
         assert x["quantity"] <= stock.get((x["warehouse_id"], x["sku"]), 0), x
-    cap = {w["warehouse_id"]: w["daily_capacity_lines"] for w in inst["warehouses"].to_dicts()}
+    cap = {w["warehouse_id"]: w["daily_capacity_lines"] for w in inst.warehouses.to_dicts()}
     per_w = a.group_by("warehouse_id").agg(pl.col("quantity").sum().alias("u"), pl.len().alias("n")).to_dicts()
     for x in per_w:
         assert (x["u"] if cfg.capacity_basis == "units" else x["n"]) <= cap[x["warehouse_id"]], x
-    res = inst["reservations"].filter(pl.col("order_status") == "APPROVED")
+    res = inst.reservations.filter(pl.col("order_status") == "APPROVED")
     got = a.group_by("order_id", "line_no", "sku").agg(pl.col("quantity").sum().alias("got"))
     back = r.backorders.select("order_id", "line_no", "sku", pl.col("quantity").alias("back"))
     bal = (res.join(got, on=["order_id", "line_no", "sku"], how="left").join(back, on=["order_id", "line_no", "sku"], how="left")
            .with_columns(pl.col("got").fill_null(0), pl.col("back").fill_null(0)))
     assert (bal["got"] <= bal["quantity_reserved"]).all()
     assert (bal["got"] + bal["back"] == bal["quantity_requested"]).all(), "every approved unit is allocated or waits"
-    held = inst["reservations"].filter(pl.col("order_status") != "APPROVED")["order_id"]
+    held = inst.reservations.filter(pl.col("order_status") != "APPROVED")["order_id"]
     assert a.filter(pl.col("order_id").is_in(held.implode())).height == 0
-    sc = inst["orders"].filter(pl.col("ship_complete"))["order_id"]
+    sc = inst.orders.filter(pl.col("ship_complete"))["order_id"]
     for x in a.filter(pl.col("order_id").is_in(sc.implode())).group_by("order_id").agg(
             pl.col("warehouse_id").n_unique().alias("nw"), pl.col("quantity").sum().alias("u")).to_dicts():
         need = res.filter(pl.col("order_id") == x["order_id"])["quantity_requested"].sum()
@@ -416,7 +417,7 @@ def test_validation_backorders_and_held_orders():
     earlier = NOW - timedelta(days=3)
     prev_b = schemas.conform(pl.DataFrame({"order_id": ["O1"], "line_no": [1], "sku": ["S1"], "quantity": [2],
                                            "reason": ["x"], "since": [earlier]}), schemas.BackorderModel)
-    r = allocate(**inst, previous_allocations=None, now=NOW, previous_backorders=prev_b)
+    r = allocate(replace(inst, previous_backorders=prev_b), now=NOW)
     a = r.allocations
     assert a["order_id"].to_list() == ["O1"] and a["quantity"].to_list() == [1]
     b = {x["order_id"]: x for x in r.backorders.to_dicts()}
@@ -501,7 +502,8 @@ def test_decomposed_flow_matches_the_whole_network(seed: int, capped: bool, batc
     within every stock and capacity limit (and it declines when warehouse capacities bind)."""
     import numpy as np
 
-    from som_pipeline.allocation.solver import UNLIMITED, _decomposed_flow, _network_flow
+    from som_pipeline.allocation.solver import UNLIMITED
+    from som_pipeline.allocation.solver.flow import _decomposed_flow, _network_flow
 
     rng = np.random.default_rng(seed)
     n_d, n_sku, n_w = int(rng.integers(1, 40)), int(rng.integers(1, 6)), int(rng.integers(1, 4))
@@ -520,7 +522,7 @@ def test_decomposed_flow_matches_the_whole_network(seed: int, capped: bool, batc
     cap = rng.integers(0, 30, n_w) if capped else np.full(n_w, UNLIMITED)
     bo = np.full(n_d, 10_000_000, dtype=np.int64)
     whole_flows, whole_cost = _network_flow(q, od, orr, unit, r_w, stock, cap, bo)
-    with mock.patch("som_pipeline.allocation.solver._FLOW_BATCH_ROWS", batch):  # several batches of components
+    with mock.patch("som_pipeline.allocation.solver.flow._FLOW_BATCH_ROWS", batch):  # several batches of components
         flows, cost = _decomposed_flow(q, od, orr, unit, r_w, stock, cap, bo)
     if flows is None:
         assert capped  # only warehouse capacities can make it decline

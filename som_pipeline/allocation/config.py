@@ -53,7 +53,7 @@ class AllocationConfig:
     capacity_basis: Literal["units", "lines"] = "lines"
     #: Parcels a carrier service has already committed today (lowers ``daily_capacity_parcels``). Keys:
     #: ``CARRIER``, ``CARRIER:SERVICE``, ``CARRIER:SERVICE@WAREHOUSE`` (the most specific key wins). An
-    #: input frame ``carrier_backlog`` to :func:`allocate` adds to these.
+    #: input frame ``AllocationInputs.carrier_backlog`` adds to these.
     carrier_backlog_parcels: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
 
     # --- solver -------------------------------------------------------------------------------

@@ -208,6 +208,28 @@ def _rank_within(keys: np.ndarray) -> np.ndarray:
 def build_options(dem: pl.DataFrame, warehouses: Frame, inventory: Frame, carriers: Frame, carrier_rates: Frame,
                   shipping_zones: Frame, active: pl.DataFrame, now: datetime, cfg: AllocationConfig,
                   top_k: int) -> Options:
+    """The options of the demand rows ``dem``, at most ``top_k`` services per (row, warehouse): see
+    :class:`Options`."""
+    whs = _warehouse_index(warehouses, active, now, cfg)
+    svcs = _service_index(carriers, active, cfg)
+    n_si = max(1, svcs.height)
+    dz = _destination_zones(dem, shipping_zones, whs, active)
+    rates, edges = _active_rates(carrier_rates, svcs)
+    wzs = _reachable_services(dz, rates, svcs, whs)
+    base = dem.select("d", "sku", "country", "region", "q", "weight", "hazmat", "promised", "order_units")
+    dw = base.join(dz, on=["country", "region"], how="inner", nulls_equal=True)
+    diag = _diagnostics(dem, dw, wzs)
+    offered = (wzs.filter(pl.col("_closed_wc").is_null()).select("wi", "zone", "si", "mode"))
+    dws = _stocked_pairs(dw, inventory, whs)
+    opt = _service_costs(dws, rates, svcs, edges, cfg, top_k)
+    opt = opt.with_columns((pl.col("wi") * n_si + pl.col("si")).alias("k"))
+    return Options(best=opt, diag=diag, warehouses=whs, services=svcs, offered=offered,
+                   dest_zones=dz.select("country", "region", "wi", "zone", "_dest_closed"))
+
+
+def _warehouse_index(warehouses: Frame, active: pl.DataFrame, now: datetime, cfg: AllocationConfig) -> pl.DataFrame:
+    """Active warehouses by ``wi``: capacity, handling per shipment, ship date (degraded days included), and the
+    disruption closing / degrading each."""
     wh = eager(warehouses).filter(pl.col("active")).sort("warehouse_id").with_row_index("wi") \
         .with_columns(pl.col("wi").cast(pl.Int64))
     sd = ship_dates(wh, now, cfg)
@@ -221,7 +243,12 @@ def build_options(dem: pl.DataFrame, warehouses: Frame, inventory: Frame, carrie
            .select("wi", "warehouse_id", "daily_capacity_lines", "_handling_e4", "ship_date",
                    pl.col("_closed_by").alias("_wh_closed"), pl.col("_degraded_by").alias("_wh_degraded"))
            .sort("wi"))
+    return whs
 
+
+def _service_index(carriers: Frame, active: pl.DataFrame, cfg: AllocationConfig) -> pl.DataFrame:
+    """Active carrier services by ``si``: mode, parcel capacity, extra days (late carrier, degraded), and the
+    disruption closing / degrading each."""
     car = (eager(carriers).filter(pl.col("active")).sort("carrier_id", "service").with_row_index("si")
            .with_columns(pl.col("si").cast(pl.Int64)))
     cd = disruption_effects(
@@ -235,9 +262,13 @@ def build_options(dem: pl.DataFrame, warehouses: Frame, inventory: Frame, carrie
                     pl.col("_closed_by").alias("_car_closed"), pl.col("_extra").alias("_car_extra"),
                     pl.col("_degraded_by").alias("_car_degraded"))
             .sort("si"))
-    n_si = max(1, svcs.height)
+    return svcs
 
-    # destination -> zone per warehouse (exact region, else the country's '*')
+
+def _destination_zones(dem: pl.DataFrame, shipping_zones: Frame, whs: pl.DataFrame,
+                       active: pl.DataFrame) -> pl.DataFrame:
+    """Destination -> zone per warehouse (exact region, else the country's '*'), with the destination's
+    disruptions."""
     dest = dem.select("country", "region").unique()
     z = (eager(shipping_zones)
          .select("warehouse_id", pl.col("dest_country").str.to_uppercase().alias("country"),
@@ -255,23 +286,33 @@ def build_options(dem: pl.DataFrame, warehouses: Frame, inventory: Frame, carrie
     rd = rd.select("country", "region", pl.col("_closed_by").alias("_dest_closed"),
                    pl.col("_extra").alias("_dest_extra"), pl.col("_degraded_by").alias("_dest_degraded"))
     dz = dz.join(rd, on=["country", "region"], how="left", nulls_equal=True)
+    return dz
 
-    # rates of active services; global band edges (every max_weight_kg) for the band lookup
+
+def _active_rates(carrier_rates: Frame, svcs: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
+    """``(rates of active services, global band edges)``: every ``max_weight_kg``, for the band lookup."""
     rates = (eager(carrier_rates)
              .join(svcs.select("carrier_id", "service", "si"), on=["carrier_id", "service"], how="inner")
              .select("si", pl.col("zone").cast(pl.Int64), "max_weight_kg", money_e4("rate").alias("_rate_e4"),
                      pl.col("transit_days").cast(pl.Int64)))
     edges = np.unique(rates["max_weight_kg"].to_numpy()) if rates.height else np.array([1.0])
-    # services reachable per (warehouse, zone): the zone must have a rate for the service
+    return rates, edges
+
+
+def _reachable_services(dz: pl.DataFrame, rates: pl.DataFrame, svcs: pl.DataFrame,
+                        whs: pl.DataFrame) -> pl.DataFrame:
+    """Services reachable per (warehouse, zone): the zone must have a rate for the service (``_closed_wc``: the
+    disruption closing the warehouse or the service)."""
     wzs = (dz.select("wi", "zone").unique()
            .join(rates.group_by("si", "zone").agg(pl.col("max_weight_kg").max().alias("_maxband")), on="zone")
            .join(svcs.select("si", "mode", "_otr_days", "_car_closed", "_car_extra", "_car_degraded"), on="si")
            .join(whs.select("wi", "_wh_closed"), on="wi")
            .with_columns(pl.coalesce("_wh_closed", "_car_closed").alias("_closed_wc")))
+    return wzs
 
-    # diagnostics per demand row (before stock): zones, services, services not closed
-    base = dem.select("d", "sku", "country", "region", "q", "weight", "hazmat", "promised", "order_units")
-    dw = base.join(dz, on=["country", "region"], how="inner", nulls_equal=True)
+
+def _diagnostics(dem: pl.DataFrame, dw: pl.DataFrame, wzs: pl.DataFrame) -> pl.DataFrame:
+    """Per demand row (before stock): zones, services, services not closed, and the first closing disruption."""
     cnt = (wzs.with_columns((pl.col("mode") == "air").alias("_air"))
            .group_by("wi", "zone").agg(pl.len().alias("_n_all"), (~pl.col("_air")).sum().alias("_n_ground"),
                                        (pl.col("_closed_wc").is_null()).sum().alias("_open_all"),
@@ -287,9 +328,12 @@ def build_options(dem: pl.DataFrame, warehouses: Frame, inventory: Frame, carrie
                                        pl.col("_open").sum().alias("_open"),
                                        pl.col("_closed_by").drop_nulls().first().alias("_closed_by")), on="d", how="left")
             .with_columns(pl.col("_zones", "_services", "_open").fill_null(0)))
-    offered = (wzs.filter(pl.col("_closed_wc").is_null()).select("wi", "zone", "si", "mode"))
+    return diag
 
-    # options at warehouses holding the SKU: (row, warehouse) pairs, then every service at once (dense numpy)
+
+def _stocked_pairs(dw: pl.DataFrame, inventory: Frame, whs: pl.DataFrame) -> pl.DataFrame:
+    """(row, warehouse) pairs at open warehouses holding the SKU, to open destinations, with the handling per
+    unit; sorted by (d, wi)."""
     inv = (eager(inventory).join(whs.select("warehouse_id", "wi"), on="warehouse_id")
            .select("wi", "sku", pl.col("on_hand").cast(pl.Int64)).filter(pl.col("on_hand") > 0))
     open_w = whs.filter(pl.col("_wh_closed").is_null()).select("wi", "ship_date", "_handling_e4")
@@ -301,10 +345,7 @@ def build_options(dem: pl.DataFrame, warehouses: Frame, inventory: Frame, carrie
            .select("d", "wi", "zone", "q", "weight", "hazmat", "promised", "ship_date", "_dest_extra", "hand_u",
                    "on_hand")
            .sort("d", "wi"))
-    opt = _service_costs(dws, rates, svcs, edges, cfg, top_k)
-    opt = opt.with_columns((pl.col("wi") * n_si + pl.col("si")).alias("k"))
-    return Options(best=opt, diag=diag, warehouses=whs, services=svcs, offered=offered,
-                   dest_zones=dz.select("country", "region", "wi", "zone", "_dest_closed"))
+    return dws
 
 
 _CHUNK = 32_768

@@ -27,6 +27,7 @@ import polars as pl
 from som_pipeline.allocation.config import SCALE, AllocationConfig
 from som_pipeline.allocation.options import (
     Frame,
+    Options,
     active_disruptions,
     build_demand,
     build_options,
@@ -89,46 +90,103 @@ def _backlog(keys: pl.DataFrame, cfg: AllocationConfig, frame: Frame | None) -> 
     return k.select(*keys.columns, pl.coalesce("_v1", "_v2", "_v3", "_v4", pl.lit(0)).cast(pl.Int64).alias("_backlog"))
 
 
-def allocate(orders: Frame, lines: Frame, reservations: Frame, warehouses: Frame, inventory: Frame,
-             products: Frame, carriers: Frame, carrier_rates: Frame, shipping_zones: Frame,
-             disruptions: Frame | None, previous_allocations: Frame | None, now: datetime,
-             cfg: AllocationConfig | None = None, *, customers: Frame | None = None,
-             previous_backorders: Frame | None = None, carrier_backlog: Frame | None = None) -> AllocationResult:
+@dataclass(frozen=True, kw_only=True, eq=False)
+class AllocationInputs:
+    """The frames :func:`allocate` reads (any may be lazy), by keyword.
+
+    Required: ``core.orders``, ``core.order_lines`` (``lines``), ``core.reservations`` and the ``ref.*`` tables.
+    Optional: ``disruptions`` (``ref.disruptions``); ``previous_allocations``: the *open* allocations of the last
+    run; ``customers``: a customer's ``ship_complete`` default applies to its orders, as in validation;
+    ``previous_backorders``: keeps ``since`` of units still waiting; ``carrier_backlog``: ``carrier_id, service
+    (null = all), warehouse_id (null = all), backlog_parcels``.
+    """
+
+    orders: Frame
+    lines: Frame
+    reservations: Frame
+    warehouses: Frame
+    inventory: Frame
+    products: Frame
+    carriers: Frame
+    carrier_rates: Frame
+    shipping_zones: Frame
+    disruptions: Frame | None = None
+    previous_allocations: Frame | None = None
+    customers: Frame | None = None
+    previous_backorders: Frame | None = None
+    carrier_backlog: Frame | None = None
+
+
+def allocate(inputs: AllocationInputs, *, now: datetime, config: AllocationConfig | None = None) -> AllocationResult:
     """Route every approved, reserved unit to a warehouse and carrier service at the lowest total cost within
     the rules (see the package doc and ``docs/allocation.md``).
 
-    ``customers`` (optional): a customer's ``ship_complete`` default applies to its orders, as in validation.
-    ``previous_backorders`` (optional): keeps ``since`` of units still waiting. ``carrier_backlog`` (optional):
-    ``carrier_id, service (null = all), warehouse_id (null = all), backlog_parcels``.
+    ``inputs``: the frames (:class:`AllocationInputs`). ``now``: the run's time (timezone-aware). ``config``:
+    the model's parameters (default ``AllocationConfig()``).
     """
-    cfg = cfg or AllocationConfig()
+    cfg = config or AllocationConfig()
     if now.tzinfo is None:
         raise ValueError("allocate: now must be timezone-aware")
     now = now.astimezone(UTC)
     t0 = time.perf_counter()
     secs: dict[str, float] = {}
-    active = active_disruptions(disruptions, now)
-    dem, waiting = build_demand(orders, lines, reservations, products, customers, cfg)
-    options = build_options(dem, warehouses, inventory, carriers, carrier_rates, shipping_zones, active, now, cfg,
-                            top_k=max(1, cfg.mip_services_per_option))
+    active = active_disruptions(inputs.disruptions, now)
+    dem, waiting = build_demand(inputs.orders, inputs.lines, inputs.reservations, inputs.products,
+                                 inputs.customers, cfg)
+    options = build_options(dem, inputs.warehouses, inputs.inventory, inputs.carriers, inputs.carrier_rates,
+                            inputs.shipping_zones, active, now, cfg, top_k=max(1, cfg.mip_services_per_option))
     best, whs, svcs = options.best, options.warehouses, options.services
     if whs.height > 62:
         raise ValueError(f"allocate: {whs.height} active warehouses; at most 62 are supported (see docs/allocation.md)")
-    n_si = max(1, svcs.height)
     secs["options"] = time.perf_counter() - t0
-    inv = (eager(inventory).join(whs.select("warehouse_id", "wi"), on="warehouse_id")
+    inv = (eager(inputs.inventory).join(whs.select("warehouse_id", "wi"), on="warehouse_id")
            .select("wi", "sku", pl.col("on_hand").cast(pl.Int64)))
     P = cfg.e4(cfg.split_penalty_per_shipment)
 
-    # ---- previous allocations: keep or release ------------------------------------------------------
     t1 = time.perf_counter()
-    prev = (conform(eager(previous_allocations), AllocationModel) if previous_allocations is not None
+    previous = inputs.previous_allocations
+    prev = (conform(eager(previous), AllocationModel) if previous is not None
             else pl.DataFrame(schema=ALLOCATION_SCHEMA))
-    kept, released, dropped_prev = _previous(prev, dem, options, active, inv)
+    kept, released, dropped_prev = _keep_or_release(prev, dem, options, active, inv)
     secs["previous"] = time.perf_counter() - t1
 
-    # ---- residual resources --------------------------------------------------------------------------
     t2 = time.perf_counter()
+    res = _residual_problem(dem, kept, options, inv, P, inputs.carrier_backlog, cfg)
+    secs["prepare"] = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    assign, report = solve(res.problem, cfg)
+    secs["solve"] = time.perf_counter() - t3
+
+    t4 = time.perf_counter()
+    new = _rows(assign, res.sopt, dem, released, kept, best, inv, whs, svcs, res.wcap, P, now, cfg)
+    allocations, kept_out = _with_kept_rows(prev, kept, new)
+    p_left = _parcels_left_after(res, assign)
+    backorders = _backorders(dem, waiting, allocations, options.diag, best, whs, p_left, inputs.previous_backorders,
+                             now, cfg)
+    secs["rows"] = time.perf_counter() - t4
+    secs["total"] = time.perf_counter() - t0
+    metrics = _metrics(dem, allocations, backorders, kept_out, new, prev.height - dropped_prev - kept.height,
+                       dropped_prev, report, res.problem, assign, secs, cfg)
+    return AllocationResult(allocations=allocations, backorders=backorders, metrics=metrics)
+
+
+@dataclass(frozen=True)
+class _Residual:
+    """What the optimiser plans on: ``problem`` (residual stock, capacity and parcels after the kept rows),
+    ``sopt`` (its options with every column of ``Options.best``; ``i`` = row), ``wcap`` (per warehouse: capacity
+    left) and ``parcels_left`` (per carrier resource ``k``)."""
+
+    problem: Problem
+    sopt: pl.DataFrame
+    wcap: pl.DataFrame
+    parcels_left: np.ndarray
+
+
+def _residual_problem(dem: pl.DataFrame, kept: pl.DataFrame, options: Options, inv: pl.DataFrame, P: int,
+                      carrier_backlog: Frame | None, cfg: AllocationConfig) -> _Residual:
+    """The residual resources after the kept rows and the indexed :class:`Problem` of the rows still to plan."""
+    best, whs, svcs = options.best, options.warehouses, options.services
+    n_si = max(1, svcs.height)
     n_d, n_w = dem.height, whs.height
     sku_codes = dem.select("sku").unique().sort("sku").with_row_index("_s").with_columns(pl.col("_s").cast(pl.Int64))
     n_sku = max(1, sku_codes.height)
@@ -178,32 +236,29 @@ def allocate(orders: Frame, lines: Frame, reservations: Frame, warehouses: Frame
                       stock=stock2d.ravel()[used_r].astype(np.int64),
                       cap=wcap["_cap_left"].to_numpy().astype(np.int64),
                       parcels=parcels_left, kept=kept_wo, split_penalty=P, basis=cfg.capacity_basis)
-    secs["prepare"] = time.perf_counter() - t2
-    t3 = time.perf_counter()
-    assign, report = solve(problem, cfg)
-    secs["solve"] = time.perf_counter() - t3
+    return _Residual(problem=problem, sopt=sopt, wcap=wcap, parcels_left=parcels_left)
 
-    # ---- rows ------------------------------------------------------------------------------------------
-    t4 = time.perf_counter()
-    new = _rows(assign, sopt, dem, released, kept, best, inv, whs, svcs, wcap, P, now, cfg)
+
+def _with_kept_rows(prev: pl.DataFrame, kept: pl.DataFrame, new: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(allocations: the kept previous rows + the new rows, kept previous rows)``."""
     kept_out = prev.join(kept.select("order_id", "line_no", "sku", "warehouse_id"),
                          on=["order_id", "line_no", "sku", "warehouse_id"], how="semi")
     allocations = (pl.concat([conform(kept_out, AllocationModel), new])
                    .sort(["order_id", "line_no", "sku", "warehouse_id"]))
-    # parcels left per (warehouse, service) after the plan: to say "no carrier capacity" in backorder reasons
+    return allocations, kept_out
+
+
+def _parcels_left_after(res: _Residual, assign: pl.DataFrame) -> pl.DataFrame:
+    """Parcels left per (warehouse, service) ``k`` after the plan: to say "no carrier capacity" in backorder
+    reasons."""
+    parcels_left, problem = res.parcels_left, res.problem
     a_i = assign["i"].to_numpy()
     new_p = np.bincount(problem.col["k"][a_i], weights=problem.col["parcels"][a_i], minlength=len(parcels_left))
-    p_left = pl.DataFrame({"k": np.arange(len(parcels_left), dtype=np.int64),
-                           "_p_left": parcels_left - new_p.astype(np.int64)})
-    backorders = _backorders(dem, waiting, allocations, options.diag, best, whs, p_left, previous_backorders, now, cfg)
-    secs["rows"] = time.perf_counter() - t4
-    secs["total"] = time.perf_counter() - t0
-    metrics = _metrics(dem, allocations, backorders, kept_out, new, prev.height - dropped_prev - kept.height,
-                       dropped_prev, report, problem, assign, secs, cfg)
-    return AllocationResult(allocations=allocations, backorders=backorders, metrics=metrics)
+    return pl.DataFrame({"k": np.arange(len(parcels_left), dtype=np.int64),
+                         "_p_left": parcels_left - new_p.astype(np.int64)})
 
 
-def _previous(prev: pl.DataFrame, dem: pl.DataFrame, options, active: pl.DataFrame,
+def _keep_or_release(prev: pl.DataFrame, dem: pl.DataFrame, options: Options, active: pl.DataFrame,
               inv: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """``(kept rows, released demand rows with reasons, previous rows dropped)`` -- see the module doc."""
     rel_schema = {"d": pl.Int64, "release_reason": pl.String, "prev_warehouse": pl.String, "prev_carrier": pl.String,
@@ -276,6 +331,8 @@ def _previous(prev: pl.DataFrame, dem: pl.DataFrame, options, active: pl.DataFra
 def _rows(assign: pl.DataFrame, sopt: pl.DataFrame, dem: pl.DataFrame, released: pl.DataFrame,
           kept: pl.DataFrame, best: pl.DataFrame, inv: pl.DataFrame, whs: pl.DataFrame, svcs: pl.DataFrame,
           wcap: pl.DataFrame, P: int, now: datetime, cfg: AllocationConfig) -> pl.DataFrame:
+    """The new allocation rows (AllocationModel) of the plan ``assign``: cost components, next best warehouse,
+    explanation and reason."""
     if assign.height == 0:
         return pl.DataFrame(schema=ALLOCATION_SCHEMA)
     a = (pl.concat([assign, sopt.drop("i", "o")[assign["i"].to_numpy()]], how="horizontal")  # i: row of sopt
@@ -284,6 +341,23 @@ def _rows(assign: pl.DataFrame, sopt: pl.DataFrame, dem: pl.DataFrame, released:
          .join(whs.select("wi", "warehouse_id"), on="wi")
          .join(svcs.select("si", "carrier_id", "service"), on="si")
          .rename({"x": "quantity"}))
+    a = _costs(a, kept, P)
+    a = _next_best(a, best, dem, whs)
+    a = _explain(a, kept, inv, wcap, cfg)
+    out = a.select(
+        "order_id", "line_no", "sku", "warehouse_id", pl.col("quantity").cast(pl.Int64), "carrier_id", "service",
+        pl.col("ship_date").alias("expected_ship_date"), pl.col("delivery").alias("expected_delivery_date"),
+        pl.col("promised").alias("promised_date"),
+        cents_to_money(pl.col("_ship_c")).alias("shipping_cost"), cents_to_money(pl.col("_hand_c")).alias("handling_cost"),
+        cents_to_money(pl.col("_late_c")).alias("lateness_penalty"), cents_to_money(pl.col("_split_c")).alias("split_penalty"),
+        cents_to_money(pl.col("_total_c")).alias("total_cost"), "solver", "explanation", "next_best_warehouse",
+        cents_to_money(pl.col("_nb_c")).alias("next_best_cost"), "reason",
+        pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("allocated_at"))
+    return conform(out, AllocationModel)
+
+
+def _costs(a: pl.DataFrame, kept: pl.DataFrame, P: int) -> pl.DataFrame:
+    """Rows with their split penalty (``split_u``) and cost components in cents, each rounded once."""
     # split penalty: one per extra shipment, on the first row (line order) of that shipment
     kept_w = kept.select("o", "wi").unique().with_columns(pl.lit(True).alias("_kept_w"))
     ship = (a.group_by("o", "wi").agg(pl.col("quantity").sum().alias("_u"), pl.col("d").min().alias("_first_d"))
@@ -301,7 +375,11 @@ def _rows(assign: pl.DataFrame, sopt: pl.DataFrame, dem: pl.DataFrame, released:
                        e4_to_cents(pl.col("quantity") * pl.col("late_u")).alias("_late_c"),
                        e4_to_cents(pl.col("split_u")).alias("_split_c"))
     a = a.with_columns((pl.col("_ship_c") + pl.col("_hand_c") + pl.col("_late_c") + pl.col("_split_c")).alias("_total_c"))
+    return a
 
+
+def _next_best(a: pl.DataFrame, best: pl.DataFrame, dem: pl.DataFrame, whs: pl.DataFrame) -> pl.DataFrame:
+    """Rows with the next best warehouse and its cost, and the cheapest warehouse overall (``_best_w``)."""
     # per (row, warehouse holding the SKU) its cheapest service: next best and the cheapest overall
     # dense (row, warehouse) arrays: cheapest service's unit cost (inf = none) and the warehouse's stock
     b0 = best.filter(pl.col("rank") == 0)
@@ -325,7 +403,12 @@ def _rows(assign: pl.DataFrame, sopt: pl.DataFrame, dem: pl.DataFrame, released:
         pl.when(pl.Series(has_nb)).then(e4_to_cents(pl.Series(nb_e4))).alias("_nb_c"),
         pl.Series("_best_w", wh_id.gather(low_w)).set(pl.Series(~has_low), None),
         pl.when(pl.Series(has_low)).then(pl.Series(low_w)).alias("_best_wi"))
+    return a
 
+
+def _explain(a: pl.DataFrame, kept: pl.DataFrame, inv: pl.DataFrame, wcap: pl.DataFrame,
+             cfg: AllocationConfig) -> pl.DataFrame:
+    """Rows with their ``explanation`` and ``reason``."""
     # why not the cheapest warehouse: no stock left / at capacity / ship-complete / consolidation / carriers
     used_stock = (pl.concat([kept.select("wi", "sku", "quantity"), a.select("wi", "sku", "quantity")])
                   .group_by("wi", "sku").agg(pl.col("quantity").sum().alias("_used"))
@@ -369,16 +452,7 @@ def _rows(assign: pl.DataFrame, sopt: pl.DataFrame, dem: pl.DataFrame, released:
     a = a.with_columns(
         pl.concat_str([rer, pl.col("warehouse_id"), pl.lit(": "), why, pl.lit(" "), detail, nb]).alias("explanation"),
         reason.alias("reason"))
-    out = a.select(
-        "order_id", "line_no", "sku", "warehouse_id", pl.col("quantity").cast(pl.Int64), "carrier_id", "service",
-        pl.col("ship_date").alias("expected_ship_date"), pl.col("delivery").alias("expected_delivery_date"),
-        pl.col("promised").alias("promised_date"),
-        cents_to_money(pl.col("_ship_c")).alias("shipping_cost"), cents_to_money(pl.col("_hand_c")).alias("handling_cost"),
-        cents_to_money(pl.col("_late_c")).alias("lateness_penalty"), cents_to_money(pl.col("_split_c")).alias("split_penalty"),
-        cents_to_money(pl.col("_total_c")).alias("total_cost"), "solver", "explanation", "next_best_warehouse",
-        cents_to_money(pl.col("_nb_c")).alias("next_best_cost"), "reason",
-        pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("allocated_at"))
-    return conform(out, AllocationModel)
+    return a
 
 
 def _backorders(dem: pl.DataFrame, waiting: pl.DataFrame, allocations: pl.DataFrame, diag: pl.DataFrame,

@@ -20,7 +20,7 @@ ALLOCATION = Step(
 def run_allocation(wh, settings: Settings, now: datetime | None = None):
     """Route every approved order's reserved units -> core.allocations, core.backorders (reads the disruptions
     that the ``ref/disruptions`` asset keeps current)."""
-    from som_pipeline.allocation import AllocationConfig, allocate
+    from som_pipeline.allocation import AllocationConfig, AllocationInputs, allocate
     from som_pipeline.warehouse import replace_table
 
     now = now or business_now(settings)
@@ -30,11 +30,13 @@ def run_allocation(wh, settings: Settings, now: datetime | None = None):
     # At scale the flow's repair passes (docs/allocation.md) may leave units that a second pass over what is
     # left can still place: iterate to a fixed point (at most 3 passes), so re-running changes nothing.
     for _ in range(3):
-        result = allocate(
-            t["core.orders"], t["core.order_lines"], t["core.reservations"], t["ref.warehouses"], t["ref.inventory"],
-            t["ref.products"], t["ref.carriers"], t["ref.carrier_rates"], t["ref.shipping_zones"],
-            t["ref.disruptions"], previous, now, AllocationConfig(), customers=t["ref.customers"],
+        inputs = AllocationInputs(
+            orders=t["core.orders"], lines=t["core.order_lines"], reservations=t["core.reservations"],
+            warehouses=t["ref.warehouses"], inventory=t["ref.inventory"], products=t["ref.products"],
+            carriers=t["ref.carriers"], carrier_rates=t["ref.carrier_rates"], shipping_zones=t["ref.shipping_zones"],
+            disruptions=t["ref.disruptions"], previous_allocations=previous, customers=t["ref.customers"],
             previous_backorders=backorders)
+        result = allocate(inputs, now=now, config=AllocationConfig())
         if result.backorders.height == 0 or result.allocations.height == previous.height:
             break
         previous, backorders = result.allocations, result.backorders
