@@ -8,6 +8,7 @@ from assets.lineage import CAPTURE_KEYS
 from resources import B2BPortalResource, WarehouseResource
 from som_pipeline.ingest.channels import CHANNELS
 from som_pipeline.services.channels import capture_channel
+from som_pipeline.services.landing import SourceUnavailable
 
 
 def _capture_asset(channel: str) -> dg.AssetsDefinition:
@@ -18,14 +19,27 @@ def _capture_asset(channel: str) -> dg.AssetsDefinition:
         group_name="capture",
         kinds={"python", "polars", "duckdb"},
         description=CHANNELS[channel].description,
-        check_specs=[reconciliation_spec("ingest_conservation", key, "conservation")],
+        check_specs=[reconciliation_spec("ingest_conservation", key, "conservation"),
+                     dg.AssetCheckSpec("source_available", asset=key, blocking=False,
+                                       description="The source could be read (portal database reachable, landing "
+                                       "folder readable). When it cannot, this channel reads nothing this run and "
+                                       "the other channels still flow to core.")],
         pool="duckdb",
         retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource, b2b_portal: B2BPortalResource):
         settings = warehouse.settings()
         wh = warehouse.warehouse()
-        report = capture_channel(channel, wh, settings, b2b_portal.url or settings.b2b_db_url)
+        try:
+            report = capture_channel(channel, wh, settings, b2b_portal.url or settings.b2b_db_url)
+        except SourceUnavailable as e:  # this source only: the run goes on with the others
+            context.log.error(f"{channel}: {e}")
+            yield dg.MaterializeResult(metadata={"source_error": str(e), "records_received": 0})
+            yield dg.AssetCheckResult(check_name="source_available", passed=False,
+                                      severity=dg.AssetCheckSeverity.ERROR, metadata={"error": str(e)})
+            with wh.connect() as con:
+                yield reconciliation_result(con, "ingest_conservation", key, "conservation", channel=channel)
+            return
         for note in report.notes:
             context.log.info(note)
         for warning in report.warnings:
@@ -41,6 +55,7 @@ def _capture_asset(channel: str) -> dg.AssetsDefinition:
                 ),
             }
         )
+        yield dg.AssetCheckResult(check_name="source_available", passed=True)
         with wh.connect() as con:
             yield reconciliation_result(con, "ingest_conservation", key, "conservation", channel=channel)
 

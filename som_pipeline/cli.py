@@ -108,11 +108,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _execute(job_name: str, tags: dict[str, str] | None = None, multiprocess: bool = False) -> None:
+def _execute(job_name: str, tags: dict[str, str] | None = None, multiprocess: bool = False) -> list[str]:
     """A real Dagster run of ``job_name`` recorded in the instance at $DAGSTER_HOME.
 
     In-process by default (one process: no per-step interpreter start-up, ~5x faster on small runs);
     ``multiprocess=True`` uses the multiprocess executor, as runs launched from the UI do.
+    Returns one line per failed ERROR-severity check (e.g. a source that could not be read): the run went on
+    with everything else, and the command reports them and exits non-zero at the end.
     """
     import warnings
 
@@ -137,6 +139,26 @@ def _execute(job_name: str, tags: dict[str, str] | None = None, multiprocess: bo
                 f"see `make dev` (Runs page) or $DAGSTER_HOME/storage for the logs"
             )
         print(f"  {job_name}: run {result.run_id[:8]} succeeded in {took:.1f}s")
+        return _failed_checks(result)
+
+
+def _failed_checks(result) -> list[str]:
+    import dagster as dg
+
+    out = []
+    for ev in result.all_events:
+        e = ev.asset_check_evaluation_data if ev.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION else None
+        if e is not None and not e.passed and e.severity == dg.AssetCheckSeverity.ERROR:
+            detail = next((str(v.value) for k, v in e.metadata.items() if k in ("error", "rule")), "")
+            out.append(f"{e.asset_key.to_user_string()}: check {e.check_name} failed{': ' + detail if detail else ''}")
+    return out
+
+
+def _report(failures: list[str]) -> None:
+    for line in failures:
+        print(f"som: {line}", file=sys.stderr)
+    if failures:
+        raise UserError(f"{len(failures)} check(s) failed (the rest of the run completed); see the lines above")
 
 
 def _publish(s: Settings) -> Path:
@@ -149,22 +171,27 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     s = _settings(args)
     with operating(s, "ingest"):
         print(f"ingesting {s.landing} (Dagster instance {os.environ['DAGSTER_HOME']})")
-        _execute("ingest_job", multiprocess=args.multiprocess)
+        failures = _execute("ingest_job", multiprocess=args.multiprocess)
         _publish(s)
-    return cmd_summary(args) if not args.quiet else 0
+    if not args.quiet:
+        cmd_summary(args)
+    _report(failures)
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     s = _settings(args)
     with operating(s, "run"):
         print(f"materializing the whole graph (Dagster instance {os.environ['DAGSTER_HOME']})")
-        _execute("full_job", multiprocess=args.multiprocess)
+        failures = _execute("full_job", multiprocess=args.multiprocess)
         rng = _partition_range(s)
         if rng:
-            _execute("daily_sales_job", multiprocess=args.multiprocess, tags={
+            failures += _execute("daily_sales_job", multiprocess=args.multiprocess, tags={
                 "dagster/asset_partition_range_start": rng[0], "dagster/asset_partition_range_end": rng[1]})
         _publish(s)
-    return cmd_summary(args)
+    cmd_summary(args)
+    _report(failures)
+    return 0
 
 
 def _partition_range(s: Settings) -> tuple[str, str] | None:

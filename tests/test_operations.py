@@ -118,3 +118,25 @@ def test_warehouse_waits_for_a_foreign_reader_then_names_it(tmp_path: Path) -> N
         reader.wait()
     with Warehouse(path, lock_timeout_s=5).connect() as con:  # the reader is gone: it opens
         assert con.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_source_that_is_down_does_not_stop_the_others(settings: Settings, wh: Warehouse) -> None:
+    """Portal database unreachable: its capture reports it (failed source_available check, one clear message),
+    and the CSV orders of the same run still reach core."""
+    from assets import all_assets
+    from resources import B2BPortalResource, WarehouseResource
+
+    (settings.landing_dir("csv") / "orders.csv").write_bytes((ROOT / "docs" / "csv_template_example.csv").read_bytes())
+    res = {"warehouse": WarehouseResource(som_home=str(settings.home), lock_timeout_s="60"),
+           "b2b_portal": B2BPortalResource(url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2")}
+    result = dg.materialize(all_assets, selection=["stage/csv", "stage/b2b_portal", "core/orders", "core/order_lines",
+                                                   "core/order_versions", "core/order_line_versions",
+                                                   "core/probable_duplicates"],
+                            resources=res, raise_on_error=False)
+    assert result.success
+    checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    down = checks[("stage/b2b_portal", "source_available")]
+    assert not down.passed and "unreachable" in str(down.metadata["error"].value)
+    assert checks[("stage/csv", "source_available")].passed
+    orders = wh.read("SELECT channel, count(*) AS n FROM core.orders GROUP BY 1")
+    assert orders["channel"].to_list() == ["csv"] and orders["n"][0] > 0

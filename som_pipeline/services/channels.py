@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 from sqlalchemy import create_engine, inspect, make_url
+from sqlalchemy.exc import DBAPIError
 
 from som_pipeline.config import Settings
 from som_pipeline.ingest.channels import CHANNELS
@@ -35,7 +36,7 @@ from som_pipeline.services.capture import (
     write_captured,
     write_quarantine,
 )
-from som_pipeline.services.landing import FileOutcome, LandedFile, ledger_row
+from som_pipeline.services.landing import FileOutcome, LandedFile, SourceUnavailable, ledger_row
 from som_pipeline.warehouse import Warehouse, insert_frame, read_table, replace_table
 
 Capture = Callable[[Warehouse, Settings, str | None, datetime | None], CaptureReport]
@@ -238,6 +239,10 @@ def capture_b2b(wh: Warehouse, settings: Settings, url: str | None = None, now: 
                     "rows_read": batch.lines_read, "updated_at": at}]))
             report.files.append(outcome(name, batch.content_sha256, cap) if not known
                                 else FileOutcome(name, batch.content_sha256, "redrop"))
+    except DBAPIError as e:  # unreachable, refused, bad credentials, dropped: this source only (batches
+        # committed before the error keep their watermark; the next run goes on from there)
+        first = str(e.orig or e).strip().splitlines()[0][:300]
+        raise SourceUnavailable(f"portal database {ident} unreachable: {first}") from e
     finally:
         engine.dispose()
     return report

@@ -41,6 +41,11 @@ from som_pipeline.warehouse import insert_frame, transaction
 IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
 
 
+class SourceUnavailable(RuntimeError):
+    """A whole source cannot be read (portal database down, landing folder unreadable). The capture of that
+    source reports it and stops; the other sources are not affected (see ``assets/capture.py``)."""
+
+
 @dataclass(frozen=True)
 class LandedFile:
     channel: str
@@ -58,7 +63,11 @@ def list_landing(landing_dir: Path, channel: str) -> list[LandedFile]:
     if not landing_dir.is_dir():
         return []
     out = []
-    for entry in os.scandir(landing_dir):
+    try:
+        entries = list(os.scandir(landing_dir))
+    except OSError as e:
+        raise SourceUnavailable(f"landing folder {landing_dir} cannot be read: {e.strerror or e}") from e
+    for entry in entries:
         if not entry.is_file(follow_symlinks=False):
             continue
         if entry.name.startswith(".") or entry.name.lower().endswith(IN_PROGRESS_SUFFIXES):
