@@ -8,6 +8,7 @@
 | ``SOM_DUCKDB_LOCK_TIMEOUT`` | ``900`` | seconds a writer waits for the warehouse lock before failing |
 | ``SOM_DUCKDB_MEMORY_LIMIT`` | ``2GB`` | DuckDB memory limit for the warehouse and the CSV reader |
 | ``SOM_B2B_COMMIT_LAG_S`` | ``60`` | portal rows stamped less than this long ago wait for the next run (late commits) |
+| ``SOM_LANDING_SETTLE_S`` | ``1`` | a landing file is taken when its size and mtime are unchanged for this long |
 | ``SOM_REF_MAX_SHRINK`` | ``0.5`` | a reference file losing more than this share of its table's rows (or empty) is refused |
 | ``SOM_VALIDATION_CONFIG`` | ``$SOM_HOME/validation.toml`` if present | validation thresholds and policies (TOML, merged over ``som_pipeline/validation/defaults.toml``) |
 | ``SOM_FORECAST_CONFIG`` | ``$SOM_HOME/forecast.toml`` if present | forecasting and replenishment settings (TOML over ``som_pipeline/planning/defaults.toml``) |
@@ -35,6 +36,7 @@ class Settings:
     duckdb_memory_limit: str = "2GB"
     b2b_commit_lag_s: float = 60.0
     ref_max_shrink: float = 0.5
+    landing_settle_s: float = 1.0
 
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None) -> Settings:
@@ -47,6 +49,7 @@ class Settings:
             duckdb_memory_limit=os.environ.get("SOM_DUCKDB_MEMORY_LIMIT", "2GB"),
             b2b_commit_lag_s=float(os.environ.get("SOM_B2B_COMMIT_LAG_S", "60")),
             ref_max_shrink=float(os.environ.get("SOM_REF_MAX_SHRINK", "0.5")),
+            landing_settle_s=float(os.environ.get("SOM_LANDING_SETTLE_S", "1")),
         )
 
     # --- layout under SOM_HOME -------------------------------------------------------------

@@ -20,6 +20,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("SOM_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster_home"))
     monkeypatch.setenv("SOM_B2B_COMMIT_LAG_S", "0")
+    monkeypatch.setenv("SOM_LANDING_SETTLE_S", "0")  # tests write complete files; settling has its own tests
     s = Settings.from_env(home)
     s.ensure_dirs()
     (home / "dagster_home").mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,9 @@ Adding a feed to som_pipeline/feeds.py without a case here fails ``test_every_fe
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,3 +110,90 @@ def test_redrops_are_per_feed(settings: Settings, wh: Warehouse) -> None:
     ledger = wh.read("SELECT channel, records_quarantined FROM ops.ingest_files ORDER BY channel")
     assert ledger["channel"].to_list() == ["csv", "shopify"]
     assert wh.read("SELECT count(*) AS n FROM ops.ingest_redrops")["n"][0] == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Incomplete files: never taken half-written, always reported
+# ------------------------------------------------------------------------------------------------
+CSV = (ROOT / "docs" / "csv_template_example.csv").read_bytes()
+
+
+def _waiting(wh: Warehouse, feed: str) -> dict[str, str]:
+    return dict(wh.read("SELECT source_file, reason FROM ops.landing_waiting WHERE feed = ?", [feed]).rows())
+
+
+def test_symlinks_in_progress_names_and_folders_wait_and_are_reported(settings: Settings, wh: Warehouse) -> None:
+    d = settings.landing_dir("csv")
+    (settings.home / "elsewhere.csv").write_bytes(CSV)
+    (d / "link.csv").symlink_to(settings.home / "elsewhere.csv")
+    (d / "big.csv.part").write_bytes(CSV[:100])
+    (d / ".hidden.csv").write_bytes(CSV)
+    (d / "a folder").mkdir()
+    report = capture_channel("csv", wh, settings, now=NOW)
+    assert report.files == []
+    assert _waiting(wh, "csv") == {"link.csv": "symlink", "big.csv.part": "in_progress_name",
+                                   ".hidden.csv": "in_progress_name", "a folder": "not_a_file"}
+    assert any("link.csv: waits (symlink" in w for w in report.warnings)
+    # the writer renames when done: taken, and no longer waiting
+    (d / "big.csv.part").rename(d / "big.csv")
+    (d / "big.csv").write_bytes(CSV)
+    capture_channel("csv", wh, settings, now=NOW)
+    assert "big.csv" not in _waiting(wh, "csv") and "big.csv.part" not in _waiting(wh, "csv")
+    assert wh.read("SELECT count(*) AS n FROM ops.ingest_files WHERE source_file = 'big.csv'")["n"][0] == 1
+
+
+def test_a_file_still_growing_waits_for_the_settle_interval(settings: Settings, wh: Warehouse) -> None:
+    import threading
+    from dataclasses import replace
+
+    s = replace(settings, landing_settle_s=0.8)
+    f = s.landing_dir("csv") / "growing.csv"
+    f.write_bytes(CSV[: len(CSV) // 2])
+    writer = threading.Timer(0.3, lambda: f.write_bytes(CSV))  # the writer is not done yet
+    writer.start()
+    capture_channel("csv", wh, s, now=NOW)
+    writer.join()
+    assert _waiting(wh, "csv") == {"growing.csv": "settling"}
+    assert wh.read("SELECT count(*) AS n FROM ops.ingest_files")["n"][0] == 0
+    time.sleep(0.9)  # stable now: taken whole
+    capture_channel("csv", wh, s, now=NOW)
+    assert _waiting(wh, "csv") == {}
+    led = wh.read("SELECT sha256, records_received FROM ops.ingest_files")
+    assert led["sha256"].to_list() == [hashlib.sha256(CSV).hexdigest()]
+
+
+def test_a_file_changed_while_read_is_not_committed_and_is_read_again_whole(
+        settings: Settings, wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    import som_pipeline.services.capture as capture
+
+    f = settings.landing_dir("shopify") / "orders.json"
+    data = (FIXTURES / "shopify" / "orders.json").read_bytes()
+    f.write_bytes(data[:-1])  # the writer is one byte short when we read
+    real = capture.changed
+
+    def append_then_check(lf):
+        f.write_bytes(data)  # ...and finishes while we parse
+        return real(lf)
+
+    monkeypatch.setattr(capture, "changed", append_then_check)
+    capture_channel("shopify", wh, settings, now=NOW)
+    assert wh.read("SELECT count(*) AS n FROM ops.ingest_files")["n"][0] == 0
+    assert _waiting(wh, "shopify") == {"orders.json": "changed_while_read"}
+    assert f.read_bytes() == data  # still in landing
+    monkeypatch.setattr(capture, "changed", real)
+    capture_channel("shopify", wh, settings, now=NOW)
+    led = wh.read("SELECT sha256, records_quarantined FROM ops.ingest_files")
+    assert led["sha256"].to_list() == [hashlib.sha256(data).hexdigest()] and led["records_quarantined"][0] == 0
+
+
+def test_a_file_that_grew_after_archiving_is_landed_again(tmp_path: Path) -> None:
+    from som_pipeline.services.landing import LandedFile, NewFile, reland_if_grown
+
+    src = tmp_path / "landing" / "a.csv"
+    src.parent.mkdir()
+    dest = tmp_path / "archive" / "x__a.csv"
+    dest.parent.mkdir()
+    dest.write_bytes(b"row1\nrow2\nrow3\n")  # 15 bytes archived, 10 were read
+    nf = NewFile("csv", LandedFile("csv", src, 10, 0), "sha", dest, NOW)
+    assert reland_if_grown(nf) and src.read_bytes() == dest.read_bytes()
+    assert not reland_if_grown(NewFile("csv", LandedFile("csv", src, 15, 0), "sha", dest, NOW))

@@ -69,6 +69,7 @@ from som_pipeline.schemas.ops import (
     EdiAckModel,
     IngestFileModel,
     IngestRedropModel,
+    LandingWaitingModel,
     QuarantineModel,
 )
 from som_pipeline.schemas.orders import (
@@ -162,6 +163,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "ops.quarantine": QuarantineModel,
     "ops.ingest_files": IngestFileModel,
     "ops.ingest_redrops": IngestRedropModel,
+    "ops.landing_waiting": LandingWaitingModel,
     "ops.edi_acks": EdiAckModel,
     "ops.b2b_watermark": B2BWatermarkModel,
     "ops.amazon_pending": AmazonPendingModel,
@@ -188,7 +190,7 @@ __all__ = [
     # planning
     "DemandForecastModel", "ForecastAccuracyModel", "ReplenishmentPlanModel",
     # ops
-    "RECORD_KINDS", "QuarantineModel", "IngestFileModel", "IngestRedropModel", "EdiAckModel",
+    "RECORD_KINDS", "QuarantineModel", "IngestFileModel", "IngestRedropModel", "LandingWaitingModel", "EdiAckModel",
     "B2BWatermarkModel", "AmazonPendingModel",
     # reference
     "TIERS", "PROMO_KINDS", "SHIP_MODES", "CustomerModel", "CustomerAliasModel", "ProductModel",

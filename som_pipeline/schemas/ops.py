@@ -61,6 +61,24 @@ class IngestRedropModel(_Strict):
     seen_at: TsUTC = _f("When the re-drop was seen.")
 
 
+WAIT_REASONS = ["in_progress_name", "symlink", "not_a_file", "settling", "changed_while_read"]
+
+
+class LandingWaitingModel(_Strict):
+    """``ops.landing_waiting``: landing entries not taken by the last run of their feed, and why (state: replaced
+    per feed each run; empty when everything landed was complete)."""
+
+    feed: str = _f("Landing feed (folder under $SOM_HOME/landing).")
+    source_file: str = _f("Entry name.")
+    reason: str = _f("Why it waits: an in-progress name (.tmp/.part/leading dot), a symlink (never followed), not "
+                     "a regular file, still growing within the settle interval, or changed while it was read.",
+                     isin=WAIT_REASONS)
+    detail: str = _f("Human-readable explanation.")
+    size_bytes: int = _f("Size when seen.", nullable=True, ge=0)
+    first_seen_at: TsUTC = _f("First run that saw it waiting for this reason.")
+    last_seen_at: TsUTC = _f("Last run that saw it.")
+
+
 class EdiAckModel(_Strict):
     """``ops.edi_acks``: the 997 functional acknowledgments written, one per interchange received."""
 

@@ -27,7 +27,7 @@ import duckdb
 import polars as pl
 
 from som_pipeline.config import Settings
-from som_pipeline.hashing import sha256_file
+from som_pipeline.hashing import sha256_file, sha256_text
 from som_pipeline.ingest.channels import CHANNELS
 from som_pipeline.ingest.common import Captured, ParseResult, Rejection, normalise, normalise_many, raw_frame
 from som_pipeline.services import Step
@@ -35,9 +35,13 @@ from som_pipeline.services.landing import (
     FileOutcome,
     LandedFile,
     NewFile,
+    Waiting,
     archive,
+    changed,
     ledger_row,
-    list_landing,
+    record_waiting,
+    reland_if_grown,
+    scan_landing,
     screen,
 )
 from som_pipeline.warehouse import Warehouse, insert_frame, transaction
@@ -55,6 +59,7 @@ class CaptureReport:
     channel: str
     files: list[FileOutcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # informational
+    waiting: list[Waiting] = field(default_factory=list)  # landing entries not taken (ops.landing_waiting)
     warnings: list[str] = field(default_factory=list)  # something a person should look at
 
     def total(self, attr: str) -> int:
@@ -154,8 +159,8 @@ class Prepared:
     finish: Callable[[Captured, str, datetime], Captured] | None = None
 
 
-# Small files: (file, sha256, capture time) -> Prepared (normalised in batches with other files).
-Prepare = Callable[[LandedFile, str, datetime], Prepared]
+# Small files: (file, its bytes, their sha256, capture time) -> Prepared (normalised in batches with other files).
+Prepare = Callable[[LandedFile, bytes, str, datetime], Prepared]
 # Big files: (file, sha256, capture time) -> normalised units, one per chunk of whole orders.
 Stream = Callable[[LandedFile, str, datetime], Iterable[Captured]]
 # Extra writes in a batch's transaction, given the batch's (file, sha256, captured, time) in arrival
@@ -192,16 +197,16 @@ def capture_files(
     move to the archive only after their transaction committed.
     """
     report = CaptureReport(channel)
-    files = list_landing(settings.landing_dir(channel), channel)
-    if not files:
-        return report
+    found = scan_landing(settings.landing_dir(channel), channel, settings.landing_settle_s)
+    report.waiting += found.waiting
     with wh.connect() as con:
         batch: list[_Pending] = []
         rows = 0
-        for lf in files:
+        for lf in found.ready:
             at = now or datetime.now(UTC)
-            try:
-                sha = sha256_file(lf.path)
+            try:  # small files: the bytes hashed are exactly the bytes parsed
+                data = None if stream is not None else lf.path.read_bytes()
+                sha = sha256_file(lf.path) if data is None else sha256_text(data)
             except OSError as e:  # vanished or unreadable: leave it, report
                 report.warnings.append(f"{lf.name}: cannot read ({e}); left in place")
                 continue
@@ -218,7 +223,7 @@ def capture_files(
                     item.parts = list(stream(lf, sha, at))
                 else:
                     assert prepare is not None
-                    item.prepared = prepare(lf, sha, at)
+                    item.prepared = prepare(lf, data, sha, at)
                     rows += item.prepared.result.rows.height
             except Exception as e:  # noqa: BLE001 - a bad file never stops the good ones
                 item.parts, item.prepared = [file_failure(channel, lf.name, sha, e, at)], None
@@ -227,11 +232,19 @@ def capture_files(
                 _flush(con, channel, batch, report, in_transaction)
                 batch, rows = [], 0
         _flush(con, channel, batch, report, in_transaction)
+        record_waiting(con, channel, report.waiting, now or datetime.now(UTC))
+    report.warnings += [f"{w.name}: waits ({w.reason}: {w.detail})" for w in report.waiting]
     return report
 
 
 def _flush(con: duckdb.DuckDBPyConnection, channel: str, batch: list[_Pending], report: CaptureReport,
            in_transaction: TxHook | None) -> None:
+    # a file that changed since it was listed (a writer still appending) is not committed: it is read again
+    # next run, whole
+    for it in [it for it in batch if changed(it.new.lf)]:
+        batch.remove(it)
+        report.waiting.append(Waiting(channel, it.new.name, "changed_while_read",
+                                      "the file changed while it was read: it will be read again, whole", it.new.lf.size))
     if not batch:
         return
     # normalise the prepared files together, one call per set of normaliser options
@@ -258,6 +271,9 @@ def _flush(con: duckdb.DuckDBPyConnection, channel: str, batch: list[_Pending], 
     for it, (_lf, sha, cap, _at) in zip(batch, done, strict=True):
         archive(it.new)
         report.files.append(outcome(it.new.name, sha, cap))
+        if reland_if_grown(it.new):
+            report.warnings.append(f"{it.new.name}: grew after it was read (write as .tmp, then rename); the grown "
+                                   "file is back in landing and will be read again (identical orders are ignored)")
     if post:
         post()
 

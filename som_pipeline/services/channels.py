@@ -60,9 +60,9 @@ def _parser(channel: str) -> Callable:
     return getattr(importlib.import_module(module), fn)
 
 
-def _plain(channel: str) -> Callable[[LandedFile, str, datetime], Prepared]:
-    def prepare(lf: LandedFile, sha: str, at: datetime) -> Prepared:
-        return Prepared(_parser(channel)(lf.path.read_bytes(), lf.name))
+def _plain(channel: str) -> Callable[[LandedFile, bytes, str, datetime], Prepared]:
+    def prepare(lf: LandedFile, data: bytes, sha: str, at: datetime) -> Prepared:
+        return Prepared(_parser(channel)(data, lf.name))
 
     return prepare
 
@@ -154,8 +154,8 @@ def capture_amazon(wh: Warehouse, settings: Settings, b2b_url: str | None = None
                    now: datetime | None = None) -> CaptureReport:
     from som_pipeline.ingest.amazon import capture_pairs, pair_amazon, read_amazon
 
-    def prepare(lf: LandedFile, sha: str, at: datetime) -> Prepared:
-        read = read_amazon(lf.path.read_bytes(), lf.name)
+    def prepare(lf: LandedFile, data: bytes, sha: str, at: datetime) -> Prepared:
+        read = read_amazon(data, lf.name)
 
         def finish(cap: Captured, name: str, received_at: datetime) -> Captured:
             af = read.finish(cap, name, received_at)

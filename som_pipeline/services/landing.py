@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,23 +59,90 @@ class LandedFile:
         return self.path.name
 
 
-def list_landing(landing_dir: Path, channel: str) -> list[LandedFile]:
-    """Ready files in a channel folder, oldest first (then by name): arrival order."""
+@dataclass(frozen=True)
+class Waiting:
+    """A landing entry that is not taken this run, and why (``ops.landing_waiting``)."""
+
+    feed: str
+    name: str
+    reason: str  # in_progress_name | symlink | not_a_file | settling | changed_while_read
+    detail: str
+    size: int | None = None
+
+
+@dataclass
+class Scan:
+    ready: list[LandedFile]
+    waiting: list[Waiting]
+
+
+def scan_landing(landing_dir: Path, feed: str, settle_s: float = 0.0) -> Scan:
+    """Complete files in a feed folder, oldest first (then by name): arrival order; and what waits, with why.
+
+    A file is complete when its name is not an in-progress name (``.`` prefix, ``.tmp``/``.part``/…) and it is
+    **stable**: unchanged in size and mtime across ``settle_s`` seconds (``SOM_LANDING_SETTLE_S``). Files older
+    than that are stable already; for younger ones the scan waits once (at most ``settle_s``) and looks again.
+    Symlinks are never followed (a link could point anywhere): they wait, reported, like every skipped entry.
+    """
     if not landing_dir.is_dir():
-        return []
-    out = []
+        return Scan([], [])
     try:
         entries = list(os.scandir(landing_dir))
     except OSError as e:
         raise SourceUnavailable(f"landing folder {landing_dir} cannot be read: {e.strerror or e}") from e
+    ready: list[LandedFile] = []
+    waiting: list[Waiting] = []
     for entry in entries:
-        if not entry.is_file(follow_symlinks=False):
+        if entry.is_symlink():
+            waiting.append(Waiting(feed, entry.name, "symlink", "symlinks are not followed: move the file itself here"))
             continue
-        if entry.name.startswith(".") or entry.name.lower().endswith(IN_PROGRESS_SUFFIXES):
+        if not entry.is_file(follow_symlinks=False):
+            if not entry.name.startswith("."):
+                waiting.append(Waiting(feed, entry.name, "not_a_file", "not a regular file (a folder?)"))
             continue
         st = entry.stat(follow_symlinks=False)
-        out.append(LandedFile(channel, Path(entry.path), st.st_size, st.st_mtime_ns))
-    return sorted(out, key=lambda f: (f.mtime_ns, f.name))
+        if entry.name.startswith(".") or entry.name.lower().endswith(IN_PROGRESS_SUFFIXES):
+            waiting.append(Waiting(feed, entry.name, "in_progress_name",
+                                   "still being written (rename it when complete)", st.st_size))
+            continue
+        ready.append(LandedFile(feed, Path(entry.path), st.st_size, st.st_mtime_ns))
+    young = [f for f in ready if time.time_ns() - f.mtime_ns < settle_s * 1e9]
+    if young:
+        time.sleep(min(settle_s, max(0.0, settle_s - (time.time_ns() - max(f.mtime_ns for f in young)) / 1e9)))
+        for f in young:
+            if changed(f):
+                ready.remove(f)
+                waiting.append(Waiting(feed, f.name, "settling", f"still growing (settle interval {settle_s:g}s)",
+                                       f.size))
+    return Scan(sorted(ready, key=lambda f: (f.mtime_ns, f.name)), sorted(waiting, key=lambda w: w.name))
+
+
+def list_landing(landing_dir: Path, channel: str, settle_s: float = 0.0) -> list[LandedFile]:
+    """Complete files in a feed folder, in arrival order (see :func:`scan_landing`)."""
+    return scan_landing(landing_dir, channel, settle_s).ready
+
+
+def changed(f: LandedFile) -> bool:
+    """The file is gone, or its size or mtime differ from when it was listed."""
+    try:
+        st = f.path.stat(follow_symlinks=False)
+    except OSError:
+        return True
+    return (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns)
+
+
+def record_waiting(con: duckdb.DuckDBPyConnection, feed: str, waiting: list[Waiting], at: datetime) -> None:
+    """Replace the feed's rows of ``ops.landing_waiting`` with what waits now (first sighting kept)."""
+    from som_pipeline.schemas import LandingWaitingModel
+
+    first = dict(con.execute("SELECT source_file || '|' || reason, first_seen_at FROM ops.landing_waiting "
+                             "WHERE feed = ?", [feed]).fetchall())
+    rows = [{"feed": w.feed, "source_file": w.name, "reason": w.reason, "detail": w.detail, "size_bytes": w.size,
+             "first_seen_at": first.get(f"{w.name}|{w.reason}", at), "last_seen_at": at} for w in waiting]
+    with transaction(con):
+        con.execute("DELETE FROM ops.landing_waiting WHERE feed = ?", [feed])
+        if rows:
+            insert_frame(con, "ops.landing_waiting", from_rows(LandingWaitingModel, rows))
 
 
 def safe_name(name: str, max_len: int = 120) -> str:
@@ -185,20 +253,39 @@ def settle_known(con: duckdb.DuckDBPyConnection, lf: LandedFile, sha: str, seen:
 def incoming(con: duckdb.DuckDBPyConnection, settings: Settings, feed: str, now: datetime | None = None,
              warnings: list[str] | None = None) -> tuple[list[NewFile], list[FileOutcome]]:
     """Every complete file waiting in ``landing/<feed>/``, screened: the new ones (to process, in arrival
-    order) and the outcomes of those already settled (healed, re-dropped). A file that cannot be read is left
-    in place with a warning (appended to ``warnings``)."""
+    order) and the outcomes of those already settled (healed, re-dropped). What is not taken (in-progress names,
+    symlinks, files still growing) is recorded in ``ops.landing_waiting`` and told in ``warnings``; so is a
+    file that cannot be read (left in place)."""
     new: list[NewFile] = []
     settled: list[FileOutcome] = []
     at = now or datetime.now(UTC)
-    for lf in list_landing(settings.landing_dir(feed), feed):
+    found = scan_landing(settings.landing_dir(feed), feed, settings.landing_settle_s)
+    notes = warnings if warnings is not None else []
+    for lf in found.ready:
         try:
             r = screen(con, settings.archive, lf, at)
         except OSError as e:
-            if warnings is not None:
-                warnings.append(f"{lf.name}: cannot read ({e}); left in place")
+            notes.append(f"{lf.name}: cannot read ({e}); left in place")
             continue
         (new if isinstance(r, NewFile) else settled).append(r)
+    record_waiting(con, feed, found.waiting, at)
+    notes += [f"{w.name}: waits ({w.reason}: {w.detail})" for w in found.waiting]
     return new, settled
+
+
+def reland_if_grown(f: NewFile) -> bool:
+    """After :func:`archive`: if the archived file is not the size that was read (a writer kept appending to it),
+    copy it back to landing (atomically, under its name) so the next run reads it whole. True if it did."""
+    try:
+        size = f.dest.stat().st_size
+    except OSError:
+        return False
+    if size == f.lf.size:
+        return False
+    tmp = f.lf.path.with_name(f".{f.lf.name}.reland.tmp")
+    shutil.copyfile(f.dest, tmp)
+    os.replace(tmp, f.lf.path)
+    return True
 
 
 def archive(f: NewFile) -> Path:
