@@ -235,3 +235,31 @@ def read_table(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
 def read_tables(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> dict[str, pl.DataFrame]:
     """``{table: frame}`` for each declared table (a service's ``Step.reads``)."""
     return {t: read_table(con, t) for t in tables}
+
+
+def content_hashes(path: str | os.PathLike[str], *, home: str | os.PathLike[str] | None = None,
+                   exclude: frozenset[str] = frozenset()) -> dict[str, list]:
+    """``schema.table -> [rows, md5]`` of every table in a warehouse file, order-independent (each row hashed,
+    the row hashes sorted), without the ``schema.table.column`` names in ``exclude`` (run-time columns), with
+    ``home`` replaced by ``$HOME`` in the text (paths compare across machines). Opens the file read-only.
+
+    Used by the golden regression test and the reliability benchmark (a crashed-then-resumed run must end with
+    the same tables as a clean one)."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        out = {}
+        tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2").fetchall()
+        for sch, tbl in tables:
+            cols = [r[0] for r in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
+                "ORDER BY column_index", [sch, tbl]).fetchall()]
+            keep = ", ".join(f'"{c}"' for c in cols if f"{sch}.{tbl}.{c}" not in exclude)
+            n, h = con.execute(  # identifiers come from the catalog, values are bound
+                "SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM ("  # noqa: S608
+                f"SELECT md5(replace(CAST(t AS VARCHAR), ?, '$HOME')) AS h FROM (SELECT {keep} FROM {sch}.{tbl}) t)",
+                [str(home or "\0")]).fetchone()
+            out[f"{sch}.{tbl}"] = [int(n), h]
+        return out
+    finally:
+        con.close()
+

@@ -12,11 +12,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
-
 from som_pipeline.config import Settings
 from som_pipeline.demo import generate_demo
-from som_pipeline.warehouse import Warehouse
+from som_pipeline.warehouse import Warehouse, content_hashes
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 GOLDEN_FILE = Path(__file__).parent / "golden" / "demo_tables.json"
@@ -66,20 +64,4 @@ def demo_pipeline(home: Path) -> tuple[Settings, Warehouse, dict]:
 
 def table_hashes(path: Path, home: Path) -> dict[str, list]:
     """``schema.table`` -> ``[rows, md5]`` for every table of the warehouse file."""
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        out = {}
-        tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2").fetchall()
-        for sch, tbl in tables:
-            cols = [r[0] for r in con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
-                "ORDER BY column_index", [sch, tbl]).fetchall()]
-            keep = ", ".join(f'"{c}"' for c in cols if f"{sch}.{tbl}.{c}" not in RUN_TIME_COLUMNS)
-            n, h = con.execute(
-                "SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM ("
-                f"SELECT md5(replace(CAST(t AS VARCHAR), ?, '$HOME')) AS h FROM (SELECT {keep} FROM {sch}.{tbl}) t)",
-                [str(home)]).fetchone()
-            out[f"{sch}.{tbl}"] = [int(n), h]
-        return out
-    finally:
-        con.close()
+    return content_hashes(path, home=home, exclude=RUN_TIME_COLUMNS)
