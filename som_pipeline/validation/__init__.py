@@ -42,6 +42,7 @@ from som_pipeline.validation.inventory import (
     available_stock,
     reserve_inventory,
 )
+from som_pipeline.validation.priority import order_priority
 from som_pipeline.validation.results import RESULT_SCHEMA, RULES, ValidationResultModel, empty_results
 from som_pipeline.validation.rules import (
     Frame,
@@ -50,7 +51,6 @@ from som_pipeline.validation.rules import (
     check_price,
     check_promo,
     estimate_order_totals,
-    order_priority,
 )
 
 
