@@ -43,7 +43,7 @@ from som_pipeline.validation.inventory import (
     reserve_inventory,
 )
 from som_pipeline.validation.priority import order_priority
-from som_pipeline.validation.results import RESULT_SCHEMA, RULES, ValidationResultModel, empty_results
+from som_pipeline.validation.results import RESULT_SCHEMA, RULES, ValidationFindingModel, empty_results
 from som_pipeline.validation.rules import (
     Frame,
     check_compliance,
@@ -128,7 +128,7 @@ __all__ = [
     "ConfigError",
     "ReservationModel",
     "ValidationConfig",
-    "ValidationResultModel",
+    "ValidationFindingModel",
     "ValidationRun",
     "available_stock",
     "check_compliance",

@@ -20,8 +20,8 @@ from som_pipeline.validation.config import VALIDATION_REASONS, ValidationConfig
 RULES = ("customer", "compliance", "price", "promo", "quantity", "credit", "inventory")
 OUTCOMES = ("pass", "warn", "fail")
 
-# The finding model lives with every other model in som_pipeline.schemas (one schema source).
-ValidationResultModel = ValidationFindingModel
+# The finding model lives with every other model in som_pipeline.schemas (one schema source). It is not
+# schemas.ValidationResultModel: that is the table core.validation_results (a finding + version, waiver, time).
 RESULT_SCHEMA: dict[str, pl.DataType] = polars_schema(ValidationFindingModel)
 RESULT_COLUMNS = list(RESULT_SCHEMA)
 
@@ -112,5 +112,5 @@ def collect(parts: list[pl.LazyFrame | pl.DataFrame]) -> pl.DataFrame:
     return out.cast(RESULT_SCHEMA).sort(["order_id", "rule", "line_no"], nulls_last=False, maintain_order=True)
 
 
-__all__ = ["OUTCOMES", "RESULT_COLUMNS", "RESULT_SCHEMA", "RULES", "ValidationResultModel", "collect", "emit",
+__all__ = ["OUTCOMES", "RESULT_COLUMNS", "RESULT_SCHEMA", "RULES", "ValidationFindingModel", "collect", "emit",
            "empty_results", "evidence", "fmt", "outcome_of", "passes", "txt"]
