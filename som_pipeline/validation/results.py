@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import polars as pl
 
-from som_pipeline.schemas import ValidationFindingModel, polars_schema
+from som_pipeline.schemas import VALIDATION_RULES, ValidationFindingModel, polars_schema
 from som_pipeline.validation.config import VALIDATION_REASONS, ValidationConfig
 
-RULES = ("customer", "compliance", "price", "promo", "quantity", "credit", "inventory")
+# The rule names, in the order the checks run (defined once, in schemas; the check registry
+# som_pipeline.validation.checks.CHECKS lists the same rules in the same order: a test holds them equal).
+RULES: tuple[str, ...] = tuple(VALIDATION_RULES)
 OUTCOMES = ("pass", "warn", "fail")
 
 # The finding model lives with every other model in som_pipeline.schemas (one schema source). It is not

@@ -27,7 +27,7 @@ Each run:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 import polars as pl
@@ -43,18 +43,8 @@ from som_pipeline.schemas import (
     conform,
     empty,
 )
-from som_pipeline.validation import (
-    ValidationConfig,
-    check_compliance,
-    check_credit,
-    check_customer,
-    check_price,
-    check_promo,
-    check_quantity_anomaly,
-    estimate_order_totals,
-    order_priority,
-    reserve_inventory,
-)
+from som_pipeline.validation.checks import CheckInputs, reserve, screen
+from som_pipeline.validation.config import ValidationConfig
 
 TS = pl.Datetime("us", "UTC")
 
@@ -147,17 +137,13 @@ def run_workflow(
     )
 
     # --- checks ---------------------------------------------------------------------------------
-    prio = order_priority(ev_orders, ref.customers, cfg)
-    parts = [
-        check_customer(ev_orders, ref.customers, cfg),
-        check_compliance(ev_orders, ev_lines, ref.products, cfg),
-        check_price(ev_orders, ev_lines, ref.customers, ref.price_lists, ref.promotions, cfg, products=ref.products),
-        check_promo(ev_orders, ev_lines, ref.customers, ref.products, ref.promotions, prior_usage, cfg, priority=prio),
-        check_quantity_anomaly(ev_orders, ev_lines, orders, lines, cfg),
-        check_credit(ev_orders, ref.customers, ref.open_items, committed, as_of, cfg, priority=prio,
-                     order_values=estimate_order_totals(ev_orders, ev_lines, ref.customers, ref.price_lists)),
-    ]
-    results = pl.concat(parts, how="vertical_relaxed")
+    inputs = CheckInputs(
+        orders=ev_orders, lines=ev_lines, customers=ref.customers, products=ref.products,
+        price_lists=ref.price_lists, promotions=ref.promotions, inventory=ref.inventory, open_items=ref.open_items,
+        history_orders=orders, history_lines=lines, as_of=as_of, cfg=cfg,
+        prior_usage=prior_usage, committed=committed, fixed_reserved=fixed_reserved,
+    )
+    results = screen(inputs)
     severity = pl.col("reason_code").replace_strict(dict(cfg.severity), default="hold")
 
     # --- manual decisions -------------------------------------------------------------------------
@@ -205,8 +191,7 @@ def run_workflow(
     bo_orders = orders.join(bo_lines.select("order_id").unique(), on="order_id", how="semi")
     res_orders = pl.concat([ev_orders.join(reserving, on="order_id", how="semi"), bo_orders])
     res_lines = pl.concat([ev_lines.join(reserving, on="order_id", how="semi"), bo_lines.select(lines.columns)])
-    res_all, inv_all = reserve_inventory(res_orders, res_lines, ref.customers, ref.products, ref.inventory,
-                                         fixed_reserved, cfg, priority=order_priority(res_orders, ref.customers, cfg))
+    res_all, inv_all = reserve(replace(inputs, orders=res_orders, lines=res_lines))
     topped = bo_orders.select("order_id")
     res_new = res_all.join(topped, on="order_id", how="anti")
     fixed_res = _top_up(fixed_res, res_all.join(topped, on="order_id", how="semi"))
