@@ -32,10 +32,9 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
-from som_pipeline.hashing import sha256_series
+from som_pipeline.lifecycle import APPROVED, CANCELLED, HISTORICAL, REJECTED, details, order_events
 from som_pipeline.schemas import (
     ManualDecisionModel,
-    OrderEventModel,
     OrderHoldModel,
     OrderStatusModel,
     ReservationModel,
@@ -368,28 +367,29 @@ _EMPTY = pl.lit([], dtype=pl.List(pl.String))
 
 def _events(state: State, status: pl.DataFrame, touched: pl.DataFrame, by_system: pl.DataFrame,
             final: pl.DataFrame, decisions: pl.DataFrame, now: datetime) -> pl.DataFrame:
-    """Events of this run: (1) what the checks say vs the previous state (actor system); (2) for orders a
-    decision of this run changed, the decision's own step (actor: the approver)."""
+    """Events of this run (:func:`som_pipeline.lifecycle.order_events`): (1) what the checks say vs the previous
+    state (actor system); (2) for orders a decision of this run changed, the decision's own step (actor: the
+    approver)."""
     prev = state.status.select("order_id", pl.col("status").alias("from_status"), pl.col("version").alias("_pv")).join(
         state.holds.group_by("order_id").agg(pl.col("reason_code").sort().alias("_before")), on="order_id", how="left")
     cur = status.join(touched, on="order_id", how="semi").select("order_id", "version", "status", "reasons")
-    sys = cur.join(by_system.select("order_id", pl.col("status").alias("_sys"), pl.col("hold_codes").alias("_after"),
+    one = cur.join(by_system.select("order_id", pl.col("status").alias("_sys"), pl.col("hold_codes").alias("_after"),
                                     pl.col("reject_codes").alias("_rej")), on="order_id", how="left")
-    sys = sys.with_columns(
+    one = one.with_columns(
         pl.coalesce("_sys", "status").alias("to_status"),
         pl.col("_after").fill_null(_EMPTY),
         pl.when(pl.col("_sys").is_null()).then(pl.col("reasons"))
-        .when(pl.col("_sys") == "REJECTED").then(pl.col("_rej").list.join("|")).alias("_reasons"),
+        .when(pl.col("_sys") == REJECTED).then(pl.col("_rej").list.join("|")).alias("_reasons"),
     ).join(prev, on="order_id", how="left").with_columns(pl.col("_before").fill_null(_EMPTY))
-    step1 = _transitions(sys, now, actor=pl.lit("system"), decision=pl.lit(None, dtype=pl.String))
+    step1 = _status_changes(one, now, actor=pl.lit("system"), decision=pl.lit(None, dtype=pl.String))
 
     # step 2: this run's decisions
-    dec = decisions.sort("decided_at").group_by("order_id").agg(
+    last = decisions.sort("decided_at").group_by("order_id").agg(
         pl.col("approver").last().alias("_by"), pl.col("reason").last().alias("_why"),
         pl.col("decision").last().alias("_dec"), pl.col("decision_id").last().alias("_dec_id"),
         pl.col("hold_codes").last().alias("_codes"))
     two = (
-        cur.join(dec, on="order_id", how="inner")
+        cur.join(last, on="order_id", how="inner")
         .join(by_system.select("order_id", pl.col("status").alias("from_status"), pl.col("hold_codes").alias("_before")),
               on="order_id", how="left")
         .join(final.select("order_id", pl.col("hold_codes").alias("_after")), on="order_id", how="left")
@@ -400,18 +400,16 @@ def _events(state: State, status: pl.DataFrame, touched: pl.DataFrame, by_system
     two = two.with_columns(pl.format("{} by {}: {} (decision on: {})", verb, pl.col("_by"), pl.col("_why"),
                                      pl.col("_codes")).alias("_reasons"))
     # the decision's step comes right after the checks' step of the same run (1 microsecond later)
-    step2 = _transitions(two, now + timedelta(microseconds=1), actor=pl.col("_by"), decision=pl.col("_dec_id"),
-                         force=True)
-    out = pl.concat([step1, step2])
-    out = out.with_columns(sha256_series(pl.concat_str(
-        [pl.col("order_id"), pl.col("version").cast(pl.String), pl.col("from_status").fill_null("-"),
-         pl.col("to_status"), pl.col("at").cast(pl.String), pl.col("details")], separator="|"), out).alias("event_id"))
-    return conform(out, OrderEventModel).sort("order_id", "at")
+    step2 = _status_changes(two, now + timedelta(microseconds=1), actor=pl.col("_by"), decision=pl.col("_dec_id"),
+                            force=True)
+    return order_events(pl.concat([step1, step2]))
 
 
-def _transitions(df: pl.DataFrame, at: datetime, *, actor: pl.Expr, decision: pl.Expr, force: bool = False) -> pl.DataFrame:
-    """Event rows for the rows of ``df`` whose status, version or open holds changed (all rows if ``force``).
-    Needs: order_id, version, from_status, to_status, _pv, _before, _after, _reasons."""
+def _status_changes(df: pl.DataFrame, at: datetime, *, actor: pl.Expr, decision: pl.Expr,
+                    force: bool = False) -> pl.DataFrame:
+    """Event columns (:data:`som_pipeline.lifecycle.EVENT_COLUMNS`) for the rows of ``df`` whose status, version
+    or open holds changed (all rows if ``force``). Needs: order_id, version, from_status, to_status, _pv,
+    _before, _after, _reasons."""
     opened = pl.col("_after").list.set_difference(pl.col("_before"))
     released = pl.col("_before").list.set_difference(pl.col("_after"))
     changed = (pl.col("from_status").is_null() | (pl.col("from_status") != pl.col("to_status"))
@@ -422,12 +420,12 @@ def _transitions(df: pl.DataFrame, at: datetime, *, actor: pl.Expr, decision: pl
     st = pl.col("to_status")
     reason = (
         pl.when(pl.lit(force)).then(pl.col("_reasons"))
-        .when(st == "CANCELLED").then(pl.lit("cancelled at the channel; reservations and holds released"))
-        .when(st == "HISTORICAL").then(pl.lit("placed before the validation start (workflow.history_before)"))
-        .when(st == "REJECTED").then(pl.format("rejected: {}", pl.col("_reasons")))
-        .when((st == "APPROVED") & (pl.col("_released").list.len() > 0))
+        .when(st == CANCELLED).then(pl.lit("cancelled at the channel; reservations and holds released"))
+        .when(st == HISTORICAL).then(pl.lit("placed before the validation start (workflow.history_before)"))
+        .when(st == REJECTED).then(pl.format("rejected: {}", pl.col("_reasons")))
+        .when((st == APPROVED) & (pl.col("_released").list.len() > 0))
         .then(pl.format("hold released, cause gone: {}", pl.col("_released").list.join(", ")))
-        .when(st == "APPROVED").then(pl.lit("all checks passed"))
+        .when(st == APPROVED).then(pl.lit("all checks passed"))
         .when(pl.col("_released").list.len() > 0)
         .then(pl.format("on hold: {} (released: {})", pl.col("_after").list.join(", "), pl.col("_released").list.join(", ")))
         .otherwise(pl.format("on hold: {}", pl.col("_after").list.join(", ")))
@@ -437,10 +435,8 @@ def _transitions(df: pl.DataFrame, at: datetime, *, actor: pl.Expr, decision: pl
         reason.alias("reason"),
         actor.alias("actor"),
         pl.lit(at).cast(TS).alias("at"),
-        pl.struct(
-            pl.col("_opened").alias("holds_opened"), pl.col("_released").alias("holds_released"),
-            pl.col("_after").alias("holds_open"), decision.alias("decision_id"), pl.col("_pv").alias("previous_version"),
-        ).struct.json_encode().alias("details"),
+        details(holds_opened=pl.col("_opened"), holds_released=pl.col("_released"), holds_open=pl.col("_after"),
+                decision_id=decision, previous_version=pl.col("_pv")).alias("details"),
     )
 
 
