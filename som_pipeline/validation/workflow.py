@@ -8,11 +8,11 @@ Each run:
    APPROVED and REJECTED orders of an unchanged version keep their status: this stage never takes back an
    approval the warehouse may already act on. Orders cancelled at the channel become CANCELLED and release
    their reservations and holds.
-2. **Checks** (:mod:`som_pipeline.validation`) on the evaluated orders, in the documented priority (order
-   time, then customer tier). Context from the orders not re-evaluated: their reservations are fixed stock
-   (``fixed_reserved``), their approved-but-unbilled totals count in credit exposure (``committed``), their
-   valid promo uses count against usage caps (``prior_usage``). The whole order history is the anomaly
-   baseline.
+2. **Checks** (the registry, :mod:`som_pipeline.validation.checks`, run as ``run_checks`` runs it) on the
+   evaluated orders, in the documented priority (order time, then customer tier). Context from the orders
+   not re-evaluated: their reservations are fixed stock (``fixed_reserved``), their approved-but-unbilled
+   totals count in credit exposure (``committed``), their valid promo uses count against usage caps
+   (``prior_usage``). The whole order history is the anomaly baseline.
 3. **Manual decisions** apply to the current version of an order: an approval releases the holds it names
    (or every hold open at that moment: the codes are recorded), a rejection rejects. A decision on an
    unknown order, on an order not on hold, or naming a hold that is not open is quarantined with a reason.
@@ -118,7 +118,7 @@ class Run:
 
 @dataclass(frozen=True)
 class Selection:
-    """Who is evaluated (phase 1); every frame carries the previous status columns ``prev_*``."""
+    """Who is evaluated; every frame but the ``ev_*`` ones carries the previous status columns ``prev_*``."""
 
     cancelled: pl.DataFrame  # cancelled at the channel -> CANCELLED
     historical: pl.DataFrame  # placed before workflow.history_before -> HISTORICAL
@@ -156,7 +156,7 @@ class Decisions:
     waivers_old: pl.DataFrame  # holds waived by earlier runs' decisions
     rejects_old: pl.DataFrame  # manual rejections of earlier runs
     waivers: pl.DataFrame  # ... including this run's decisions
-    manual_reject: pl.DataFrame
+    manual_reject: pl.DataFrame  # ... including this run's decisions
 
 
 @dataclass(frozen=True)
