@@ -19,7 +19,7 @@ from som_pipeline.validation import (
     VALIDATION_REASONS,
     ConfigError,
     ReservationModel,
-    ValidationResultModel,
+    ValidationFindingModel,
     check_compliance,
     check_credit,
     check_customer,
@@ -69,7 +69,7 @@ def reservations_of(rsv: pl.DataFrame, order_id: str) -> list[tuple]:
 def reserve(o, ln, c, p, inv, fixed=None, cfg=CFG):
     rsv, res = reserve_inventory(o, ln, c, p, inv, fixed, cfg)
     ReservationModel.validate(rsv, lazy=True)
-    ValidationResultModel.validate(res, lazy=True)
+    ValidationFindingModel.validate(res, lazy=True)
     return rsv, res
 
 
@@ -219,7 +219,7 @@ def test_unpaid_bills_over_limit_hold_credit():
                {"order_id": "B", "order_total": D("150.00"), "order_ts": T0 + timedelta(hours=1)})
     committed = pl.DataFrame({"customer_id": ["C1"], "amount": [D("25.00")]})
     res = check_credit(o, c, items, committed, AS_OF, CFG)
-    ValidationResultModel.validate(res, lazy=True)
+    ValidationFindingModel.validate(res, lazy=True)
     got = findings(res)
     assert [(f["order_id"], f["reason_code"], f["outcome"]) for f in got] == [("B", "CREDIT_LIMIT", "fail")]
     e = ev(got[0])
@@ -284,7 +284,7 @@ def test_credit_other_currency_and_unknown_customer_are_not_blocking():
 def _promo_check(o, ln, pr, prior=None, c=None):
     c = customers({}) if c is None else c
     res = check_promo(o, ln, c, products({"sku": "S1"}, {"sku": "S2", "category": "Safety"}), pr, prior, CFG)
-    ValidationResultModel.validate(res, lazy=True)
+    ValidationFindingModel.validate(res, lazy=True)
     return res
 
 
@@ -339,7 +339,7 @@ def test_promo_exhausted_counts_earlier_orders():
 def _price(o, ln, pl_rows, pr=NO_PROMOS, c=None):
     c = customers({}) if c is None else c
     res = check_price(o, ln, c, pl_rows, pr, CFG, products=products({"sku": "S1"}))
-    ValidationResultModel.validate(res, lazy=True)
+    ValidationFindingModel.validate(res, lazy=True)
     return res
 
 
@@ -424,7 +424,7 @@ def test_ten_to_thousand_is_held():
     ln = lines({"order_id": "BIG", "quantity": 1000, "unit_price": D("1.0000")},
                {"order_id": "NORMAL", "quantity": 14, "unit_price": D("1.0000")})
     res = check_quantity_anomaly(o, ln, ho, hl, CFG)
-    ValidationResultModel.validate(res, lazy=True)
+    ValidationFindingModel.validate(res, lazy=True)
     got = findings(res)
     assert [(f["order_id"], f["line_no"], f["reason_code"], f["outcome"]) for f in got] == [
         ("BIG", 1, "QTY_ANOMALY", "fail")]
@@ -569,7 +569,7 @@ def test_every_rule_leaves_a_row_for_every_order():
     ln = lines({"order_id": "CLEAN", "quantity": 2}, {"order_id": "MESSY", "sku": "NOPE"})
     run = run_checks(o, ln, customers=customers({}), products=products({"sku": "S1"}), price_lists=prices({}),
                      promotions=NO_PROMOS, inventory=stock(S1=10), open_items=NO_ITEMS, as_of=AS_OF, cfg=CFG)
-    ValidationResultModel.validate(run.results, lazy=True)
+    ValidationFindingModel.validate(run.results, lazy=True)
     assert run.results.schema == pl.Schema(RESULT_SCHEMA)
     clean = run.results.filter(pl.col("order_id") == "CLEAN")
     assert sorted(clean["rule"]) == sorted(["customer", "compliance", "price", "promo", "quantity", "credit",

@@ -1,9 +1,36 @@
-"""Validation checks: pure, vectorised functions over Polars frames (no Dagster, no I/O besides the config).
+"""Validation & approvals: is a captured order fit for the warehouse? Pure and vectorised (Polars frames in,
+frames out; no Dagster, no I/O besides reading the config).
 
-Every check returns rows of :data:`RESULT_SCHEMA` (``order_id, line_no, rule, outcome, reason_code, message,
-evidence``); every evaluated order gets at least one row per rule (a ``pass`` row when nothing is wrong).
+What belongs here:
 
-- :func:`order_priority` -- the documented processing order (order_ts, tier, order_id)
+- the **checks** -- one function per rule: :mod:`~som_pipeline.validation.rules` (customer, compliance, price,
+  promo), :mod:`~som_pipeline.validation.anomaly` (quantity), :mod:`~som_pipeline.validation.credit`,
+  :mod:`~som_pipeline.validation.inventory` (stock reservation, rule inventory);
+- the **check registry** :mod:`~som_pipeline.validation.checks`: the ordered list of checks (rule, function,
+  inputs) and the one code path that runs them, for the pipeline (the workflow) and for tests/benchmarks
+  (:func:`run_checks`) alike;
+- what checks share: the result rows and their helpers (:mod:`~som_pipeline.validation.results`), the
+  processing order (:mod:`~som_pipeline.validation.priority`), the configuration
+  (:mod:`~som_pipeline.validation.config` over ``defaults.toml``);
+- the **workflow** (:mod:`~som_pipeline.validation.workflow`): from the findings to statuses, holds,
+  reservations, manual decisions (read by :mod:`~som_pipeline.validation.approvals`) and events.
+
+Not here: reading and writing the warehouse (``som_pipeline.services.validation``), Dagster
+(``assets/validation.py``), table models (``som_pipeline.schemas``), reason-code descriptions
+(``som_pipeline.reasons``), the order statuses and their allowed transitions (``som_pipeline.lifecycle``).
+
+**A new check**: a function in ``rules.py`` (or its own module) and one record in the registry
+(``checks.CHECKS``); its reason codes in ``som_pipeline/reasons.py``; their default severity / its
+thresholds in ``defaults.toml``. Its rule name also goes into ``schemas.VALIDATION_RULES`` (a test holds the
+two equal). Every check returns rows of :data:`RESULT_SCHEMA` (``order_id, line_no, rule, outcome,
+reason_code, message, evidence``); every evaluated order gets at least one row per rule (a ``pass`` row when
+nothing is wrong). Rules that need the customer report NOT_EVALUATED (warn) when it is unknown.
+
+Severity (reject | hold | warn) per reason code is configuration (``defaults.toml`` [severity]); a result's
+outcome is ``fail`` for reject/hold and ``warn`` for warn.
+
+The checks, in the order they run (``checks.CHECKS``):
+
 - :func:`check_customer` -- rule customer: UNKNOWN_CUSTOMER, CUSTOMER_INACTIVE
 - :func:`check_compliance` -- rule compliance: EMBARGO, ADDRESS_INVALID, RESTRICTED_ITEM, UNKNOWN_SKU
 - :func:`check_price` -- rule price: PRICE_MISMATCH, PRICED_FROM_LIST, DISCOUNT_NOT_APPROVED
@@ -11,22 +38,21 @@ evidence``); every evaluated order gets at least one row per rule (a ``pass`` ro
 - :func:`check_quantity_anomaly` -- rule quantity: QTY_ANOMALY, NEW_CUSTOMER_REVIEW
 - :func:`check_credit` -- rule credit: CREDIT_LIMIT, CREDIT_OVERDUE, CREDIT_UNCHECKED
 - :func:`reserve_inventory` -- rule inventory: BACKORDER, SPLIT_SHIPMENT, SUBSTITUTED, WAIT_SHIP_COMPLETE
-- :func:`run_checks` -- all of the above (reservation only for orders without a reject-severity finding)
-
-Rules that need the customer report NOT_EVALUATED (warn) when it is unknown.
-
-Severity (reject | hold | warn) per reason code is configuration (``defaults.toml`` [severity]); a result's
-outcome is ``fail`` for reject/hold and ``warn`` for warn.
+  (only for orders without a reject-severity finding)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
-
-import polars as pl
-
 from som_pipeline.validation.anomaly import check_quantity_anomaly
+from som_pipeline.validation.checks import (
+    CHECKS,
+    Check,
+    CheckInputs,
+    ValidationRun,
+    rejected_orders,
+    run_check,
+    run_checks,
+)
 from som_pipeline.validation.config import (
     ISO_COUNTRIES,
     VALIDATION_REASONS,
@@ -35,6 +61,7 @@ from som_pipeline.validation.config import (
     load_config,
 )
 from som_pipeline.validation.credit import check_credit
+from som_pipeline.validation.frames import Frame
 from som_pipeline.validation.inventory import (
     DECISIONS,
     RESERVATION_SCHEMA,
@@ -42,93 +69,31 @@ from som_pipeline.validation.inventory import (
     available_stock,
     reserve_inventory,
 )
-from som_pipeline.validation.results import RESULT_SCHEMA, RULES, ValidationResultModel, empty_results
+from som_pipeline.validation.priority import order_priority
+from som_pipeline.validation.results import RESULT_SCHEMA, RULES, ValidationFindingModel, empty_results
 from som_pipeline.validation.rules import (
-    Frame,
     check_compliance,
     check_customer,
     check_price,
     check_promo,
     estimate_order_totals,
-    order_priority,
 )
 
-
-@dataclass(frozen=True)
-class ValidationRun:
-    """Everything :func:`run_checks` produced."""
-
-    priority: pl.DataFrame      # [order_id, priority]
-    results: pl.DataFrame       # RESULT_SCHEMA, every rule
-    reservations: pl.DataFrame  # RESERVATION_SCHEMA
-    rejected: pl.DataFrame      # [order_id]: orders with a reject-severity finding (they reserved nothing)
-
-
-def rejected_orders(results: pl.DataFrame, cfg: ValidationConfig) -> pl.DataFrame:
-    """``[order_id]`` of the orders with at least one finding whose severity is ``reject``."""
-    codes = [c for c, s in cfg.severity.items() if s == "reject"]
-    return results.filter(pl.col("reason_code").is_in(codes)).select("order_id").unique().sort("order_id")
-
-
-def run_checks(
-    orders: Frame,
-    lines: Frame,
-    *,
-    customers: Frame,
-    products: Frame,
-    price_lists: Frame,
-    promotions: Frame,
-    inventory: Frame,
-    open_items: Frame,
-    as_of: date,
-    history_orders: Frame | None = None,
-    history_lines: Frame | None = None,
-    prior_usage: Frame | None = None,
-    committed: Frame | None = None,
-    fixed_reserved: Frame | None = None,
-    cfg: ValidationConfig | None = None,
-) -> ValidationRun:
-    """Run every check on ``orders``/``lines`` and reserve stock for the orders not rejected.
-
-    ``history_orders``/``history_lines`` default to the evaluated orders themselves (only what lies strictly
-    before each order counts). Unpriced orders are valued at list price for the credit check
-    (:func:`estimate_order_totals`).
-    """
-    cfg = cfg or load_config()
-    orders = orders.lazy().collect() if isinstance(orders, pl.LazyFrame) else orders
-    lines = lines.lazy().collect() if isinstance(lines, pl.LazyFrame) else lines
-    prio = order_priority(orders, customers, cfg)
-    hist_o = orders if history_orders is None else history_orders
-    hist_l = lines if history_lines is None else history_lines
-    parts = [
-        check_customer(orders, customers, cfg),
-        check_compliance(orders, lines, products, cfg),
-        check_price(orders, lines, customers, price_lists, promotions, cfg, products=products),
-        check_promo(orders, lines, customers, products, promotions, prior_usage, cfg, priority=prio),
-        check_quantity_anomaly(orders, lines, hist_o, hist_l, cfg),
-        check_credit(orders, customers, open_items, committed, as_of, cfg, priority=prio,
-                     order_values=estimate_order_totals(orders, lines, customers, price_lists)),
-    ]
-    rejected = rejected_orders(pl.concat(parts), cfg)
-    keep = orders.join(rejected, on="order_id", how="anti")
-    reservations, inv_results = reserve_inventory(keep, lines.join(rejected, on="order_id", how="anti"), customers,
-                                                  products, inventory, fixed_reserved, cfg, priority=prio)
-    results = pl.concat([*parts, inv_results]).sort(["order_id", "rule", "line_no"], nulls_last=False,
-                                                    maintain_order=True)
-    return ValidationRun(priority=prio, results=results, reservations=reservations, rejected=rejected)
-
-
 __all__ = [
+    "CHECKS",
     "DECISIONS",
     "ISO_COUNTRIES",
     "RESERVATION_SCHEMA",
     "RESULT_SCHEMA",
     "RULES",
     "VALIDATION_REASONS",
+    "Check",
+    "CheckInputs",
     "ConfigError",
+    "Frame",
     "ReservationModel",
     "ValidationConfig",
-    "ValidationResultModel",
+    "ValidationFindingModel",
     "ValidationRun",
     "available_stock",
     "check_compliance",
@@ -143,5 +108,6 @@ __all__ = [
     "order_priority",
     "rejected_orders",
     "reserve_inventory",
+    "run_check",
     "run_checks",
 ]

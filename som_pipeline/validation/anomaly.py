@@ -38,8 +38,8 @@ from __future__ import annotations
 import polars as pl
 
 from som_pipeline.validation.config import ValidationConfig
+from som_pipeline.validation.frames import Frame, lazy
 from som_pipeline.validation.results import collect, emit, evidence, fmt, passes
-from som_pipeline.validation.rules import Frame, lazy
 
 MAD_SCALE = 1.4826
 LEVELS = ("customer_sku", "customer", "sku_population", "global")

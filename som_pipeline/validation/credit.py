@@ -1,7 +1,7 @@
 """Credit check (rule ``credit``): exposure against the credit limit, overdue invoices. Pure and vectorised.
 
 See :func:`check_credit` for the rules; the FIFO accumulation over a customer's orders of this evaluation is a
-cumulative sum in the documented order priority (:func:`som_pipeline.validation.rules.order_priority`).
+cumulative sum in the documented order priority (:func:`som_pipeline.validation.priority.order_priority`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import polars as pl
 
 from som_pipeline import money
 from som_pipeline.validation.config import ValidationConfig
+from som_pipeline.validation.frames import Frame, lazy
+from som_pipeline.validation.priority import resolve_priority
 from som_pipeline.validation.results import collect, emit, evidence, fmt, passes
-from som_pipeline.validation.rules import Frame, _priority, lazy
 
 
 def _credit_findings(orders: Frame, customers: Frame, open_items: Frame, committed: Frame | None, as_of: date,
@@ -131,4 +132,4 @@ def check_credit(orders: Frame, customers: Frame, open_items: Frame, committed: 
       of the customer (evidence: invoice ids, due dates, days overdue).
     """
     return collect([_credit_findings(orders, customers, open_items, committed, as_of, cfg,
-                                     _priority(orders, customers, cfg, priority), order_values)])
+                                     resolve_priority(orders, customers, cfg, priority), order_values)])

@@ -42,8 +42,9 @@ import polars as pl
 
 from som_pipeline.schemas import ReservationDecisionModel, polars_schema
 from som_pipeline.validation.config import ValidationConfig
+from som_pipeline.validation.frames import Frame, lazy
+from som_pipeline.validation.priority import resolve_priority
 from som_pipeline.validation.results import collect, emit, evidence, fmt, passes
-from som_pipeline.validation.rules import Frame, _priority, lazy
 
 DECISIONS = ("RESERVE", "SPLIT", "BACKORDER", "SUBSTITUTE", "WAIT_SHIP_COMPLETE")
 # The model lives with every other model in som_pipeline.schemas (one schema source).
@@ -124,7 +125,7 @@ def reserve_inventory(orders: Frame, lines: Frame, customers: Frame, products: F
     Returns ``(reservations, results)``: reservations of :data:`RESERVATION_SCHEMA` (see module doc) and
     result rows of rule ``inventory``.
     """
-    prio = _priority(orders, customers, cfg, priority)
+    prio = resolve_priority(orders, customers, cfg, priority)
     o = (lazy(orders).select("order_id", "customer_id", pl.col("ship_complete").alias("_o_sc"),
                              pl.col("ship_to_country").str.strip_chars().str.to_uppercase().alias("_country"),
                              pl.col("ship_method").str.contains(cfg.air_regex).fill_null(False).alias("_air"))

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import polars as pl
 
-from som_pipeline.schemas import ValidationFindingModel, polars_schema
+from som_pipeline.schemas import VALIDATION_RULES, ValidationFindingModel, polars_schema
 from som_pipeline.validation.config import VALIDATION_REASONS, ValidationConfig
 
-RULES = ("customer", "compliance", "price", "promo", "quantity", "credit", "inventory")
+# The rule names, in the order the checks run (defined once, in schemas; the check registry
+# som_pipeline.validation.checks.CHECKS lists the same rules in the same order: a test holds them equal).
+RULES: tuple[str, ...] = tuple(VALIDATION_RULES)
 OUTCOMES = ("pass", "warn", "fail")
 
-# The finding model lives with every other model in som_pipeline.schemas (one schema source).
-ValidationResultModel = ValidationFindingModel
+# The finding model lives with every other model in som_pipeline.schemas (one schema source). It is not
+# schemas.ValidationResultModel: that is the table core.validation_results (a finding + version, waiver, time).
 RESULT_SCHEMA: dict[str, pl.DataType] = polars_schema(ValidationFindingModel)
 RESULT_COLUMNS = list(RESULT_SCHEMA)
 
@@ -112,5 +114,5 @@ def collect(parts: list[pl.LazyFrame | pl.DataFrame]) -> pl.DataFrame:
     return out.cast(RESULT_SCHEMA).sort(["order_id", "rule", "line_no"], nulls_last=False, maintain_order=True)
 
 
-__all__ = ["OUTCOMES", "RESULT_COLUMNS", "RESULT_SCHEMA", "RULES", "ValidationResultModel", "collect", "emit",
+__all__ = ["OUTCOMES", "RESULT_COLUMNS", "RESULT_SCHEMA", "RULES", "ValidationFindingModel", "collect", "emit",
            "empty_results", "evidence", "fmt", "outcome_of", "passes", "txt"]

@@ -1,4 +1,4 @@
-"""Validation rules: order priority, customer, compliance, price, promo, credit. Pure and vectorised.
+"""Validation rules: customer, compliance, price, promo. Pure and vectorised.
 
 Inputs are Polars frames with the columns of ``core.orders`` / ``core.order_lines`` / ``ref.*``
 (:mod:`som_pipeline.schemas`); every check returns rows of :data:`~som_pipeline.validation.results.RESULT_SCHEMA`.
@@ -8,8 +8,8 @@ priority order do the sequential parts.
 Decisions (documented here, in ``defaults.toml`` and in the evidence of each row):
 
 Priority
-    ``order_ts``, then customer tier (``[priority] tier_order``, platinum first; unknown customers last), then
-    ``order_id``. Stock, credit exposure and promo usage caps are consumed in this order.
+    ``order_ts``, then customer tier, then ``order_id`` (:mod:`som_pipeline.validation.priority`). Stock,
+    credit exposure and promo usage caps are consumed in this order.
 Customer (rule ``customer``)
     ``UNKNOWN_CUSTOMER`` when ``customer_id`` is null or not in ``ref.customers``; ``CUSTOMER_INACTIVE``.
     Rules that need the customer (price, credit) report ``NOT_EVALUATED`` (warn) for such an order instead of
@@ -51,14 +51,11 @@ import polars as pl
 
 from som_pipeline import money
 from som_pipeline.validation.config import ValidationConfig
+from som_pipeline.validation.frames import Frame, lazy
+from som_pipeline.validation.priority import resolve_priority
 from som_pipeline.validation.results import collect, emit, evidence, fmt, passes, txt
 
-Frame = pl.DataFrame | pl.LazyFrame
 D6 = pl.Decimal(38, 6)
-
-
-def lazy(df: Frame) -> pl.LazyFrame:
-    return df.lazy() if isinstance(df, pl.DataFrame) else df
 
 
 def _blank(col: str) -> pl.Expr:
@@ -73,35 +70,6 @@ def _q(e: pl.Expr | str, scale: int) -> pl.Expr:
     """A decimal for display: rounded half away from zero to ``scale`` places."""
     e = pl.col(e) if isinstance(e, str) else e
     return e.round(scale, mode="half_away_from_zero").cast(pl.Decimal(38, scale))
-
-
-# ================================================================================================
-# Priority
-# ================================================================================================
-def priority_frame(orders: Frame, customers: Frame, cfg: ValidationConfig) -> pl.LazyFrame:
-    rank = {t: i for i, t in enumerate(cfg.tier_order)}
-    return (
-        lazy(orders).select("order_id", "order_ts", "customer_id")
-        .join(lazy(customers).select("customer_id", "tier"), on="customer_id", how="left")
-        .with_columns(pl.col("tier").replace_strict(rank, default=len(rank), return_dtype=pl.Int64)
-                      .fill_null(len(rank)).alias("_tier_rank"))
-        .sort(["order_ts", "_tier_rank", "order_id"], nulls_last=True)
-        .select("order_id", pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("priority"))
-    )
-
-
-def order_priority(orders: Frame, customers: Frame, cfg: ValidationConfig) -> pl.DataFrame:
-    """``[order_id, priority]``: 1 = served first. Order: ``order_ts``, tier (``cfg.tier_order``), ``order_id``."""
-    return priority_frame(orders, customers, cfg).collect()
-
-
-def _priority(orders: Frame, customers: Frame | None, cfg: ValidationConfig,
-              priority: Frame | None) -> pl.LazyFrame:
-    if priority is not None:
-        return lazy(priority).select("order_id", "priority")
-    if customers is None:
-        customers = pl.DataFrame(schema={"customer_id": pl.String, "tier": pl.String})
-    return priority_frame(orders, customers, cfg)
 
 
 # ================================================================================================
@@ -374,7 +342,7 @@ def check_promo(orders: Frame, lines: Frame, customers: Frame, products: Frame, 
                 prior_usage: Frame | None, cfg: ValidationConfig, *, priority: Frame | None = None) -> pl.DataFrame:
     """Promo code checks (see module doc). ``prior_usage``: ``[code, used]`` from earlier runs (None = 0)."""
     return collect([_promo_findings(orders, lines, customers, products, promotions, prior_usage, cfg,
-                                    _priority(orders, customers, cfg, priority))])
+                                    resolve_priority(orders, customers, cfg, priority))])
 
 
 # ================================================================================================

@@ -8,11 +8,11 @@ Each run:
    APPROVED and REJECTED orders of an unchanged version keep their status: this stage never takes back an
    approval the warehouse may already act on. Orders cancelled at the channel become CANCELLED and release
    their reservations and holds.
-2. **Checks** (:mod:`som_pipeline.validation`) on the evaluated orders, in the documented priority (order
-   time, then customer tier). Context from the orders not re-evaluated: their reservations are fixed stock
-   (``fixed_reserved``), their approved-but-unbilled totals count in credit exposure (``committed``), their
-   valid promo uses count against usage caps (``prior_usage``). The whole order history is the anomaly
-   baseline.
+2. **Checks** (the registry, :mod:`som_pipeline.validation.checks`, run as ``run_checks`` runs it) on the
+   evaluated orders, in the documented priority (order time, then customer tier). Context from the orders
+   not re-evaluated: their reservations are fixed stock (``fixed_reserved``), their approved-but-unbilled
+   totals count in credit exposure (``committed``), their valid promo uses count against usage caps
+   (``prior_usage``). The whole order history is the anomaly baseline.
 3. **Manual decisions** apply to the current version of an order: an approval releases the holds it names
    (or every hold open at that moment: the codes are recorded), a rejection rejects. A decision on an
    unknown order, on an order not on hold, or naming a hold that is not open is quarantined with a reason.
@@ -21,21 +21,26 @@ Each run:
 5. **Stock** is reserved (before approval, so split / backorder / substitution is decided up front) for the
    evaluated orders that are not rejected — except orders held longer than ``hold_reservation_hours``:
    their reservation lapses (the stock goes back to the pool) until they are released.
-6. **Events**: a row whenever an order's status or its set of open holds changes, saying why and who.
-   A run that changes nothing writes nothing: re-running is idempotent.
+6. **Events**: a row whenever an order's status or its set of open holds changes, saying why and who
+   (built by :func:`som_pipeline.lifecycle.order_events`, which also holds the statuses and the transitions
+   allowed between them). A run that changes nothing writes nothing: re-running is idempotent.
+
+:func:`run_workflow` is the list of the run's phases, one function each, in order: who is evaluated, context
+from the kept orders, the checks, manual decisions, preliminary status then stock, holds, status rows,
+reservations, results with waivers, events. Phases hand small frozen dataclasses to one another
+(:class:`Run`, :class:`Selection`, :class:`Context`, :class:`Checked`, :class:`Decisions`, :class:`Stock`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 import polars as pl
 
-from som_pipeline.hashing import sha256_series
+from som_pipeline.lifecycle import APPROVED, CANCELLED, HISTORICAL, ON_HOLD, REJECTED, details, order_events
 from som_pipeline.schemas import (
     ManualDecisionModel,
-    OrderEventModel,
     OrderHoldModel,
     OrderStatusModel,
     ReservationModel,
@@ -43,18 +48,8 @@ from som_pipeline.schemas import (
     conform,
     empty,
 )
-from som_pipeline.validation import (
-    ValidationConfig,
-    check_compliance,
-    check_credit,
-    check_customer,
-    check_price,
-    check_promo,
-    check_quantity_anomaly,
-    estimate_order_totals,
-    order_priority,
-    reserve_inventory,
-)
+from som_pipeline.validation.checks import CheckInputs, reserve, screen
+from som_pipeline.validation.config import ValidationConfig
 
 TS = pl.Datetime("us", "UTC")
 
@@ -99,6 +94,82 @@ def _ts(now: datetime) -> pl.Expr:
     return pl.lit(now).cast(TS)
 
 
+def _severity(cfg: ValidationConfig) -> pl.Expr:
+    """reject | hold | warn of each row's reason code (an unconfigured code holds)."""
+    return pl.col("reason_code").replace_strict(dict(cfg.severity), default="hold")
+
+
+@dataclass(frozen=True)
+class Run:
+    """The inputs of one run (see :func:`run_workflow`)."""
+
+    orders: pl.DataFrame
+    lines: pl.DataFrame
+    state: State
+    new_decisions: pl.DataFrame
+    ref: Reference
+    cfg: ValidationConfig
+    now: datetime
+
+    @property
+    def as_of(self) -> date:
+        return self.cfg.as_of or self.now.date()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Who is evaluated; every frame but the ``ev_*`` ones carries the previous status columns ``prev_*``."""
+
+    cancelled: pl.DataFrame  # cancelled at the channel -> CANCELLED
+    historical: pl.DataFrame  # placed before workflow.history_before -> HISTORICAL
+    evaluate: pl.DataFrame  # new, ON_HOLD or of a new version: checked
+    kept: pl.DataFrame  # APPROVED / REJECTED of an unchanged version: keep their status
+    ev_ids: pl.DataFrame  # [order_id] of ``evaluate``
+    ev_orders: pl.DataFrame  # their core.orders rows
+    ev_lines: pl.DataFrame  # their core.order_lines rows
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the orders that keep their status contribute to the checks of the others."""
+
+    fixed_res: pl.DataFrame  # reservations of the kept approved orders (they stay theirs)
+    fixed_reserved: pl.DataFrame  # [sku, quantity]: the same per SKU
+    committed: pl.DataFrame  # [customer_id, amount]: their approved-but-unbilled totals
+    prior_usage: pl.DataFrame  # [code, used]: their promo uses
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The registered checks' inputs and results (every rule but inventory) for the evaluated orders."""
+
+    inputs: CheckInputs
+    results: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Manual decisions on the current versions and their effects."""
+
+    applied: pl.DataFrame  # this run's new decisions that apply
+    rejects: pl.DataFrame  # this run's new decisions that do not (quarantined, with a reason)
+    waivers_old: pl.DataFrame  # holds waived by earlier runs' decisions
+    rejects_old: pl.DataFrame  # manual rejections of earlier runs
+    waivers: pl.DataFrame  # ... including this run's decisions
+    manual_reject: pl.DataFrame  # ... including this run's decisions
+
+
+@dataclass(frozen=True)
+class Stock:
+    """The checks' results with the stock reservation, and the statuses they give."""
+
+    results: pl.DataFrame  # every rule, inventory included
+    res_new: pl.DataFrame  # reservations of the evaluated orders
+    fixed_res: pl.DataFrame  # the kept approved orders' reservations, topped up with backorder fills
+    final: pl.DataFrame  # status per evaluated order (all decisions)
+    by_system: pl.DataFrame  # status per evaluated order by the checks and earlier runs' decisions only
+
+
 def run_workflow(
     orders: pl.DataFrame,
     lines: pl.DataFrame,
@@ -110,10 +181,32 @@ def run_workflow(
 ) -> Outcome:
     """One validation run. ``new_decisions``: well-formed rows read from decision files
     (:data:`som_pipeline.validation.approvals.DECISION_SCHEMA`)."""
-    as_of: date = cfg.as_of or now.date()
-    live = orders.select("order_id", "version", "order_date", "cancelled_at", "customer_id", "order_total",
-                         "payment_status", "promo_code")
-    prev = state.status.select(
+    run = Run(orders, lines, state, new_decisions, ref, cfg, now)
+    sel = _select_orders(run)
+    ctx = _context_of_kept_orders(run, sel)
+    checked = _checks(run, sel, ctx)
+    dec = _manual_decisions(run, checked.results)
+    stock = _preliminary_status_then_stock(run, sel, ctx, checked, dec)
+    holds, all_holds = _holds(run, sel, stock)
+    st_new = _new_status_rows(run, stock, holds, dec)
+    status = _status_rows(run, sel, st_new)
+    reservations = _reservations(run, stock, st_new)
+    out_results = _results_with_waivers(run, sel, stock, dec)
+    touched = pl.concat([sel.ev_ids, sel.cancelled.select("order_id"), sel.historical.select("order_id")])
+    events = _events(run, status, touched, stock, dec)
+    return Outcome(status, all_holds.sort("order_id", "reason_code"), reservations, out_results,
+                   touched, events, conform(dec.applied, ManualDecisionModel), dec.rejects)
+
+
+# ------------------------------------------------------------------------------------------------
+# Phases of a run, in order
+# ------------------------------------------------------------------------------------------------
+def _select_orders(run: Run) -> Selection:
+    """Who is evaluated: new orders, held orders, orders of a new version (see module doc)."""
+    cfg = run.cfg
+    live = run.orders.select("order_id", "version", "order_date", "cancelled_at", "customer_id", "order_total",
+                             "payment_status", "promo_code")
+    prev = run.state.status.select(
         "order_id", pl.col("version").alias("prev_version"), pl.col("status").alias("prev_status"),
         pl.col("since").alias("prev_since"), pl.col("reservation_expires_at").alias("prev_expires"),
         pl.col("actor").alias("prev_actor"))
@@ -123,105 +216,121 @@ def run_workflow(
     historical = o.filter(pl.col("cancelled_at").is_null() & is_history)
     active = o.filter(pl.col("cancelled_at").is_null() & ~is_history)
     evaluate = active.filter(
-        pl.col("prev_status").is_null() | (pl.col("prev_status") == "ON_HOLD")
+        pl.col("prev_status").is_null() | (pl.col("prev_status") == ON_HOLD)
         | (pl.col("prev_version") != pl.col("version"))
     )
     kept = active.join(evaluate.select("order_id"), on="order_id", how="anti")
     ev_ids = evaluate.select("order_id")
-    ev_orders = orders.join(ev_ids, on="order_id", how="semi")
-    ev_lines = lines.join(ev_ids, on="order_id", how="semi")
+    ev_orders = run.orders.join(ev_ids, on="order_id", how="semi")
+    ev_lines = run.lines.join(ev_ids, on="order_id", how="semi")
+    return Selection(cancelled, historical, evaluate, kept, ev_ids, ev_orders, ev_lines)
 
-    # --- context from the orders that keep their status ----------------------------------------------
-    kept_approved = kept.filter(pl.col("prev_status") == "APPROVED").select("order_id")
-    fixed_res = state.reservations.join(kept_approved, on="order_id", how="semi")
+
+def _context_of_kept_orders(run: Run, sel: Selection) -> Context:
+    """Context from the orders that keep their status: stock they hold, credit they use, promo uses."""
+    kept_approved = sel.kept.filter(pl.col("prev_status") == APPROVED).select("order_id")
+    fixed_res = run.state.reservations.join(kept_approved, on="order_id", how="semi")
     fixed_reserved = fixed_res.group_by("sku").agg(pl.col("quantity_reserved").sum().alias("quantity"))
-    prepaid = pl.col("payment_status").is_in(list(cfg.prepaid_payment_statuses))
+    prepaid = pl.col("payment_status").is_in(list(run.cfg.prepaid_payment_statuses))
     committed = (
-        orders.join(kept_approved, on="order_id", how="semi").filter(~prepaid.fill_null(False))
+        run.orders.join(kept_approved, on="order_id", how="semi").filter(~prepaid.fill_null(False))
         .group_by("customer_id").agg(pl.col("order_total").sum().fill_null(0).alias("amount"))
         .filter(pl.col("customer_id").is_not_null())
     )
     prior_usage = (
-        orders.join(kept_approved, on="order_id", how="semi").filter(pl.col("promo_code").is_not_null())
+        run.orders.join(kept_approved, on="order_id", how="semi").filter(pl.col("promo_code").is_not_null())
         .group_by(pl.col("promo_code").str.to_uppercase().alias("code")).agg(pl.len().cast(pl.Int64).alias("used"))
     )
+    return Context(fixed_res, fixed_reserved, committed, prior_usage)
 
-    # --- checks ---------------------------------------------------------------------------------
-    prio = order_priority(ev_orders, ref.customers, cfg)
-    parts = [
-        check_customer(ev_orders, ref.customers, cfg),
-        check_compliance(ev_orders, ev_lines, ref.products, cfg),
-        check_price(ev_orders, ev_lines, ref.customers, ref.price_lists, ref.promotions, cfg, products=ref.products),
-        check_promo(ev_orders, ev_lines, ref.customers, ref.products, ref.promotions, prior_usage, cfg, priority=prio),
-        check_quantity_anomaly(ev_orders, ev_lines, orders, lines, cfg),
-        check_credit(ev_orders, ref.customers, ref.open_items, committed, as_of, cfg, priority=prio,
-                     order_values=estimate_order_totals(ev_orders, ev_lines, ref.customers, ref.price_lists)),
-    ]
-    results = pl.concat(parts, how="vertical_relaxed")
-    severity = pl.col("reason_code").replace_strict(dict(cfg.severity), default="hold")
 
-    # --- manual decisions -------------------------------------------------------------------------
-    fails = results.filter(pl.col("outcome") == "fail").with_columns(severity.alias("severity"))
+def _checks(run: Run, sel: Selection, ctx: Context) -> Checked:
+    """The registered checks (:func:`som_pipeline.validation.checks.screen`, as ``run_checks`` runs them) on
+    the evaluated orders, in priority order; the whole order history is the anomaly baseline."""
+    ref = run.ref
+    inputs = CheckInputs(
+        orders=sel.ev_orders, lines=sel.ev_lines, customers=ref.customers, products=ref.products,
+        price_lists=ref.price_lists, promotions=ref.promotions, inventory=ref.inventory, open_items=ref.open_items,
+        history_orders=run.orders, history_lines=run.lines, as_of=run.as_of, cfg=run.cfg,
+        prior_usage=ctx.prior_usage, committed=ctx.committed, fixed_reserved=ctx.fixed_reserved,
+    )
+    return Checked(inputs, screen(inputs))
+
+
+def _manual_decisions(run: Run, results: pl.DataFrame) -> Decisions:
+    """Manual decisions apply to the current version of an order; the ones that do not are quarantined."""
+    fails = results.filter(pl.col("outcome") == "fail").with_columns(_severity(run.cfg).alias("severity"))
     open_before = fails.filter(pl.col("severity") == "hold").select("order_id", "reason_code").unique()
-    decisions, decision_rejects = _apply_decisions(new_decisions, orders, state, open_before, cfg)
-    current_version = orders.select("order_id", "version")
-    old_decisions = state.decisions.join(current_version, on=["order_id", "version"], how="semi")
-    all_decisions = pl.concat([old_decisions, decisions], how="vertical_relaxed")
+    applied, rejects = _apply_decisions(run.new_decisions, run.orders, run.state, open_before, run.cfg)
+    current_version = run.orders.select("order_id", "version")
+    old_decisions = run.state.decisions.join(current_version, on=["order_id", "version"], how="semi")
+    all_decisions = pl.concat([old_decisions, applied], how="vertical_relaxed")
     waivers_old, rejects_old = _decision_effects(old_decisions)
     waivers, manual_reject = _decision_effects(all_decisions)
+    return Decisions(applied, rejects, waivers_old, rejects_old, waivers, manual_reject)
 
-    # --- preliminary status, then stock -------------------------------------------------------------
-    def statuses(res: pl.DataFrame, waivers: pl.DataFrame, manual_reject: pl.DataFrame) -> pl.DataFrame:
-        f = res.filter(pl.col("outcome") == "fail").with_columns(severity.alias("severity")).join(
-            waivers.select("order_id", "reason_code", "waived_by"), on=["order_id", "reason_code"], how="left")
-        agg = f.group_by("order_id").agg(
-            pl.col("reason_code").filter(pl.col("severity") == "reject").unique().sort().alias("reject_codes"),
-            pl.col("reason_code").filter((pl.col("severity") == "hold") & pl.col("waived_by").is_null())
-            .unique().sort().alias("hold_codes"),
-        )
-        st = ev_ids.join(agg, on="order_id", how="left").join(
-            manual_reject.select("order_id", pl.col("approver").alias("rejected_by")), on="order_id", how="left")
-        st = st.with_columns(pl.col("reject_codes").fill_null(pl.lit([], dtype=pl.List(pl.String))),
-                             pl.col("hold_codes").fill_null(pl.lit([], dtype=pl.List(pl.String))))
-        return st.with_columns(
-            pl.when(pl.col("rejected_by").is_not_null() | (pl.col("reject_codes").list.len() > 0)).then(pl.lit("REJECTED"))
-            .when(pl.col("hold_codes").list.len() > 0).then(pl.lit("ON_HOLD"))
-            .otherwise(pl.lit("APPROVED")).alias("status")
-        )
 
-    pre = statuses(results, waivers, manual_reject).join(evaluate.select("order_id", "prev_status", "prev_expires"),
-                                                          on="order_id")
-    lapsed = (pl.col("status") == "ON_HOLD") & (pl.col("prev_status") == "ON_HOLD") & \
-        pl.col("prev_expires").is_not_null() & (pl.col("prev_expires") <= _ts(now))
-    reserving = pre.filter((pl.col("status") != "REJECTED") & ~lapsed.fill_null(False)).select("order_id")
+def _statuses(res: pl.DataFrame, waivers: pl.DataFrame, manual_reject: pl.DataFrame, ev_ids: pl.DataFrame,
+              cfg: ValidationConfig) -> pl.DataFrame:
+    """Status per evaluated order from the results and the decisions: reject > unwaived hold > approved."""
+    f = res.filter(pl.col("outcome") == "fail").with_columns(_severity(cfg).alias("severity")).join(
+        waivers.select("order_id", "reason_code", "waived_by"), on=["order_id", "reason_code"], how="left")
+    agg = f.group_by("order_id").agg(
+        pl.col("reason_code").filter(pl.col("severity") == "reject").unique().sort().alias("reject_codes"),
+        pl.col("reason_code").filter((pl.col("severity") == "hold") & pl.col("waived_by").is_null())
+        .unique().sort().alias("hold_codes"),
+    )
+    st = ev_ids.join(agg, on="order_id", how="left").join(
+        manual_reject.select("order_id", pl.col("approver").alias("rejected_by")), on="order_id", how="left")
+    st = st.with_columns(pl.col("reject_codes").fill_null(_EMPTY), pl.col("hold_codes").fill_null(_EMPTY))
+    return st.with_columns(
+        pl.when(pl.col("rejected_by").is_not_null() | (pl.col("reject_codes").list.len() > 0)).then(pl.lit(REJECTED))
+        .when(pl.col("hold_codes").list.len() > 0).then(pl.lit(ON_HOLD))
+        .otherwise(pl.lit(APPROVED)).alias("status")
+    )
+
+
+def _preliminary_status_then_stock(run: Run, sel: Selection, ctx: Context, checked: Checked,
+                                   dec: Decisions) -> Stock:
+    """Stock is reserved for the evaluated orders not rejected (a held order's reservation lapses after
+    ``hold_reservation_hours``), with the approved orders waiting for backordered units; then the statuses."""
+    results = checked.results
+    pre = _statuses(results, dec.waivers, dec.manual_reject, sel.ev_ids, run.cfg).join(
+        sel.evaluate.select("order_id", "prev_status", "prev_expires"), on="order_id")
+    lapsed = (pl.col("status") == ON_HOLD) & (pl.col("prev_status") == ON_HOLD) & \
+        pl.col("prev_expires").is_not_null() & (pl.col("prev_expires") <= _ts(run.now))
+    reserving = pre.filter((pl.col("status") != REJECTED) & ~lapsed.fill_null(False)).select("order_id")
     # approved orders waiting for stock (backordered units) compete for what is free, in priority order,
     # with the evaluated orders; what they already reserved stays theirs
-    waiting = fixed_res.filter(pl.col("quantity_backordered") > 0)
+    waiting = ctx.fixed_res.filter(pl.col("quantity_backordered") > 0)
     bo_lines = (
         waiting.group_by("order_id", "line_no").agg(pl.col("requested_sku").first().alias("sku"),
                                                     pl.col("quantity_backordered").sum().alias("quantity"))
-        .join(lines.drop("sku", "quantity"), on=["order_id", "line_no"], how="inner")
+        .join(run.lines.drop("sku", "quantity"), on=["order_id", "line_no"], how="inner")
     )
-    bo_orders = orders.join(bo_lines.select("order_id").unique(), on="order_id", how="semi")
-    res_orders = pl.concat([ev_orders.join(reserving, on="order_id", how="semi"), bo_orders])
-    res_lines = pl.concat([ev_lines.join(reserving, on="order_id", how="semi"), bo_lines.select(lines.columns)])
-    res_all, inv_all = reserve_inventory(res_orders, res_lines, ref.customers, ref.products, ref.inventory,
-                                         fixed_reserved, cfg, priority=order_priority(res_orders, ref.customers, cfg))
+    bo_orders = run.orders.join(bo_lines.select("order_id").unique(), on="order_id", how="semi")
+    res_orders = pl.concat([sel.ev_orders.join(reserving, on="order_id", how="semi"), bo_orders])
+    res_lines = pl.concat([sel.ev_lines.join(reserving, on="order_id", how="semi"), bo_lines.select(run.lines.columns)])
+    res_all, inv_all = reserve(replace(checked.inputs, orders=res_orders, lines=res_lines))
     topped = bo_orders.select("order_id")
     res_new = res_all.join(topped, on="order_id", how="anti")
-    fixed_res = _top_up(fixed_res, res_all.join(topped, on="order_id", how="semi"))
+    fixed_res = _top_up(ctx.fixed_res, res_all.join(topped, on="order_id", how="semi"))
     inv_results = inv_all.join(topped, on="order_id", how="anti")
     results = pl.concat([results, inv_results], how="vertical_relaxed")
-    final = statuses(results, waivers, manual_reject).join(
-        evaluate.select("order_id", "version", "prev_status", "prev_since"), on="order_id")
+    final = _statuses(results, dec.waivers, dec.manual_reject, sel.ev_ids, run.cfg).join(
+        sel.evaluate.select("order_id", "version", "prev_status", "prev_since"), on="order_id")
     # what the checks alone (with the decisions of earlier runs) say: the first step of this run's history
-    by_system = statuses(results, waivers_old, rejects_old)
+    by_system = _statuses(results, dec.waivers_old, dec.rejects_old, sel.ev_ids, run.cfg)
+    return Stock(results, res_new, fixed_res, final, by_system)
 
-    # --- holds ---------------------------------------------------------------------------------
-    f = results.filter(pl.col("outcome") == "fail").with_columns(severity.alias("severity"))
+
+def _holds(run: Run, sel: Selection, stock: Stock) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Open holds: (of the evaluated orders, all: with the kept orders'). A hold keeps its ``since`` while its
+    cause persists."""
+    f = stock.results.filter(pl.col("outcome") == "fail").with_columns(_severity(run.cfg).alias("severity"))
     hold_rows = (
-        final.select("order_id", "version", pl.col("hold_codes").alias("reason_code"), "status")
-        .filter(pl.col("status") == "ON_HOLD").explode("reason_code")
+        stock.final.select("order_id", "version", pl.col("hold_codes").alias("reason_code"), "status")
+        .filter(pl.col("status") == ON_HOLD).explode("reason_code")
         .join(f.group_by("order_id", "reason_code").agg(
             pl.col("message").first().alias("message"),
             pl.len().alias("_n"),
@@ -229,74 +338,85 @@ def run_workflow(
         ), on=["order_id", "reason_code"], how="left")
         .with_columns(pl.when(pl.col("_n") > 1).then(pl.format("{} (+{} more)", pl.col("message"), pl.col("_n") - 1))
                       .otherwise(pl.col("message")).alias("message"))
-        .join(state.holds.select("order_id", "version", "reason_code", pl.col("since").alias("_since")),
+        .join(run.state.holds.select("order_id", "version", "reason_code", pl.col("since").alias("_since")),
               on=["order_id", "version", "reason_code"], how="left")
-        .with_columns(pl.coalesce(pl.col("_since"), _ts(now)).alias("since"))
+        .with_columns(pl.coalesce(pl.col("_since"), _ts(run.now)).alias("since"))
     )
     holds = conform(hold_rows, OrderHoldModel)
-    all_holds = pl.concat([state.holds.join(kept.select("order_id"), on="order_id", how="semi"), holds])
+    return holds, pl.concat([run.state.holds.join(sel.kept.select("order_id"), on="order_id", how="semi"), holds])
 
-    # --- status rows -------------------------------------------------------------------------------
+
+def _new_status_rows(run: Run, stock: Stock, holds: pl.DataFrame, dec: Decisions) -> pl.DataFrame:
+    """Status rows of the evaluated orders: reasons, since, actor, when a held reservation expires."""
+    now = _ts(run.now)
     hold_since = holds.group_by("order_id").agg(pl.col("since").min().alias("_hold_since"))
-    reasons = (pl.when(pl.col("status") == "REJECTED")
+    reasons = (pl.when(pl.col("status") == REJECTED)
                .then(pl.concat_list([pl.col("reject_codes"),
                                      pl.when(pl.col("rejected_by").is_not_null()).then(pl.lit(["MANUAL_REJECT"]))
-                                     .otherwise(pl.lit([], dtype=pl.List(pl.String)))]))
-               .when(pl.col("status") == "ON_HOLD").then(pl.col("hold_codes"))
-               .otherwise(pl.lit([], dtype=pl.List(pl.String))))
-    approved_by = waivers.group_by("order_id").agg(pl.col("waived_by").last().alias("_approver"))
-    st_new = (
-        final.join(hold_since, on="order_id", how="left").join(approved_by, on="order_id", how="left")
+                                     .otherwise(_EMPTY)]))
+               .when(pl.col("status") == ON_HOLD).then(pl.col("hold_codes"))
+               .otherwise(_EMPTY))
+    approved_by = dec.waivers.group_by("order_id").agg(pl.col("waived_by").last().alias("_approver"))
+    return (
+        stock.final.join(hold_since, on="order_id", how="left").join(approved_by, on="order_id", how="left")
         .with_columns(
             reasons.list.join("|").alias("reasons"),
             pl.when(pl.col("status") == pl.col("prev_status")).then(pl.col("prev_since"))
-            .otherwise(_ts(now)).alias("since"),
+            .otherwise(now).alias("since"),
             pl.when(pl.col("rejected_by").is_not_null()).then(pl.col("rejected_by"))
-            .when((pl.col("status") == "APPROVED") & pl.col("_approver").is_not_null()).then(pl.col("_approver"))
+            .when((pl.col("status") == APPROVED) & pl.col("_approver").is_not_null()).then(pl.col("_approver"))
             .otherwise(pl.lit("system")).alias("actor"),
-            _ts(now).alias("evaluated_at"),
-            pl.when(pl.col("status") == "ON_HOLD")
-            .then(pl.col("_hold_since") + pl.duration(hours=cfg.hold_reservation_hours)).alias("reservation_expires_at"),
+            now.alias("evaluated_at"),
+            pl.when(pl.col("status") == ON_HOLD)
+            .then(pl.col("_hold_since") + pl.duration(hours=run.cfg.hold_reservation_hours))
+            .alias("reservation_expires_at"),
         )
     )
-    st_cancel = cancelled.select(
-        "order_id", "version", pl.lit("CANCELLED").alias("status"), pl.lit("CANCELLED_AT_CHANNEL").alias("reasons"),
-        pl.when(pl.col("prev_status") == "CANCELLED").then(pl.col("prev_since")).otherwise(_ts(now)).alias("since"),
-        pl.lit("system").alias("actor"), _ts(now).alias("evaluated_at"),
-    )
-    st_hist = historical.select(
-        "order_id", "version", pl.lit("HISTORICAL").alias("status"), pl.lit("PLACED_BEFORE_VALIDATION_START").alias("reasons"),
-        pl.when(pl.col("prev_status") == "HISTORICAL").then(pl.col("prev_since")).otherwise(_ts(now)).alias("since"),
-        pl.lit("system").alias("actor"), _ts(now).alias("evaluated_at"),
-    )
-    st_kept = state.status.join(kept.select("order_id"), on="order_id", how="semi")
-    status = pl.concat([conform(st_kept, OrderStatusModel), conform(st_new, OrderStatusModel),
-                        conform(st_cancel, OrderStatusModel), conform(st_hist, OrderStatusModel)]).sort("order_id")
 
-    # --- reservations ---------------------------------------------------------------------------
-    res = res_new.join(st_new.select("order_id", pl.col("status").alias("order_status"), "reservation_expires_at"),
-                       on="order_id").join(
-        state.reservations.select("order_id", "line_no", "sku", "quantity_reserved", pl.col("reserved_at").alias("_prev_at")),
+
+def _status_rows(run: Run, sel: Selection, st_new: pl.DataFrame) -> pl.DataFrame:
+    """The full core.order_status: kept, evaluated, cancelled and historical orders."""
+    now = _ts(run.now)
+
+    def fixed(frame: pl.DataFrame, status: str, reason: str) -> pl.DataFrame:
+        return frame.select(
+            "order_id", "version", pl.lit(status).alias("status"), pl.lit(reason).alias("reasons"),
+            pl.when(pl.col("prev_status") == status).then(pl.col("prev_since")).otherwise(now).alias("since"),
+            pl.lit("system").alias("actor"), now.alias("evaluated_at"),
+        )
+
+    st_cancel = fixed(sel.cancelled, CANCELLED, "CANCELLED_AT_CHANNEL")
+    st_hist = fixed(sel.historical, HISTORICAL, "PLACED_BEFORE_VALIDATION_START")
+    st_kept = run.state.status.join(sel.kept.select("order_id"), on="order_id", how="semi")
+    return pl.concat([conform(st_kept, OrderStatusModel), conform(st_new, OrderStatusModel),
+                      conform(st_cancel, OrderStatusModel), conform(st_hist, OrderStatusModel)]).sort("order_id")
+
+
+def _reservations(run: Run, stock: Stock, st_new: pl.DataFrame) -> pl.DataFrame:
+    """The full core.reservations: the kept approved orders' (topped up) and the evaluated orders'."""
+    res = stock.res_new.join(
+        st_new.select("order_id", pl.col("status").alias("order_status"), "reservation_expires_at"), on="order_id",
+    ).join(
+        run.state.reservations.select("order_id", "line_no", "sku", "quantity_reserved",
+                                      pl.col("reserved_at").alias("_prev_at")),
         on=["order_id", "line_no", "sku", "quantity_reserved"], how="left",
-    ).with_columns(pl.coalesce(pl.col("_prev_at"), _ts(now)).alias("reserved_at"),
+    ).with_columns(pl.coalesce(pl.col("_prev_at"), _ts(run.now)).alias("reserved_at"),
                    pl.col("reservation_expires_at").alias("expires_at"))
-    reservations = pl.concat([conform(fixed_res, ReservationModel), conform(res, ReservationModel)]).sort(
+    return pl.concat([conform(stock.fixed_res, ReservationModel), conform(res, ReservationModel)]).sort(
         "order_id", "line_no", "sku")
 
-    # --- results with waivers ----------------------------------------------------------------------
-    out_results = results.join(ev_orders.select("order_id", "version"), on="order_id").join(
-        waivers.select("order_id", "reason_code", "waived_by"), on=["order_id", "reason_code"], how="left"
-    ).with_columns(_ts(now).alias("evaluated_at"))
-    out_results = conform(out_results, ValidationResultModel)
 
-    # --- events -----------------------------------------------------------------------------------
-    touched = pl.concat([ev_ids, cancelled.select("order_id"), historical.select("order_id")])
-    events = _events(state, status, touched, by_system, final, decisions, now)
-    applied = conform(decisions, ManualDecisionModel)
-    return Outcome(status, all_holds.sort("order_id", "reason_code"), reservations, out_results,
-                   touched, events, applied, decision_rejects)
+def _results_with_waivers(run: Run, sel: Selection, stock: Stock, dec: Decisions) -> pl.DataFrame:
+    """core.validation_results rows of the evaluated orders: version, who waived a failure, when."""
+    out = stock.results.join(sel.ev_orders.select("order_id", "version"), on="order_id").join(
+        dec.waivers.select("order_id", "reason_code", "waived_by"), on=["order_id", "reason_code"], how="left"
+    ).with_columns(_ts(run.now).alias("evaluated_at"))
+    return conform(out, ValidationResultModel)
 
 
+# ------------------------------------------------------------------------------------------------
+# Helpers of the phases
+# ------------------------------------------------------------------------------------------------
 def _apply_decisions(new: pl.DataFrame, orders: pl.DataFrame, state: State, open_holds: pl.DataFrame,
                      cfg: ValidationConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split new decisions into applicable ones (with version and concrete hold codes) and rejects."""
@@ -359,7 +479,7 @@ def _top_up(held: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
             .otherwise(pl.lit("BACKORDER")).alias("decision"))
         .join(held.select("order_id", "line_no", "sku", "order_status", "reserved_at", "expires_at"),
               on=["order_id", "line_no", "sku"], how="left")
-        .with_columns(pl.col("order_status").fill_null("APPROVED"),
+        .with_columns(pl.col("order_status").fill_null(APPROVED),
                       pl.coalesce("reserved_at", pl.col("reserved_at").max().over("order_id")).alias("reserved_at"))
     )
     return pl.concat([held.join(touched, on="order_id", how="anti"), conform(merged, ReservationModel)])
@@ -381,33 +501,34 @@ def _decision_effects(decisions: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFra
 _EMPTY = pl.lit([], dtype=pl.List(pl.String))
 
 
-def _events(state: State, status: pl.DataFrame, touched: pl.DataFrame, by_system: pl.DataFrame,
-            final: pl.DataFrame, decisions: pl.DataFrame, now: datetime) -> pl.DataFrame:
-    """Events of this run: (1) what the checks say vs the previous state (actor system); (2) for orders a
-    decision of this run changed, the decision's own step (actor: the approver)."""
+def _events(run: Run, status: pl.DataFrame, touched: pl.DataFrame, stock: Stock, dec: Decisions) -> pl.DataFrame:
+    """Events of this run (:func:`som_pipeline.lifecycle.order_events`): (1) what the checks say vs the previous
+    state (actor system); (2) for orders a decision of this run changed, the decision's own step (actor: the
+    approver)."""
+    state, by_system = run.state, stock.by_system
     prev = state.status.select("order_id", pl.col("status").alias("from_status"), pl.col("version").alias("_pv")).join(
         state.holds.group_by("order_id").agg(pl.col("reason_code").sort().alias("_before")), on="order_id", how="left")
     cur = status.join(touched, on="order_id", how="semi").select("order_id", "version", "status", "reasons")
-    sys = cur.join(by_system.select("order_id", pl.col("status").alias("_sys"), pl.col("hold_codes").alias("_after"),
+    one = cur.join(by_system.select("order_id", pl.col("status").alias("_sys"), pl.col("hold_codes").alias("_after"),
                                     pl.col("reject_codes").alias("_rej")), on="order_id", how="left")
-    sys = sys.with_columns(
+    one = one.with_columns(
         pl.coalesce("_sys", "status").alias("to_status"),
         pl.col("_after").fill_null(_EMPTY),
         pl.when(pl.col("_sys").is_null()).then(pl.col("reasons"))
-        .when(pl.col("_sys") == "REJECTED").then(pl.col("_rej").list.join("|")).alias("_reasons"),
+        .when(pl.col("_sys") == REJECTED).then(pl.col("_rej").list.join("|")).alias("_reasons"),
     ).join(prev, on="order_id", how="left").with_columns(pl.col("_before").fill_null(_EMPTY))
-    step1 = _transitions(sys, now, actor=pl.lit("system"), decision=pl.lit(None, dtype=pl.String))
+    step1 = _status_changes(one, run.now, actor=pl.lit("system"), decision=pl.lit(None, dtype=pl.String))
 
     # step 2: this run's decisions
-    dec = decisions.sort("decided_at").group_by("order_id").agg(
+    last = dec.applied.sort("decided_at").group_by("order_id").agg(
         pl.col("approver").last().alias("_by"), pl.col("reason").last().alias("_why"),
         pl.col("decision").last().alias("_dec"), pl.col("decision_id").last().alias("_dec_id"),
         pl.col("hold_codes").last().alias("_codes"))
     two = (
-        cur.join(dec, on="order_id", how="inner")
+        cur.join(last, on="order_id", how="inner")
         .join(by_system.select("order_id", pl.col("status").alias("from_status"), pl.col("hold_codes").alias("_before")),
               on="order_id", how="left")
-        .join(final.select("order_id", pl.col("hold_codes").alias("_after")), on="order_id", how="left")
+        .join(stock.final.select("order_id", pl.col("hold_codes").alias("_after")), on="order_id", how="left")
         .with_columns(pl.col("status").alias("to_status"), pl.col("version").alias("_pv"),
                       pl.col("_before").fill_null(_EMPTY), pl.col("_after").fill_null(_EMPTY))
     )
@@ -415,18 +536,16 @@ def _events(state: State, status: pl.DataFrame, touched: pl.DataFrame, by_system
     two = two.with_columns(pl.format("{} by {}: {} (decision on: {})", verb, pl.col("_by"), pl.col("_why"),
                                      pl.col("_codes")).alias("_reasons"))
     # the decision's step comes right after the checks' step of the same run (1 microsecond later)
-    step2 = _transitions(two, now + timedelta(microseconds=1), actor=pl.col("_by"), decision=pl.col("_dec_id"),
-                         force=True)
-    out = pl.concat([step1, step2])
-    out = out.with_columns(sha256_series(pl.concat_str(
-        [pl.col("order_id"), pl.col("version").cast(pl.String), pl.col("from_status").fill_null("-"),
-         pl.col("to_status"), pl.col("at").cast(pl.String), pl.col("details")], separator="|"), out).alias("event_id"))
-    return conform(out, OrderEventModel).sort("order_id", "at")
+    step2 = _status_changes(two, run.now + timedelta(microseconds=1), actor=pl.col("_by"), decision=pl.col("_dec_id"),
+                            force=True)
+    return order_events(pl.concat([step1, step2]))
 
 
-def _transitions(df: pl.DataFrame, at: datetime, *, actor: pl.Expr, decision: pl.Expr, force: bool = False) -> pl.DataFrame:
-    """Event rows for the rows of ``df`` whose status, version or open holds changed (all rows if ``force``).
-    Needs: order_id, version, from_status, to_status, _pv, _before, _after, _reasons."""
+def _status_changes(df: pl.DataFrame, at: datetime, *, actor: pl.Expr, decision: pl.Expr,
+                    force: bool = False) -> pl.DataFrame:
+    """Event columns (:data:`som_pipeline.lifecycle.EVENT_COLUMNS`) for the rows of ``df`` whose status, version
+    or open holds changed (all rows if ``force``). Needs: order_id, version, from_status, to_status, _pv,
+    _before, _after, _reasons."""
     opened = pl.col("_after").list.set_difference(pl.col("_before"))
     released = pl.col("_before").list.set_difference(pl.col("_after"))
     changed = (pl.col("from_status").is_null() | (pl.col("from_status") != pl.col("to_status"))
@@ -437,12 +556,12 @@ def _transitions(df: pl.DataFrame, at: datetime, *, actor: pl.Expr, decision: pl
     st = pl.col("to_status")
     reason = (
         pl.when(pl.lit(force)).then(pl.col("_reasons"))
-        .when(st == "CANCELLED").then(pl.lit("cancelled at the channel; reservations and holds released"))
-        .when(st == "HISTORICAL").then(pl.lit("placed before the validation start (workflow.history_before)"))
-        .when(st == "REJECTED").then(pl.format("rejected: {}", pl.col("_reasons")))
-        .when((st == "APPROVED") & (pl.col("_released").list.len() > 0))
+        .when(st == CANCELLED).then(pl.lit("cancelled at the channel; reservations and holds released"))
+        .when(st == HISTORICAL).then(pl.lit("placed before the validation start (workflow.history_before)"))
+        .when(st == REJECTED).then(pl.format("rejected: {}", pl.col("_reasons")))
+        .when((st == APPROVED) & (pl.col("_released").list.len() > 0))
         .then(pl.format("hold released, cause gone: {}", pl.col("_released").list.join(", ")))
-        .when(st == "APPROVED").then(pl.lit("all checks passed"))
+        .when(st == APPROVED).then(pl.lit("all checks passed"))
         .when(pl.col("_released").list.len() > 0)
         .then(pl.format("on hold: {} (released: {})", pl.col("_after").list.join(", "), pl.col("_released").list.join(", ")))
         .otherwise(pl.format("on hold: {}", pl.col("_after").list.join(", ")))
@@ -452,10 +571,8 @@ def _transitions(df: pl.DataFrame, at: datetime, *, actor: pl.Expr, decision: pl
         reason.alias("reason"),
         actor.alias("actor"),
         pl.lit(at).cast(TS).alias("at"),
-        pl.struct(
-            pl.col("_opened").alias("holds_opened"), pl.col("_released").alias("holds_released"),
-            pl.col("_after").alias("holds_open"), decision.alias("decision_id"), pl.col("_pv").alias("previous_version"),
-        ).struct.json_encode().alias("details"),
+        details(holds_opened=pl.col("_opened"), holds_released=pl.col("_released"), holds_open=pl.col("_after"),
+                decision_id=decision, previous_version=pl.col("_pv")).alias("details"),
     )
 
 

@@ -1,0 +1,206 @@
+"""The check registry: every validation check, in the order it runs, and the one code path that runs it.
+
+:data:`CHECKS` is the only list of checks. Both entry points run it through the same two functions,
+:func:`screen` and :func:`reserve`, with the same arguments (a :class:`CheckInputs`):
+
+- production: :func:`som_pipeline.validation.workflow.run_workflow` (the pipeline's validation stage);
+- tests and ``bench/bench_validation.py``: :func:`run_checks` (one evaluation without workflow state).
+
+A check is wired in by one :class:`Check` record: its rule name (a ``schemas.VALIDATION_RULES`` entry), the
+function, and the names of the :class:`CheckInputs` attributes it takes -- passed as keyword arguments of the
+same names, so a record can only name inputs its function has (a test checks every record against the
+function's signature). Two stages:
+
+``screen``
+    every evaluated order; returns rows of :data:`~som_pipeline.validation.results.RESULT_SCHEMA`.
+``reserve``
+    after the screen, only the orders the caller lets reserve stock (not rejected; the workflow also leaves
+    out held orders whose reservation lapsed and adds approved orders waiting for backordered units);
+    returns ``(reservations, results)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date
+from functools import cached_property
+from typing import Any, Literal
+
+import polars as pl
+
+from som_pipeline.validation.anomaly import check_quantity_anomaly
+from som_pipeline.validation.config import ValidationConfig, load_config
+from som_pipeline.validation.credit import check_credit
+from som_pipeline.validation.frames import Frame
+from som_pipeline.validation.inventory import RESERVATION_SCHEMA, reserve_inventory
+from som_pipeline.validation.priority import order_priority
+from som_pipeline.validation.results import empty_results
+from som_pipeline.validation.rules import (
+    check_compliance,
+    check_customer,
+    check_price,
+    check_promo,
+    estimate_order_totals,
+)
+
+Stage = Literal["screen", "reserve"]
+
+
+@dataclass(frozen=True)
+class CheckInputs:
+    """Everything a check may take, by name. ``orders``/``lines`` are the orders being evaluated (eager)."""
+
+    orders: pl.DataFrame
+    lines: pl.DataFrame
+    customers: Frame
+    products: Frame
+    price_lists: Frame
+    promotions: Frame
+    inventory: Frame
+    open_items: Frame
+    history_orders: Frame  # anomaly baseline; may include the evaluated orders (only what lies before counts)
+    history_lines: Frame
+    as_of: date
+    cfg: ValidationConfig
+    prior_usage: Frame | None = None  # [code, used]: promo uses of earlier runs
+    committed: Frame | None = None  # [customer_id, amount]: approved-but-unbilled exposure of earlier runs
+    fixed_reserved: Frame | None = None  # [sku, quantity]: stock held by orders approved in earlier runs
+
+    # Derived inputs: computed on first use, once per CheckInputs (``dataclasses.replace`` starts afresh).
+    @cached_property
+    def priority(self) -> pl.DataFrame:
+        """``[order_id, priority]`` of ``orders`` (:func:`~som_pipeline.validation.priority.order_priority`)."""
+        return order_priority(self.orders, self.customers, self.cfg)
+
+    @cached_property
+    def order_values(self) -> pl.DataFrame:
+        """``[order_id, value]``: order totals, list-price estimates for unpriced orders."""
+        return estimate_order_totals(self.orders, self.lines, self.customers, self.price_lists)
+
+
+DERIVED_INPUTS = ("priority", "order_values")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One registered check: ``fn(**{name: getattr(inputs, name) for name in inputs})``."""
+
+    rule: str
+    fn: Callable[..., Any]
+    inputs: tuple[str, ...]
+    stage: Stage = "screen"
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("customer", check_customer, ("orders", "customers", "cfg")),
+    Check("compliance", check_compliance, ("orders", "lines", "products", "cfg")),
+    Check("price", check_price, ("orders", "lines", "customers", "price_lists", "promotions", "cfg", "products")),
+    Check("promo", check_promo,
+          ("orders", "lines", "customers", "products", "promotions", "prior_usage", "cfg", "priority")),
+    Check("quantity", check_quantity_anomaly, ("orders", "lines", "history_orders", "history_lines", "cfg")),
+    Check("credit", check_credit,
+          ("orders", "customers", "open_items", "committed", "as_of", "cfg", "priority", "order_values")),
+    Check("inventory", reserve_inventory,
+          ("orders", "lines", "customers", "products", "inventory", "fixed_reserved", "cfg", "priority"),
+          stage="reserve"),
+)
+
+Runner = Callable[[Check, CheckInputs], Any]
+
+
+def run_check(check: Check, inputs: CheckInputs) -> Any:
+    """Call one registered check with the inputs its record names."""
+    return check.fn(**{name: getattr(inputs, name) for name in check.inputs})
+
+
+def registered(stage: Stage) -> list[Check]:
+    """The checks of ``stage``, in registry order (read at call time: a patched registry is what runs)."""
+    return [c for c in CHECKS if c.stage == stage]
+
+
+def screen(inputs: CheckInputs, runner: Runner = run_check) -> pl.DataFrame:
+    """Result rows of every ``screen`` check on ``inputs.orders``, concatenated in registry order."""
+    parts = [runner(c, inputs) for c in registered("screen")]
+    return pl.concat(parts, how="vertical_relaxed") if parts else empty_results()
+
+
+def reserve(inputs: CheckInputs, runner: Runner = run_check) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(reservations, results)`` of the ``reserve`` checks on ``inputs.orders`` (the orders allowed to reserve)."""
+    outs = [runner(c, inputs) for c in registered("reserve")]
+    if not outs:
+        return pl.DataFrame(schema=RESERVATION_SCHEMA), empty_results()
+    return pl.concat([r for r, _ in outs]), pl.concat([f for _, f in outs], how="vertical_relaxed")
+
+
+# ------------------------------------------------------------------------------------------------
+# One evaluation without workflow state (tests, benchmark)
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ValidationRun:
+    """Everything :func:`run_checks` produced."""
+
+    priority: pl.DataFrame      # [order_id, priority]
+    results: pl.DataFrame       # RESULT_SCHEMA, every rule
+    reservations: pl.DataFrame  # RESERVATION_SCHEMA
+    rejected: pl.DataFrame      # [order_id]: orders with a reject-severity finding (they reserved nothing)
+
+
+def rejected_orders(results: pl.DataFrame, cfg: ValidationConfig) -> pl.DataFrame:
+    """``[order_id]`` of the orders with at least one finding whose severity is ``reject``."""
+    codes = [c for c, s in cfg.severity.items() if s == "reject"]
+    return results.filter(pl.col("reason_code").is_in(codes)).select("order_id").unique().sort("order_id")
+
+
+def run_checks(
+    orders: Frame,
+    lines: Frame,
+    *,
+    customers: Frame,
+    products: Frame,
+    price_lists: Frame,
+    promotions: Frame,
+    inventory: Frame,
+    open_items: Frame,
+    as_of: date,
+    history_orders: Frame | None = None,
+    history_lines: Frame | None = None,
+    prior_usage: Frame | None = None,
+    committed: Frame | None = None,
+    fixed_reserved: Frame | None = None,
+    cfg: ValidationConfig | None = None,
+    runner: Runner = run_check,
+    sort: bool = True,
+) -> ValidationRun:
+    """Run every registered check on ``orders``/``lines``; the orders not rejected reserve stock.
+
+    What the workflow does on a first run (no earlier state, no manual decisions). ``history_orders`` /
+    ``history_lines`` default to the evaluated orders themselves (only what lies strictly before each order
+    counts). Unpriced orders are valued at list price for the credit check (:func:`estimate_order_totals`).
+    Results are sorted by ``order_id, rule, line_no`` unless ``sort`` is false (the pipeline does not sort
+    them; the benchmark neither). ``runner`` calls one check (the benchmark passes a timing wrapper around
+    :func:`run_check`).
+    """
+    cfg = cfg or load_config()
+    orders = orders.lazy().collect() if isinstance(orders, pl.LazyFrame) else orders
+    lines = lines.lazy().collect() if isinstance(lines, pl.LazyFrame) else lines
+    inputs = CheckInputs(
+        orders=orders, lines=lines, customers=customers, products=products, price_lists=price_lists,
+        promotions=promotions, inventory=inventory, open_items=open_items,
+        history_orders=orders if history_orders is None else history_orders,
+        history_lines=lines if history_lines is None else history_lines,
+        as_of=as_of, cfg=cfg, prior_usage=prior_usage, committed=committed, fixed_reserved=fixed_reserved,
+    )
+    screened = screen(inputs, runner)
+    rejected = rejected_orders(screened, cfg)
+    keep = replace(inputs, orders=orders.join(rejected, on="order_id", how="anti"),
+                   lines=lines.join(rejected, on="order_id", how="anti"))
+    reservations, inv_results = reserve(keep, runner)
+    results = pl.concat([screened, inv_results], how="vertical_relaxed")
+    if sort:
+        results = results.sort(["order_id", "rule", "line_no"], nulls_last=False, maintain_order=True)
+    return ValidationRun(priority=inputs.priority, results=results, reservations=reservations, rejected=rejected)
+
+
+__all__ = ["CHECKS", "DERIVED_INPUTS", "Check", "CheckInputs", "Runner", "Stage", "ValidationRun", "registered",
+           "rejected_orders", "reserve", "run_check", "run_checks", "screen"]
