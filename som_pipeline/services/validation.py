@@ -16,6 +16,7 @@ from som_pipeline.services.capture import write_quarantine
 from som_pipeline.services.landing import archive, incoming, ledger_row
 from som_pipeline.validation import ValidationConfig, load_config
 from som_pipeline.validation.approvals import DECISION_SCHEMA, REJECT_SCHEMA, read_decisions
+from som_pipeline.validation.stable import keep_open_hold_text, keep_unchanged_results
 from som_pipeline.validation.workflow import Outcome, Reference, State, run_workflow
 from som_pipeline.warehouse import Warehouse, insert_frame, read_table, replace_table, transaction
 
@@ -70,13 +71,17 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
 
         # quarantine: unreadable rows/files + decisions that do not apply
         q = _decision_quarantine(reads, out, now)
+        ids = out.evaluated["order_id"].to_list()
+        old_results = con.execute("SELECT * FROM core.validation_results WHERE order_id IN (SELECT unnest(?::VARCHAR[]))",
+                                  [ids]).pl()
+        results = keep_unchanged_results(out.results, old_results)
+        holds = keep_open_hold_text(out.holds, state.holds)
         with transaction(con):
             replace_table(con, "core.order_status", out.status)
-            replace_table(con, "core.order_holds", out.holds)
+            replace_table(con, "core.order_holds", holds)
             replace_table(con, "core.reservations", out.reservations)
-            ids = out.evaluated["order_id"].to_list()
             con.execute("DELETE FROM core.validation_results WHERE order_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
-            insert_frame(con, "core.validation_results", out.results)
+            insert_frame(con, "core.validation_results", results)
             insert_frame(con, "core.order_events", out.events)
             insert_frame(con, "core.manual_decisions", out.decisions)
             write_quarantine(con, q)
