@@ -4,7 +4,7 @@ reservation expiry, cancellations, idempotency."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import polars as pl
@@ -204,3 +204,15 @@ def test_orders_before_validation_start_are_history():
     out, _ = run(o, ln, State.empty(), ref(), cfg=cfg)
     assert status_of(out, "OLD") == "HISTORICAL" and status_of(out, "NEW") == "APPROVED"
     assert set(out.reservations["order_id"]) == {"NEW"}
+
+
+def test_a_formula_as_approver_is_refused_and_free_text_is_neutralised() -> None:
+    """No spreadsheet formula reaches core.manual_decisions / exports (=HYPERLINK(...) as the approver)."""
+    data = ('order_id,decision,hold_codes,reason,approver\n'
+            'O1,approve,,checked,"=HYPERLINK(""http://evil"",""click"")"\n'
+            'O2,approve,,=2+2 looks fine,m.rossi (credit desk)\n'
+            'O3,reject,,ok,José Núñez\n').encode()
+    r = read_decisions(data, "d.csv", "s" * 64, datetime(2026, 11, 26, tzinfo=UTC))
+    assert r.decisions["order_id"].to_list() == ["O2", "O3"]
+    assert r.decisions["reason"].to_list() == ["'=2+2 looks fine", "ok"]
+    assert r.rejected["reason_code"].to_list() == ["BAD_DECISION"] and "not a name" in r.rejected["message"][0]

@@ -27,6 +27,13 @@ from som_pipeline.hashing import sha256_series
 from som_pipeline.ingest.common import DecodeError, decode_text, parse_ts
 
 REQUIRED = ("order_id", "decision", "reason", "approver")
+FORMULA_START = r"^[=+\-@\t\r]"  # what spreadsheets execute as a formula at the start of a cell
+APPROVER_OK = r"^[\p{L}\p{N} .,'()@_\-]{1,120}$"
+
+
+def neutralise(text: pl.Expr) -> pl.Expr:
+    """Free text that reaches exports: a value starting like a formula gets a leading apostrophe."""
+    return pl.when(text.str.contains(FORMULA_START)).then(pl.lit("'") + text).otherwise(text)
 OPTIONAL = ("hold_codes", "decided_at")
 
 DECISION_SCHEMA = {
@@ -74,16 +81,24 @@ def read_decisions(data: bytes, source_file: str, file_sha256: str, read_at: dat
         pl.col("decision").str.to_lowercase().alias("decision"),
         parse_ts("decided_at").alias("_decided_at"),
     )
+    # who decided must be a name, not a spreadsheet formula (=HYPERLINK(...), +cmd, @SUM...): such a row is
+    # refused; free text (the reason) is kept but neutralised with a leading apostrophe (OWASP CSV injection)
+    bad_approver = pl.col("approver").str.contains(FORMULA_START) | ~pl.col("approver").str.contains(APPROVER_OK)
+    df = df.with_columns(neutralise(pl.col("reason")).alias("reason"))
     missing_field = pl.concat_str(
         [pl.when(pl.col(c).is_null()).then(pl.lit(c)) for c in REQUIRED], separator=", ", ignore_nulls=True)
     df = df.with_columns(
         pl.when(missing_field != "").then(pl.lit("MISSING_FIELD"))
         .when(~pl.col("decision").is_in(["approve", "reject"])).then(pl.lit("BAD_DECISION"))
+        .when(bad_approver).then(pl.lit("BAD_DECISION"))
         .when(pl.col("decided_at").is_not_null() & pl.col("_decided_at").is_null()).then(pl.lit("BAD_DATE"))
         .alias("reason_code"),
         pl.when(missing_field != "").then(pl.format("required field(s) empty: {}", missing_field))
         .when(~pl.col("decision").is_in(["approve", "reject"]))
         .then(pl.format("decision '{}' is neither approve nor reject", pl.col("decision")))
+        .when(bad_approver)
+        .then(pl.format("approver '{}' is not a name (letters, digits, spaces and . , ' ( ) @ _ - only, not "
+                        "starting with = + - @): refused", pl.col("approver")))
         .otherwise(pl.format("decided_at '{}' is not an ISO date/time", pl.col("decided_at")))
         .alias("message"),
     )
