@@ -36,10 +36,19 @@ SOM = [sys.executable, "-m", "som_pipeline.cli"]
 
 # Columns stamped with the wall clock of the run (or paths holding the day): not comparable across runs.
 RUN_TIME = frozenset({
+    # ledgers and bookkeeping
     "ops.quarantine.quarantined_at", "ops.ingest_files.processed_at", "ops.ingest_files.archived_to",
     "ops.ingest_redrops.seen_at", "ops.edi_acks.created_at", "ops.edi_acks.ack_file", "ops.b2b_watermark.updated_at",
     "ops.landing_waiting.first_seen_at", "ops.landing_waiting.last_seen_at", "stage.amazon_pairs.paired_at",
-    "ops.amazon_pending.waiting_since",
+    "ops.amazon_pending.since", "stage.amazon_headers.received_at",
+    # capture time (and the portal batch names, which carry the read window)
+    "stage.order_headers.captured_at", "stage.order_headers.source_file", "core.orders.captured_at",
+    "core.orders.first_captured_at", "core.orders.source_file", "core.order_versions.captured_at",
+    "core.order_versions.first_captured_at", "core.order_versions.superseded_at", "core.order_versions.source_file",
+    # validation stamps (and what derives from them: reservation expiry, event ids)
+    "core.order_status.since", "core.order_status.evaluated_at", "core.order_status.reservation_expires_at",
+    "core.order_holds.since", "core.reservations.reserved_at", "core.reservations.expires_at",
+    "core.validation_results.evaluated_at", "core.order_events.at", "core.order_events.event_id",
 })
 
 
