@@ -4,8 +4,8 @@
 
 1. generates the demo once (a template home) and runs ``som run`` on a copy: the reference tables (content
    hashes of every table, run-time columns excluded, see RUN_TIME below);
-2. ``--trials`` times: on a fresh copy, starts ``som run``, kills it with SIGKILL after a random delay
-   (0.5 s .. the clean run's duration), then runs ``som run`` again (which must recover by itself: dead run
+2. ``--trials`` times: on a fresh copy, starts ``som run``, kills it with SIGKILL at a random moment after it
+   said it is materializing (within the clean run's duration), then runs ``som run`` again (which must recover by itself: dead run
    failed, pool slot freed, leftovers removed) and compares the tables with the reference;
 3. a reader polls ``som.duckdb`` read-only during a run (the run must still succeed: the warehouse waits for
    the reader's lock with bounded backoff) and another polls the analyst copy (every open must succeed);
@@ -105,9 +105,12 @@ def main() -> int:
 
     for i in range(args.trials):
         home = fresh(f"kill{i}")
-        delay = rng.uniform(0.5, took)
         p = start_som(home, "run")
-        time.sleep(delay)
+        t_start = time.perf_counter()
+        p.stdout.readline()  # "materializing the whole graph": the run is starting (imports and locks done)
+        delay = rng.uniform(0.0, 0.8 * (took - (time.perf_counter() - t_start)))
+        time.sleep(max(0.0, delay))
+        delay += time.perf_counter() - t_start - delay
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
         r = run_som(home, "run")
