@@ -335,9 +335,10 @@ def test_dump_json_round_trips_numbers_exactly():
 # ------------------------------------------------------------------------------------------------
 # Properties: never raises, conservation always holds
 # ------------------------------------------------------------------------------------------------
-# Numbers stay within +-1e6: amounts beyond Decimal(18, 2) make normalise() itself raise (common.py; reported).
+# Numbers over the whole range the JSON reader accepts: any integer, any float (to +-1.8e308, inf, nan);
+# amounts too large for a decimal column are quarantined by normalise(), never raise.
 json_scalars = (
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(-1e6, 1e6) | st.just(float("inf"))
+    st.none() | st.booleans() | st.integers() | st.floats()
     | st.text(max_size=12)
 )
 json_values = st.recursive(

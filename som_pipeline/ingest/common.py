@@ -16,7 +16,6 @@ accepted / quarantined, and ``records_received = accepted + quarantined`` is ass
 from __future__ import annotations
 
 import codecs
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -180,11 +179,6 @@ def _strict(data: bytes, codec: str, name: str) -> tuple[str, str]:
         raise DecodeError("BAD_ENCODING", f"the file declares {name} (BOM) but byte {e.start} is invalid: {e.reason}") from e
 
 
-def load_json(text: str) -> Any:
-    """json.loads that keeps decimals exact (numbers with a fraction become ``Decimal`` text)."""
-    return json.loads(text, parse_float=lambda s: s, parse_int=lambda s: s)
-
-
 def jtext(v: Any) -> str | None:
     """A JSON scalar as text ('' and null -> None)."""
     if v is None:
@@ -346,9 +340,29 @@ def normalise_many(
 ) -> list[Captured]:
     """:func:`normalise` for many files of one channel in ONE vectorised pass: ``items`` are
     ``(parse result, source_file, file_sha256)``; returns one :class:`Captured` per item, in order,
-    identical to what :func:`normalise` gives for each file alone (a small file costs ~1 ms, not ~30)."""
+    identical to what :func:`normalise` gives for each file alone (a small file costs ~1 ms, not ~30).
+
+    The steps, each a frame -> frame function: stack the files' rows, parse every field, compute the
+    line money, flag row errors, duplicate lines and inconsistent headers (first reason wins), judge
+    records and orders, build the quarantine, assemble the accepted orders, split per file."""
     captured_at = captured_at or datetime.now(UTC)
     channel = items[0][0].channel if items else "csv"
+    df = _stack_rows(items)
+    df = _parse_fields(df, line_no_given)
+    df = _line_money(df)
+    df = _flag_row_errors(df, required_header, line_no_given)
+    df = _flag_duplicate_lines(df, line_no_given)
+    df = _flag_inconsistent_headers(df)
+    rec = _record_verdicts(df)
+    quarantine = _quarantine(rec, items, channel, captured_at)
+    good_records = rec.filter(pl.col("reason").is_null()).select("record_id", "_fi")
+    good = df.join(good_records.select("record_id"), on="record_id", how="semi").filter(~pl.col("_exact_copy"))
+    headers, lines = _assemble(good, channel, captured_at)
+    return _split_per_file(items, good_records, headers, lines, quarantine)
+
+
+def _stack_rows(items: list[tuple[ParseResult, str, str]]) -> pl.DataFrame:
+    """All files' raw rows in one frame, with the file index ``_fi``, ``_src``, ``_sha`` and ``_row``."""
     frames = []
     for i, (res, src, sha) in enumerate(items):
         frames.append(res.rows.with_columns(
@@ -356,13 +370,16 @@ def normalise_many(
     rows = pl.concat(frames, how="vertical") if frames else raw_frame([]).with_columns(
         pl.lit(0, dtype=pl.Int32).alias("_fi"), pl.lit("").alias("_src"), pl.lit("").alias("_sha")).clear()
     # record ids and order keys are unique per file: qualify them with the file index for grouping
-    rows = rows.with_columns(
+    return rows.with_columns(
         pl.col("record_id").alias("_rid0"),
         pl.col("order_key").alias("_okey0"),
         pl.concat_str([pl.col("_fi").cast(pl.String), pl.col("record_id")], separator="\x1d").alias("record_id"),
         pl.concat_str([pl.col("_fi").cast(pl.String), pl.col("order_key")], separator="\x1d").alias("order_key"),
     ).with_row_index("_row")
 
+
+def _parse_fields(rows: pl.DataFrame, line_no_given: bool) -> pl.DataFrame:
+    """Typed ``_<field>`` columns (null when unreadable) and ``_<field>_ok`` flags for the numbers."""
     qty, qty_ok = money.parse_int(pl.col("quantity"))
     ln, _ = money.parse_int(pl.col("line_no"))
     up, up_ok = money.parse_decimal(pl.col("unit_price"), 4)
@@ -385,10 +402,12 @@ def normalise_many(
     parsed += [v.alias("_discount_pct"), ok.alias("_discount_pct_ok")]
     v, ok = money.parse_decimal(pl.col("tax_rate"), 6)
     parsed += [v.alias("_tax_rate"), ok.alias("_tax_rate_ok")]
-    df = rows.with_columns(parsed)
+    return rows.with_columns(parsed)
 
-    # Money, per line, rounded once (see som_pipeline.money).
-    df = df.with_columns(
+
+def _line_money(df: pl.DataFrame) -> pl.DataFrame:
+    """Money, per line, rounded once (see som_pipeline.money): ``_gross``, ``_discount``, ``_tax``, ``_price``."""
+    return df.with_columns(
         # gross: stated extended amount, else quantity x unit price (exact product, rounded once)
         # (an extension that does not fit MONEY becomes null here and is rejected below as BAD_AMOUNT)
         pl.coalesce(
@@ -417,16 +436,30 @@ def normalise_many(
         ).cast(money.UNIT_PRICE, strict=False).alias("_price"),
     )
 
-    # --- row errors ---------------------------------------------------------------------------
+
+def _flag_row_errors(df: pl.DataFrame, required_header: tuple[str, ...], line_no_given: bool) -> pl.DataFrame:
+    """``_reason`` / ``_message`` of the first :func:`_row_checks` check a row fails (null: none)."""
     checks = _row_checks(required_header, line_no_given)
     reason = pl.lit(None, dtype=pl.String)
     message = pl.lit(None, dtype=pl.String)
     for cond, code, m in reversed(checks):
         reason = pl.when(cond.fill_null(False)).then(pl.lit(code)).otherwise(reason)
         message = pl.when(cond.fill_null(False)).then(m).otherwise(message)
-    df = df.with_columns(reason.alias("_reason"), message.alias("_message"))
+    return df.with_columns(reason.alias("_reason"), message.alias("_message"))
 
-    # --- duplicate lines ----------------------------------------------------------------------
+
+def _flag_if_clean(cond: pl.Expr, code: str, message: pl.Expr) -> list[pl.Expr]:
+    """``_reason`` = ``code`` and ``_message`` = ``message`` where ``cond`` holds and no reason is set yet."""
+    hit = pl.col("_reason").is_null() & cond
+    return [
+        pl.when(hit).then(pl.lit(code)).otherwise(pl.col("_reason")).alias("_reason"),
+        pl.when(hit).then(message).otherwise(pl.col("_message")).alias("_message"),
+    ]
+
+
+def _flag_duplicate_lines(df: pl.DataFrame, line_no_given: bool) -> pl.DataFrame:
+    """DUPLICATE_LINE where a line id repeats with different content (or inside one multi-row record);
+    ``_exact_copy`` marks a single-row record repeating a line exactly (dropped, the order kept)."""
     line_content = pl.concat_str(
         [pl.col(c).fill_null("\x00") for c in LINE_FIELDS if c != "line_no"], separator="\x1f"
     )
@@ -446,19 +479,15 @@ def normalise_many(
     )
     conflict = (pl.col("_variants") > 1) | ((pl.col("_dup_rank") > 0) & (pl.col("_record_rows") > 1))
     exact_copy = (pl.col("_dup_rank") > 0) & (pl.col("_variants") == 1) & (pl.col("_record_rows") == 1)
-    df = df.with_columns(
-        pl.when(pl.col("_reason").is_null() & conflict)
-        .then(pl.lit("DUPLICATE_LINE"))
-        .otherwise(pl.col("_reason"))
-        .alias("_reason"),
-        pl.when(pl.col("_reason").is_null() & conflict)
-        .then(pl.concat_str([pl.lit("line "), pl.col("_dup_key"), pl.lit(" appears more than once with different content")]))
-        .otherwise(pl.col("_message"))
-        .alias("_message"),
+    return df.with_columns(
+        *_flag_if_clean(conflict, "DUPLICATE_LINE", pl.concat_str(
+            [pl.lit("line "), pl.col("_dup_key"), pl.lit(" appears more than once with different content")])),
         (pl.col("_reason").is_null() & exact_copy).alias("_exact_copy"),
     )
 
-    # --- header consistency across the rows of one order --------------------------------------
+
+def _flag_inconsistent_headers(df: pl.DataFrame) -> pl.DataFrame:
+    """INCONSISTENT_HEADER where the rows of one order disagree on a header field."""
     # one group_by over the orders with several rows (single-row orders cannot disagree), joined back
     hdr = list(HEADER_FIELDS)
     multi = df.filter(pl.len().over("order_key") > 1)
@@ -471,18 +500,15 @@ def normalise_many(
     )
     bad_fields = df.select("order_key").join(incons, on="order_key", how="left", maintain_order="left")[
         "_incons"].fill_null("")
-    df = df.with_columns(bad_fields.alias("_incons")).with_columns(
-        pl.when(pl.col("_reason").is_null() & pl.col("_incons").ne(""))
-        .then(pl.lit("INCONSISTENT_HEADER"))
-        .otherwise(pl.col("_reason"))
-        .alias("_reason"),
-        pl.when(pl.col("_reason").is_null() & pl.col("_incons").ne(""))
-        .then(pl.concat_str([pl.lit("rows of order "), pl.col("order_ref").fill_null("?"), pl.lit(" disagree on: "), pl.col("_incons")]))
-        .otherwise(pl.col("_message"))
-        .alias("_message"),
+    return df.with_columns(bad_fields.alias("_incons")).with_columns(
+        *_flag_if_clean(pl.col("_incons").ne(""), "INCONSISTENT_HEADER", pl.concat_str(
+            [pl.lit("rows of order "), pl.col("order_ref").fill_null("?"), pl.lit(" disagree on: "), pl.col("_incons")]))
     )
 
-    # --- record and order verdicts ------------------------------------------------------------
+
+def _record_verdicts(df: pl.DataFrame) -> pl.DataFrame:
+    """One row per record: its first row reason (or DUPLICATE_LINE for an exact copy, or ORDER_INCOMPLETE
+    when another record of its order is rejected) and a message naming up to five bad lines."""
     rowmsg = pl.concat_str([pl.col("location"), pl.lit(": "), pl.col("_message")], ignore_nulls=True)
     rec = (
         df.group_by("record_id", maintain_order=True)
@@ -522,7 +548,7 @@ def normalise_many(
     first_bad = pl.concat_str(
         [pl.col("record_location"), pl.lit(" ("), pl.col("reason"), pl.lit(")")]
     ).filter(pl.col("reason").is_not_null() & ~pl.col("exact_copy")).first().over("order_key")
-    rec = rec.with_columns(
+    return rec.with_columns(
         pl.when(pl.col("reason").is_null() & order_bad)
         .then(pl.lit("ORDER_INCOMPLETE"))
         .otherwise(pl.col("reason"))
@@ -534,6 +560,11 @@ def normalise_many(
         .alias("message"),
     )
 
+
+def _quarantine(
+    rec: pl.DataFrame, items: list[tuple[ParseResult, str, str]], channel: str, captured_at: datetime
+) -> pl.DataFrame:
+    """QuarantineModel rows (plus ``_fi``): the rejected records, then the parsers' rejections."""
     qcols = {"_fi": pl.Int32, "_rid0": pl.String, "_src": pl.String, "_sha": pl.String, "location": pl.String,
              "record_kind": pl.String, "order_ref": pl.String, "reason_code": pl.String, "message": pl.String,
              "raw": pl.String}
@@ -561,13 +592,14 @@ def normalise_many(
         pl.lit(captured_at).cast(pl.Datetime("us", "UTC")).alias("quarantined_at"),
     )
     q_fi = quarantine["_fi"]
-    quarantine = conform(quarantine, QuarantineModel).with_columns(q_fi)
+    return conform(quarantine, QuarantineModel).with_columns(q_fi)
 
-    good_records = rec.filter(pl.col("reason").is_null()).select("record_id", "_fi")
-    good = df.join(good_records.select("record_id"), on="record_id", how="semi").filter(~pl.col("_exact_copy"))
-    headers, lines = _assemble(good, channel, captured_at)
 
-    # split per file
+def _split_per_file(
+    items: list[tuple[ParseResult, str, str]], good_records: pl.DataFrame, headers: pl.DataFrame,
+    lines: pl.DataFrame, quarantine: pl.DataFrame,
+) -> list[Captured]:
+    """One :class:`Captured` per file; asserts conservation (received = accepted + quarantined)."""
     n = len(items)
     acc = good_records.group_by("_fi").len()
     acc = dict(zip(acc["_fi"].to_list(), acc["len"].to_list(), strict=True))
@@ -694,7 +726,6 @@ __all__ = [
     "decode_text",
     "file_sha256",
     "jtext",
-    "load_json",
     "normalise",
     "raw_frame",
     "sha256_text",

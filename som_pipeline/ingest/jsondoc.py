@@ -23,7 +23,7 @@ class JNum(str):
 
 
 def load_json_exact(text: str) -> Any:
-    """Like ``common.load_json`` (numbers stay text), but numbers are :class:`JNum` so that
+    """``json.loads`` keeping numbers as the exact text sent: they are :class:`JNum`, so that
     :func:`dump_json` can write them back unquoted."""
     return json.loads(text, parse_float=JNum, parse_int=JNum)
 

@@ -1,0 +1,318 @@
+"""The 850 transaction-set reader: one sound 850 set -> one raw row per PO1 (header repeated on each row).
+
+850 field mapping (decisions)
+- ``order_ref`` = ``"<ISA06 stripped>:<BEG03>"``: a PO number is only unique per trading partner.
+  ``customer_ref`` = ISA06 stripped (the trading-partner id, always present and stable; N1*BY N104 is a
+  buying-location code that varies by division, so it is not used). ``customer_po`` = BEG03.
+- ``order_ts`` = BEG05 (CCYYMMDD -> ``YYYY-MM-DD``, midnight UTC); a header ``DTM*004`` with a time wins
+  (DTM02 + DTM03, DTM04 time code -> UTC offset; ``LT``/unknown codes: no offset = UTC). Dates that are not
+  8 digits are passed through as sent, and 8 digits are only re-punctuated (``20260230`` ->
+  ``2026-02-30``), so ``normalise`` flags ``BAD_DATE``.
+- ``currency``: header ``CUR`` (CUR01 = BY/SE preferred, else the first CUR's CUR02); line-level CUR inside
+  PO1 loops must agree with it (else the set is rejected ``CURRENCY_MISMATCH``); with no CUR at all the
+  X12 default for 004010 850 is used: ``USD``.
+- ship-to = the header ``N1`` loop with N101 = ``ST``: N102 -> ship_to_name, N301/N302 -> line1/line2
+  (a second N3 is appended to line2), N4 -> city/region/postal/country (no N404 -> null). N2 is not mapped.
+  Ship-to N1 loops inside PO1 loops (line-level ship-to) are ignored.
+- ``ship_method`` = first header TD5: TD505 (routing), else TD503 (carrier code), else TD512 (service
+  level), else TD504 (transport method). ``ship_complete`` = CSH01 in {SC, N} -> "true" (other CSH01 ->
+  "false"; no CSH -> null).
+- line: ``line_ref`` = PO101, ``quantity`` = PO102, ``uom`` = PO103, ``unit_price`` = PO104 (absent ->
+  null: priced later from the price list), ``sku`` from the PO106/PO107.. qualifier/id pairs preferring
+  VN (vendor's = our part number), then SK, then BP (buyer's part number), else the first id given;
+  an id containing blanks (free text in an id slot) is only taken when there is no other;
+  ``description`` = first PID05 in the PO1 loop; ``requested_date`` = DTM*002 in the PO1 loop, else the
+  header DTM*002.
+- header/summary ``AMT*TT`` -> ``channel_total``. SAC, TAX, ITD, line AMT and CTT are not mapped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+from som_pipeline.ingest.x12.tokenizer import DIGITS, Segment
+
+SUPPORTED_SET = "850"
+DEFAULT_CURRENCY = "USD"  # X12 004010 850: amounts are US dollars unless a CUR segment says otherwise
+
+_SKU_PREFERENCE = ("VN", "SK", "BP")
+_SHIP_TO_LOOP = {"N2", "N3", "N4", "NX2", "REF", "PER", "SI", "FOB", "TD1", "TD3", "TD4", "TD5", "PKG"}
+
+# DTM04 time codes (X12 element 623) -> fixed UTC offsets (hours) or a zone with DST.
+_TZ_FIXED = {
+    "UT": 0, "GM": 0, "ES": -5, "ED": -4, "CS": -6, "CD": -5, "MS": -7, "MD": -6, "PS": -8, "PD": -7,
+    "AS": -9, "AD": -8, "HS": -10, "HD": -9, "TS": -4, "TD": -3, "NS": -3.5, "ND": -2.5,
+}
+_TZ_ZONES = {
+    "ET": "America/New_York", "CT": "America/Chicago", "MT": "America/Denver", "PT": "America/Los_Angeles",
+    "AT": "America/Anchorage", "HT": "Pacific/Honolulu", "TT": "America/Halifax", "NT": "America/St_Johns",
+}
+
+
+class Unmapped(NamedTuple):
+    """Why a syntactically sound 850 set cannot be mapped to rows."""
+
+    reason: str
+    message: str
+    order_ref: str | None
+    ak3: list[dict[str, Any]]  # 997 AK3 notes (segment id, position, code, elements)
+
+
+@dataclass
+class _Line:
+    po1: Segment
+    description: str | None = None
+    requested: str | None = None
+    cur: list[Segment] = field(default_factory=list)
+
+
+@dataclass
+class _Po850:
+    """The segments of one 850 that the mapping uses, gathered in one pass."""
+
+    beg: Segment | None = None
+    header_cur: list[Segment] = field(default_factory=list)
+    dtm004: Segment | None = None
+    header_requested: str | None = None
+    td5: Segment | None = None
+    csh: Segment | None = None
+    total: str | None = None
+    ship: dict[str, str | None] | None = None
+    lines: list[_Line] = field(default_factory=list)
+
+
+def map_850(segs: list[Segment], sender: str, path: str, meta: dict[str, Any]) -> list[dict[str, Any]] | Unmapped:
+    """Rows of a sound 850 set (ST..SE; each starts with the record's ``meta`` columns), or :class:`Unmapped`."""
+    po = _read_850(segs)
+    po_number = po.beg.el(3).strip() if po.beg else ""
+    order_ref = f"{sender}:{po_number}" if po_number else None
+    if not po.lines:
+        pos = next((i for i, s in enumerate(segs, 1) if s.id == "CTT"), len(segs))
+        return Unmapped("NO_LINES", "the purchase order has no PO1 (line item) segments", order_ref,
+                        [{"segment_id": "PO1", "position": pos, "code": "3", "elements": []}])
+    currency, mismatch = _currency(po)
+    if mismatch is not None:
+        return Unmapped("CURRENCY_MISMATCH", mismatch, order_ref, [])
+    header: dict[str, Any] = {
+        **meta,
+        "order_ref": order_ref,
+        "order_ts": _order_ts(po),
+        "customer_ref": sender or None,
+        "customer_po": po_number or None,
+        "currency": currency,
+        **(po.ship or {}),
+        "ship_method": _ship_method(po.td5),
+        "ship_complete": _ship_complete(po.csh),
+        "channel_total": po.total,
+    }
+    return [_line_row(header, path, k, ln, po.header_requested) for k, ln in enumerate(po.lines, 1)]
+
+
+def order_ref_of(segs: list[Segment], sender: str) -> str | None:
+    """The order reference of a set that is rejected before mapping (first BEG's BEG03)."""
+    beg = next((s for s in segs if s.id == "BEG"), None)
+    po = beg.el(3).strip() if beg else ""
+    return f"{sender}:{po}" if po else None
+
+
+# ------------------------------------------------------------------------------------------------
+# One pass over the set: PO1 loops, the ship-to N1 loop, header segments
+# ------------------------------------------------------------------------------------------------
+def _read_850(segs: list[Segment]) -> _Po850:
+    po = _Po850()
+    in_ship = False
+    summary = False
+    for seg in segs[1:-1]:
+        sid = seg.id
+        if sid == "PO1":
+            po.lines.append(_Line(seg))
+            in_ship = False
+            continue
+        if sid == "CTT":
+            summary = True
+        if po.lines and not summary:
+            _read_line_segment(po.lines[-1], seg)
+            continue
+        if sid == "N1":
+            in_ship = seg.el(1).strip() == "ST" and po.ship is None and not summary
+            if in_ship:
+                po.ship = {"ship_to_name": seg.el(2) or None}
+            continue
+        if in_ship and po.ship is not None and sid in _SHIP_TO_LOOP:
+            _read_ship_to_segment(po, po.ship, seg)
+            continue
+        in_ship = False
+        _read_header_segment(po, seg)
+    return po
+
+
+def _read_line_segment(line: _Line, seg: Segment) -> None:
+    """A segment inside a PO1 loop: PID, DTM*002 and CUR are used."""
+    sid = seg.id
+    if sid == "PID" and line.description is None and seg.el(5).strip():
+        line.description = seg.el(5)
+    elif sid == "DTM" and seg.el(1) == "002" and line.requested is None:
+        line.requested = _x12_date(seg.el(2))
+    elif sid == "CUR":
+        line.cur.append(seg)
+
+
+def _read_ship_to_segment(po: _Po850, ship: dict[str, str | None], seg: Segment) -> None:
+    """A segment of the header N1*ST loop: N3 (address lines), N4 (city...), TD5."""
+    sid = seg.id
+    if sid == "N3":
+        if ship.get("ship_to_line1") is None:
+            ship["ship_to_line1"] = seg.el(1) or None
+            ship["ship_to_line2"] = seg.el(2) or None
+        else:
+            more = ", ".join(v for v in (seg.el(1), seg.el(2)) if v)
+            ship["ship_to_line2"] = ", ".join(v for v in (ship.get("ship_to_line2"), more) if v) or None
+    elif sid == "N4" and "ship_to_city" not in ship:
+        ship.update(ship_to_city=seg.el(1) or None, ship_to_region=seg.el(2) or None,
+                    ship_to_postal_code=seg.el(3) or None, ship_to_country=seg.el(4) or None)
+    elif sid == "TD5" and po.td5 is None:
+        po.td5 = seg
+
+
+def _read_header_segment(po: _Po850, seg: Segment) -> None:
+    """A header (or summary) segment outside the loops: the first of each kind counts."""
+    sid = seg.id
+    if sid == "BEG" and po.beg is None:
+        po.beg = seg
+    elif sid == "CUR":
+        po.header_cur.append(seg)
+    elif sid == "DTM" and seg.el(1) == "004" and po.dtm004 is None:
+        po.dtm004 = seg
+    elif sid == "DTM" and seg.el(1) == "002" and po.header_requested is None:
+        po.header_requested = _x12_date(seg.el(2))
+    elif sid == "TD5" and po.td5 is None:
+        po.td5 = seg
+    elif sid == "CSH" and po.csh is None:
+        po.csh = seg
+    elif sid == "AMT" and seg.el(1).strip() == "TT" and po.total is None:
+        po.total = seg.el(2) or None
+
+
+# ------------------------------------------------------------------------------------------------
+# Header fields
+# ------------------------------------------------------------------------------------------------
+def _currency(po: _Po850) -> tuple[str | None, str | None]:
+    """``(currency, None)``, or ``(None, why)`` when the currencies disagree. Header CUR; line CURs must
+    agree with it (or, without one, with each other); none at all -> the 004010 default (USD)."""
+    currency = _currency_of(po.header_cur)
+    line_currencies = {c for c in (_currency_of(ln.cur) for ln in po.lines) if c}
+    if currency is not None and line_currencies - {currency}:
+        return None, f"line CUR {sorted(line_currencies - {currency})} differs from the header currency {currency}"
+    if currency is None and len(line_currencies) > 1:
+        return None, f"lines are in different currencies {sorted(line_currencies)}"
+    if currency is None:
+        currency = next(iter(line_currencies)) if line_currencies else DEFAULT_CURRENCY
+    return currency, None
+
+
+def _currency_of(cur_segments: list[Segment]) -> str | None:
+    for c in cur_segments:
+        if c.el(1).strip() in ("BY", "SE") and c.el(2).strip():
+            return c.el(2).strip()
+    for c in cur_segments:
+        if c.el(2).strip():
+            return c.el(2).strip()
+    return None
+
+
+def _order_ts(po: _Po850) -> str | None:
+    """DTM*004 with a time, else BEG05, else DTM*004's date."""
+    dtm004, beg = po.dtm004, po.beg
+    order_ts = None
+    if dtm004 is not None and dtm004.el(3).strip():
+        order_ts = _x12_timestamp(dtm004.el(2), dtm004.el(3), dtm004.el(4))
+    if order_ts is None and beg is not None:
+        order_ts = _x12_date(beg.el(5))
+    if order_ts is None and dtm004 is not None:
+        order_ts = _x12_date(dtm004.el(2))
+    return order_ts
+
+
+def _ship_method(td5: Segment | None) -> str | None:
+    if td5 is None:
+        return None
+    return next((td5.el(i).strip() for i in (5, 3, 12, 4) if td5.el(i).strip()), None)
+
+
+def _ship_complete(csh: Segment | None) -> str | None:
+    if csh is None:
+        return None
+    return "true" if csh.el(1).strip() in ("SC", "N") else "false"
+
+
+def _x12_date(s: str) -> str | None:
+    s = s.strip()
+    if not s:
+        return None
+    if len(s) == 8 and DIGITS.match(s):
+        return f"{s[:4]}-{s[4:6]}-{s[6:]}"
+    return s  # as sent: normalise flags it BAD_DATE
+
+
+def _x12_timestamp(d: str, t: str, code: str) -> str | None:
+    day = _x12_date(d)
+    if day is None:
+        return None
+    t = t.strip()
+    m = re.fullmatch(r"(\d\d)(\d\d)(?:(\d\d)(\d{1,2})?)?", t)
+    if not m:
+        return f"{day}T{t}"  # as sent: normalise flags it BAD_DATE
+    hh, mi, ss, frac = m.groups()
+    ts = f"{day}T{hh}:{mi}:{ss or '00'}" + (f".{frac}" if frac else "")
+    return ts + _tz_offset(day, code.strip().upper())
+
+
+def _tz_offset(day: str, code: str) -> str:
+    hours: float | None = _TZ_FIXED.get(code)
+    if hours is None and code in _TZ_ZONES:
+        try:
+            d = date.fromisoformat(day)
+            off = ZoneInfo(_TZ_ZONES[code]).utcoffset(datetime(d.year, d.month, d.day, 12))
+            hours = off.total_seconds() / 3600 if off is not None else None
+        except (ValueError, KeyError, OSError):
+            hours = None
+    if hours is None:
+        return ""  # LT (local time), numeric or unknown codes: no offset (read as UTC)
+    minutes = round(hours * 60)
+    sign = "-" if minutes < 0 else "+"
+    minutes = abs(minutes)
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Line fields
+# ------------------------------------------------------------------------------------------------
+def _line_row(header: dict[str, Any], path: str, k: int, ln: _Line, header_requested: str | None) -> dict[str, Any]:
+    p = ln.po1
+    return {
+        **header,
+        "location": f"{path} > PO1 #{k} (segment {p.no}, line {p.line})",
+        "line_ref": p.el(1) or None,
+        "sku": _sku(p),
+        "quantity": p.el(2) or None,
+        "uom": p.el(3) or None,
+        "unit_price": p.el(4) or None,
+        "description": ln.description,
+        "requested_date": ln.requested or header_requested,
+    }
+
+
+def _sku(po1: Segment) -> str | None:
+    pairs = [(po1.el(i).strip(), po1.el(i + 1).strip()) for i in range(6, len(po1.elements), 2)]
+    # an id with blanks is free text some partners put in an id slot (850a: "VN*SINGLE LINE DIAMOND
+    # PATTERN"), not a part number: it is used only when nothing else is given
+    pairs = sorted(((q, v) for q, v in pairs if v), key=lambda p: " " in p[1])
+    for want in _SKU_PREFERENCE:
+        for q, v in pairs:
+            if q == want and " " not in v:
+                return v
+    return pairs[0][1] if pairs else None
