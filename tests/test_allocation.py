@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from som_pipeline import schemas
@@ -231,6 +231,7 @@ def _check_rules(inst: AllocationInputs, r, cfg: AllocationConfig) -> None:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 10**9), st.sampled_from(["units", "lines"]), st.sampled_from(["mip", "flow", "certified", "greedy"]))
+@example(seed=21253, basis="units", path="flow")  # (5) reflow: two new rows each fit a service, not both
 def test_stock_limits_never_exceeded(seed: int, basis: str, path: str):
     inst = tiny_instance(seed)
     cfg = AllocationConfig(capacity_basis=basis, mip_max_rows=400 if path == "mip" else 0, certify=path == "certified",

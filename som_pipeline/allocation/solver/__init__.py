@@ -33,7 +33,8 @@ Paths
   single warehouse, displacing rows of orders that can split; (4) split orders move to their cheapest plan on at
   most ``consolidate_max_warehouses`` warehouses when it is cheaper and fits; (4b) relocation: any order whose
   plan costs more than its cheapest conceivable one may move whole to one warehouse; (5) units still unplaced
-  go through a last min-cost flow on what is left (lines basis: cheapest option first); (6) a final check trims
+  go through a last min-cost flow on what is left, its rows through (1) again, with another round for the units
+  (1) drops (lines basis: cheapest option first); (6) a final check trims
   anything that would break a rule (counted; none expected). Moves are settled in order priority and never take
   what another order holds (except (3)). With ``certify``, the plain relaxation is solved too: its optimum plus
   the split penalties every order is forced to pay (fewest warehouses whose stock covers it) is a valid lower

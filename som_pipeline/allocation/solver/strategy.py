@@ -189,22 +189,41 @@ def _relocate(p: Problem, cfg: AllocationConfig, plan: pl.DataFrame, stock: np.n
 def _reflow_unplaced(p: Problem, plan: pl.DataFrame, stock: np.ndarray, cap: np.ndarray,
                      parcels: np.ndarray) -> pl.DataFrame:
     """(5) Units still unplaced (not ship-complete) through a last flow on what is left (lines basis: cheapest
-    option first). Returns the new rows ``(i, x)``."""
+    option first). Returns the new rows ``(i, x)``; the residual arrays are updated in place."""
+    rest = _unplaced(p, plan)
+    if rest.height == 0:
+        return pl.DataFrame(schema=PLAN_SCHEMA)
+    used_dw = plan.pipe(_at, p, "d", "wi").select("d", "wi")
+    if p.basis == "lines":  # a row costs one line whatever its units -- not a flow: cheapest option first
+        return solve_greedy(p, rest, stock, cap, parcels, used_dw)
+    # a row's parcels do not grow with its units: the flow cannot count them, and rows that each fit a service
+    # may overload it together. (1) on the new rows: they move to another service of their warehouse or are
+    # dropped, and their units take another round. The first row kept on each service always fits (every arc's
+    # service had room for its row), so each round places a row on a new (row, warehouse) pair.
+    out = []
+    while rest.height:
+        ro = p.opts.join(rest.select("d"), on="d", how="semi").join(used_dw, on=["d", "wi"], how="anti")
+        ro = (ro.filter(pl.Series(parcels[ro["k"].to_numpy()] >= ro["parcels"].to_numpy()))
+              .sort(["d", "wi", "rank"]).group_by(["d", "wi"], maintain_order=True).first())
+        flowed, _ = solve_flow(p, rest, ro, stock, cap)
+        fitted, _ = fit_carriers(p, flowed, parcels)
+        _use(p, fitted, stock, cap, parcels)
+        out.append(fitted)
+        if fitted.height in (0, flowed.height):  # nothing dropped: the flow placed all it could
+            break
+        used_dw = pl.concat([used_dw, fitted.pipe(_at, p, "d", "wi").select("d", "wi")])
+        rest = _unplaced(p, fitted, rest)
+    return pl.concat(out)
+
+
+def _unplaced(p: Problem, plan: pl.DataFrame, dem: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Rows of ``dem`` (default: the demand rows that may split) with units ``plan`` leaves unplaced, the units
+    left as ``q``: ``(d, o, q, sc)`` by d."""
+    dem = p.dem.filter(~pl.col("sc")) if dem is None else dem
     got = plan.pipe(_at, p, "d").group_by("d").agg(pl.col("x").sum().alias("s"))
-    rest = (p.dem.filter(~pl.col("sc")).join(got, on="d", how="left")
+    return (dem.join(got, on="d", how="left")
             .with_columns((pl.col("q") - pl.col("s").fill_null(0)).alias("q")).filter(pl.col("q") > 0)
             .select("d", "o", "q", "sc").sort("d"))
-    extra_plan = pl.DataFrame(schema=PLAN_SCHEMA)
-    if rest.height:
-        used_dw = plan.pipe(_at, p, "d", "wi").select("d", "wi")
-        if p.basis == "units":
-            ro = p.opts.join(rest.select("d"), on="d", how="semi").join(used_dw, on=["d", "wi"], how="anti")
-            ro = (ro.filter(pl.Series(parcels[ro["k"].to_numpy()] >= ro["parcels"].to_numpy()))
-                  .sort(["d", "wi", "rank"]).group_by(["d", "wi"], maintain_order=True).first())
-            extra_plan, _ = solve_flow(p, rest, ro, stock, cap)
-        else:  # lines basis: a row costs one line whatever its units -- not a flow: cheapest option first
-            extra_plan = solve_greedy(p, rest, stock, cap, parcels, used_dw)
-    return extra_plan
 
 
 def _label_repaired(final: pl.DataFrame, flow_plan: pl.DataFrame) -> pl.DataFrame:
