@@ -11,7 +11,7 @@
     som doctor                       recover after a crash: fail dead runs, free their pool slots, clean up
 
 Commands that run Dagster or write the warehouse hold ``$SOM_HOME/.som.lock`` (one at a time per home; a second
-one waits and says who holds it) and first recover what a killed command left (see som_pipeline/doctor.py).
+one waits and says who holds it) and first recover what a killed command left (see som_pipeline/homelock.py and ``recover`` below).
 SIGTERM is handled like Ctrl-C: the run is marked failed and its slots released.
 
 Every command honours ``SOM_HOME`` (default ``./data``). Errors are printed as one clear line (exit 1),
@@ -24,10 +24,12 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -60,10 +62,60 @@ def _settings(args: argparse.Namespace) -> Settings:
     return s
 
 
+@dataclass
+class Recovery:
+    failed_runs: list[str] = field(default_factory=list)
+    freed_slots_for: list[str] = field(default_factory=list)
+    removed_files: list[str] = field(default_factory=list)
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.failed_runs or self.freed_slots_for or self.removed_files)
+
+    def lines(self) -> list[str]:
+        out = [f"marked failed: run {r} (its process is gone)" for r in self.failed_runs]
+        out += [f"freed pool slots held by run {r}" for r in self.freed_slots_for]
+        out += [f"removed leftover {f}" for f in self.removed_files]
+        return out
+
+
+def recover(instance, settings: Settings) -> Recovery:
+    """Call with the home lock held (``homelock.home_lock``): marks dead CLI runs failed, frees the pool slots of
+    runs that are not alive, removes leftover temporary analyst copies (see som_pipeline/homelock.py)."""
+    import dagster as dg
+
+    from som_pipeline.homelock import clean_publish_temp
+
+    rec = Recovery()
+    live = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
+    host = socket.gethostname()
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=list(live), tags={"som/launcher": "cli"})):
+        if run.tags.get("som/host") != host:
+            continue
+        instance.report_run_failed(run, message=f"som: the process (pid {run.tags.get('som/pid')}) that ran this "
+                                                "run is gone (killed or crashed); marked failed on the next start")
+        rec.failed_runs.append(run.run_id)
+    # any slot claimed by a run that is no longer live is stale (a kill -9, or a crash of the UI's run worker)
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits:
+        try:
+            holders = storage.get_concurrency_run_ids()
+        except Exception:  # noqa: BLE001 - older storages: nothing to free
+            holders = set()
+        for run_id in sorted(holders):
+            run = instance.get_run_by_id(run_id)
+            if run is None or run.status not in live:
+                storage.free_concurrency_slots_for_run(run_id)
+                rec.freed_slots_for.append(run_id)
+    rec.removed_files += clean_publish_temp(settings)
+    return rec
+
+
 @contextmanager
-def operating(settings: Settings, command: str) -> Iterator[None]:
-    """Hold the home lock, make sure the Dagster instance exists, and recover what a killed command left."""
-    from som_pipeline.doctor import HomeBusy, home_lock, recover
+def operating(settings: Settings, command: str) -> Iterator[Recovery]:
+    """Hold the home lock, make sure the Dagster instance exists, and recover what a killed command left
+    (told on stderr; yields what was fixed)."""
+    from som_pipeline.homelock import HomeBusy, home_lock
 
     try:
         with home_lock(settings, command, notify=lambda m: print(f"som: {m}", file=sys.stderr)):
@@ -73,7 +125,7 @@ def operating(settings: Settings, command: str) -> Iterator[None]:
             rec = recover(dg.DagsterInstance.get(), settings)
             for line in rec.lines():
                 print(f"som: recovered: {line}", file=sys.stderr)
-            yield
+            yield rec
     except HomeBusy as e:
         raise UserError(str(e)) from None
 
@@ -127,7 +179,7 @@ def _execute(job_name: str, tags: dict[str, str] | None = None, multiprocess: bo
     t0 = time.perf_counter()
     # the console shows warnings and errors only; every event is recorded in the instance (`make dev`)
     run_config = {"execution": {"config": execution}, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    from som_pipeline.doctor import cli_run_tags
+    from som_pipeline.homelock import cli_run_tags
 
     with dg.execute_job(recon, instance=instance, tags={**(tags or {}), **cli_run_tags()},
                         run_config=run_config) as result:
@@ -246,16 +298,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Recover after a crash and say what was fixed; list runs still in progress."""
     s = _settings(args)
-    with operating(s, "doctor"):
+    with operating(s, "doctor") as rec:  # the recovery itself (its lines are on stderr)
         import dagster as dg
 
-        from som_pipeline.doctor import recover
-
-        rec = recover(dg.DagsterInstance.get(), s)  # a second pass: the first one printed its findings
         live = dg.DagsterInstance.get().get_runs(filters=dg.RunsFilter(
             statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]))
-        for line in rec.lines():
-            print(line)
         for r in live:
             print(f"in progress (not started by this CLI): run {r.run_id} of {r.job_name}")
         if not rec.anything and not live:

@@ -15,8 +15,9 @@ import dagster as dg
 import duckdb
 import pytest
 
+from som_pipeline.cli import recover
 from som_pipeline.config import Settings
-from som_pipeline.doctor import HomeBusy, cli_run_tags, home_lock, recover
+from som_pipeline.homelock import HomeBusy, cli_run_tags, home_lock
 from som_pipeline.warehouse import Warehouse, WarehouseLockTimeout
 
 ROOT = Path(__file__).resolve().parents[1]
