@@ -45,6 +45,7 @@ daily_partitions = dg.DailyPartitionsDefinition(
     start_date=os.environ.get("SOM_PARTITIONS_START", "2026-01-01"), end_offset=1
 )
 DAILY_SALES_KEY = table_key("core.daily_sales")
+_DAILY_SPEC = table_specs(DAILY_SALES, "core", {"polars", "duckdb"})[0]
 
 
 @dg.asset(
@@ -53,8 +54,8 @@ DAILY_SALES_KEY = table_key("core.daily_sales")
     kinds={"polars", "duckdb"},
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=table_specs(DAILY_SALES, "core", set())[0].deps,
-    description=table_specs(DAILY_SALES, "core", set())[0].description
+    deps=_DAILY_SPEC.deps,
+    description=_DAILY_SPEC.description
     + " Partitioned by order date; a run over a range replaces exactly those days (delete + insert in one transaction).",
     check_specs=model_check_specs(DAILY_SALES.writes),
     pool="duckdb",

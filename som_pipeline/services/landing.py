@@ -35,7 +35,7 @@ import duckdb
 import polars as pl
 
 from som_pipeline.config import Settings
-from som_pipeline.hashing import sha256_file
+from som_pipeline.hashing import sha256_file, sha256_text
 from som_pipeline.schemas import IngestFileModel, IngestRedropModel, from_rows
 from som_pipeline.warehouse import insert_frame, transaction
 
@@ -197,6 +197,15 @@ class NewFile:
     @property
     def name(self) -> str:
         return self.lf.name
+
+    def read(self) -> bytes | None:
+        """The file's bytes if they are still exactly the content that was hashed (else None: it changed since it
+        was screened and is left for the next run, whole)."""
+        try:
+            data = self.lf.path.read_bytes()
+        except OSError:
+            return None
+        return data if sha256_text(data) == self.sha else None
 
 
 def ledger_lookup(con: duckdb.DuckDBPyConnection, feed: str, shas: list[str]) -> dict[str, tuple[str, str | None]]:

@@ -59,7 +59,9 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
     with wh.connect() as con:
         # decision files not seen before (the landing protocol: a re-drop is archived, never applied twice)
         files, settled = incoming(con, settings, "approvals", now, notes)
-        reads = [(f, read_decisions(f.lf.path.read_bytes(), f.name, f.sha, now)) for f in files]
+        data = {f.name: f.read() for f in files}  # the bytes parsed are the bytes hashed
+        notes += [f"{n}: changed while read; left for the next run" for n, d in data.items() if d is None]
+        reads = [(f, read_decisions(data[f.name], f.name, f.sha, now)) for f in files if data[f.name] is not None]
         new = pl.concat([r.decisions for _, r in reads]) if reads else pl.DataFrame(schema=DECISION_SCHEMA)
 
         orders = read_table(con, "core.orders")
