@@ -64,7 +64,7 @@ VALIDATION_REASONS: dict[str, str] = {
     "resolve through ref.customer_aliases) or not in ref.customers.",
     "CUSTOMER_INACTIVE": "The customer exists but is not active (may not order).",
     # credit
-    "CREDIT_LIMIT": "Exposure (open receivables + approved-but-unbilled + earlier orders of this evaluation + "
+    "CREDIT_LIMIT": "Exposure (open receivables + approved-but-unbilled + orders this evaluation approves ahead of it + "
     "this order) exceeds the customer's credit limit.",
     "CREDIT_OVERDUE": "The customer has an invoice overdue beyond its terms plus the grace period.",
     "CREDIT_UNCHECKED": "Credit exposure could not be computed: the order currency differs from the customer's "

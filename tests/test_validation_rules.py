@@ -223,9 +223,33 @@ def test_unpaid_bills_over_limit_hold_credit():
     got = findings(res)
     assert [(f["order_id"], f["reason_code"], f["outcome"]) for f in got] == [("B", "CREDIT_LIMIT", "fail")]
     e = ev(got[0])
-    assert e == {**e, "open_receivables": "800.00", "committed_unbilled": "25.00", "earlier_orders_in_run": "150.00",
+    assert e == {**e, "open_receivables": "800.00", "committed_unbilled": "25.00", "approved_in_run": "150.00",
                  "this_order": "150.00", "exposure": "1125.00", "credit_limit": "1000.00"}
     assert res.filter(pl.col("order_id") == "A")["outcome"].to_list() == ["pass"]  # 975 <= 1000
+
+
+def _credit_outcomes(res: pl.DataFrame) -> dict[str, tuple[str, str]]:
+    r = res.filter(pl.col("rule") == "credit")
+    return {row["order_id"]: (row["outcome"], ev(row).get("approved_in_run")) for row in r.to_dicts()}
+
+
+def test_credit_exposure_counts_only_orders_the_pass_approves_ahead():
+    """Limit 100: A (60) is held by another check, so it does not use the credit B (50) and C (30) need."""
+    c = customers({"credit_limit": D("100.00")})
+    o = orders({"order_id": "A", "order_total": D("60.00")},
+               {"order_id": "B", "order_total": D("50.00"), "order_ts": T0 + timedelta(hours=1)},
+               {"order_id": "C", "order_total": D("30.00"), "order_ts": T0 + timedelta(hours=2)})
+    held_a = pl.DataFrame([{"order_id": "A", "line_no": None, "rule": "price", "outcome": "fail",
+                            "reason_code": "PRICE_MISMATCH", "message": "m", "evidence": "{}"}])
+    res = check_credit(o, c, NO_ITEMS, None, AS_OF, CFG, screened=held_a)
+    # A itself is judged against everything the pass approves (it can only be released after them): 80 + 60
+    assert _credit_outcomes(res) == {"A": ("fail", "80.00"), "B": ("pass", "0.00"), "C": ("pass", "50.00")}
+    # without the other hold, A is approved ahead: B no longer fits, and a refused B adds nothing for C
+    res = check_credit(o, c, NO_ITEMS, None, AS_OF, CFG)
+    assert _credit_outcomes(res) == {"A": ("pass", "0.00"), "B": ("fail", "60.00"), "C": ("pass", "60.00")}
+    # a warn (not a hold) from another check does not stop an order counting
+    res = check_credit(o, c, NO_ITEMS, None, AS_OF, CFG, screened=held_a.with_columns(outcome=pl.lit("warn")))
+    assert _credit_outcomes(res)["B"] == ("fail", "60.00")
 
 
 def test_overdue_invoice_holds_credit():

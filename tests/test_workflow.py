@@ -196,6 +196,22 @@ def test_rerun_without_changes_is_idempotent():
     assert out2.reservations.equals(out1.reservations)
 
 
+def test_credit_decisions_do_not_depend_on_run_history():
+    """One customer near its limit (1000), orders of 400 in priority order; B is held by a price mismatch.
+    The first pass must decide exactly as a rerun does, where the approved orders come back as committed."""
+    o = orders(*[{"order_id": k, "customer_id": "C1", "order_ts": T0 + timedelta(minutes=i),
+                  "items_subtotal": D("400.00"), "order_total": D("400.00")} for i, k in enumerate("ABCDE")])
+    ln = lines(*[{"order_id": k, "quantity": 40} for k in "ACDE"],
+               {"order_id": "B", "quantity": 40, "unit_price": D("99.0000"), "line_amount": D("400.00")})
+    out1, st = run(o, ln, State.empty(), ref())
+    first = dict(out1.status.select("order_id", "status").rows())
+    # A 400, C 800 fit; D would make 1200 (held); E: 400 + 400 + 400 = 1200 held as well; B has a price hold
+    assert first == {"A": "APPROVED", "B": "ON_HOLD", "C": "APPROVED", "D": "ON_HOLD", "E": "ON_HOLD"}
+    out2, _ = run(o, ln, st, ref(), now=NOW + timedelta(hours=1))
+    assert dict(out2.status.select("order_id", "status").rows()) == first
+    assert out2.events.height == 0
+
+
 def test_orders_before_validation_start_are_history():
     cfg = replace(CFG, history_before=(T0 + timedelta(days=1)).date())
     o = orders({"order_id": "OLD", "customer_id": "C2"},

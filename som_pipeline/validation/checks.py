@@ -66,6 +66,7 @@ class CheckInputs:
     prior_usage: Frame | None = None  # [code, used]: promo uses of earlier runs
     committed: Frame | None = None  # [customer_id, amount]: approved-but-unbilled exposure of earlier runs
     fixed_reserved: Frame | None = None  # [sku, quantity]: stock held by orders approved in earlier runs
+    screened: pl.DataFrame | None = None  # findings of the screening checks that ran before this one
 
     # Derived inputs: computed on first use, once per CheckInputs (``dataclasses.replace`` starts afresh).
     @cached_property
@@ -100,7 +101,8 @@ CHECKS: tuple[Check, ...] = (
           ("orders", "lines", "customers", "products", "promotions", "prior_usage", "cfg", "priority")),
     Check("quantity", check_quantity_anomaly, ("orders", "lines", "history_orders", "history_lines", "cfg")),
     Check("credit", check_credit,
-          ("orders", "customers", "open_items", "committed", "as_of", "cfg", "priority", "order_values")),
+          ("orders", "customers", "open_items", "committed", "as_of", "cfg", "priority", "order_values",
+           "screened")),
     Check("inventory", reserve_inventory,
           ("orders", "lines", "customers", "products", "inventory", "fixed_reserved", "cfg", "priority"),
           stage="reserve"),
@@ -119,9 +121,21 @@ def registered(stage: Stage) -> list[Check]:
     return [c for c in CHECKS if c.stage == stage]
 
 
+def _with_screened(inputs: CheckInputs, parts: list[pl.DataFrame]) -> CheckInputs:
+    """``inputs`` with ``screened`` = the findings so far; the derived inputs already computed carry over
+    (they depend on the orders, customers and config, which do not change)."""
+    out = replace(inputs, screened=pl.concat(parts, how="vertical_relaxed") if parts else empty_results())
+    out.__dict__.update({k: inputs.__dict__[k] for k in DERIVED_INPUTS if k in inputs.__dict__})
+    return out
+
+
 def screen(inputs: CheckInputs, runner: Runner = run_check) -> pl.DataFrame:
-    """Result rows of every ``screen`` check on ``inputs.orders``, concatenated in registry order."""
-    parts = [runner(c, inputs) for c in registered("screen")]
+    """Result rows of every ``screen`` check on ``inputs.orders``, concatenated in registry order. A check
+    that names the input ``screened`` receives the findings of the checks before it (credit: only the orders
+    the pass approves count in a later order's exposure)."""
+    parts: list[pl.DataFrame] = []
+    for c in registered("screen"):
+        parts.append(runner(c, _with_screened(inputs, parts) if "screened" in c.inputs else inputs))
     return pl.concat(parts, how="vertical_relaxed") if parts else empty_results()
 
 
