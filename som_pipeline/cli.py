@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -160,6 +161,79 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class SlotWait(threading.Thread):
+    """Ends a CLI run plainly when its steps wait for a slot of ``pool`` too long, or are interrupted waiting.
+
+    Dagster's in-process executor waits for a pool slot without a time limit and, while it waits, only
+    records SIGINT/SIGTERM (it acts on them between steps, and no step comes). Slots of dead runs are freed on
+    start (:func:`recover`), so a slot that stays taken belongs to a live run: typically one launched from the
+    UI (``make dev``) or a long backfill. This watch polls the instance; when a step of this process's run
+    has waited longer than ``timeout_s`` (``SOM_DUCKDB_LOCK_TIMEOUT``), or a signal arrived while the run
+    holds no slot (so none of its steps is writing), it marks the run failed, frees what the run queued,
+    prints one line naming the holder and ends the process (exit 75 = try again later; 130 after a signal).
+    Ending there is no worse than the ``kill -9`` every stage is built to survive (bench/bench_reliability.py),
+    and here no step of the run is executing.
+    """
+
+    def __init__(self, instance, pool: str, timeout_s: float, poll_s: float = 1.0) -> None:
+        super().__init__(name="som-slot-wait", daemon=True)
+        self.instance, self.pool, self.timeout_s, self.poll_s = instance, pool, timeout_s, poll_s
+        self.stopped = threading.Event()
+
+    def _mine(self) -> list:
+        import dagster as dg
+
+        return list(self.instance.get_runs(filters=dg.RunsFilter(tags={"som/pid": str(os.getpid())}, statuses=[
+            dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])))
+
+    def _holder(self, run_id: str) -> str:
+        run = self.instance.get_run_by_id(run_id)
+        if run is None:
+            return f"run {run_id}"
+        how = (f"`som` pid {run.tags.get('som/pid')}" if run.tags.get("som/launcher") == "cli"
+               else "launched from the UI or a schedule")
+        return f"run {run_id} of {run.job_name} ({how}, {run.status.value})"
+
+    def verdict(self, info, mine: set[str], interrupted: bool, now: float) -> tuple[int, str] | None:
+        """``(exit code, message)`` when the run must end, else None (pure: the unit tests call it)."""
+        waiting = [p for p in info.pending_steps if p.run_id in mine and p.assigned_timestamp is None]
+        if not waiting or any(c.run_id in mine for c in info.claimed_slots):
+            return None
+        holders = "; ".join(self._holder(h) for h in sorted({c.run_id for c in info.claimed_slots} - mine))
+        holders = holders or "another run"
+        if interrupted:
+            return 130, (f"interrupted while waiting for the '{self.pool}' slot (held by {holders}); the run "
+                         "is marked failed")
+        p = min(waiting, key=lambda p: p.enqueued_timestamp)
+        waited = now - p.enqueued_timestamp.timestamp()
+        if waited <= self.timeout_s:
+            return None
+        return 75, (f"step {p.step_key} waited {waited:.0f}s (SOM_DUCKDB_LOCK_TIMEOUT) for the '{self.pool}' "
+                    f"slot, held by {holders}; this run is stopped and marked failed. Let that run finish (or "
+                    "cancel it in the UI) and run again; `som doctor` lists runs in progress")
+
+    def run(self) -> None:  # noqa: D102 - thread body
+        from dagster._utils.interrupts import check_captured_interrupt  # what Dagster recorded of a signal
+
+        storage = self.instance.event_log_storage
+        while not self.stopped.wait(self.poll_s):
+            try:
+                runs = self._mine()
+                out = self.verdict(storage.get_concurrency_info(self.pool), {r.run_id for r in runs},
+                                   check_captured_interrupt(), time.time())
+            except Exception:  # noqa: BLE001 - a storage hiccup: look again
+                continue
+            if out is None or self.stopped.is_set():
+                continue
+            code, message = out
+            for r in runs:
+                self.instance.report_run_failed(r, message=f"som: {message}")
+                storage.free_concurrency_slots_for_run(r.run_id)
+            print(f"som: {message}", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(code)
+
+
 def _execute(job_name: str, tags: dict[str, str] | None = None, multiprocess: bool = False) -> list[str]:
     """A real Dagster run of ``job_name`` recorded in the instance at $DAGSTER_HOME.
 
@@ -181,8 +255,14 @@ def _execute(job_name: str, tags: dict[str, str] | None = None, multiprocess: bo
     run_config = {"execution": {"config": execution}, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     from som_pipeline.homelock import cli_run_tags
 
-    with dg.execute_job(recon, instance=instance, tags={**(tags or {}), **cli_run_tags()},
-                        run_config=run_config) as result:
+    watch = SlotWait(instance, "duckdb", Settings.from_env().lock_timeout_s)
+    watch.start()
+    try:
+        result_cm = dg.execute_job(recon, instance=instance, tags={**(tags or {}), **cli_run_tags()},
+                                   run_config=run_config)
+    finally:
+        watch.stopped.set()
+    with result_cm as result:
         took = time.perf_counter() - t0
         if not result.success:
             failed = [e.step_key for e in result.all_events if e.is_step_failure]

@@ -100,6 +100,33 @@ def test_sigterm_ends_a_cli_command_like_ctrl_c(settings: Settings) -> None:
     assert "interrupted" in err and "Traceback" not in err
 
 
+def test_a_run_waiting_for_a_slot_a_live_ui_run_holds_times_out_then_sigterm_ends_the_wait(
+        instance, settings: Settings) -> None:
+    """Dagster waits for a pool slot forever and ignores signals while it waits: the CLI's watch ends the run
+    after SOM_DUCKDB_LOCK_TIMEOUT naming the holder (exit 75), and ends it at once on SIGTERM (exit 130)."""
+    ui = _dead_run(instance, {"dagster/from_ui": "true"})  # alive (STARTED), holds the only 'duckdb' slot
+    env = {**os.environ, "SOM_HOME": str(settings.home), "DAGSTER_HOME": str(settings.dagster_home),
+           "SOM_DUCKDB_LOCK_TIMEOUT": "2"}
+    cmd = [sys.executable, "-m", "som_pipeline.cli", "ingest", "--quiet"]
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 75, p.stderr
+    assert f"held by run {ui} of full_job (launched from the UI" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.Popen(cmd, cwd=ROOT, env={**env, "SOM_DUCKDB_LOCK_TIMEOUT": "600"}, stderr=subprocess.PIPE,
+                         text=True)
+    storage = instance.event_log_storage
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(s.run_id != ui for s in storage.get_concurrency_info("duckdb").pending_steps):
+        time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted while waiting for the 'duckdb' slot" in err, err
+    # both runs are failed and left nothing queued; the UI run keeps its slot
+    info = storage.get_concurrency_info("duckdb")
+    assert {s.run_id for s in info.claimed_slots} == {ui} and {s.run_id for s in info.pending_steps} == {ui}
+    cli = instance.get_runs(filters=dg.RunsFilter(tags={"som/launcher": "cli"}))
+    assert len(cli) == 2 and {r.status for r in cli} == {dg.DagsterRunStatus.FAILURE}
+
+
 def test_warehouse_waits_for_a_foreign_reader_then_names_it(tmp_path: Path) -> None:
     """A read-only session of another process on the main file: our open retries, then fails clearly."""
     path = tmp_path / "som.duckdb"
