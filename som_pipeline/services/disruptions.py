@@ -30,6 +30,8 @@ def ingest_disruptions(con: duckdb.DuckDBPyConnection, settings: Settings, now: 
     files, out = incoming(con, settings, "disruptions", now)
     for f in files:
         ld = load_table_file("disruptions", DisruptionModel, "disruptions", f.lf.path, loaded_at=now)
+        if ld.sha256 is not None and ld.sha256 != f.sha:  # changed since it was screened: next run, whole
+            continue
         with transaction(con):
             if ld.frame is not None and ld.frame.height:
                 con.execute("DELETE FROM ref.disruptions WHERE disruption_id IN (SELECT unnest(?::VARCHAR[]))",
