@@ -40,7 +40,7 @@ RUN_TIME = frozenset({
     "ops.quarantine.quarantined_at", "ops.ingest_files.processed_at", "ops.ingest_files.archived_to",
     "ops.ingest_redrops.seen_at", "ops.edi_acks.created_at", "ops.edi_acks.ack_file", "ops.b2b_watermark.updated_at",
     "ops.landing_waiting.first_seen_at", "ops.landing_waiting.last_seen_at", "stage.amazon_pairs.paired_at",
-    "ops.amazon_pending.since", "stage.amazon_headers.received_at", "stage.amazon_items.received_at",
+    "ops.amazon_pending.since", "ops.watermarks.updated_at", "stage.amazon_headers.received_at", "stage.amazon_items.received_at",
     # capture time (and the portal batch names, which carry the read window)
     "stage.order_headers.captured_at", "stage.order_headers.source_file", "core.orders.captured_at",
     "core.orders.first_captured_at", "core.orders.source_file", "core.order_versions.captured_at",

@@ -2,7 +2,8 @@
 
     som demo [--reset] [--scale X]   generate the deterministic demo into $SOM_HOME
     som ingest                       process the landing zone now (a real Dagster run of ingest_job)
-    som run                          materialize the whole graph now (real Dagster runs), publish, summarise
+    som run [--full-rebuild]         materialize the whole graph now (real Dagster runs), publish, summarise;
+                                     incremental: only new observations and the days they touch are rebuilt
     som summary                      rows per table, quarantine by reason, where things are
     som query "SQL"                  run a read-only query on the analyst copy
     som publish                      refresh the analyst copy now
@@ -234,7 +235,8 @@ class SlotWait(threading.Thread):
             os._exit(code)
 
 
-def _execute(job_name: str, tags: dict[str, str] | None = None, multiprocess: bool = False) -> list[str]:
+def _execute(job_name: str, tags: dict[str, str] | None = None, multiprocess: bool = False,
+             full_rebuild: bool = False) -> list[str]:
     """A real Dagster run of ``job_name`` recorded in the instance at $DAGSTER_HOME.
 
     In-process by default (one process: no per-step interpreter start-up, ~5x faster on small runs);
@@ -253,6 +255,8 @@ def _execute(job_name: str, tags: dict[str, str] | None = None, multiprocess: bo
     t0 = time.perf_counter()
     # the console shows warnings and errors only; every event is recorded in the instance (`make dev`)
     run_config = {"execution": {"config": execution}, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    if full_rebuild:
+        run_config["ops"] = {"core_orders": {"config": {"full_rebuild": True}}}
     from som_pipeline.homelock import cli_run_tags
 
     watch = SlotWait(instance, "duckdb", Settings.from_env().lock_timeout_s)
@@ -315,7 +319,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     s = _settings(args)
     with operating(s, "run"):
         print(f"materializing the whole graph (Dagster instance {os.environ['DAGSTER_HOME']})")
-        failures = _execute("full_job", multiprocess=args.multiprocess)
+        failures = _execute("full_job", multiprocess=args.multiprocess, full_rebuild=args.full_rebuild)
         rng = _partition_range(s)
         if rng:
             failures += _execute("daily_sales_job", multiprocess=args.multiprocess, tags={
@@ -327,19 +331,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _partition_range(s: Settings) -> tuple[str, str] | None:
-    """The daily partitions that hold orders (within the partition window)."""
+    """The range of daily partitions to refresh: the order dates core_orders marked (within the window)."""
     from assets.orders import daily_partitions
+    from som_pipeline.services.orders import pending_days
     from som_pipeline.warehouse import Warehouse
 
     keys = daily_partitions.get_partition_keys()
     if not keys:
         return None
-    df = Warehouse(s.warehouse_path).read(
-        "SELECT min(order_date) AS lo, max(order_date) AS hi FROM core.orders WHERE order_date BETWEEN ? AND ?",
-        [date.fromisoformat(keys[0]), date.fromisoformat(keys[-1])],
-    )
-    lo, hi = df.row(0)
-    return (lo.isoformat(), hi.isoformat()) if lo else None
+    lo, hi = date.fromisoformat(keys[0]), date.fromisoformat(keys[-1])
+    days = [d for d in pending_days(Warehouse(s.warehouse_path)) if lo <= d <= hi]
+    return (days[0].isoformat(), days[-1].isoformat()) if days else None
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -432,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_ingest)
     r = sub.add_parser("run", help="materialize the whole graph now (Dagster runs)")
     r.add_argument("--multiprocess", action="store_true", help="use the multiprocess executor")
+    r.add_argument("--full-rebuild", action="store_true",
+                   help="rebuild the canonical orders from every staged observation (same tables as incremental)")
     r.set_defaults(func=cmd_run)
     sub.add_parser("summary", help="print the warehouse summary").set_defaults(func=cmd_summary)
     q = sub.add_parser("query", help="read-only SQL on the analyst copy")

@@ -10,7 +10,9 @@ Rules (documented in README "Dedup and versions"):
 - The same customer PO number on more than one live order of the same customer (typically on two
   channels) is flagged in ``core.probable_duplicates``; nothing is dropped automatically.
 
-Everything is recomputed from ``stage.*`` on each run: idempotent by construction.
+:func:`build_orders` is a function of all the observations of the orders it is given: the service gives it
+the observations of the orders that received new ones since the last run (an order is rebuilt whole, from all
+its observations), so a run costs what it captured; a full rebuild gives it everything and the same tables.
 """
 
 from __future__ import annotations
@@ -64,10 +66,7 @@ def build_orders(headers: pl.DataFrame, lines: pl.DataFrame, aliases: pl.DataFra
         pl.col("order_ts").dt.date().alias("order_date"),
     ).with_columns((pl.col("version") == pl.col("version").max().over(key)).alias("is_current"))
 
-    alias = aliases.select(
-        "channel", pl.col("external_ref").alias("customer_ref"), pl.col("customer_id")
-    ).unique(subset=["channel", "customer_ref"], keep="first")
-    h = h.join(alias, on=["channel", "customer_ref"], how="left")
+    h = h.join(alias_map(aliases), on=["channel", "customer_ref"], how="left")
 
     versions = conform(h, OrderVersionModel).sort("order_id", "version")
     orders = conform(h.filter(pl.col("is_current")), OrderModel).sort("order_id")
@@ -79,13 +78,26 @@ def build_orders(headers: pl.DataFrame, lines: pl.DataFrame, aliases: pl.DataFra
     return OrderTables(orders, order_lines, versions, line_versions, probable_duplicates(orders))
 
 
-def probable_duplicates(orders: pl.DataFrame) -> pl.DataFrame:
-    live = orders.filter(pl.col("customer_po").is_not_null() & pl.col("cancelled_at").is_null()).with_columns(
+def alias_map(aliases: pl.DataFrame) -> pl.DataFrame:
+    """``channel, customer_ref, customer_id`` from ref.customer_aliases (one row per channel reference: the
+    reference loader keeps the last row of a duplicated key)."""
+    return (aliases.select("channel", pl.col("external_ref").alias("customer_ref"), pl.col("customer_id"))
+            .unique(subset=["channel", "customer_ref"], keep="first").sort("channel", "customer_ref"))
+
+
+def duplicate_group() -> list[pl.Expr]:
+    """``customer_key, _po``: the group in which one customer PO on several live orders is a probable duplicate."""
+    return [
         pl.coalesce(
             pl.col("customer_id"), pl.concat_str([pl.col("channel"), pl.lit(":"), pl.col("customer_ref")])
         ).alias("customer_key"),
         pl.col("customer_po").str.strip_chars().str.to_uppercase().alias("_po"),
-    ).filter(pl.col("customer_key").is_not_null())
+    ]
+
+
+def probable_duplicates(orders: pl.DataFrame) -> pl.DataFrame:
+    live = orders.filter(pl.col("customer_po").is_not_null() & pl.col("cancelled_at").is_null()).with_columns(
+        duplicate_group()).filter(pl.col("customer_key").is_not_null())
     grp = ["customer_key", "_po"]
     dup = live.filter(pl.col("order_id").n_unique().over(grp) > 1).with_columns(
         pl.col("channel").n_unique().over(grp).alias("channels_involved"),

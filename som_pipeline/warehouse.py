@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -217,6 +218,51 @@ def replace_table(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) 
     _check_table(table)
     con.execute(f"DELETE FROM {table}")  # noqa: S608
     return insert_frame(con, table, df)
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, df: pl.DataFrame) -> Iterator[str]:
+    """``df`` visible to SQL under a generated name for the block (join against it instead of building SQL
+    text from values)."""
+    name = f"_frame_{uuid.uuid4().hex}"
+    con.register(name, df.to_arrow())
+    try:
+        yield name
+    finally:
+        con.unregister(name)
+
+
+def select_keys(con: duckdb.DuckDBPyConnection, table: str, keys: pl.DataFrame, columns: str = "*") -> pl.DataFrame:
+    """Rows of ``table`` whose values in ``keys``' columns match a row of ``keys`` (a semi-join in DuckDB)."""
+    _check_table(table)
+    with registered(con, keys) as k:
+        using = ", ".join(keys.columns)
+        return con.execute(f"SELECT {columns} FROM {table} SEMI JOIN {k} USING ({using})").pl()  # noqa: S608
+
+
+def replace_keys(con: duckdb.DuckDBPyConnection, table: str, keys: pl.DataFrame, df: pl.DataFrame) -> int:
+    """Upsert by key: delete the rows of ``table`` whose ``keys`` columns match a row of ``keys``, insert ``df``
+    (the affected keys' new rows). Call inside a transaction; column names come from code."""
+    _check_table(table)
+    if keys.height:
+        with registered(con, keys.unique()) as k:
+            match = " AND ".join(f"t.{c} IS NOT DISTINCT FROM k.{c}" for c in keys.columns)
+            con.execute(f"DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM {k} k WHERE {match})")  # noqa: S608
+    return insert_frame(con, table, df)
+
+
+def watermark(con: duckdb.DuckDBPyConnection, consumer: str) -> tuple[int, str | None]:
+    """``(position, fingerprint)`` a consumer recorded in ``ops.watermarks`` (``(0, None)``: never ran)."""
+    row = con.execute("SELECT position, fingerprint FROM ops.watermarks WHERE consumer = ?", [consumer]).fetchone()
+    return (int(row[0]), row[1]) if row else (0, None)
+
+
+def set_watermark(con: duckdb.DuckDBPyConnection, consumer: str, position: int, fingerprint: str | None,
+                  at: datetime) -> None:
+    """Record how far ``consumer`` has processed (inside the transaction that wrote its results)."""
+    con.execute("DELETE FROM ops.watermarks WHERE consumer = ?", [consumer])
+    con.execute("INSERT INTO ops.watermarks (consumer, position, fingerprint, updated_at) VALUES (?, ?, ?, ?)",
+                [consumer, position, fingerprint, at])
 
 
 def replace_where(con: duckdb.DuckDBPyConnection, table: str, where_sql: str, params: list, df: pl.DataFrame) -> int:

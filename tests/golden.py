@@ -45,7 +45,7 @@ def run_all(s: Settings, wh: Warehouse, now: datetime = NOW) -> None:
     load_reference_tables(wh, s, list(REFERENCE_TABLES))
     for ch in ("shopify", "amazon", "edi", "csv", "b2b_portal"):
         capture_channel(ch, wh, s, now=now)
-    build_core_orders(wh)
+    build_core_orders(wh, now=now)
     run_validation(wh, s, now=now)
     with wh.connect() as con:
         ingest_disruptions(con, s, now)

@@ -70,7 +70,9 @@ from som_pipeline.schemas.ops import (
     IngestFileModel,
     IngestRedropModel,
     LandingWaitingModel,
+    PendingPartitionModel,
     QuarantineModel,
+    WatermarkModel,
 )
 from som_pipeline.schemas.orders import (
     DailySalesModel,
@@ -167,6 +169,8 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "ops.edi_acks": EdiAckModel,
     "ops.b2b_watermark": B2BWatermarkModel,
     "ops.amazon_pending": AmazonPendingModel,
+    "ops.watermarks": WatermarkModel,
+    "ops.pending_partitions": PendingPartitionModel,
     # reference
     **{f"ref.{name}": model for name, model in REFERENCE_TABLES.items()},
 }
@@ -191,7 +195,8 @@ __all__ = [
     "DemandForecastModel", "ForecastAccuracyModel", "ReplenishmentPlanModel",
     # ops
     "RECORD_KINDS", "QuarantineModel", "IngestFileModel", "IngestRedropModel", "LandingWaitingModel", "EdiAckModel",
-    "B2BWatermarkModel", "AmazonPendingModel",
+    "B2BWatermarkModel", "AmazonPendingModel", "WatermarkModel",
+    "PendingPartitionModel",
     # reference
     "TIERS", "PROMO_KINDS", "SHIP_MODES", "CustomerModel", "CustomerAliasModel", "ProductModel",
     "PriceListModel", "PromotionModel", "WarehouseModel", "InventoryModel", "CarrierModel",

@@ -108,6 +108,34 @@ class B2BWatermarkModel(_Strict):
     updated_at: TsUTC = _f("When the watermark moved.")
 
 
+class WatermarkModel(_Strict):
+    """``ops.watermarks``: how far each incremental stage has processed its input (persisted between runs).
+
+    A stage reads only what lies beyond its position, writes its results and moves the position in the same
+    transaction: a killed run moves nothing, and the next run redoes exactly that work.
+    """
+
+    consumer: str = _f("The stage (e.g. core_orders).", unique=True)
+    position: int = _f("Last input sequence processed (core_orders: stage.order_headers.capture_seq).", ge=0)
+    fingerprint: str = _f("Digest of the other inputs the results depend on (core_orders: the customer "
+                          "aliases); a change makes the stage redo the affected keys.", nullable=True)
+    updated_at: TsUTC = _f("When the position moved.")
+
+
+class PendingPartitionModel(_Strict):
+    """``ops.pending_partitions``: partitions whose inputs changed since they were last built (core_orders marks
+    the order dates it rebuilt; building core.daily_sales for a range clears them). ``som run`` refreshes
+    exactly these days, in one run over their range."""
+
+    asset: str = _f("The partitioned table (core.daily_sales).")
+    partition_key: str = _f("The partition (order date, YYYY-MM-DD).")
+    since: TsUTC = _f("When it was first marked.")
+
+    class Config:
+        strict = True
+        unique = ["asset", "partition_key"]
+
+
 class AmazonPendingModel(_Strict):
     """``ops.amazon_pending``: Amazon orders waiting for their other half (replaced on every capture run)."""
 
