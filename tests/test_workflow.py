@@ -232,3 +232,66 @@ def test_a_formula_as_approver_is_refused_and_free_text_is_neutralised() -> None
     assert r.decisions["order_id"].to_list() == ["O2", "O3"]
     assert r.decisions["reason"].to_list() == ["'=2+2 looks fine", "ok"]
     assert r.rejected["reason_code"].to_list() == ["BAD_DECISION"] and "not a name" in r.rejected["message"][0]
+
+
+def _filled(df: pl.DataFrame, table: str) -> pl.DataFrame:
+    """The builders leave some required columns null: give them a neutral value for the warehouse."""
+    from som_pipeline.schemas import TABLES
+
+    cols = TABLES[table].to_schema().columns
+    neutral = {pl.Boolean: False, pl.String: "x"}
+    return df.with_columns(
+        pl.col(c).fill_null(neutral.get(df.schema[c].base_type(), 0)) for c, col in cols.items()
+        if not col.nullable and df[c].null_count())
+
+
+def test_service_reads_only_orders_that_can_change_and_ends_like_the_full_workflow(settings, wh) -> None:
+    """The validation service gives the workflow only new, held, backordered and decision-named orders and
+    sums the kept approved ones in SQL (credit, stock, promo uses). Over three runs -- approvals that use credit
+    and stock, new orders competing with them, a manual release -- its tables equal the pure workflow's run
+    on every order."""
+    from som_pipeline.schemas import TABLES
+    from som_pipeline.services.validation import run_validation
+    from som_pipeline.warehouse import insert_frame
+
+    r = ref(customers=customers({"customer_id": "C1", "credit_limit": D("1000.00")},
+                                {"customer_id": "C2", "tier": "gold", "credit_limit": D("100000.00")}),
+            inventory=stock(S1=10, S2=100))
+
+    def batch(first: int, n: int, cust: str, qty: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+        ks = [f"O{i:02d}" for i in range(first, first + n)]
+        o = orders(*[{"order_id": k, "customer_id": cust, "order_ts": T0 + timedelta(minutes=i),
+                      "items_subtotal": D("400.00"), "order_total": D("400.00")} for i, k in enumerate(ks, first)])
+        return o, lines(*[{"order_id": k, "quantity": qty} for k in ks])
+
+    runs = [batch(0, 3, "C1", 4), batch(3, 3, "C1", 4), batch(6, 2, "C2", 3)]
+    with wh.transaction() as con:
+        for name in ("customers", "products", "price_lists", "promotions", "inventory", "open_items"):
+            insert_frame(con, f"ref.{name}", getattr(r, name))
+    state, all_o, all_l = State.empty(), None, None
+    for i, (o, ln) in enumerate(runs):
+        now = NOW + timedelta(hours=i)
+        all_o = o if all_o is None else pl.concat([all_o, o])
+        all_l = ln if all_l is None else pl.concat([all_l, ln])
+        with wh.transaction() as con:
+            insert_frame(con, "core.orders", _filled(o, "core.orders"))
+            insert_frame(con, "core.order_lines", ln)
+        decisions = decision("O02", "approve") if i == 2 else NO_DECISIONS
+        if i == 2:
+            (settings.landing_dir("approvals") / "d.csv").write_text(
+                "order_id,decision,hold_codes,reason,approver\nO02,approve,,checked,ana\n")
+        report = run_validation(wh, settings, now=now, cfg=CFG)
+        expected, state = run(all_o, all_l, state, r, now=now, decisions=decisions)
+        assert report.orders_read <= all_o.height
+        for table, frame in (("core.order_status", expected.status), ("core.order_holds", expected.holds),
+                             ("core.reservations", expected.reservations)):
+            got = wh.read(f"SELECT * FROM {table}")
+            cols = [c for c in TABLES[table].to_schema().columns if c not in ("evidence", "message", "decision_id")]
+            assert got.select(cols).sort(cols[:3]).equals(frame.select(cols).cast(got.select(cols).schema)
+                                                          .sort(cols[:3])), (i, table)
+    # the last run read the new orders, the held ones and the released order, never the approved C1 orders
+    assert report.orders_read < all_o.height
+    st = dict(wh.read("SELECT order_id, status FROM core.order_status").rows())
+    assert st == {"O00": "APPROVED", "O01": "APPROVED", "O02": "APPROVED", "O03": "ON_HOLD", "O04": "ON_HOLD",
+                  "O05": "ON_HOLD", "O06": "APPROVED", "O07": "APPROVED"}, st
+    assert wh.read("SELECT sum(quantity_backordered) AS b FROM core.reservations")["b"].item() > 0

@@ -10,6 +10,7 @@ import polars as pl
 from som_pipeline.config import Settings
 from som_pipeline.feeds import FEEDS
 from som_pipeline.hashing import sha256_series
+from som_pipeline.lifecycle import APPROVED, ON_HOLD
 from som_pipeline.schemas import QuarantineModel, conform
 from som_pipeline.services import Step
 from som_pipeline.services.capture import write_quarantine
@@ -17,8 +18,16 @@ from som_pipeline.services.landing import archive, incoming, ledger_row
 from som_pipeline.validation import ValidationConfig, load_config
 from som_pipeline.validation.approvals import DECISION_SCHEMA, REJECT_SCHEMA, read_decisions
 from som_pipeline.validation.stable import keep_open_hold_text, keep_unchanged_results
-from som_pipeline.validation.workflow import Outcome, Reference, State, run_workflow
-from som_pipeline.warehouse import Warehouse, insert_frame, read_table, replace_table, transaction
+from som_pipeline.validation.workflow import Others, Outcome, Reference, State, run_workflow
+from som_pipeline.warehouse import (
+    Warehouse,
+    insert_frame,
+    read_table,
+    registered,
+    replace_keys,
+    select_keys,
+    transaction,
+)
 
 REF_TABLES = ("customers", "products", "price_lists", "promotions", "inventory", "open_items")
 STATE_TABLES = ("core.order_status", "core.order_holds", "core.reservations", "core.manual_decisions")
@@ -30,16 +39,19 @@ VALIDATION = Step(
 
 @dataclass
 class ValidationReport:
-    outcome: Outcome
+    outcome: Outcome  # the rows of the orders this run looked at (see run_validation)
     decision_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    orders_read: int = 0  # orders that could change, given to the workflow
+    totals: dict = field(default_factory=dict)  # whole tables after the run: status, open_holds_by_reason
 
     def as_metadata(self) -> dict:
         o = self.outcome
         return {
+            "orders_read": self.orders_read,
             "orders_evaluated": o.evaluated.height,
-            "status": dict(o.status.group_by("status").len().sort("status").rows()),
-            "open_holds_by_reason": dict(o.holds.group_by("reason_code").len().sort("reason_code").rows()),
+            "status": self.totals.get("status", {}),
+            "open_holds_by_reason": self.totals.get("open_holds_by_reason", {}),
             "events_written": o.events.height,
             "decisions_applied": o.decisions.height,
             "decisions_quarantined": o.decision_rejects.height,
@@ -64,26 +76,25 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
         reads = [(f, read_decisions(data[f.name], f.name, f.sha, now)) for f in files if data[f.name] is not None]
         new = pl.concat([r.decisions for _, r in reads]) if reads else pl.DataFrame(schema=DECISION_SCHEMA)
 
-        orders = read_table(con, "core.orders")
-        lines = read_table(con, "core.order_lines")
+        ids = _orders_that_can_change(con, new)
+        orders = select_keys(con, "core.orders", ids)
+        lines = select_keys(con, "core.order_lines", ids)
         ref = Reference(*(read_table(con, f"ref.{t}") for t in REF_TABLES))
-        state = State(read_table(con, "core.order_status"), read_table(con, "core.order_holds"),
-                      read_table(con, "core.reservations"), read_table(con, "core.manual_decisions"))
-        out = run_workflow(orders, lines, state, new, ref, cfg, now)
+        state = State(*(select_keys(con, t, ids) for t in STATE_TABLES))
+        others = _kept_approved_elsewhere(con, ids, cfg)
+        out = run_workflow(orders, lines, state, new, ref, cfg, now, others=others, history=_history(con))
 
         # quarantine: unreadable rows/files + decisions that do not apply
         q = _decision_quarantine(reads, out, now)
-        ids = out.evaluated["order_id"].to_list()
-        old_results = con.execute("SELECT * FROM core.validation_results WHERE order_id IN (SELECT unnest(?::VARCHAR[]))",
-                                  [ids]).pl()
+        evaluated = out.evaluated.select("order_id")
+        old_results = select_keys(con, "core.validation_results", evaluated)
         results = keep_unchanged_results(out.results, old_results)
         holds = keep_open_hold_text(out.holds, state.holds)
         with transaction(con):
-            replace_table(con, "core.order_status", out.status)
-            replace_table(con, "core.order_holds", holds)
-            replace_table(con, "core.reservations", out.reservations)
-            con.execute("DELETE FROM core.validation_results WHERE order_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
-            insert_frame(con, "core.validation_results", results)
+            replace_keys(con, "core.order_status", ids, out.status)
+            replace_keys(con, "core.order_holds", ids, holds)
+            replace_keys(con, "core.reservations", ids, out.reservations)
+            replace_keys(con, "core.validation_results", evaluated, results)
             insert_frame(con, "core.order_events", out.events)
             insert_frame(con, "core.manual_decisions", out.decisions)
             write_quarantine(con, q)
@@ -93,10 +104,56 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
                     f.name, "approvals", f.sha, f.lf.size, "utf-8", FEEDS["approvals"].record_unit, r.received,
                     r.received - nq, nq, out.decisions.filter(pl.col("source_file") == f.name).height,
                     str(f.dest), now))
+        totals = {
+            "status": dict(con.execute("SELECT status, count(*) FROM core.order_status GROUP BY 1 ORDER BY 1").fetchall()),
+            "open_holds_by_reason": dict(con.execute(
+                "SELECT reason_code, count(*) FROM core.order_holds GROUP BY 1 ORDER BY 1").fetchall()),
+        }
     for f, _ in reads:
         archive(f)
     notes += [f"{o.source_file}: identical content already applied ({o.status}); archived" for o in settled]
-    return ValidationReport(out, [f.name for f, _ in reads], notes)
+    return ValidationReport(out, [f.name for f, _ in reads], notes, ids.height, totals)
+
+
+def _orders_that_can_change(con, new_decisions: pl.DataFrame) -> pl.DataFrame:
+    """``[order_id]`` given to the workflow: orders without a status for their current version (new, new
+    version, cancelled at the channel), held orders, approved orders waiting for backordered stock, and the
+    orders a new decision names. Every other order keeps its status, and its rows are not read."""
+    with registered(con, new_decisions.select("order_id").unique()) as named:
+        sql = ("SELECT o.order_id FROM core.orders o LEFT JOIN core.order_status s USING (order_id) "  # noqa: S608
+               "WHERE s.order_id IS NULL OR s.version <> o.version OR s.status = ? "
+               "UNION SELECT order_id FROM core.reservations WHERE quantity_backordered > 0 AND order_status = ? "
+               f"UNION SELECT order_id FROM {named} SEMI JOIN core.orders USING (order_id) ORDER BY 1")
+        return con.execute(sql, [ON_HOLD, APPROVED]).pl()
+
+
+def _kept_approved_elsewhere(con, ids: pl.DataFrame, cfg: ValidationConfig) -> Others:
+    """What the approved orders outside ``ids`` (current version, not cancelled, not history) hold: stock per
+    SKU, committed credit per customer (not prepaid), promo uses -- summed in SQL, as the workflow would."""
+    history = "o.order_date >= ?" if cfg.history_before else "?::DATE IS NULL"
+    with registered(con, ids) as given:
+        sql = ("CREATE OR REPLACE TEMP TABLE _kept AS SELECT o.order_id, o.customer_id, o.order_total, "  # noqa: S608
+               "o.payment_status, o.promo_code FROM core.orders o JOIN core.order_status s USING (order_id) "
+               f"WHERE s.status = ? AND s.version = o.version AND o.cancelled_at IS NULL AND {history} "
+               f"AND o.order_id NOT IN (SELECT order_id FROM {given})")
+        con.execute(sql, [APPROVED, cfg.history_before])
+    try:
+        fixed = con.execute("SELECT r.sku, sum(r.quantity_reserved)::BIGINT AS quantity FROM core.reservations r "
+                            "SEMI JOIN _kept USING (order_id) GROUP BY 1").pl()
+        committed = con.execute(
+            "SELECT customer_id, coalesce(sum(order_total), 0)::DECIMAL(38, 2) AS amount FROM _kept "
+            "WHERE customer_id IS NOT NULL AND NOT coalesce(list_contains(?, payment_status), false) GROUP BY 1",
+            [list(cfg.prepaid_payment_statuses)]).pl()
+        usage = con.execute("SELECT upper(promo_code) AS code, count(*)::BIGINT AS used FROM _kept "
+                            "WHERE promo_code IS NOT NULL GROUP BY 1").pl()
+    finally:
+        con.execute("DROP TABLE IF EXISTS _kept")
+    return Others(fixed, committed, usage)
+
+
+def _history(con) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The anomaly baseline's order history."""
+    return read_table(con, "core.orders"), read_table(con, "core.order_lines")
 
 
 def _decision_quarantine(reads: list, out: Outcome, now: datetime) -> pl.DataFrame:

@@ -80,9 +80,9 @@ class State:
 
 @dataclass
 class Outcome:
-    status: pl.DataFrame  # full core.order_status
-    holds: pl.DataFrame  # full core.order_holds
-    reservations: pl.DataFrame  # full core.reservations
+    status: pl.DataFrame  # core.order_status rows of the given orders (all of them unless a subset was given)
+    holds: pl.DataFrame  # core.order_holds rows of the given orders
+    reservations: pl.DataFrame  # core.reservations rows of the given orders
     results: pl.DataFrame  # core.validation_results rows of the evaluated orders
     evaluated: pl.DataFrame  # [order_id] evaluated (their previous results are replaced)
     events: pl.DataFrame  # new core.order_events rows
@@ -100,6 +100,20 @@ def _severity(cfg: ValidationConfig) -> pl.Expr:
 
 
 @dataclass(frozen=True)
+class Others:
+    """What the approved orders *not* given to :func:`run_workflow` contribute to the checks of the others.
+
+    The service gives the workflow only the orders that can change in this run (new versions, held orders,
+    approved orders waiting for backordered stock, orders named by a new decision) and sums the rest --
+    kept approved orders -- in SQL. Empty parts (the default) mean every order was given.
+    """
+
+    fixed_reserved: pl.DataFrame  # [sku, quantity]: stock their reservations hold
+    committed: pl.DataFrame  # [customer_id, amount]: their approved-but-unbilled totals (not prepaid)
+    prior_usage: pl.DataFrame  # [code, used]: their promo uses
+
+
+@dataclass(frozen=True)
 class Run:
     """The inputs of one run (see :func:`run_workflow`)."""
 
@@ -110,6 +124,9 @@ class Run:
     ref: Reference
     cfg: ValidationConfig
     now: datetime
+    others: Others | None = None
+    history_orders: pl.DataFrame | None = None  # anomaly baseline; default: ``orders``
+    history_lines: pl.DataFrame | None = None
 
     @property
     def as_of(self) -> date:
@@ -178,10 +195,19 @@ def run_workflow(
     ref: Reference,
     cfg: ValidationConfig,
     now: datetime,
+    *,
+    others: Others | None = None,
+    history: tuple[pl.DataFrame, pl.DataFrame] | None = None,
 ) -> Outcome:
     """One validation run. ``new_decisions``: well-formed rows read from decision files
-    (:data:`som_pipeline.validation.approvals.DECISION_SCHEMA`)."""
-    run = Run(orders, lines, state, new_decisions, ref, cfg, now)
+    (:data:`som_pipeline.validation.approvals.DECISION_SCHEMA`).
+
+    ``orders``/``lines``/``state`` may be a subset -- every order that can change in this run, with its state
+    rows -- when ``others`` sums what the remaining (kept approved) orders contribute; the outcome's tables
+    then hold the rows of the given orders only (the service upserts them). ``history``: ``(orders, lines)``
+    of the anomaly baseline (default: ``orders``/``lines``)."""
+    run = Run(orders, lines, state, new_decisions, ref, cfg, now, others,
+              *(history if history is not None else (None, None)))
     sel = _select_orders(run)
     ctx = _context_of_kept_orders(run, sel)
     checked = _checks(run, sel, ctx)
@@ -241,7 +267,17 @@ def _context_of_kept_orders(run: Run, sel: Selection) -> Context:
         run.orders.join(kept_approved, on="order_id", how="semi").filter(pl.col("promo_code").is_not_null())
         .group_by(pl.col("promo_code").str.to_uppercase().alias("code")).agg(pl.len().cast(pl.Int64).alias("used"))
     )
+    if run.others is not None:
+        o = run.others
+        fixed_reserved = _sum_by(fixed_reserved, o.fixed_reserved, "sku", "quantity", pl.Int64)
+        committed = _sum_by(committed, o.committed, "customer_id", "amount", pl.Decimal(38, 2))
+        prior_usage = _sum_by(prior_usage, o.prior_usage, "code", "used", pl.Int64)
     return Context(fixed_res, fixed_reserved, committed, prior_usage)
+
+
+def _sum_by(a: pl.DataFrame, b: pl.DataFrame, key: str, value: str, dtype: pl.DataType) -> pl.DataFrame:
+    both = pl.concat([a.select(key, pl.col(value).cast(dtype)), b.select(key, pl.col(value).cast(dtype))])
+    return both.group_by(key).agg(pl.col(value).sum()).sort(key)
 
 
 def _checks(run: Run, sel: Selection, ctx: Context) -> Checked:
@@ -251,7 +287,8 @@ def _checks(run: Run, sel: Selection, ctx: Context) -> Checked:
     inputs = CheckInputs(
         orders=sel.ev_orders, lines=sel.ev_lines, customers=ref.customers, products=ref.products,
         price_lists=ref.price_lists, promotions=ref.promotions, inventory=ref.inventory, open_items=ref.open_items,
-        history_orders=run.orders, history_lines=run.lines, as_of=run.as_of, cfg=run.cfg,
+        history_orders=run.orders if run.history_orders is None else run.history_orders,
+        history_lines=run.lines if run.history_lines is None else run.history_lines, as_of=run.as_of, cfg=run.cfg,
         prior_usage=ctx.prior_usage, committed=ctx.committed, fixed_reserved=ctx.fixed_reserved,
     )
     return Checked(inputs, screen(inputs))
