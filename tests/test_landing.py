@@ -197,3 +197,23 @@ def test_a_file_that_grew_after_archiving_is_landed_again(tmp_path: Path) -> Non
     nf = NewFile("csv", LandedFile("csv", src, 10, 0), "sha", dest, NOW)
     assert reland_if_grown(nf) and src.read_bytes() == dest.read_bytes()
     assert not reland_if_grown(NewFile("csv", LandedFile("csv", src, 15, 0), "sha", dest, NOW))
+
+
+def test_a_streamed_file_failing_part_way_commits_nothing_of_it_but_its_quarantine_record(settings, wh) -> None:
+    """Big files are written chunk by chunk inside one transaction: a failure after the first chunk leaves no
+    order of the file in stage, one UNREADABLE_FILE record, and a ledger row that conserves."""
+    from som_pipeline.services.capture import capture_files
+    from tests.helpers import capture, order_rows
+
+    (settings.landing_dir("csv") / "big.csv").write_text("whatever\n")
+
+    def stream(lf, sha, at):
+        yield capture(order_rows("A", [{"sku": "S", "quantity": 1, "unit_price": "1"}]), sha=sha)
+        raise ValueError("disk went away")
+
+    report = capture_files(wh, settings, "csv", stream=stream)
+    assert [(f.source_file, f.received, f.accepted, f.quarantined) for f in report.files] == [("big.csv", 1, 0, 1)]
+    assert wh.read("SELECT count(*) AS n FROM stage.order_headers")["n"].item() == 0
+    q = wh.read("SELECT reason_code, message FROM ops.quarantine")
+    assert q["reason_code"].to_list() == ["UNREADABLE_FILE"] and "disk went away" in q["message"].item()
+    assert wh.read("SELECT records_received AS r FROM ops.ingest_files")["r"].to_list() == [1]

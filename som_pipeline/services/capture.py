@@ -193,8 +193,10 @@ def capture_files(
 
     Small files (``prepare``) are normalised together, up to BATCH_FILES files / BATCH_ROWS rows per
     batch, and each batch commits in one transaction; big files (``stream``) are normalised chunk by
-    chunk and commit alone. The warehouse lock is held for the whole channel (one connection). Files
-    move to the archive only after their transaction committed.
+    chunk, each chunk written as it comes inside the file's own transaction (:func:`_stream_file`: memory
+    bounded by a chunk, all or nothing per file). ``in_transaction`` hooks apply to batches of small files.
+    The warehouse lock is held for the whole channel (one connection). Files move to the archive only after
+    their transaction committed.
     """
     report = CaptureReport(channel)
     found = scan_landing(settings.landing_dir(channel), channel, settings.landing_settle_s)
@@ -218,23 +220,85 @@ def capture_files(
                 report.files.append(screened)
                 continue
             item = _Pending(screened)
+            if stream is not None:
+                _stream_file(con, channel, item.new, stream, report)
+                continue
             try:
-                if stream is not None:
-                    item.parts = list(stream(lf, sha, at))
-                else:
-                    assert prepare is not None
-                    item.prepared = prepare(lf, data, sha, at)
-                    rows += item.prepared.result.rows.height
+                assert prepare is not None
+                item.prepared = prepare(lf, data, sha, at)
+                rows += item.prepared.result.rows.height
             except Exception as e:  # noqa: BLE001 - a bad file never stops the good ones
                 item.parts, item.prepared = [file_failure(channel, lf.name, sha, e, at)], None
             batch.append(item)
-            if stream is not None or len(batch) >= BATCH_FILES or rows >= BATCH_ROWS:
+            if len(batch) >= BATCH_FILES or rows >= BATCH_ROWS:
                 _flush(con, channel, batch, report, in_transaction)
                 batch, rows = [], 0
         _flush(con, channel, batch, report, in_transaction)
         record_waiting(con, channel, report.waiting, now or datetime.now(UTC))
     report.warnings += [f"{w.name}: waits ({w.reason}: {w.detail})" for w in report.waiting]
     return report
+
+
+@dataclass
+class _Tally:
+    """What a streamed file's chunks added up to (counts only: the frames are already in the transaction)."""
+
+    received: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    orders: int = 0
+    encoding: str | None = None
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, cap: Captured) -> None:
+        self.received += cap.records_received
+        self.accepted += cap.records_accepted
+        self.quarantined += cap.records_quarantined
+        self.orders += cap.orders_accepted
+        self.encoding = self.encoding or cap.encoding
+        if cap.quarantine.height:
+            for code, n in cap.quarantine.group_by("reason_code").len().rows():
+                self.reasons[code] = self.reasons.get(code, 0) + n
+
+
+def _stream_file(con: duckdb.DuckDBPyConnection, channel: str, new: NewFile, stream: Stream,
+                 report: CaptureReport) -> None:
+    """One big file: each normalised chunk is written as it comes, inside one transaction for the file, so
+    memory holds one chunk and the file commits whole or not at all (a kill rolls it back; the next run reads
+    it again, whole). A failure part-way replaces everything with one quarantined record for the file."""
+    tally = _Tally()
+    con.execute("BEGIN TRANSACTION")
+    try:
+        try:
+            for cap in stream(new.lf, new.sha, new.at):
+                write_captured(con, cap)
+                tally.add(cap)
+        except Exception as e:  # noqa: BLE001 - a bad file never stops the good ones
+            con.execute("ROLLBACK")
+            con.execute("BEGIN TRANSACTION")
+            tally = _Tally()
+            cap = file_failure(channel, new.name, new.sha, e, new.at)
+            write_captured(con, cap)
+            tally.add(cap)
+        if changed(new.lf):  # a writer still appending: read again next run, whole
+            con.execute("ROLLBACK")
+            report.waiting.append(Waiting(channel, new.name, "changed_while_read",
+                                          "the file changed while it was read: it will be read again, whole",
+                                          new.lf.size))
+            return
+        insert_frame(con, "ops.ingest_files", ledger_row(
+            new.name, channel, new.sha, new.lf.size, tally.encoding, CHANNELS[channel].record_unit, tally.received,
+            tally.accepted, tally.quarantined, tally.orders, str(new.dest), new.at))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    archive(new)
+    report.files.append(FileOutcome(new.name, new.sha, "processed", tally.received, tally.accepted,
+                                    tally.quarantined, tally.orders, dict(sorted(tally.reasons.items()))))
+    if reland_if_grown(new):
+        report.warnings.append(f"{new.name}: grew after it was read (write as .tmp, then rename); the grown "
+                               "file is back in landing and will be read again (identical orders are ignored)")
 
 
 def _flush(con: duckdb.DuckDBPyConnection, channel: str, batch: list[_Pending], report: CaptureReport,
