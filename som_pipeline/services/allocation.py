@@ -7,7 +7,7 @@ from datetime import datetime
 from som_pipeline.config import Settings
 from som_pipeline.services import Step
 from som_pipeline.services.validation import business_now
-from som_pipeline.warehouse import read_tables
+from som_pipeline.warehouse import read_tables, select_keys
 
 ALLOCATION = Step(
     reads=("core.orders", "core.order_lines", "core.reservations", "ref.warehouses", "ref.inventory", "ref.products",
@@ -25,7 +25,11 @@ def run_allocation(wh, settings: Settings, now: datetime | None = None):
 
     now = now or business_now(settings)
     with wh.connect() as con:
-        t = read_tables(con, ALLOCATION.reads)
+        # the orders that hold reservations are the only ones allocation can route: never the whole history
+        held = con.execute("SELECT DISTINCT order_id FROM core.reservations").pl()
+        t = read_tables(con, tuple(r for r in ALLOCATION.reads if r not in ("core.orders", "core.order_lines")))
+        t["core.orders"] = select_keys(con, "core.orders", held)
+        t["core.order_lines"] = select_keys(con, "core.order_lines", held)
     previous, backorders = t["core.allocations"], t["core.backorders"]
     # At scale the flow's repair passes (docs/allocation.md) may leave units that a second pass over what is
     # left can still place: iterate to a fixed point (at most 3 passes), so re-running changes nothing.
