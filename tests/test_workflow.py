@@ -252,7 +252,7 @@ def test_service_reads_only_orders_that_can_change_and_ends_like_the_full_workfl
     on every order."""
     from som_pipeline.schemas import TABLES
     from som_pipeline.services.validation import run_validation
-    from som_pipeline.warehouse import insert_frame
+    from som_pipeline.warehouse import insert_frame, set_watermark
 
     r = ref(customers=customers({"customer_id": "C1", "credit_limit": D("1000.00")},
                                 {"customer_id": "C2", "tier": "gold", "credit_limit": D("100000.00")}),
@@ -276,6 +276,7 @@ def test_service_reads_only_orders_that_can_change_and_ends_like_the_full_workfl
         with wh.transaction() as con:
             insert_frame(con, "core.orders", _filled(o, "core.orders"))
             insert_frame(con, "core.order_lines", ln)
+            set_watermark(con, "core_orders", i + 1, None, now)  # as core_orders does when it writes orders
         decisions = decision("O02", "approve") if i == 2 else NO_DECISIONS
         if i == 2:
             (settings.landing_dir("approvals") / "d.csv").write_text(
@@ -289,6 +290,10 @@ def test_service_reads_only_orders_that_can_change_and_ends_like_the_full_workfl
             cols = [c for c in TABLES[table].to_schema().columns if c not in ("evidence", "message", "decision_id")]
             assert got.select(cols).sort(cols[:3]).equals(frame.select(cols).cast(got.select(cols).schema)
                                                           .sort(cols[:3])), (i, table)
+    # nothing new: the next run skips (same inputs, same day, no lapse due, no decision file) ...
+    assert run_validation(wh, settings, now=now + timedelta(minutes=5), cfg=CFG).skipped
+    # ... a new day is a new input (overdue invoices and lapses depend on it)
+    assert not run_validation(wh, settings, now=now + timedelta(days=1), cfg=CFG).skipped
     # the last run read the new orders, the held ones and the released order, never the approved C1 orders
     assert report.orders_read < all_o.height
     st = dict(wh.read("SELECT order_id, status FROM core.order_status").rows())

@@ -116,9 +116,12 @@ class WatermarkModel(_Strict):
     """
 
     consumer: str = _f("The stage (e.g. core_orders).", unique=True)
-    position: int = _f("Last input sequence processed (core_orders: stage.order_headers.capture_seq).", ge=0)
+    position: int = _f("Last input sequence processed (core_orders: stage.order_headers.capture_seq; 0 for the "
+                       "stages that only keep a fingerprint: validation, allocation).", ge=0)
     fingerprint: str = _f("Digest of the other inputs the results depend on (core_orders: the customer "
-                          "aliases); a change makes the stage redo the affected keys.", nullable=True)
+                          "aliases, whose change makes it redo the affected orders; validation and allocation: "
+                          "all their inputs, the date and the configuration, equal = the run is skipped).",
+                          nullable=True)
     updated_at: TsUTC = _f("When the position moved.")
 
 

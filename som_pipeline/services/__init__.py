@@ -25,3 +25,28 @@ class Step:
     def inputs(self) -> tuple[str, ...]:
         """What it reads that it does not write itself (its upstream)."""
         return tuple(t for t in self.reads if t not in self.writes)
+
+
+# Tables summarised by the watermark of the stage that writes them (cheaper than hashing their rows).
+WATERMARKED = {"core.orders": "core_orders", "core.order_lines": "core_orders"}
+
+
+def inputs_fingerprint(con, step: Step, *extra: object) -> str:
+    """A digest of everything ``step`` reads from upstream plus ``extra`` (the clock-dependent facts and the
+    configuration its results depend on). Equal digests mean a rerun would write the same rows, so the stage
+    may skip (``som ingest`` then ``som run``). Each input table counts by its row count and the sum of its
+    rows' hashes (one DuckDB scan), or by its writer's watermark (:data:`WATERMARKED`)."""
+    from som_pipeline.hashing import sha256_text
+    from som_pipeline.schemas import TABLES
+
+    parts = [repr(extra)]
+    for t in sorted(step.inputs):
+        if t not in TABLES:
+            raise KeyError(f"{t} is not a declared table")
+        if t in WATERMARKED:
+            row = con.execute("SELECT position, fingerprint FROM ops.watermarks WHERE consumer = ?",
+                              [WATERMARKED[t]]).fetchone()
+        else:
+            row = con.execute(f"SELECT count(*), coalesce(sum(hash(x)), 0)::VARCHAR FROM {t} x").fetchone()  # noqa: S608
+        parts.append(f"{t}={row}")
+    return sha256_text("|".join(parts).encode())

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
+import polars as pl
+
+from som_pipeline.allocation.plan import AllocationResult
 from som_pipeline.config import Settings
-from som_pipeline.services import Step
+from som_pipeline.services import Step, inputs_fingerprint
 from som_pipeline.services.validation import business_now
-from som_pipeline.warehouse import read_tables, select_keys
+from som_pipeline.warehouse import read_table, read_tables, select_keys, set_watermark, watermark
+
+CONSUMER = "allocation"
 
 ALLOCATION = Step(
     reads=("core.orders", "core.order_lines", "core.reservations", "ref.warehouses", "ref.inventory", "ref.products",
@@ -25,6 +30,10 @@ def run_allocation(wh, settings: Settings, now: datetime | None = None):
 
     now = now or business_now(settings)
     with wh.connect() as con:
+        fp = _fingerprint(con, now)
+        if watermark(con, CONSUMER)[1] == fp:  # a rerun would write the same rows (som ingest, then som run)
+            return AllocationResult(read_table(con, "core.allocations"), read_table(con, "core.backorders"),
+                                    {"skipped_inputs_unchanged": True})
         # the orders that hold reservations are the only ones allocation can route: never the whole history
         held = con.execute("SELECT DISTINCT order_id FROM core.reservations").pl()
         t = read_tables(con, tuple(r for r in ALLOCATION.reads if r not in ("core.orders", "core.order_lines")))
@@ -47,4 +56,18 @@ def run_allocation(wh, settings: Settings, now: datetime | None = None):
     with wh.transaction() as con:
         replace_table(con, "core.allocations", result.allocations)
         replace_table(con, "core.backorders", result.backorders)
+        set_watermark(con, CONSUMER, 0, fp, datetime.now(UTC))
     return result
+
+
+def _fingerprint(con, now: datetime) -> str:
+    """Allocation's inputs, plus what the clock changes: each warehouse's ship date (cutoffs, business days)
+    and the disruptions active now."""
+    from som_pipeline.allocation import AllocationConfig
+    from som_pipeline.allocation.options import ship_dates
+
+    warehouses = read_table(con, "ref.warehouses")
+    dates = ship_dates(warehouses, now, AllocationConfig()).sort(pl.all()).rows() if warehouses.height else []
+    active = con.execute("SELECT list(disruption_id ORDER BY disruption_id) FROM ref.disruptions "
+                         "WHERE starts_at <= ? AND ends_at > ?", [now, now]).fetchone()[0]
+    return inputs_fingerprint(con, ALLOCATION, dates, active, repr(AllocationConfig()))

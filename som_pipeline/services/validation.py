@@ -11,8 +11,16 @@ from som_pipeline.config import Settings
 from som_pipeline.feeds import FEEDS
 from som_pipeline.hashing import sha256_series
 from som_pipeline.lifecycle import APPROVED, ON_HOLD
-from som_pipeline.schemas import QuarantineModel, conform
-from som_pipeline.services import Step
+from som_pipeline.schemas import (
+    ManualDecisionModel,
+    OrderHoldModel,
+    OrderStatusModel,
+    QuarantineModel,
+    ReservationModel,
+    ValidationResultModel,
+    conform,
+)
+from som_pipeline.services import Step, inputs_fingerprint
 from som_pipeline.services.capture import write_quarantine
 from som_pipeline.services.landing import archive, incoming, ledger_row
 from som_pipeline.validation import ValidationConfig, load_config
@@ -26,7 +34,9 @@ from som_pipeline.warehouse import (
     registered,
     replace_keys,
     select_keys,
+    set_watermark,
     transaction,
+    watermark,
 )
 
 REF_TABLES = ("customers", "products", "price_lists", "promotions", "inventory", "open_items")
@@ -44,10 +54,12 @@ class ValidationReport:
     notes: list[str] = field(default_factory=list)
     orders_read: int = 0  # orders that could change, given to the workflow
     totals: dict = field(default_factory=dict)  # whole tables after the run: status, open_holds_by_reason
+    skipped: bool = False  # inputs unchanged since the last run: nothing was evaluated
 
     def as_metadata(self) -> dict:
         o = self.outcome
         return {
+            "skipped_inputs_unchanged": self.skipped,
             "orders_read": self.orders_read,
             "orders_evaluated": o.evaluated.height,
             "status": self.totals.get("status", {}),
@@ -76,6 +88,13 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
         reads = [(f, read_decisions(data[f.name], f.name, f.sha, now)) for f in files if data[f.name] is not None]
         new = pl.concat([r.decisions for _, r in reads]) if reads else pl.DataFrame(schema=DECISION_SCHEMA)
 
+        fp = inputs_fingerprint(con, VALIDATION, cfg, cfg.as_of or now.date(), con.execute(
+            "SELECT count(*) FROM core.reservations WHERE order_status = ? AND expires_at <= ?",
+            [ON_HOLD, now]).fetchone()[0])
+        if not files and watermark(con, "validation")[1] == fp:
+            notes.append("inputs unchanged since the last validation (orders, reference data, configuration, "
+                         "date, no hold lapsing, no decision file): nothing to evaluate")
+            return ValidationReport(_nothing(), [], notes, 0, _totals(con), skipped=True)
         ids = _orders_that_can_change(con, new)
         orders = select_keys(con, "core.orders", ids)
         lines = select_keys(con, "core.order_lines", ids)
@@ -104,15 +123,28 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
                     f.name, "approvals", f.sha, f.lf.size, "utf-8", FEEDS["approvals"].record_unit, r.received,
                     r.received - nq, nq, out.decisions.filter(pl.col("source_file") == f.name).height,
                     str(f.dest), now))
-        totals = {
-            "status": dict(con.execute("SELECT status, count(*) FROM core.order_status GROUP BY 1 ORDER BY 1").fetchall()),
-            "open_holds_by_reason": dict(con.execute(
-                "SELECT reason_code, count(*) FROM core.order_holds GROUP BY 1 ORDER BY 1").fetchall()),
-        }
+            set_watermark(con, "validation", 0, fp, now)
+        totals = _totals(con)
     for f, _ in reads:
         archive(f)
     notes += [f"{o.source_file}: identical content already applied ({o.status}); archived" for o in settled]
     return ValidationReport(out, [f.name for f, _ in reads], notes, ids.height, totals)
+
+
+def _totals(con) -> dict:
+    return {
+        "status": dict(con.execute("SELECT status, count(*) FROM core.order_status GROUP BY 1 ORDER BY 1").fetchall()),
+        "open_holds_by_reason": dict(con.execute(
+            "SELECT reason_code, count(*) FROM core.order_holds GROUP BY 1 ORDER BY 1").fetchall()),
+    }
+
+
+def _nothing() -> Outcome:
+    from som_pipeline.schemas import OrderEventModel, empty
+
+    return Outcome(empty(OrderStatusModel), empty(OrderHoldModel), empty(ReservationModel),
+                   empty(ValidationResultModel), pl.DataFrame(schema={"order_id": pl.String}),
+                   empty(OrderEventModel), empty(ManualDecisionModel), pl.DataFrame())
 
 
 def _orders_that_can_change(con, new_decisions: pl.DataFrame) -> pl.DataFrame:
