@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import polars as pl
 
@@ -56,7 +56,7 @@ def run_allocation(wh, settings: Settings, now: datetime | None = None):
     with wh.transaction() as con:
         replace_table(con, "core.allocations", result.allocations)
         replace_table(con, "core.backorders", result.backorders)
-        set_watermark(con, CONSUMER, 0, fp, datetime.now(UTC))
+        set_watermark(con, CONSUMER, 0, fp, now)
     return result
 
 
