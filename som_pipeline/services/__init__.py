@@ -39,7 +39,7 @@ def inputs_fingerprint(con, step: Step, *extra: object) -> str:
     from som_pipeline.hashing import sha256_text
     from som_pipeline.schemas import TABLES
 
-    parts = [repr(extra)]
+    parts = [_canonical(extra)]
     for t in sorted(step.inputs):
         if t not in TABLES:
             raise KeyError(f"{t} is not a declared table")
@@ -50,3 +50,22 @@ def inputs_fingerprint(con, step: Step, *extra: object) -> str:
             row = con.execute(f"SELECT count(*), coalesce(sum(hash(x)), 0)::VARCHAR FROM {t} x").fetchone()  # noqa: S608
         parts.append(f"{t}={row}")
     return sha256_text("|".join(parts).encode())
+
+
+def _canonical(value: object) -> str:
+    """A text of ``value`` equal across processes (sets sorted: their repr follows the hash seed)."""
+    import dataclasses
+    import json
+
+    def plain(v: object) -> object:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in sorted(v.items(), key=lambda kv: str(kv[0]))}
+        if isinstance(v, (set, frozenset)):
+            return sorted((plain(x) for x in v), key=str)
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+
+    return json.dumps(plain(value), sort_keys=True)

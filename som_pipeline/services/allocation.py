@@ -70,4 +70,4 @@ def _fingerprint(con, now: datetime) -> str:
     dates = ship_dates(warehouses, now, AllocationConfig()).sort(pl.all()).rows() if warehouses.height else []
     active = con.execute("SELECT list(disruption_id ORDER BY disruption_id) FROM ref.disruptions "
                          "WHERE starts_at <= ? AND ends_at > ?", [now, now]).fetchone()[0]
-    return inputs_fingerprint(con, ALLOCATION, dates, active, repr(AllocationConfig()))
+    return inputs_fingerprint(con, ALLOCATION, dates, active, AllocationConfig())
