@@ -1,8 +1,8 @@
 """Asset keys and lineage derived from what each service declares it reads and writes (``services.Step``).
 
-Conventions: a ``core.*`` or ``ref.*`` table is the asset ``["core"|"ref", name]``; the ``stage.*`` tables are
-written by every channel's capture asset ``["stage", <channel>]``; ``ops.*`` tables are bookkeeping (ledger,
-quarantine, watermarks) and carry no lineage. A test checks that every derived dependency is a defined asset.
+Conventions: a ``core.*``, ``ref.*`` or ``state.*`` table is the asset ``["core"|"ref"|"state", name]``; the
+``stage.*`` tables are written by every channel's capture asset ``["stage", <channel>]``; ``ops.*`` tables are
+bookkeeping (ledger, quarantine, watermarks) and carry no lineage. A test checks that every derived dependency is a defined asset.
 """
 
 import dagster as dg

@@ -10,6 +10,7 @@ from som_pipeline.planning import overall
 from som_pipeline.reporting import md_table
 from som_pipeline.services.planning import FORECAST, REPLENISHMENT, run_forecast, run_replenishment
 
+HISTORY = table_key("state.daily_demand")
 FORECAST_KEY = table_key("core.demand_forecast")
 ACCURACY = table_key("core.forecast_accuracy")
 PLAN = table_key("core.replenishment_plan")
@@ -27,9 +28,14 @@ PLAN = table_key("core.replenishment_plan")
     pool="duckdb",
 )
 def demand_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    result = run_forecast(warehouse.warehouse(), warehouse.settings())
+    done = run_forecast(warehouse.warehouse(), warehouse.settings())
+    result, history = done.result, done.history
     head = overall(result.accuracy)
     mix = result.accuracy.filter(pl.col("chosen") & (pl.col("sku") != "*")).group_by("model").len().sort("len", descending=True)
+    yield dg.MaterializeResult(asset_key=HISTORY, metadata={
+        "dagster/row_count": history.total_rows,
+        "order_dates_updated": len(history.dates),
+        "rows_written": history.rows.height})
     yield dg.MaterializeResult(asset_key=FORECAST_KEY, metadata={
         "dagster/row_count": result.forecast.height,
         "series": result.forecast.select("sku", "warehouse_id").n_unique(),
@@ -38,7 +44,9 @@ def demand_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResou
         "dagster/row_count": result.accuracy.height,
         **{k: (round(v, 4) if v is not None else None) for k, v in head.items()},
         "model_mix": dg.MetadataValue.json(dict(mix.rows()))})
-    yield from model_check_results({"core.demand_forecast": result.forecast, "core.forecast_accuracy": result.accuracy})
+    # state.daily_demand: the rows this run wrote (the rest were checked when written)
+    yield from model_check_results({"state.daily_demand": history.rows, "core.demand_forecast": result.forecast,
+                                    "core.forecast_accuracy": result.accuracy})
     ratio = head.get("mase_vs_seasonal_naive")
     yield dg.AssetCheckResult(asset_key=ACCURACY, check_name="beats_seasonal_naive",
                               passed=ratio is not None and ratio < 1, severity=dg.AssetCheckSeverity.WARN,

@@ -1,6 +1,15 @@
-"""Benchmark: backtest + model choice + forecast of 5,000 daily series x 2 years, then a replenishment plan.
+"""Benchmark: backtest + model choice + forecast of 5,000 daily series x 2 years, then a replenishment plan;
+with ``--history``, the forecast service over years of sparse order history in bounded memory.
 
     .venv/bin/python bench/bench_forecast.py [--series 5000] [--days 730] [--n-jobs N] [--ets N]
+    .venv/bin/python bench/bench_forecast.py --history [--series 71000] [--years 6.6] [--max-rss-gb 8]
+
+``--history`` (the TPC-H SF 0.1 shape: ~71k SKU x warehouse series, 600k lines over 6.6 years, ~8 lines per
+series): writes synthetic ``core.orders`` / ``core.order_lines`` / zones / warehouses into a temporary warehouse,
+then times ``services.planning.run_forecast`` twice -- the first run (builds ``state.daily_demand`` from all
+orders, then forecasts from its window) and the next day's run (one new day of orders: only that date is
+recomputed) -- and prints seconds and peak RSS (this process and its worker processes). A watchdog stops the
+run when RSS passes ``--max-rss-gb`` and prints how far it got (the code before the state table passed 14 GB).
 
 1. generates (deterministically, numpy, seed 7) ``--series`` daily demand series of ``--days`` days with
    :func:`som_pipeline.planning.synthetic.synthetic_demand`: ~45 % weekly-seasonal with trends, ~35 %
@@ -28,13 +37,169 @@ from decimal import Decimal
 from pathlib import Path
 
 
+def _peak_mb() -> tuple[float, float]:
+    """Peak RSS so far (MB) of this process and of its largest finished child."""
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
+
+
+def _watchdog(cap_gb: float, t0: float, label: list[str]) -> None:
+    """Stop the process when its RSS passes ``cap_gb`` (a shared machine must not swap)."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            rss = _rss_mb()
+            if rss > cap_gb * 1024:
+                print(f"ABORTED: {label[0]} passed {cap_gb:.1f} GB RSS ({rss:,.0f} MB) after "
+                      f"{time.perf_counter() - t0:.1f} s", flush=True)
+                os._exit(3)
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def history_orders(n_series: int, years: float, warehouses: int = 4, lines_per_series: float = 8.5, seed: int = 11,
+                   end=None):
+    """``(orders, lines)`` conforming to the models: ``n_series / warehouses`` SKUs, one ship-to region per
+    warehouse (each region's home), ~``lines_per_series`` lines per series spread uniformly over the years,
+    4 lines per order, quantities 1-50 (TPC-H). ``end``: the last order date."""
+    from datetime import date, timedelta
+
+    import numpy as np
+    import polars as pl
+
+    from som_pipeline import schemas
+
+    rng = np.random.default_rng(seed)
+    end = end or date(1998, 8, 2)
+    days = int(years * 365.25)
+    n_lines = int(n_series * lines_per_series)
+    n_orders = n_lines // 4
+    skus = n_series // warehouses
+    order_day = rng.integers(0, days, n_orders)
+    region = rng.integers(0, warehouses, n_orders)
+    start = end - timedelta(days=days - 1)
+    ts = (np.datetime64(start) + order_day).astype("datetime64[us]") + np.timedelta64(12, "h")
+    o = pl.DataFrame({"order_id": [f"T-{i}" for i in range(n_orders)], "order_ts": ts,
+                      "ship_to_region": [f"R{r}" for r in region]})
+    o = o.with_columns(pl.col("order_ts").dt.replace_time_zone("UTC"), pl.col("order_ts").dt.date().alias("order_date"))
+    li = pl.DataFrame({"order_id": np.repeat(o["order_id"].to_numpy(), 4), "line_no": np.tile(np.arange(1, 5), n_orders),
+                       "sku": [f"P{k:06d}" for k in rng.integers(0, skus, n_orders * 4)],
+                       "quantity": rng.integers(1, 51, n_orders * 4)})
+
+    def fill(df: pl.DataFrame, model) -> pl.DataFrame:
+        exprs = []
+        for name, dt in schemas.polars_schema(model).items():
+            if name in df.columns:
+                continue
+            if name in ("order_ts", "captured_at", "first_captured_at"):
+                exprs.append(pl.col("order_ts").alias(name))
+            elif dt == pl.String:
+                exprs.append(pl.lit("US" if name == "ship_to_country" else "USD" if name == "currency" else "x")
+                             .alias(name))
+            elif dt == pl.Boolean:
+                exprs.append(pl.lit(False).alias(name))
+            elif isinstance(dt, pl.Decimal):
+                exprs.append(pl.lit(0).cast(dt).alias(name))
+            elif dt in (pl.Int64, pl.Int32):
+                exprs.append(pl.lit(1).cast(dt).alias(name))
+            else:
+                exprs.append(pl.lit(None, dt).alias(name))
+        return schemas.conform(df.with_columns(exprs), model)
+
+    o = fill(o.with_columns(pl.lit("csv").alias("channel"), pl.col("order_id").alias("channel_order_ref")),
+             schemas.OrderModel).with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias("cancelled_at"),
+                                              pl.lit(None, pl.Datetime("us", "UTC")).alias("source_updated_at"))
+    return o, fill(li, schemas.OrderLineModel)
+
+
+def history_main(args) -> int:
+    """``--history``: run_forecast over years of sparse history (see the module docstring)."""
+    import tempfile
+    from datetime import UTC, datetime, timedelta
+    from datetime import time as dtime
+    from decimal import Decimal
+
+    import polars as pl
+
+    from som_pipeline import schemas
+    from som_pipeline.config import Settings
+    from som_pipeline.services.planning import run_forecast
+    from som_pipeline.warehouse import Warehouse, insert_frame
+
+    t = time.perf_counter()
+    orders, lines = history_orders(args.series, args.years)
+    end = orders["order_date"].max()
+    whs = [f"WH-{k}" for k in range(4)]
+    zones = pl.DataFrame({"warehouse_id": whs * 2, "dest_country": "US", "dest_region": [f"R{k}" for k in range(4)]
+                          + ["*"] * 4, "zone": [1] * 4 + [5] * 4})
+    wh_rows = schemas.from_rows(schemas.WarehouseModel, [
+        {"warehouse_id": w, "name": w, "country": "US", "region": f"R{k}", "postal_code": "0", "latitude": 0.0,
+         "longitude": 0.0, "daily_capacity_lines": 10_000, "cutoff_time": dtime(15), "timezone": "UTC",
+         "handling_cost": Decimal("1.00"), "active": True} for k, w in enumerate(whs)])
+    home = Path(tempfile.mkdtemp(prefix="bench_forecast_"))
+    s = Settings(home=home, b2b_db_url=f"sqlite:///{home / 'b2b.sqlite'}")
+    s.ensure_dirs()
+    wh = Warehouse(s.warehouse_path, memory_limit=s.duckdb_memory_limit)
+    with wh.transaction() as con:
+        insert_frame(con, "core.orders", orders)
+        insert_frame(con, "core.order_lines", lines)
+        insert_frame(con, "ref.shipping_zones", schemas.conform(zones, schemas.ShippingZoneModel))
+        insert_frame(con, "ref.warehouses", wh_rows)
+    n_series = lines.join(orders.select("order_id", "ship_to_region"), on="order_id").select(
+        "sku", "ship_to_region").n_unique()
+    print(f"history: {orders.height:,} orders, {lines.height:,} lines, {n_series:,} SKU x warehouse series, "
+          f"{orders['order_date'].min()} .. {end} ({args.years} years), written in {time.perf_counter() - t:.1f} s; "
+          f"RSS now {_rss_mb():,.0f} MB")
+    del orders, lines
+    label = ["first run"]
+    _watchdog(args.max_rss_gb, time.perf_counter(), label)
+
+    def one(now: datetime) -> None:
+        t0 = time.perf_counter()
+        out = run_forecast(wh, s, now=now)
+        result = getattr(out, "result", out)  # before the state table run_forecast returned the ForecastResult
+        history = getattr(out, "history", None)
+        wall = time.perf_counter() - t0
+        me, kids = _peak_mb()
+        hist = (f"; state.daily_demand: {len(history.dates):,} order dates recomputed, {history.rows.height:,} rows "
+                f"written, {history.total_rows:,} rows in all" if history is not None else "")
+        print(f"{label[0]}: {wall:.1f} s, {result.backtest.series.height:,} series forecast "
+              f"({result.forecast.height:,} forecast rows){hist}; peak RSS {me:,.0f} MB "
+              f"(worker processes {kids:,.0f} MB)", flush=True)
+
+    one(datetime.combine(end + timedelta(days=1), dtime(6), UTC))
+    label[0] = "next day's run"
+    new_o, new_l = history_orders(240, 1 / 365.25, seed=12, end=end + timedelta(days=1))
+    new_o = new_o.with_columns(("N" + pl.col("order_id")).alias("order_id"))
+    new_l = new_l.with_columns(("N" + pl.col("order_id")).alias("order_id"))
+    with wh.transaction() as con:
+        insert_frame(con, "core.orders", new_o)
+        insert_frame(con, "core.order_lines", new_l)
+    one(datetime.combine(end + timedelta(days=2), dtime(6), UTC))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--series", type=int, default=5000)
+    ap.add_argument("--series", type=int, help="series (default 5000; 71000 with --history)")
     ap.add_argument("--days", type=int, default=730)
     ap.add_argument("--n-jobs", type=int, help="worker processes for Theta/AutoETS (default: config)")
     ap.add_argument("--ets", type=int, help="AutoETS series budget (default: config ets_max_series)")
+    ap.add_argument("--history", action="store_true", help="run_forecast over years of sparse order history")
+    ap.add_argument("--years", type=float, default=6.6, help="--history: years of history")
+    ap.add_argument("--max-rss-gb", type=float, default=8.0, help="--history: stop when RSS passes this")
     args = ap.parse_args()
+    if args.history:
+        args.series = args.series or 71_000
+        return history_main(args)
+    args.series = args.series or 5000
 
     import polars as pl
 

@@ -35,7 +35,7 @@ import polars as pl
 
 from som_pipeline.schemas import TABLES, add_column_sql, ddl
 
-SCHEMAS = ("stage", "core", "ops", "ref")
+SCHEMAS = ("stage", "core", "ops", "ref", "state")
 
 
 class WarehouseLockTimeout(RuntimeError):

@@ -41,7 +41,8 @@ def test_definitions_load_and_validate():
             "analytics/views"} <= selected["ingest_job"]
     assert not {"core/daily_sales", "core/demand_forecast", "ops/reconciliation"} & selected["ingest_job"]
     assert selected["daily_sales_job"] == {"core/daily_sales"}
-    assert selected["planning_job"] == {"core/demand_forecast", "core/forecast_accuracy", "core/replenishment_plan"}
+    assert selected["planning_job"] == {"state/daily_demand", "core/demand_forecast", "core/forecast_accuracy",
+                                        "core/replenishment_plan"}
     assert selected["full_job"] == keys - {"core/daily_sales"}
     env = {**os.environ, "DAGSTER_HOME": str(ROOT / ".pytest_cache" / "dh")}
     Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
@@ -70,7 +71,7 @@ def test_lineage_is_derived_and_complete():
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     from som_pipeline.schemas import TABLES
     for t in TABLES:
-        if t.split(".")[0] in ("core", "ref"):
+        if t.split(".")[0] in ("core", "ref", "state"):
             assert (t.replace(".", "/"), "matches_model") in checks, t
     # lineage follows what the services read: allocation reads the disruptions, validation the orders
     assert dg.AssetKey(["ref", "disruptions"]) in graph.get(dg.AssetKey(["core", "allocations"])).parent_keys

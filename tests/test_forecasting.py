@@ -66,8 +66,9 @@ def test_chosen_models_beat_seasonal_naive_on_fixed_dataset(result):
     # overall = ratio of the sums over the per-series rows of the chosen models
     per = result.backtest.scores.join(result.backtest.series.select("uid", "model"), on=["uid", "model"])
     assert head["mase_vs_seasonal_naive"] == pytest.approx(per["sum_abs"].sum() / per["sn_sum_abs"].sum())
-    # every series has a model and 28 forecast days
-    assert result.forecast.group_by("sku", "warehouse_id").len()["len"].to_list() == [28] * 20
+    # every series with demand has a model and 28 forecast days; SKU-00001/WH-3 (one zero row, no demand) has none
+    assert result.forecast.group_by("sku", "warehouse_id").len()["len"].to_list() == [28] * 19
+    assert result.forecast.filter((pl.col("sku") == "SKU-00001") & (pl.col("warehouse_id") == "WH-3")).height == 0
 
 
 def test_intermittent_series_get_intermittent_models(result):
@@ -119,7 +120,7 @@ def test_outputs_conform_to_the_models(result):
     # per series exactly one chosen row; the overall row exists
     per = acc.filter(pl.col("sku") != "*")
     assert per.filter(pl.col("chosen")).group_by("sku", "warehouse_id").len()["len"].max() == 1
-    assert per.filter(pl.col("chosen")).height == 20
+    assert per.filter(pl.col("chosen")).height == 19  # the series without demand has no model
     assert acc.filter((pl.col("sku") == "*") & (pl.col("model") == "*") & (pl.col("series_class") == "*")).height == 1
     # with accuracy_rows = "chosen", no candidate rows per series
     slim = run(pl.read_csv(FIXED, try_parse_dates=True).filter(pl.col("sku") == "SKU-00000"),
@@ -366,3 +367,133 @@ def test_no_demand_gives_empty_conforming_outputs():
     schemas.validate(schemas.ForecastAccuracyModel, res.accuracy)
     plan = replenishment_plan(res.forecast, res.errors, _inventory(**{"A__WH-1": 5}), None, WHS, PRODUCTS, cfg(), NOW)
     assert plan.height == 0 and plan.schema == schemas.empty(schemas.ReplenishmentPlanModel).schema
+
+
+# ------------------------------------------------------------------------------------------------
+# Demand history (state.daily_demand): maintained per order date, equal to a rebuild; the window it feeds
+# ------------------------------------------------------------------------------------------------
+HISTORY_START = date(2026, 1, 1)
+
+
+def _history_orders(days: range, seed: int = 3) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """1-3 orders a day, 1-2 lines each over SKUs A-F (and Z only in the first week), three regions."""
+    import random
+
+    rnd = random.Random(seed)
+    o, ln = [], []
+    for d in days:
+        day = HISTORY_START + timedelta(days=d)
+        for k in range(rnd.randint(1, 3)):
+            oid = f"O{d:03d}-{k}"
+            o.append({"order_id": oid, "order_ts": datetime(day.year, day.month, day.day, 12, tzinfo=UTC),
+                      "ship_to_region": rnd.choice(["NY", "CA", "TX"])})
+            for n in range(1, rnd.randint(1, 2) + 1):
+                ln.append({"order_id": oid, "line_no": n, "sku": "Z" if d < 7 and n == 1 else rnd.choice("ABCDEF"),
+                           "quantity": rnd.randint(1, 9)})
+    orders = b.orders(*o).with_columns(pl.col("shipping_tax").fill_null(0), pl.col("prices_include_tax").fill_null(False))
+    return orders, b.lines(*ln)
+
+
+def _allocation(order_id: str, line_no: int, sku: str, warehouse: str, qty: int) -> pl.DataFrame:
+    from decimal import Decimal
+
+    zero = Decimal("0.00")
+    return schemas.from_rows(schemas.AllocationModel, [{
+        "order_id": order_id, "line_no": line_no, "sku": sku, "warehouse_id": warehouse, "quantity": qty,
+        "carrier_id": "UPS", "service": "GROUND", "expected_ship_date": NOW_DATE, "expected_delivery_date": NOW_DATE,
+        "shipping_cost": zero, "handling_cost": zero, "lateness_penalty": zero, "split_penalty": zero,
+        "total_cost": zero, "solver": "greedy", "explanation": "test", "reason": "initial", "allocated_at": NOW}])
+
+
+def _history_warehouse(wh, orders: pl.DataFrame, lines: pl.DataFrame, allocations: pl.DataFrame | None = None):
+    from som_pipeline.warehouse import replace_table
+
+    zones = _zones(("WH-E", "US", "*", 4), ("WH-E", "US", "NY", 2), ("WH-W", "US", "*", 4), ("WH-W", "US", "CA", 1))
+    with wh.transaction() as con:
+        replace_table(con, "ref.shipping_zones", zones)
+        replace_table(con, "ref.warehouses", _warehouses("WH-E", "WH-W"))
+        replace_table(con, "core.orders", orders)
+        replace_table(con, "core.order_lines", lines)
+        replace_table(con, "core.allocations", allocations if allocations is not None
+                      else schemas.empty(schemas.AllocationModel))
+    return zones
+
+
+def _state(wh) -> pl.DataFrame:
+    return wh.read("SELECT * FROM state.daily_demand ORDER BY order_date, sku, warehouse_id")
+
+
+def test_demand_history_updated_per_order_date_equals_a_rebuild(wh):
+    """Each run recomputes only the order dates whose inputs changed (new orders, a cancellation, a new version, a
+    new allocation); the table then equals a full rebuild and the pure core over all orders."""
+    from som_pipeline.planning import demand_rows
+    from som_pipeline.services.planning import update_demand_history
+
+    orders, lines = _history_orders(range(100))
+    first = orders.filter(pl.col("order_date") < HISTORY_START + timedelta(days=70))
+    _history_warehouse(wh, first, lines.join(first.select("order_id"), on="order_id", how="semi"))
+    with wh.connect() as con:
+        up = update_demand_history(con)
+    assert len(up.dates) == 70 and up.total_rows == up.rows.height > 0
+    with wh.connect() as con:
+        assert update_demand_history(con).dates == []  # nothing changed: nothing recomputed
+
+    # the next runs: 30 new days, a cancellation (day 5), a new version with another quantity (day 10), an
+    # allocation of a line to the warehouse that is not its home (day 20)
+    day = lambda d: HISTORY_START + timedelta(days=d)  # noqa: E731
+    cancel, changed, allocated = "O005-0", "O010-0", "O020-0"
+    orders = orders.with_columns(
+        pl.when(pl.col("order_id") == cancel).then(pl.lit(NOW)).otherwise(pl.col("cancelled_at")).alias("cancelled_at"),
+        pl.when(pl.col("order_id") == changed).then(2).otherwise(pl.col("version")).alias("version"))
+    lines = lines.with_columns(
+        pl.when(pl.col("order_id") == changed).then(2).otherwise(pl.col("version")).alias("version"),
+        pl.when(pl.col("order_id") == changed).then(pl.col("quantity") + 5).otherwise(pl.col("quantity"))
+        .alias("quantity"))
+    line = lines.filter(pl.col("order_id") == allocated).row(0, named=True)
+    alloc = _allocation(allocated, line["line_no"], line["sku"], "WH-W" if orders.filter(
+        pl.col("order_id") == allocated)["ship_to_region"][0] == "NY" else "WH-E", line["quantity"])
+    zones = _history_warehouse(wh, orders, lines, alloc)
+    with wh.connect() as con:
+        up = update_demand_history(con)
+    assert up.dates == [day(5), day(10), day(20), *[day(d) for d in range(70, 100)]]
+    incremental = _state(wh)
+
+    with wh.connect() as con:
+        update_demand_history(con, rebuild=True)
+    rebuilt = _state(wh)
+    assert incremental.equals(rebuilt)
+    pure = demand_rows(orders, lines, zones, _warehouses("WH-E", "WH-W"), alloc)
+    assert incremental.select("sku", "warehouse_id", pl.col("order_date").alias("ds"), pl.col("units").alias("y")) \
+        .sort("sku", "warehouse_id", "ds").equals(pure)
+    assert incremental["units"].sum() == lines.join(orders.filter(pl.col("cancelled_at").is_null())
+                                                    .select("order_id"), on="order_id")["quantity"].sum()
+    # a changed home-warehouse reference changes every date's fingerprint: the whole history is recomputed
+    with wh.transaction() as con:
+        con.execute("UPDATE ref.shipping_zones SET zone = 1 WHERE warehouse_id = 'WH-E' AND dest_region = '*'")
+    with wh.connect() as con:
+        assert len(update_demand_history(con).dates) == 100
+
+
+def test_forecast_reads_a_window_of_the_history_and_only_recent_series(wh):
+    """The window read from state.daily_demand gives the same forecasts as the full daily grid over all history
+    (a series that started before the window starts at the window); a series without demand in the window
+    (Z: first week only) gets no model, whichever way the demand comes."""
+    from som_pipeline.services.planning import read_demand_window, update_demand_history
+
+    orders, lines = _history_orders(range(100))
+    zones = _history_warehouse(wh, orders, lines)
+    c = cfg(history_days=84, heavy_history_days=70, ets_max_series=0)
+    with wh.connect() as con:
+        update_demand_history(con)
+        window, end = read_demand_window(con, c.history_days)
+    assert end == HISTORY_START + timedelta(days=99) and window["ds"].min() == end - timedelta(days=83)
+    assert window.filter(pl.col("sku") == "Z").height == 0
+    assert window.filter(pl.col("y") == 0).height > 0  # series that started before the window are led by a 0
+    dense = daily_demand(orders, lines, zones, _warehouses("WH-E", "WH-W"))
+    assert dense.filter(pl.col("sku") == "Z").height > 0
+    got, want = run(window, c, now=NOW, end=end), run(dense, c, now=NOW)
+    assert got.forecast.height > 0 and got.forecast.equals(want.forecast) and got.accuracy.equals(want.accuracy)
+    assert "Z" not in set(got.backtest.series["sku"]) and "Z" not in set(want.forecast["sku"])
+    # batches of a few series each change nothing
+    small = run(window, dataclasses.replace(c, max_rows_per_call=100), now=NOW, end=end)
+    assert small.forecast.equals(got.forecast) and small.accuracy.equals(got.accuracy)

@@ -3,7 +3,9 @@
 Method, model choice rule, metric definitions and replenishment formulas: ``docs/forecasting.md``.
 
 - :func:`load_config` -- ``defaults.toml`` overridden by ``$SOM_FORECAST_CONFIG`` (or a path)
-- :func:`daily_demand` -- ``sku, warehouse_id, ds, y``: daily units per SKU x warehouse, zeros filled
+- :func:`demand_rows` -- ``sku, warehouse_id, ds, y``: daily units per SKU x warehouse, days with demand only
+- :func:`window_demand` -- the forecast's input: the last ``history_days`` of sparse history, recent series only
+- :func:`daily_demand` -- the same as a full daily grid, zeros filled (small data, tests)
 - :func:`classify_series` -- ADI / CV2 class of each series (smooth, erratic, intermittent, lumpy, sparse)
 - :func:`backtest` -- rolling-origin backtest of the candidates + the seasonal-naive baseline; model per series
 - :func:`forecast` -- ``core.demand_forecast`` rows (80 % / 95 % intervals) from a :class:`Backtest`
@@ -18,7 +20,10 @@ from som_pipeline.planning.demand import (
     SERIES_CLASSES,
     classify_series,
     daily_demand,
+    demand_rows,
+    densify,
     home_warehouses,
+    window_demand,
 )
 from som_pipeline.planning.forecast import ForecastResult, accuracy, error_stats, forecast, overall, run
 from som_pipeline.planning.models import (
@@ -51,6 +56,8 @@ __all__ = [
     "backtest",
     "classify_series",
     "daily_demand",
+    "demand_rows",
+    "densify",
     "error_stats",
     "forecast",
     "holdout_ratio",
@@ -63,4 +70,5 @@ __all__ = [
     "run",
     "stock_positions",
     "stockout_dates",
+    "window_demand",
 ]

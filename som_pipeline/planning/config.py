@@ -55,6 +55,7 @@ class ForecastConfig:
     ets_max_series: int
     ets_model: str
     n_jobs: int
+    max_rows_per_call: int
     # [forecast]
     horizon_days: int
     # [replenishment]
@@ -111,6 +112,7 @@ _KEYS: dict[tuple[str, str], tuple[str, str]] = {
     ("models", "ets_max_series"): ("ets_max_series", "int"),
     ("models", "ets_model"): ("ets_model", "ets_model"),
     ("models", "n_jobs"): ("n_jobs", "pos_int"),
+    ("models", "max_rows_per_call"): ("max_rows_per_call", "pos_int"),
     ("forecast", "horizon_days"): ("horizon_days", "pos_int"),
     ("replenishment", "service_level"): ("service_level", "service_level"),
     ("replenishment", "supplier_lead_time_days"): ("supplier_lead_time_days", "int"),

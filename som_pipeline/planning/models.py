@@ -124,13 +124,42 @@ def _date(col: str) -> pl.Expr:
     return pl.col(col).cast(pl.Int32).cast(pl.Date)
 
 
-def sf_frame(demand: pl.DataFrame, series: pl.DataFrame, end: date, days: int) -> pl.DataFrame:
-    """``unique_id, ds, y`` of the series' last ``days`` days up to ``end`` (sorted)."""
-    lo = end - timedelta(days=days - 1)
-    return (demand.filter(pl.col("ds").is_between(lo, end))
+_EPOCH = date(1970, 1, 1)
+
+
+def _dense(demand: pl.DataFrame, series: pl.DataFrame, end: date, lo: date, hi: date) -> pl.DataFrame:
+    """``unique_id, ds, y`` (y Int64): each series' full daily grid over ``lo`` .. ``hi`` (from its start when
+    later), zeros filled, sorted. A series starts ``days`` - 1 days before ``end`` (``series.days``, from
+    :func:`~som_pipeline.planning.demand.classify_series`); ``demand`` may be sparse or a full grid."""
+    hi_day, lo_day, end_day = (hi - _EPOCH).days, (lo - _EPOCH).days, (end - _EPOCH).days
+    first = pl.max_horizontal(pl.lit(end_day + 1, pl.Int64) - pl.col("days").cast(pl.Int64), pl.lit(lo_day, pl.Int64))
+    grid = (series.select(pl.col("uid").alias("unique_id"), first.alias("first"))
+            .filter(pl.col("first") <= hi_day)
+            .select("unique_id", pl.int_ranges("first", hi_day + 1, dtype=pl.Int64).alias("ds")).explode("ds"))
+    rows = (demand.filter(pl.col("ds").is_between(lo, hi))
             .join(series.select("sku", "warehouse_id", "uid"), on=["sku", "warehouse_id"])
-            .select(pl.col("uid").alias("unique_id"), _day().alias("ds"), pl.col("y").cast(pl.Float64))
+            .select(pl.col("uid").alias("unique_id"), _day().alias("ds"), pl.col("y").cast(pl.Int64)))
+    return (grid.join(rows, on=["unique_id", "ds"], how="left")
+            .with_columns(pl.col("y").fill_null(0))
             .sort("unique_id", "ds"))
+
+
+def sf_frame(demand: pl.DataFrame, series: pl.DataFrame, end: date, days: int) -> pl.DataFrame:
+    """``unique_id, ds, y`` of the series' last ``days`` days up to ``end`` (zeros filled, sorted): what
+    statsforecast gets. ``series``: ``uid, sku, warehouse_id, days`` (see :func:`_dense`)."""
+    lo = end - timedelta(days=days - 1)
+    return _dense(demand, series, end, lo, end).with_columns(pl.col("y").cast(pl.Float64))
+
+
+def batches(series: pl.DataFrame, days: int, max_rows: int) -> list[pl.DataFrame]:
+    """``series`` cut, in order, into batches of at most ``max_rows`` series-days of a ``days``-day window (a
+    series longer than that is a batch of its own): the dense frame statsforecast needs exists for one batch at
+    a time. Every model fits each series on its own, so results do not depend on the batching."""
+    if series.height == 0:
+        return []
+    rows = pl.min_horizontal(pl.col("days").cast(pl.Int64), pl.lit(days, pl.Int64))
+    b = series.with_columns(((rows.cum_sum() - rows) // max(max_rows, 1)).alias("_batch"))
+    return [part.drop("_batch") for part in b.partition_by("_batch", maintain_order=True)]
 
 
 def _run_cv(df: pl.DataFrame, names: list[str], cfg: ForecastConfig, n_jobs: int) -> pl.DataFrame:
@@ -192,19 +221,24 @@ def _scale(demand: pl.DataFrame, series: pl.DataFrame, cfg: ForecastConfig, end:
     first_cutoff = end - timedelta(days=cfg.backtest_days)
     lo = end - timedelta(days=cfg.history_days - 1)
     m = cfg.season_length
-    return (demand.filter(pl.col("ds").is_between(lo, first_cutoff))
-            .join(series.select("sku", "warehouse_id", "uid"), on=["sku", "warehouse_id"])
-            .sort("uid", "ds")
-            .with_columns((pl.col("y") - pl.col("y").shift(m).over("uid")).abs().alias("d"))
-            .group_by("uid").agg(pl.col("d").mean().alias("scale"))
-            .with_columns(pl.when(pl.col("scale") > 0).then(pl.col("scale")).alias("scale")))
+    parts = [
+        _dense(demand, batch, end, lo, first_cutoff)
+        .with_columns((pl.col("y") - pl.col("y").shift(m).over("unique_id")).abs().alias("d"))
+        .group_by(pl.col("unique_id").alias("uid")).agg(pl.col("d").mean().alias("scale"))
+        for batch in batches(series, cfg.history_days, cfg.max_rows_per_call)
+    ]
+    out = pl.concat(parts) if parts else pl.DataFrame(schema={"uid": pl.Int64, "scale": pl.Float64})
+    return out.with_columns(pl.when(pl.col("scale") > 0).then(pl.col("scale")).alias("scale"))
 
 
 def backtest(demand: pl.DataFrame, cfg: ForecastConfig, end: date | None = None) -> Backtest:
     """Classify every series, backtest its candidates and the baseline, choose its model.
 
-    ``demand``: ``sku, warehouse_id, ds, y`` (see :func:`~som_pipeline.planning.demand.daily_demand`): each
-    series a full daily grid ending at ``end`` (default: its last day).
+    ``demand``: ``sku, warehouse_id, ds, y``, sparse (:func:`~som_pipeline.planning.demand.window_demand`: days
+    without a row are 0, a series starts at its first row) or a full daily grid
+    (:func:`~som_pipeline.planning.demand.daily_demand`), up to ``end`` (default: its last day). Only series with
+    demand in the last ``history_days`` get a model; statsforecast sees them in batches of at most
+    ``max_rows_per_call`` series-days.
     """
     if end is None:
         end = demand["ds"].max() or date.today()  # (no demand at all: empty results)
@@ -226,7 +260,8 @@ def backtest(demand: pl.DataFrame, cfg: ForecastConfig, end: date | None = None)
         heavy = any(SPECS[n].heavy for n in names)
         n_jobs = min(cfg.n_jobs, max(1, sub.height // 20)) if heavy else 1
         t0 = time.perf_counter()
-        parts.append(_run_cv(sf_frame(demand, sub, end, days), names, cfg, n_jobs))
+        for batch in batches(sub, days, cfg.max_rows_per_call):
+            parts.append(_run_cv(sf_frame(demand, batch, end, days), names, cfg, n_jobs))
         key = f"cv {'+'.join(names)} ({sub.height} series)"
         timings[key] = time.perf_counter() - t0
         log.info("backtest: %s in %.1f s", key, timings[key])
@@ -270,5 +305,5 @@ def model_mix(bt: Backtest) -> pl.DataFrame:
         "series_class", "series", descending=[False, True])
 
 
-__all__ = ["BASELINE", "CANDIDATES", "SPECS", "Backtest", "Spec", "backtest", "choose", "heavy_budget",
+__all__ = ["BASELINE", "CANDIDATES", "SPECS", "Backtest", "Spec", "backtest", "batches", "choose", "heavy_budget",
            "holdout_ratio", "model_mix", "score", "sf_frame"]

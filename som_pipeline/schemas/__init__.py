@@ -22,7 +22,7 @@ One module per stage, each building on ``base``:
 - ``orders``: ``core.orders`` and lines, their versions, probable duplicates, daily sales
 - ``validation``: results, holds, status and its events, reservations, manual decisions
 - ``allocation``: allocations, backorders, ``ref.disruptions``
-- ``planning``: demand forecast, forecast accuracy, replenishment plan
+- ``planning``: demand forecast, forecast accuracy, replenishment plan, ``state.daily_demand``
 - ``ops``: quarantine, ingest ledger and re-drops, EDI acks, portal watermark, Amazon pending
 - ``reference``: ``ref.*`` master data (:data:`REFERENCE_TABLES`)
 
@@ -82,7 +82,12 @@ from som_pipeline.schemas.orders import (
     OrderVersionModel,
     ProbableDuplicateModel,
 )
-from som_pipeline.schemas.planning import DemandForecastModel, ForecastAccuracyModel, ReplenishmentPlanModel
+from som_pipeline.schemas.planning import (
+    DailyDemandModel,
+    DemandForecastModel,
+    ForecastAccuracyModel,
+    ReplenishmentPlanModel,
+)
 from som_pipeline.schemas.reference import (
     PROMO_KINDS,
     SHIP_MODES,
@@ -159,6 +164,8 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "core.demand_forecast": DemandForecastModel,
     "core.forecast_accuracy": ForecastAccuracyModel,
     "core.replenishment_plan": ReplenishmentPlanModel,
+    # state: derived statistics over history, updated per run for what changed
+    "state.daily_demand": DailyDemandModel,
     # allocation's input from the landing zone (placed here: the data dictionary's order)
     "ref.disruptions": DisruptionModel,
     # ops
@@ -192,7 +199,7 @@ __all__ = [
     # allocation
     "AllocationModel", "BackorderModel", "DisruptionModel",
     # planning
-    "DemandForecastModel", "ForecastAccuracyModel", "ReplenishmentPlanModel",
+    "DailyDemandModel", "DemandForecastModel", "ForecastAccuracyModel", "ReplenishmentPlanModel",
     # ops
     "RECORD_KINDS", "QuarantineModel", "IngestFileModel", "IngestRedropModel", "LandingWaitingModel", "EdiAckModel",
     "B2BWatermarkModel", "AmazonPendingModel", "WatermarkModel",

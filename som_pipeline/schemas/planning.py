@@ -1,5 +1,5 @@
 """Demand forecast & replenishment (``core.*``): the daily forecast per SKU x warehouse, its backtested accuracy,
-and the transfer / purchase plan.
+and the transfer / purchase plan; the demand history they learn from (``state.daily_demand``).
 """
 
 from __future__ import annotations
@@ -7,6 +7,24 @@ from __future__ import annotations
 import polars as pl
 
 from som_pipeline.schemas.base import TsUTC, _f, _Strict
+
+
+class DailyDemandModel(_Strict):
+    """``state.daily_demand``: units ordered per SKU x warehouse x order date, days with demand only (the demand
+    history the forecast reads; docs/forecasting.md). Maintained per run: the order dates whose inputs changed are
+    recomputed (delete + insert of those dates, one transaction), never the whole history."""
+
+    sku: str = _f("SKU the lines asked for.")
+    warehouse_id: str = _f("Warehouse the units are attributed to (allocation, else the order's home warehouse).")
+    order_date: pl.Date = _f("Order date (UTC).")
+    units: pl.Int64 = _f("Units of live, not-cancelled order lines.", gt=0)
+    day_fingerprint: str = _f("Fingerprint of everything the order date's rows derive from (its live lines, their "
+                              "allocations, the home-warehouse reference); the same on every row of the date. A "
+                              "date whose fingerprint changes is recomputed.")
+
+    class Config:
+        strict = True
+        unique = ["sku", "warehouse_id", "order_date"]
 
 
 class DemandForecastModel(_Strict):
