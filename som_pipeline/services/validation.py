@@ -12,6 +12,7 @@ from som_pipeline.feeds import FEEDS
 from som_pipeline.hashing import sha256_series
 from som_pipeline.schemas import QuarantineModel, conform
 from som_pipeline.services import Step
+from som_pipeline.services.anomaly import anomaly_state_for_run, write_anomaly_state
 from som_pipeline.services.capture import write_quarantine
 from som_pipeline.services.landing import archive, incoming, ledger_row
 from som_pipeline.validation import ValidationConfig, load_config
@@ -21,7 +22,8 @@ from som_pipeline.validation.workflow import Outcome, Reference, State, run_work
 from som_pipeline.warehouse import Warehouse, insert_frame, read_table, replace_table, transaction
 
 REF_TABLES = ("customers", "products", "price_lists", "promotions", "inventory", "open_items")
-STATE_TABLES = ("core.order_status", "core.order_holds", "core.reservations", "core.manual_decisions")
+STATE_TABLES = ("core.order_status", "core.order_holds", "core.reservations", "core.manual_decisions",
+                "core.anomaly_baselines")
 VALIDATION = Step(
     reads=("core.orders", "core.order_lines", *(f"ref.{t}" for t in REF_TABLES), *STATE_TABLES),
     writes=(*STATE_TABLES, "core.validation_results", "core.order_events"),
@@ -67,8 +69,10 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
         orders = read_table(con, "core.orders")
         lines = read_table(con, "core.order_lines")
         ref = Reference(*(read_table(con, f"ref.{t}") for t in REF_TABLES))
+        anomaly = anomaly_state_for_run(con, cfg)  # the anomaly baselines' state: only the groups touched
         state = State(read_table(con, "core.order_status"), read_table(con, "core.order_holds"),
-                      read_table(con, "core.reservations"), read_table(con, "core.manual_decisions"))
+                      read_table(con, "core.reservations"), read_table(con, "core.manual_decisions"),
+                      anomaly=anomaly.history)
         out = run_workflow(orders, lines, state, new, ref, cfg, now)
 
         # quarantine: unreadable rows/files + decisions that do not apply
@@ -87,6 +91,7 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
             insert_frame(con, "core.order_events", out.events)
             insert_frame(con, "core.manual_decisions", out.decisions)
             write_quarantine(con, q)
+            write_anomaly_state(con, anomaly)
             for f, r in reads:
                 nq = q.filter(pl.col("file_sha256") == f.sha).height
                 insert_frame(con, "ops.ingest_files", ledger_row(
