@@ -32,7 +32,7 @@ from tests.builders import CFG, T0, lines, orders
 # small windows and low thresholds: groups fill up, drop observations, and findings are frequent
 SMALL = replace(CFG, qty_baseline_window=3, qty_min_history=2, qty_z_threshold=1.0, qty_min_ratio=1.5,
                 value_baseline_window=4, value_min_history=2, value_z_threshold=1.0, value_min_ratio=1.5,
-                value_min_order_value="0.00")
+                value_min_order_value=Decimal("0.00"), new_customer_threshold=Decimal("300.00"))
 GROUP = ["level", "key1", "key2"]
 
 
@@ -80,6 +80,7 @@ def old_baselines(ev_o, ev_l, hist_o, hist_l, cfg):
 @pytest.mark.parametrize("seed", range(6))
 def test_state_gives_the_full_computation_run_after_run(seed: int) -> None:
     rng = random.Random(seed)
+    seen_new_customer: set[str] = set()
     state = empty_state()
     all_o, all_l = orders(), lines()
     all_o, all_l = all_o.clear(), all_l.clear()
@@ -92,8 +93,9 @@ def test_state_gives_the_full_computation_run_after_run(seed: int) -> None:
         all_o, all_l = pl.concat([all_o, o]), pl.concat([all_l, ln])
         given = state_input(state, all_o, all_l, o, ln)
         old = check_quantity_anomaly(o, ln, all_o, all_l, SMALL)
-        new = check_quantity_anomaly(o, ln, all_o, all_l.clear(), SMALL, anomaly_state=given)
+        new = check_quantity_anomaly(o, ln, all_o.clear(), all_l.clear(), SMALL, anomaly_state=given)
         assert_frame_equal(sort_results(new), sort_results(old))
+        seen_new_customer.update(old.filter(pl.col("reason_code") == "NEW_CUSTOMER_REVIEW")["order_id"])
         # the baselines themselves, not only the findings
         for got, want in zip(baseline_from_state(given, o, ln, SMALL), old_baselines(o, ln, all_o, all_l, SMALL),
                              strict=True):
@@ -101,6 +103,7 @@ def test_state_gives_the_full_computation_run_after_run(seed: int) -> None:
         # the service also adds the unservable groups' history to the update (it refills them): the same state
         state = update_state(given, observations(o, ln), SMALL)
         assert_frame_equal(state, rebuild_state(all_o, all_l, SMALL))
+    assert seen_new_customer  # the first-order rule was exercised too
 
 
 def test_in_time_order_the_state_alone_suffices() -> None:
@@ -112,7 +115,7 @@ def test_in_time_order_the_state_alone_suffices() -> None:
         q = observations(o, ln, require_value=False).collect()
         assert unservable_groups(state, q, SMALL).height == 0
         old = check_quantity_anomaly(o, ln, all_o, all_l, SMALL)
-        new = check_quantity_anomaly(o, ln, all_o, all_l.clear(), SMALL, anomaly_state=state)
+        new = check_quantity_anomaly(o, ln, all_o.clear(), all_l.clear(), SMALL, anomaly_state=state)
         assert_frame_equal(sort_results(new), sort_results(old))
         state = update_state(state, observations(o, ln), SMALL)
 
@@ -221,7 +224,7 @@ def test_service_state_run_after_run_equals_the_full_computation_and_the_rebuild
             got = anomaly_state_for_run(con, SMALL)
             refilled += got.refilled
             old = check_quantity_anomaly(ev_o, ev_l, all_o, all_l, SMALL)
-            new = check_quantity_anomaly(ev_o, ev_l, all_o, all_l.clear(), SMALL, anomaly_state=got.history)
+            new = check_quantity_anomaly(ev_o, ev_l, all_o.clear(), all_l.clear(), SMALL, anomaly_state=got.history)
             assert_frame_equal(sort_results(new), sort_results(old))
             held = set(rng.sample(all_o["order_id"].to_list(), 3))
             with transaction(con):

@@ -101,9 +101,10 @@ def _history_levels(history_orders: Frame, history_lines: Frame) -> dict[str, pl
 
 
 def _state_levels(state: Frame, orders: Frame, lines: Frame) -> dict[str, pl.LazyFrame]:
-    """The state's history (:mod:`~som_pipeline.validation.anomaly_state`): ``state`` and this run's observations."""
+    """The state's history (:mod:`~som_pipeline.validation.anomaly_state`): ``state`` and this run's observations
+    (with ``order_id``, which the new-customer rule uses)."""
     h = history_from_state(state, orders, lines).collect().lazy()
-    return {level: level_history(h, level) for level in LEVEL_KEYS}
+    return {level: level_history(h, level, with_order=True) for level in LEVEL_KEYS}
 
 
 def _evaluated(orders: Frame, lines: Frame) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
@@ -181,9 +182,14 @@ def baselines(orders: Frame, lines: Frame, history: pl.LazyFrame,
 def _quantity_findings(orders: Frame, lines: Frame, history_orders: Frame, history_lines: Frame,
                        cfg: ValidationConfig, anomaly_state: Frame | None = None) -> pl.LazyFrame:
     o, ev_lines, ov = _evaluated(orders, lines)
-    ho = lazy(history_orders).select("order_id", "customer_id", pl.col("order_ts").alias("_ts"))
-    hist = (_history_levels(history_orders, history_lines) if anomaly_state is None
-            else _state_levels(anomaly_state, orders, lines))
+    if anomaly_state is None:
+        ho = lazy(history_orders).select("order_id", "customer_id", pl.col("order_ts").alias("_ts"))
+        hist = _history_levels(history_orders, history_lines)
+    else:
+        # every order has a line, so the customer level holds the customer's orders: its kept window answers
+        # "any order of the customer before this one" exactly wherever it answers the baselines exactly
+        hist = _state_levels(anomaly_state, orders, lines)
+        ho = hist["customer"].select("order_id", "customer_id", "_ts").unique()
     x = _line_baselines(ev_lines, hist, cfg)
     q = pl.col("quantity").cast(pl.Float64)
     x = (x.with_columns(pl.max_horizontal(pl.col("_mad"), pl.lit(cfg.qty_mad_floor)).alias("_mad_used"))
@@ -265,9 +271,9 @@ def check_quantity_anomaly(orders: Frame, lines: Frame, history_orders: Frame, h
 
     ``history_orders`` / ``history_lines``: past ``core.orders`` / ``core.order_lines`` (they may include the
     evaluated orders: only what lies strictly before each order's ``order_ts`` is used).
-    ``anomaly_state``: when given (the pipeline), the quantity and order-value baselines come from these
+    ``anomaly_state``: when given (the pipeline), the baselines and the first-order test come from these
     observations (``core.anomaly_baselines`` rows of the groups the evaluated orders touch, plus the run's
-    observations; :mod:`~som_pipeline.validation.anomaly_state`) and ``history_lines`` is not read;
-    ``history_orders`` still decides who is a new customer. Same results as the full computation.
+    observations; :mod:`~som_pipeline.validation.anomaly_state`) and ``history_orders`` / ``history_lines``
+    are not read. Same results as the full computation.
     """
     return collect([_quantity_findings(orders, lines, history_orders, history_lines, cfg, anomaly_state)])

@@ -138,14 +138,15 @@ def history_from_state(state: Frame, orders: Frame, lines: Frame) -> pl.LazyFram
     return pl.concat([s.join(run.select(OBS_KEY), on=OBS_KEY, how="anti", nulls_equal=True), run])
 
 
-def level_history(hist: pl.LazyFrame, level: str) -> pl.LazyFrame:
+def level_history(hist: pl.LazyFrame, level: str, *, with_order: bool = False) -> pl.LazyFrame:
     """One level of ``hist`` in the check's column names: keys ``customer_id``/``sku``/``currency``, ``_ts``, and
-    the value as a float score (``_q`` for quantities, ``_v`` for order values)."""
+    the value as a float score (``_q`` for quantities, ``_v`` for order values); ``order_id`` if ``with_order``."""
     k1, k2 = LEVEL_KEYS[level]
     cols = [pl.col("key1").alias(k1)] + ([pl.col("key2").alias(k2)] if k2 else [])
     value = "_v" if level == "order_value" else "_q"
     return hist.filter(pl.col("level") == level).select(
-        *cols, pl.col("order_ts").alias("_ts"), pl.col("value").cast(pl.Float64).alias(value))
+        *(["order_id"] if with_order else []), *cols, pl.col("order_ts").alias("_ts"),
+        pl.col("value").cast(pl.Float64).alias(value))
 
 
 def baseline_from_state(state: Frame, orders: Frame, lines: Frame,
