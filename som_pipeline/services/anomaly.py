@@ -33,12 +33,11 @@ from som_pipeline.validation.anomaly_state import (
     empty_state,
     groups_losing_rows,
     observations,
-    rebuild_state,
     unservable_groups,
     update_state,
 )
 from som_pipeline.validation.config import ValidationConfig
-from som_pipeline.warehouse import insert_frame, replace_table, transaction
+from som_pipeline.warehouse import insert_frame, transaction
 
 TABLE = "core.anomaly_baselines"
 ORDER_COLS = "o.order_id, o.customer_id, o.order_ts, o.currency, o.items_subtotal"
@@ -50,8 +49,8 @@ class AnomalyRun:
     """What :func:`anomaly_state_for_run` prepared for one validation run."""
 
     history: pl.DataFrame  # observations for the check (workflow ``State.anomaly``)
-    groups: pl.DataFrame  # [level, key1, key2] whose state rows are replaced ...
-    rows: pl.DataFrame  # ... by these (core.anomaly_baselines rows)
+    removed: pl.DataFrame  # state rows that leave core.anomaly_baselines ...
+    added: pl.DataFrame  # ... and the rows that enter it (the touched groups' new state minus what stays)
     refilled: int  # groups whose history was read from core.orders (backdated / re-evaluated / replaced)
 
 
@@ -77,17 +76,20 @@ def _orders_and_lines(con: duckdb.DuckDBPyConnection, where: str, keys: pl.DataF
 
 
 def _group_history(con: duckdb.DuckDBPyConnection, groups: pl.DataFrame) -> pl.DataFrame:
-    """Every current observation of ``groups`` (read for those groups' customers and SKUs only)."""
+    """Every current observation of ``groups`` (one scan of the lines, for those groups' customers and SKUs)."""
     if groups.height == 0:
         return empty_state()
-    cust = groups.filter(pl.col("level") != "sku_population").select(pl.col("key1").alias("k")).unique()
-    skus = groups.filter(pl.col("level") == "sku_population").select(pl.col("key1").alias("k")).unique()
-    o1, l1 = _orders_and_lines(con, "o.customer_id IN (SELECT k FROM {k})", cust)
-    with _registered(con, skus) as k:
-        l2 = con.execute(f"SELECT {LINE_COLS} FROM core.order_lines l SEMI JOIN {k} s ON l.sku = s.k").pl()  # noqa: S608
-    o2, _ = _orders_and_lines(con, "o.order_id IN (SELECT order_id FROM {k})", l2.select("order_id").unique())
-    o = pl.concat([o1, o2]).unique("order_id")
-    ln = pl.concat([l1, l2]).unique(["order_id", "line_no"])
+    keys = pl.concat([
+        groups.filter(pl.col("level") != "sku_population").select(pl.lit("c").alias("kind"), pl.col("key1").alias("k")),
+        groups.filter(pl.col("level") == "sku_population").select(pl.lit("s").alias("kind"), pl.col("key1").alias("k")),
+    ]).unique()
+    with _registered(con, keys) as k:
+        ln = con.execute(
+            f"SELECT {LINE_COLS} FROM core.order_lines l "  # noqa: S608 (names from code)
+            f"WHERE l.order_id IN (SELECT o.order_id FROM core.orders o JOIN {k} c ON c.kind = 'c' AND c.k = o.customer_id) "
+            f"OR l.sku IN (SELECT k FROM {k} WHERE kind = 's')").pl()
+    with _registered(con, ln.select("order_id").unique()) as ids:
+        o = con.execute(f"SELECT {ORDER_COLS} FROM core.orders o SEMI JOIN {ids} i ON o.order_id = i.order_id").pl()  # noqa: S608
     return observations(o, ln).join(groups.lazy(), on=GROUP, how="semi").collect()
 
 
@@ -120,28 +122,56 @@ def anomaly_state_for_run(con: duckdb.DuckDBPyConnection, cfg: ValidationConfig)
     new = pl.concat([fresh, known])
     history = pl.concat([stored.join(replaced, on="order_id", how="anti"), new])
     rows = update_state(stored, new, cfg, replaced=replaced)
-    return AnomalyRun(history, touched, rows, refill.height)
+    return AnomalyRun(history, stored.join(rows, on=list(rows.columns), how="anti", nulls_equal=True),
+                      rows.join(stored, on=list(rows.columns), how="anti", nulls_equal=True), refill.height)
 
 
 def write_anomaly_state(con: duckdb.DuckDBPyConnection, run: AnomalyRun) -> None:
-    """Replace the touched groups' rows (call inside the run's transaction)."""
-    with _registered(con, run.groups) as g:
-        con.execute(f"DELETE FROM {TABLE} b USING {g} g "  # noqa: S608
-                    "WHERE b.level = g.level AND b.key1 = g.key1 AND b.key2 = g.key2")
-    insert_frame(con, TABLE, run.rows)
+    """Upsert the touched groups: delete the rows that leave, insert the rows that enter (call inside the run's
+    transaction). A nightly run changes a few rows per group (new observations in, the oldest out)."""
+    if run.removed.height:
+        with _registered(con, run.removed) as g:
+            con.execute(f"DELETE FROM {TABLE} b USING {g} g "  # noqa: S608
+                        "WHERE b.level = g.level AND b.key1 = g.key1 AND b.key2 = g.key2 AND b.order_id = g.order_id "
+                        "AND b.line_no IS NOT DISTINCT FROM g.line_no")
+    insert_frame(con, TABLE, run.added)
 
 
 def rebuild_anomaly_state(con: duckdb.DuckDBPyConnection, cfg: ValidationConfig, *,
                           recorded_only: bool = False) -> int:
     """Rebuild ``core.anomaly_baselines`` from every order (``recorded_only``: only the order versions
-    validation has recorded -- a ``core.order_status`` row of the same version). Call inside a transaction."""
+    validation has recorded -- a ``core.order_status`` row of the same version). Call inside a transaction.
+
+    In DuckDB SQL (bounded memory, spills to disk): the observations of
+    :func:`~som_pipeline.validation.anomaly_state.observations` and the last ``W`` per group in the order of
+    :func:`~som_pipeline.validation.anomaly_state.update_state` (a test holds the two equal)."""
     where = ("EXISTS (SELECT 1 FROM core.order_status s WHERE s.order_id = o.order_id AND s.version = o.version)"
              if recorded_only else "true")
-    o = con.execute(f"SELECT {ORDER_COLS} FROM core.orders o WHERE {where}").pl()  # noqa: S608 (fixed text)
-    with _registered(con, o.select("order_id")) as ids:
-        ln = con.execute(f"SELECT {LINE_COLS} FROM core.order_lines l SEMI JOIN {ids} i "  # noqa: S608
-                         "ON l.order_id = i.order_id").pl()
-    return replace_table(con, TABLE, rebuild_state(o, ln, cfg))
+    con.execute(f"DELETE FROM {TABLE}")  # noqa: S608
+    con.execute(f"""
+        INSERT INTO {TABLE} BY NAME
+        WITH o AS (SELECT {ORDER_COLS} FROM core.orders o WHERE {where}),
+        ln AS (SELECT {LINE_COLS}, o.customer_id, o.order_ts FROM core.order_lines l JOIN o ON o.order_id = l.order_id
+               WHERE l.quantity IS NOT NULL),
+        obs AS (
+            SELECT 'customer_sku' AS level, customer_id AS key1, sku AS key2, order_ts, order_id, line_no,
+                   CAST(quantity AS DECIMAL(18, 2)) AS value FROM ln WHERE customer_id IS NOT NULL AND sku IS NOT NULL
+            UNION ALL
+            SELECT 'customer', customer_id, '', order_ts, order_id, line_no, CAST(quantity AS DECIMAL(18, 2))
+            FROM ln WHERE customer_id IS NOT NULL
+            UNION ALL
+            SELECT 'sku_population', sku, '', order_ts, order_id, line_no, CAST(quantity AS DECIMAL(18, 2))
+            FROM ln WHERE sku IS NOT NULL
+            UNION ALL
+            SELECT 'order_value', customer_id, currency, order_ts, order_id, CAST(NULL AS BIGINT),
+                   CAST(items_subtotal AS DECIMAL(18, 2))
+            FROM o WHERE customer_id IS NOT NULL AND currency IS NOT NULL AND items_subtotal IS NOT NULL)
+        SELECT * FROM obs
+        QUALIFY row_number() OVER (PARTITION BY level, key1, key2
+                                   ORDER BY order_ts DESC, value DESC, order_id DESC, line_no DESC NULLS LAST)
+                <= CASE WHEN level = 'order_value' THEN ? ELSE ? END""",  # noqa: S608 (text from code)
+                [cfg.value_baseline_window, cfg.qty_baseline_window])
+    return con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]  # noqa: S608
 
 
 def _needs_initial_build(con: duckdb.DuckDBPyConnection) -> bool:
