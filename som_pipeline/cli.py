@@ -10,6 +10,7 @@
     som docs [--check]               (re)generate docs/data_dictionary.md from the Pandera models
     som init-home                    write $DAGSTER_HOME/dagster.yaml (pools, telemetry off)
     som doctor                       recover after a crash: fail dead runs, free their pool slots, clean up
+    som rebuild-anomaly-baselines    rebuild core.anomaly_baselines from every order (validation keeps it per run)
 
 Commands that run Dagster or write the warehouse hold ``$SOM_HOME/.som.lock`` (one at a time per home; a second
 one waits and says who holds it) and first recover what a killed command left (see som_pipeline/homelock.py and ``recover`` below).
@@ -377,6 +378,21 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebuild_anomaly_baselines(args: argparse.Namespace) -> int:
+    """Recompute the anomaly baselines' state from every recorded order (same table as the per-run updates)."""
+    from som_pipeline.services.anomaly import rebuild_anomaly_state
+    from som_pipeline.services.validation import config_for
+    from som_pipeline.warehouse import Warehouse
+
+    s = _settings(args)
+    with operating(s, "rebuild-anomaly-baselines"):
+        wh = Warehouse(s.warehouse_path, lock_timeout_s=s.lock_timeout_s, memory_limit=s.duckdb_memory_limit)
+        with wh.transaction() as con:
+            n = rebuild_anomaly_state(con, config_for(s), recorded_only=True)
+    print(f"core.anomaly_baselines rebuilt: {n:,} rows")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Recover after a crash and say what was fixed; list runs still in progress."""
     s = _settings(args)
@@ -450,6 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("init-home", help="write $DAGSTER_HOME/dagster.yaml").set_defaults(func=cmd_init_home)
     sub.add_parser("doctor", help="recover after a crash (dead runs, stale pool slots, leftovers)").set_defaults(
         func=cmd_doctor)
+    sub.add_parser("rebuild-anomaly-baselines", help="rebuild core.anomaly_baselines from every order").set_defaults(
+        func=cmd_rebuild_anomaly_baselines)
     return p
 
 

@@ -116,7 +116,7 @@ def test_landing_sensor_requests_each_file_once(settings: Settings):
 
 SELECTION_CAPTURE = ["stage/shopify", "stage/amazon", "stage/edi", "stage/csv", "stage/b2b_portal"]
 VALIDATION = ["core/order_status", "core/order_holds", "core/validation_results", "core/order_events",
-              "core/reservations", "core/manual_decisions"]
+              "core/reservations", "core/manual_decisions", "core/anomaly_baselines"]
 
 
 def _materialize(settings: Settings, selection: list[str], **kw) -> dg.ExecuteInProcessResult:

@@ -105,9 +105,11 @@ from som_pipeline.schemas.reference import (
     WarehouseModel,
 )
 from som_pipeline.schemas.validation import (
+    ANOMALY_LEVELS,
     RESERVATION_DECISIONS,
     STATUSES,
     VALIDATION_RULES,
+    AnomalyBaselineModel,
     ManualDecisionModel,
     OrderEventModel,
     OrderHoldModel,
@@ -157,6 +159,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "core.order_events": OrderEventModel,
     "core.reservations": ReservationModel,
     "core.manual_decisions": ManualDecisionModel,
+    "core.anomaly_baselines": AnomalyBaselineModel,
     # allocation
     "core.allocations": AllocationModel,
     "core.backorders": BackorderModel,
@@ -195,7 +198,7 @@ __all__ = [
     # validation
     "STATUSES", "VALIDATION_RULES", "RESERVATION_DECISIONS", "ValidationFindingModel", "ValidationResultModel",
     "OrderHoldModel", "OrderStatusModel", "OrderEventModel", "ReservationDecisionModel", "ReservationModel",
-    "ManualDecisionModel",
+    "ManualDecisionModel", "ANOMALY_LEVELS", "AnomalyBaselineModel",
     # allocation
     "AllocationModel", "BackorderModel", "DisruptionModel",
     # planning

@@ -9,8 +9,9 @@ import pandera.polars as pa
 import polars as pl
 
 from som_pipeline.reasons import VALIDATION_REASONS
-from som_pipeline.schemas.base import TsUTC, _f, _Strict
+from som_pipeline.schemas.base import Money, TsUTC, _f, _Strict
 
+ANOMALY_LEVELS = ["customer_sku", "customer", "sku_population", "order_value"]
 STATUSES = ["APPROVED", "ON_HOLD", "REJECTED", "CANCELLED", "HISTORICAL"]
 VALIDATION_RULES = ["customer", "compliance", "price", "promo", "quantity", "credit", "inventory"]
 RESERVATION_DECISIONS = ["RESERVE", "SPLIT", "BACKORDER", "SUBSTITUTE", "WAIT_SHIP_COMPLETE"]
@@ -131,3 +132,24 @@ class ManualDecisionModel(_Strict):
     decided_at: TsUTC = _f("When the decision was made (file column, else when it was read).")
     source_file: str = _f("Decision file.")
     location: str = _f("Line in the file.")
+
+
+class AnomalyBaselineModel(_Strict):
+    """``core.anomaly_baselines``: the quantity / order-value anomaly baselines' state (rule quantity): per level
+    and group, the most recent observations (``[quantity] baseline_window`` / ``[order_value] baseline_window``
+    of them, newest by ``order_ts`` then value) of the orders validation has recorded. Updated per run for the
+    groups the run's orders touch; ``som rebuild-anomaly-baselines`` rebuilds it from every order (identical)."""
+
+    level: str = _f("customer_sku (key1 = customer_id, key2 = sku) | customer (key1 = customer_id) | "
+                    "sku_population (key1 = sku) | order_value (key1 = customer_id, key2 = currency).",
+                    isin=ANOMALY_LEVELS)
+    key1: str = _f("First group key (see level).")
+    key2: str = _f("Second group key (see level); '' for a one-key level.")
+    order_ts: TsUTC = _f("The observed order's order_ts (baselines use observations strictly before an order).")
+    order_id: str = _f("The observed order (core.orders.order_id).")
+    line_no: pl.Int64 = _f("The observed line; null for an order_value observation.", nullable=True, ge=1)
+    value: Money = _f("The line's quantity (quantity levels) or the order's items_subtotal (order_value).")
+
+    class Config:
+        strict = True
+        unique = ["level", "key1", "key2", "order_id", "line_no"]

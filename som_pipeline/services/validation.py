@@ -21,6 +21,7 @@ from som_pipeline.schemas import (
     conform,
 )
 from som_pipeline.services import Step, inputs_fingerprint
+from som_pipeline.services.anomaly import anomaly_state_for_run, write_anomaly_state
 from som_pipeline.services.capture import write_quarantine
 from som_pipeline.services.landing import archive, incoming, ledger_row
 from som_pipeline.validation import ValidationConfig, load_config
@@ -40,7 +41,8 @@ from som_pipeline.warehouse import (
 )
 
 REF_TABLES = ("customers", "products", "price_lists", "promotions", "inventory", "open_items")
-STATE_TABLES = ("core.order_status", "core.order_holds", "core.reservations", "core.manual_decisions")
+STATE_TABLES = ("core.order_status", "core.order_holds", "core.reservations", "core.manual_decisions",
+                "core.anomaly_baselines")  # the first four are per order (read for the orders that can change)
 VALIDATION = Step(
     reads=("core.orders", "core.order_lines", *(f"ref.{t}" for t in REF_TABLES), *STATE_TABLES),
     writes=(*STATE_TABLES, "core.validation_results", "core.order_events"),
@@ -99,9 +101,10 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
         orders = select_keys(con, "core.orders", ids)
         lines = select_keys(con, "core.order_lines", ids)
         ref = Reference(*(read_table(con, f"ref.{t}") for t in REF_TABLES))
-        state = State(*(select_keys(con, t, ids) for t in STATE_TABLES))
+        anomaly = anomaly_state_for_run(con, cfg)  # the anomaly baselines' state: only the groups touched
+        state = State(*(select_keys(con, t, ids) for t in STATE_TABLES[:4]), anomaly=anomaly.history)
         others = _kept_approved_elsewhere(con, ids, cfg)
-        out = run_workflow(orders, lines, state, new, ref, cfg, now, others=others, history=_history(con))
+        out = run_workflow(orders, lines, state, new, ref, cfg, now, others=others)
 
         # quarantine: unreadable rows/files + decisions that do not apply
         q = _decision_quarantine(reads, out, now)
@@ -117,6 +120,7 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
             insert_frame(con, "core.order_events", out.events)
             insert_frame(con, "core.manual_decisions", out.decisions)
             write_quarantine(con, q)
+            write_anomaly_state(con, anomaly)
             for f, r in reads:
                 nq = q.filter(pl.col("file_sha256") == f.sha).height
                 insert_frame(con, "ops.ingest_files", ledger_row(
@@ -181,11 +185,6 @@ def _kept_approved_elsewhere(con, ids: pl.DataFrame, cfg: ValidationConfig) -> O
     finally:
         con.execute("DROP TABLE IF EXISTS _kept")
     return Others(fixed, committed, usage)
-
-
-def _history(con) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The anomaly baseline's order history."""
-    return read_table(con, "core.orders"), read_table(con, "core.order_lines")
 
 
 def _decision_quarantine(reads: list, out: Outcome, now: datetime) -> pl.DataFrame:

@@ -29,6 +29,11 @@ history nor earlier (``order_ts``, then ``order_id``) in this evaluation -- whos
 ``[new_customer] first_order_value_threshold`` (per currency override). Orders of an unknown customer
 (null ``customer_id``) have no customer history: they use the SKU/global levels and are not "new".
 
+Where the history comes from: the full computation takes every past order (``history_orders`` /
+``history_lines``); the pipeline passes ``anomaly_state`` instead -- the kept last observations of the groups
+the evaluated orders touch (``core.anomaly_baselines``, :mod:`~som_pipeline.validation.anomaly_state`) -- and
+gets the same baselines.
+
 Statistics (medians, MADs, z-scores) are floats: they are scores, not amounts; the money threshold of the
 new-customer rule is compared exactly (decimal).
 """
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from som_pipeline.validation.anomaly_state import LEVEL_KEYS, QTY_LEVELS, history_from_state, level_history
 from som_pipeline.validation.config import ValidationConfig
 from som_pipeline.validation.frames import Frame, lazy
 from som_pipeline.validation.results import collect, emit, evidence, fmt, passes
@@ -83,8 +89,26 @@ def _robust(x: pl.Expr, median: pl.Expr, mad_used: pl.Expr) -> pl.Expr:
     return (x - median) / (MAD_SCALE * mad_used)
 
 
-def _quantity_findings(orders: Frame, lines: Frame, history_orders: Frame, history_lines: Frame,
-                       cfg: ValidationConfig) -> pl.LazyFrame:
+def _history_levels(history_orders: Frame, history_lines: Frame) -> dict[str, pl.LazyFrame]:
+    """The full computation's history: every past order and line (``_baseline`` keeps each group's last ``W``)."""
+    ho = lazy(history_orders).select("order_id", "customer_id", pl.col("order_ts").alias("_ts"), "currency",
+                                     "items_subtotal")
+    hl = (lazy(history_lines).select("order_id", "line_no", "sku", pl.col("quantity").cast(pl.Float64).alias("_q"))
+          .join(ho.select("order_id", "customer_id", "_ts"), on="order_id", how="inner")
+          .collect().lazy())
+    hv = ho.select("customer_id", "currency", "_ts", pl.col("items_subtotal").cast(pl.Float64).alias("_v"))
+    return {**dict.fromkeys(QTY_LEVELS, hl), "order_value": hv}
+
+
+def _state_levels(state: Frame, orders: Frame, lines: Frame) -> dict[str, pl.LazyFrame]:
+    """The state's history (:mod:`~som_pipeline.validation.anomaly_state`): ``state`` and this run's observations
+    (with ``order_id``, which the new-customer rule uses)."""
+    h = history_from_state(state, orders, lines).collect().lazy()
+    return {level: level_history(h, level, with_order=True) for level in LEVEL_KEYS}
+
+
+def _evaluated(orders: Frame, lines: Frame) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+    """(orders, lines with ``_qid``, orders with ``_qid`` and ``_value``) of the evaluated orders."""
     o = lazy(orders).select("order_id", "customer_id", "order_ts", "currency", "items_subtotal")
     ev_lines = (lazy(lines).select("order_id", "line_no", "sku", "quantity", "line_amount")
                 .join(o.select("order_id", "customer_id", "order_ts"), on="order_id", how="inner")
@@ -92,21 +116,26 @@ def _quantity_findings(orders: Frame, lines: Frame, history_orders: Frame, histo
                 .with_row_index("_qid")
                 .rename({"order_ts": "_ts"})
                 .lazy())
-    ho = lazy(history_orders).select("order_id", "customer_id", pl.col("order_ts").alias("_ts"), "currency",
-                                     "items_subtotal")
-    hl = (lazy(history_lines).select("order_id", "line_no", "sku", pl.col("quantity").cast(pl.Float64).alias("_q"))
-          .join(ho.select("order_id", "customer_id", "_ts"), on="order_id", how="inner")
-          .collect().lazy())
+    priced = (lazy(lines).group_by("order_id").agg(pl.col("line_amount").sum().alias("_priced_sum")))
+    ov = (o.join(priced, on="order_id", how="left")
+          .with_columns(pl.coalesce("items_subtotal", "_priced_sum").alias("_value"))
+          .collect().with_row_index("_qid").rename({"order_ts": "_ts"}).lazy())
+    return o, ev_lines, ov
+
+
+def _line_baselines(ev_lines: pl.LazyFrame, hist: dict[str, pl.LazyFrame], cfg: ValidationConfig) -> pl.LazyFrame:
+    """``ev_lines`` with ``_level``, ``_median``, ``_mad`` (config defaults at the global level), ``_hist_n``."""
     w, m = cfg.qty_baseline_window, cfg.qty_min_history
     qcols = ["_qid", "customer_id", "sku", "_ts"]
     # each fallback level is computed only for the lines the previous levels could not serve
-    b1 = _baseline(hl, ["customer_id", "sku"], "_q", ev_lines.select(qcols), window=w, min_history=m,
-                   prefix="_l1").collect()
+    b1 = _baseline(hist["customer_sku"], ["customer_id", "sku"], "_q", ev_lines.select(qcols), window=w,
+                   min_history=m, prefix="_l1").collect()
     need2 = b1.filter(pl.col("_l1_median").is_null()).select("_qid")
-    b2 = _baseline(hl, ["customer_id"], "_q", ev_lines.select("_qid", "customer_id", "_ts")
+    b2 = _baseline(hist["customer"], ["customer_id"], "_q", ev_lines.select("_qid", "customer_id", "_ts")
                    .join(need2.lazy(), on="_qid", how="semi"), window=w, min_history=m, prefix="_l2").collect()
     need3 = b2.filter(pl.col("_l2_median").is_null()).select("_qid")
-    b3 = _baseline(hl, ["sku"], "_q", ev_lines.select("_qid", "sku", "_ts").join(need3.lazy(), on="_qid", how="semi"),
+    b3 = _baseline(hist["sku_population"], ["sku"], "_q",
+                   ev_lines.select("_qid", "sku", "_ts").join(need3.lazy(), on="_qid", how="semi"),
                    window=w, min_history=m, prefix="_l3").collect()
     x = (ev_lines.join(b1.lazy(), on="_qid", how="left").join(b2.lazy(), on="_qid", how="left")
          .join(b3.lazy(), on="_qid", how="left"))
@@ -121,12 +150,49 @@ def _quantity_findings(orders: Frame, lines: Frame, history_orders: Frame, histo
                 .when(pl.col("_level") == LEVELS[2]).then(pl.col(f"_l3_{stat}"))
                 .otherwise(pl.lit(default)))
 
+    return (x.with_columns(level.alias("_level"))
+            .with_columns(pick("median", cfg.qty_global_median).cast(pl.Float64).alias("_median"),
+                          pick("mad", cfg.qty_global_mad).cast(pl.Float64).alias("_mad"),
+                          pick("n", None).cast(pl.Int64).alias("_hist_n")))
+
+
+def _value_baselines(ov: pl.LazyFrame, hist: dict[str, pl.LazyFrame], cfg: ValidationConfig) -> pl.LazyFrame:
+    """``[_qid, _b_n, _b_median, _b_mad]`` of the evaluated orders' values."""
+    return _baseline(hist["order_value"], ["customer_id", "currency"], "_v",
+                     ov.select("_qid", "customer_id", "currency", "_ts"),
+                     window=cfg.value_baseline_window, min_history=cfg.value_min_history, prefix="_b")
+
+
+def baselines(orders: Frame, lines: Frame, history: pl.LazyFrame,
+              cfg: ValidationConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each line's and order's baseline from ``history`` (observations, ``anomaly_state`` columns):
+    ``([order_id, line_no, level, median, mad, n], [order_id, median, mad, n])``."""
+    h = history.collect().lazy()
+    hist = {level: level_history(h, level) for level in LEVEL_KEYS}
+    _o, ev_lines, ov = _evaluated(orders, lines)
+    x = _line_baselines(ev_lines, hist, cfg).select(
+        "order_id", "line_no", pl.col("_level").alias("level"), pl.col("_median").alias("median"),
+        pl.col("_mad").alias("mad"), pl.col("_hist_n").alias("n")).collect()
+    v = ov.join(_value_baselines(ov, hist, cfg), on="_qid", how="left").select(
+        "order_id", pl.col("_b_median").alias("median"), pl.col("_b_mad").alias("mad"),
+        pl.col("_b_n").alias("n")).collect()
+    return x, v
+
+
+def _quantity_findings(orders: Frame, lines: Frame, history_orders: Frame, history_lines: Frame,
+                       cfg: ValidationConfig, anomaly_state: Frame | None = None) -> pl.LazyFrame:
+    o, ev_lines, ov = _evaluated(orders, lines)
+    if anomaly_state is None:
+        ho = lazy(history_orders).select("order_id", "customer_id", pl.col("order_ts").alias("_ts"))
+        hist = _history_levels(history_orders, history_lines)
+    else:
+        # every order has a line, so the customer level holds the customer's orders: its kept window answers
+        # "any order of the customer before this one" exactly wherever it answers the baselines exactly
+        hist = _state_levels(anomaly_state, orders, lines)
+        ho = hist["customer"].select("order_id", "customer_id", "_ts").unique()
+    x = _line_baselines(ev_lines, hist, cfg)
     q = pl.col("quantity").cast(pl.Float64)
-    x = (x.with_columns(level.alias("_level"))
-         .with_columns(pick("median", cfg.qty_global_median).cast(pl.Float64).alias("_median"),
-                       pick("mad", cfg.qty_global_mad).cast(pl.Float64).alias("_mad"),
-                       pick("n", None).cast(pl.Int64).alias("_hist_n"))
-         .with_columns(pl.max_horizontal(pl.col("_mad"), pl.lit(cfg.qty_mad_floor)).alias("_mad_used"))
+    x = (x.with_columns(pl.max_horizontal(pl.col("_mad"), pl.lit(cfg.qty_mad_floor)).alias("_mad_used"))
          .with_columns(_robust(q, pl.col("_median"), pl.col("_mad_used")).alias("_z"),
                        (q / pl.col("_median")).alias("_ratio"))
          .collect().lazy())
@@ -145,13 +211,7 @@ def _quantity_findings(orders: Frame, lines: Frame, history_orders: Frame, histo
     )
 
     # --- order value ------------------------------------------------------------------------------
-    priced = (lazy(lines).group_by("order_id").agg(pl.col("line_amount").sum().alias("_priced_sum")))
-    ov = (o.join(priced, on="order_id", how="left")
-          .with_columns(pl.coalesce("items_subtotal", "_priced_sum").alias("_value"))
-          .collect().with_row_index("_qid").rename({"order_ts": "_ts"}).lazy())
-    hv = ho.select("customer_id", "currency", "_ts", pl.col("items_subtotal").cast(pl.Float64).alias("_v"))
-    bv = _baseline(hv, ["customer_id", "currency"], "_v", ov.select("_qid", "customer_id", "currency", "_ts"),
-                   window=cfg.value_baseline_window, min_history=cfg.value_min_history, prefix="_b")
+    bv = _value_baselines(ov, hist, cfg)
     v = pl.col("_value").cast(pl.Float64)
     ov2 = (ov.join(bv, on="_qid", how="left")
            .filter(pl.col("_b_median").is_not_null() & pl.col("_value").is_not_null()
@@ -206,10 +266,14 @@ def _quantity_findings(orders: Frame, lines: Frame, history_orders: Frame, histo
 
 
 def check_quantity_anomaly(orders: Frame, lines: Frame, history_orders: Frame, history_lines: Frame,
-                           cfg: ValidationConfig) -> pl.DataFrame:
+                           cfg: ValidationConfig, anomaly_state: Frame | None = None) -> pl.DataFrame:
     """``QTY_ANOMALY`` (line quantity, order value) and ``NEW_CUSTOMER_REVIEW`` (see module doc).
 
     ``history_orders`` / ``history_lines``: past ``core.orders`` / ``core.order_lines`` (they may include the
     evaluated orders: only what lies strictly before each order's ``order_ts`` is used).
+    ``anomaly_state``: when given (the pipeline), the baselines and the first-order test come from these
+    observations (``core.anomaly_baselines`` rows of the groups the evaluated orders touch, plus the run's
+    observations; :mod:`~som_pipeline.validation.anomaly_state`) and ``history_orders`` / ``history_lines``
+    are not read. Same results as the full computation.
     """
-    return collect([_quantity_findings(orders, lines, history_orders, history_lines, cfg)])
+    return collect([_quantity_findings(orders, lines, history_orders, history_lines, cfg, anomaly_state)])

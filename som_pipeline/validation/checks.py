@@ -67,6 +67,9 @@ class CheckInputs:
     committed: Frame | None = None  # [customer_id, amount]: approved-but-unbilled exposure of earlier runs
     fixed_reserved: Frame | None = None  # [sku, quantity]: stock held by orders approved in earlier runs
     screened: pl.DataFrame | None = None  # findings of the screening checks that ran before this one
+    # anomaly baselines' state (core.anomaly_baselines rows of the groups touched + observations not yet in it);
+    # None: the baselines are computed from history_orders / history_lines
+    anomaly_state: Frame | None = None
 
     # Derived inputs: computed on first use, once per CheckInputs (``dataclasses.replace`` starts afresh).
     @cached_property
@@ -99,7 +102,8 @@ CHECKS: tuple[Check, ...] = (
     Check("price", check_price, ("orders", "lines", "customers", "price_lists", "promotions", "cfg", "products")),
     Check("promo", check_promo,
           ("orders", "lines", "customers", "products", "promotions", "prior_usage", "cfg", "priority")),
-    Check("quantity", check_quantity_anomaly, ("orders", "lines", "history_orders", "history_lines", "cfg")),
+    Check("quantity", check_quantity_anomaly,
+          ("orders", "lines", "history_orders", "history_lines", "cfg", "anomaly_state")),
     Check("credit", check_credit,
           ("orders", "customers", "open_items", "committed", "as_of", "cfg", "priority", "order_values",
            "screened")),
@@ -182,6 +186,7 @@ def run_checks(
     prior_usage: Frame | None = None,
     committed: Frame | None = None,
     fixed_reserved: Frame | None = None,
+    anomaly_state: Frame | None = None,
     cfg: ValidationConfig | None = None,
     runner: Runner = run_check,
     sort: bool = True,
@@ -204,6 +209,7 @@ def run_checks(
         history_orders=orders if history_orders is None else history_orders,
         history_lines=lines if history_lines is None else history_lines,
         as_of=as_of, cfg=cfg, prior_usage=prior_usage, committed=committed, fixed_reserved=fixed_reserved,
+        anomaly_state=anomaly_state,
     )
     screened = screen(inputs, runner)
     rejected = rejected_orders(screened, cfg)

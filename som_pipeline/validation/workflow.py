@@ -12,7 +12,8 @@ Each run:
    evaluated orders, in the documented priority (order time, then customer tier). Context from the orders
    not re-evaluated: their reservations are fixed stock (``fixed_reserved``), their approved-but-unbilled
    totals count in credit exposure (``committed``), their valid promo uses count against usage caps
-   (``prior_usage``). The whole order history is the anomaly baseline.
+   (``prior_usage``). The whole order history is the anomaly baseline (its kept recent window:
+   ``State.anomaly``, see :mod:`som_pipeline.validation.anomaly_state`).
 3. **Manual decisions** apply to the current version of an order: an approval releases the holds it names
    (or every hold open at that moment: the codes are recorded), a rejection rejects. A decision on an
    unknown order, on an order not on hold, or naming a hold that is not open is quarantined with a reason.
@@ -72,6 +73,9 @@ class State:
     holds: pl.DataFrame
     reservations: pl.DataFrame
     decisions: pl.DataFrame
+    # core.anomaly_baselines rows the evaluated orders need, with the observations not yet recorded in it
+    # (services.anomaly.anomaly_state_for_run); None: baselines from the whole order history
+    anomaly: pl.DataFrame | None = None
 
     @classmethod
     def empty(cls) -> State:
@@ -282,7 +286,8 @@ def _sum_by(a: pl.DataFrame, b: pl.DataFrame, key: str, value: str, dtype: pl.Da
 
 def _checks(run: Run, sel: Selection, ctx: Context) -> Checked:
     """The registered checks (:func:`som_pipeline.validation.checks.screen`, as ``run_checks`` runs them) on
-    the evaluated orders, in priority order; the whole order history is the anomaly baseline."""
+    the evaluated orders, in priority order; the anomaly baselines come from ``state.anomaly`` when given, else
+    from the whole order history (the same results)."""
     ref = run.ref
     inputs = CheckInputs(
         orders=sel.ev_orders, lines=sel.ev_lines, customers=ref.customers, products=ref.products,
@@ -290,6 +295,7 @@ def _checks(run: Run, sel: Selection, ctx: Context) -> Checked:
         history_orders=run.orders if run.history_orders is None else run.history_orders,
         history_lines=run.lines if run.history_lines is None else run.history_lines, as_of=run.as_of, cfg=run.cfg,
         prior_usage=ctx.prior_usage, committed=ctx.committed, fixed_reserved=ctx.fixed_reserved,
+        anomaly_state=run.state.anomaly,
     )
     return Checked(inputs, screen(inputs))
 
