@@ -1,6 +1,7 @@
 """``som`` — the command line (an entry point: it may meet Dagster).
 
     som demo [--reset] [--scale X]   generate the deterministic demo into $SOM_HOME
+    som tpch --sf N [--days D]       load TPC-H (tpchgen-cli, offline) into $SOM_HOME as reference data + CSV orders
     som ingest                       process the landing zone now (a real Dagster run of ingest_job)
     som run                          materialize the whole graph now (real Dagster runs), publish, summarise
     som summary                      rows per table, quarantine by reason, where things are
@@ -157,6 +158,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for k in ("orders_per_channel", "files_per_channel"):
         if k in manifest:
             print(f"  {k}: {manifest[k]}")
+    return 0
+
+
+def cmd_tpch(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    from som_pipeline.demo.tpch import TpchError, load_tpch
+
+    kw = {"sf": args.sf, "days": args.days}
+    if args.end_date:
+        kw["end_date"] = date.fromisoformat(args.end_date)
+    from som_pipeline.homelock import HomeBusy, home_lock
+
+    s.ensure_dirs()
+    try:  # the home lock: never rewrite reference/landing files under a running command
+        with home_lock(s, "tpch", notify=lambda m: print(f"som: {m}", file=sys.stderr)):
+            t0 = time.perf_counter()
+            out = load_tpch(s.home, settings=s, **kw)
+    except (TpchError, HomeBusy) as e:
+        raise UserError(str(e)) from None
+    print(f"TPC-H SF {args.sf} loaded in {time.perf_counter() - t0:.1f}s under {s.home} "
+          f"({out.counts['orders']:,} orders, {out.counts['lineitems']:,} lines in {len(out.order_files)} file(s))")
     return 0
 
 
@@ -345,6 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scale", type=float, default=1.0)
     d.add_argument("--end-date", help="last order day (YYYY-MM-DD)")
     d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("tpch", help="load TPC-H data (generated offline by tpchgen-cli) into SOM_HOME")
+    t.add_argument("--sf", type=float, default=0.01, help="TPC-H scale factor (fractions allowed)")
+    t.add_argument("--days", type=int, default=1,
+                   help="1: every order on one day (default); 0: real order dates; D: the last D real dates")
+    t.add_argument("--end-date", help="the (last) order day, YYYY-MM-DD (default 2026-11-25)")
+    t.set_defaults(func=cmd_tpch)
 
     i = sub.add_parser("ingest", help="process the landing zone now (Dagster run)")
     i.add_argument("--quiet", action="store_true")
