@@ -354,7 +354,7 @@ def _order_rows_sql(shift_days: int, one_day: date | None, first_real: date | No
                'P' || lpad(l.l_partkey::VARCHAR, 8, '0') AS sku, p.p_name AS description,
                l.l_quantity::BIGINT AS quantity, p.p_retailprice AS unit_price,
                (l.l_discount * 100)::DECIMAL(6, 2) AS discount_pct, l.l_tax AS tax_rate,
-               NULL::VARCHAR AS promo_code, o.d AS _order_date
+               NULL::VARCHAR AS promo_code, o.d AS _order_date, o.o_orderkey AS _key
         FROM lineitem l JOIN od o ON o.o_orderkey = l.l_orderkey
         JOIN cust c ON c.c_custkey = o.o_custkey JOIN part p ON p.p_partkey = l.l_partkey
     """  # noqa: S608 (SQL from code; values are parameters)
@@ -371,15 +371,15 @@ def write_orders(con: duckdb.DuckDBPyConnection, settings: Settings, sf: float, 
     if days == 1:
         sql, params = _order_rows_sql(shift, end, None)
         path = landing / f"{name}_{end.isoformat()}.parquet"
-        n = _copy(con, f"SELECT * EXCLUDE (_order_date) FROM ({sql}) ORDER BY channel_order_ref, line_no",  # noqa: S608
+        n = _copy(con, f"SELECT * EXCLUDE (_order_date, _key) FROM ({sql}) ORDER BY _key, line_no",  # noqa: S608
                   path, params)
         return [path], {"order_files": 1, "order_rows": n}
     first_real = None if days == 0 else TPCH_LAST_ORDER_DATE - timedelta(days=days - 1)
     sql, params = _order_rows_sql(shift, None, first_real)
     work = Path(tempfile.mkdtemp(prefix=".tpch-orders-", dir=settings.tmp))
     try:
-        con.execute(f"""COPY (SELECT * EXCLUDE (_order_date), strftime(_order_date, '%Y-%m') AS month FROM ({sql})
-                        ORDER BY channel_order_ref, line_no)
+        con.execute(f"""COPY (SELECT * EXCLUDE (_order_date, _key), strftime(_order_date, '%Y-%m') AS month
+                        FROM ({sql}) ORDER BY _key, line_no)
                         TO {_q(work)} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (month))""",  # noqa: S608
                     params)
         files = []
@@ -391,7 +391,7 @@ def write_orders(con: duckdb.DuckDBPyConnection, settings: Settings, sf: float, 
                 os.replace(src[0], dest)
             else:  # DuckDB may write several files per partition: one file per month
                 _copy(con, f"SELECT * FROM read_parquet({_q(str(part / '*.parquet'))}) "  # noqa: S608
-                           "ORDER BY channel_order_ref, line_no", dest)
+                           "ORDER BY channel_order_ref, line_no", dest)  # (rare: a large month)
             files.append(dest)
         n = con.execute("SELECT count(*) FROM read_parquet(?)", [[str(f) for f in files]]).fetchone()
     finally:
