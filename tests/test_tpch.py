@@ -166,3 +166,13 @@ def test_spread_over_real_dates(tmp_path: Path, cache: Path) -> None:
         "WHERE o_orderdate >= ?", [TPCH_LAST_ORDER_DATE - timedelta(days=29)]).fetchone()[0]
     got = pl.scan_parquet([str(f) for f in s.landing_dir("csv").glob("tpch_*.parquet")]).select(pl.len()).collect().item()
     assert got == want == last.counts["lineitems"] > 0
+
+
+def test_cli_bad_arguments_give_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from som_pipeline.cli import main
+
+    assert main(["--home", str(tmp_path / "h"), "tpch", "--days", "-1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("som: --days must be 0 (all dates) or positive") and "Traceback" not in err
+    assert main(["--home", str(tmp_path / "h"), "tpch", "--sf", "0"]) == 1
+    assert capsys.readouterr().err.startswith("som: --sf must be positive")
