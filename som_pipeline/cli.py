@@ -1,6 +1,7 @@
 """``som`` — the command line (an entry point: it may meet Dagster).
 
     som demo [--reset] [--scale X]   generate the deterministic demo into $SOM_HOME
+    som tpch --sf N [--days D]       load TPC-H (tpchgen-cli, offline) into $SOM_HOME as reference data + CSV orders
     som ingest                       process the landing zone now (a real Dagster run of ingest_job)
     som run [--full-rebuild]         materialize the whole graph now (real Dagster runs), publish, summarise;
                                      incremental: only new observations and the days they touch are rebuilt
@@ -236,6 +237,29 @@ class SlotWait(threading.Thread):
             os._exit(code)
 
 
+def cmd_tpch(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    from som_pipeline.demo.tpch import TpchError, load_tpch
+
+    kw = {"sf": args.sf, "days": args.days}
+    if args.end_date:
+        kw["end_date"] = date.fromisoformat(args.end_date)
+    from som_pipeline.homelock import HomeBusy, home_lock
+
+    s.ensure_dirs()
+    try:  # the home lock: never rewrite reference/landing files under a running command
+        with home_lock(s, "tpch", notify=lambda m: print(f"som: {m}", file=sys.stderr)):
+            t0 = time.perf_counter()
+            out = load_tpch(s.home, settings=s, **kw)
+    except (TpchError, HomeBusy) as e:
+        raise UserError(str(e)) from None
+    print(f"TPC-H SF {args.sf} loaded in {time.perf_counter() - t0:.1f}s under {s.home} "
+          f"({out.counts['orders']:,} orders, {out.counts['lineitems']:,} lines in {len(out.order_files)} file(s))")
+    return 0
+
+
+
+
 def _execute(job_name: str, tags: dict[str, str] | None = None, multiprocess: bool = False,
              full_rebuild: bool = False) -> list[str]:
     """A real Dagster run of ``job_name`` recorded in the instance at $DAGSTER_HOME.
@@ -443,6 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scale", type=float, default=1.0)
     d.add_argument("--end-date", help="last order day (YYYY-MM-DD)")
     d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("tpch", help="load TPC-H data (generated offline by tpchgen-cli) into SOM_HOME")
+    t.add_argument("--sf", type=float, default=0.01, help="TPC-H scale factor (fractions allowed)")
+    t.add_argument("--days", type=int, default=1,
+                   help="1: every order on one day (default); 0: real order dates; D: the last D real dates")
+    t.add_argument("--end-date", help="the (last) order day, YYYY-MM-DD (default 2026-11-25)")
+    t.set_defaults(func=cmd_tpch)
 
     i = sub.add_parser("ingest", help="process the landing zone now (Dagster run)")
     i.add_argument("--quiet", action="store_true")

@@ -39,6 +39,20 @@ def test_money_per_line_rounded_once_and_totals_are_sums():
     assert cap.lines["line_amount"].to_list() == [Decimal("3.02"), Decimal("10.00")]
 
 
+def test_discount_rate_is_kept_with_the_line_and_the_discount_is_rate_times_amount_rounded_once():
+    cap = capture(order_rows("A", [
+        {"sku": "S1", "quantity": 7, "unit_price": "13.3300", "discount_pct": "12.3456", "tax_rate": "0.08"},
+        {"sku": "S2", "quantity": 1, "unit_price": "5", "discount_pct": "0"},
+        {"sku": "S3", "quantity": 1, "unit_price": "5"},
+        {"sku": "S4", "quantity": 2, "unit_price": "9.99", "discount_amount": "1.00", "discount_pct": "50"},
+    ]))
+    ln = cap.lines.sort("line_no")
+    # percent as given / 100, exactly; null where no rate is given or the discount is absolute
+    assert ln["discount_rate"].to_list() == [Decimal("0.123456"), Decimal("0"), None, None]
+    # 93.31 x 0.123456 = 11.51967936 -> 11.52 (exact product, one rounding)
+    assert ln["discount_amount"].to_list() == [Decimal("11.52"), Decimal("0"), Decimal("0"), Decimal("1.00")]
+
+
 def test_field_reason_codes():
     rows = (
         order_rows("Q0", [{"sku": "S", "quantity": 0, "unit_price": "1"}])

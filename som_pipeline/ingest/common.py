@@ -399,14 +399,20 @@ def _parse_fields(rows: pl.DataFrame, line_no_given: bool) -> pl.DataFrame:
         v, ok = money.parse_decimal(pl.col(f), 2)
         parsed += [v.alias(f"_{f}"), ok.alias(f"_{f}_ok")]
     v, ok = money.parse_decimal(pl.col("discount_pct"), 4)
-    parsed += [v.alias("_discount_pct"), ok.alias("_discount_pct_ok")]
+    # the rate a percentage stands for: pct / 100 is exact at scale 6 (pct has at most 4 places; Polars
+    # division keeps the dividend's scale, so widen first)
+    parsed += [v.alias("_discount_pct"), ok.alias("_discount_pct_ok"),
+               (v.cast(pl.Decimal(38, 6)) / 100).alias("_discount_rate")]
     v, ok = money.parse_decimal(pl.col("tax_rate"), 6)
     parsed += [v.alias("_tax_rate"), ok.alias("_tax_rate_ok")]
     return rows.with_columns(parsed)
 
 
 def _line_money(df: pl.DataFrame) -> pl.DataFrame:
-    """Money, per line, rounded once (see som_pipeline.money): ``_gross``, ``_discount``, ``_tax``, ``_price``."""
+    """Money, per line, rounded once (see som_pipeline.money): ``_gross``, ``_discount``, ``_tax``, ``_price``.
+
+    A discount given as a percentage is ``discount_rate x line_amount`` (rate = pct / 100), the exact product
+    rounded once; an absolute discount (``discount_amount``) is taken as given and leaves the rate null."""
     return df.with_columns(
         # gross: stated extended amount, else quantity x unit price (exact product, rounded once)
         # (an extension that does not fit MONEY becomes null here and is rejected below as BAD_AMOUNT)
@@ -417,9 +423,11 @@ def _line_money(df: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(
         pl.coalesce(
             pl.col("_discount_amount"),
-            (money.mul(pl.col("_gross"), 2, pl.col("_discount_pct"), 4) / 100).round(2, mode=money.ROUNDING),
+            money.mul(pl.col("_gross"), 2, pl.col("_discount_rate"), 6).round(2, mode=money.ROUNDING),
             pl.lit(0),
         ).cast(money.MONEY, strict=False).alias("_discount"),
+        pl.when(pl.col("_discount_amount").is_null()).then(pl.col("_discount_rate"))
+        .cast(money.RATE, strict=False).alias("_discount_rate"),
     ).with_columns(
         pl.coalesce(
             pl.col("_tax_amount"),
@@ -633,6 +641,7 @@ def _assemble(good: pl.DataFrame, channel: str, captured_at: datetime) -> tuple[
         pl.col("_price").alias("unit_price"),
         pl.col("_gross").alias("line_amount"),
         pl.col("_discount").alias("discount_amount"),
+        pl.col("_discount_rate").alias("discount_rate"),
         pl.col("_tax_rate").cast(money.RATE, strict=False).alias("tax_rate"),
         pl.col("_tax").alias("tax_amount"),
         pl.coalesce(pl.col("_shipping_amount"), pl.lit(0).cast(money.MONEY)).cast(money.MONEY).alias("shipping_amount"),
@@ -649,6 +658,8 @@ def _assemble(good: pl.DataFrame, channel: str, captured_at: datetime) -> tuple[
         pl.col("unit_price").null_count().alias("unpriced_lines"),
         pl.concat_str(
             [pl.col(c).cast(pl.String).fill_null("\x00") for c in
+             # discount_rate stays out of the hash: it is given by discount_amount (its rounded product) for
+             # every change but one that moves no cent, and orders captured before it existed keep their hash
              ("line_no", "line_ref", "sku", "description", "quantity", "uom", "unit_price", "line_amount",
               "discount_amount", "tax_rate", "tax_amount", "shipping_amount", "requested_date")],
             separator="\x1f",

@@ -99,7 +99,10 @@ class _Line(_Strict):
         "half away from zero to cents, once.",
         nullable=True,
     )
-    discount_amount: Money = _f("Discount on this line (absolute; from discount_pct x line_amount rounded once).", ge=0)
+    discount_amount: Money = _f("Discount on this line (absolute; from discount_rate x line_amount rounded once).", ge=0)
+    discount_rate: Rate = _f(
+        "Discount as a fraction of line_amount as given by the channel (CSV/portal discount_pct / 100: 0.05 = 5 %); "
+        "null where the channel gives an absolute discount (Shopify, Amazon) or none.", nullable=True, ge=0, le=1)
     tax_rate: Rate = _f("Tax rate as given (0.06 = 6 %).", nullable=True)
     tax_amount: Money = _f("Tax on this line as given, or tax_rate x (line_amount - discount) rounded once.", ge=0)
     shipping_amount: Money = _f("Shipping charged on this line (Amazon ShippingPrice); 0 elsewhere.", ge=0)

@@ -1,0 +1,207 @@
+"""Benchmark: the whole graph on TPC-H, against the DuckDB floor measured in the same run.
+
+    .venv/bin/python bench/pipeline.py --sf 0.1 [--days 1] [--history] [--home DIR] [--keep]
+
+1. a fresh home (``--home``, else a temporary directory) loaded by ``som tpch --sf N --days D`` (``--history``:
+   ``--days 0``, every order at its real date, the last day evaluated after 6.6 years of history);
+2. the **DuckDB floor**: read the same order-template Parquet, write orders + order lines into a fresh DuckDB file
+   (line money rounded once per line, as the pipeline does), derive the order totals;
+3. ``som run`` as a subprocess (the whole graph: ``full_job`` + ``daily_sales_job``), with the RSS of its process
+   tree sampled every 0.1 s (``/proc``; also the kernel's ``ru_maxrss`` of the largest process);
+4. per-step seconds and peak RSS from the Dagster event log (run step stats of each run the command made), each
+   step's share of the run, and the ratio whole run / floor.
+
+Not a timed test: the numbers depend on the machine (2 cores shared here); see the README's benchmark table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["SOM_HOME"] = str(home)
+    env["DAGSTER_HOME"] = str(home / "dagster_home")
+    env["SOM_LANDING_SETTLE_S"] = "0"  # the loader's files are complete when it exits
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                parts = f.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(parts[1]), []).append(int(d))
+            with open(f"/proc/{d}/statm") as f:
+                rss[int(d)] = int(f.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += rss.get(p, 0)
+        todo.extend(children.get(p, []))
+    return total
+
+
+def run_measured(cmd: list[str], env: dict[str, str], log: Path) -> dict:
+    """Run ``cmd``; wall seconds, peak tree RSS, the (time, rss) samples and ru_maxrss of the largest process."""
+    samples: list[tuple[float, int]] = []
+    with open(log, "w") as out:
+        t0 = time.time()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)  # noqa: S603
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                samples.append((time.time(), _tree_rss(proc.pid)))
+                stop.wait(0.1)
+
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.time() - t0
+        stop.set()
+        th.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"rc": proc.returncode, "seconds": wall, "peak_rss": max((r for _t, r in samples), default=0),
+            "ru_maxrss": usage.ru_maxrss * 1024, "samples": samples, "t0": t0}
+
+
+def duckdb_floor(files: list[Path], db: Path) -> dict:
+    """Read the order files, write orders + order lines into a fresh DuckDB file, derive the order totals."""
+    import duckdb
+
+    if db.exists():
+        db.unlink()
+    t0 = time.perf_counter()
+    con = duckdb.connect(str(db), config={"memory_limit": os.environ.get("SOM_DUCKDB_MEMORY_LIMIT", "2GB")})
+    con.execute("CREATE TABLE order_lines AS SELECT *, round(line_amount * discount_pct / 100, 2) AS discount_amount "
+                "FROM (SELECT channel_order_ref, line_no, sku, quantity::BIGINT AS quantity, "
+                "unit_price::DECIMAL(18, 4) AS unit_price, discount_pct::DECIMAL(9, 4) AS discount_pct, "
+                "tax_rate::DECIMAL(9, 6) AS tax_rate, "
+                "round(quantity::DECIMAL(38, 0) * unit_price::DECIMAL(38, 4), 2)::DECIMAL(18, 2) AS line_amount "
+                "FROM read_parquet(?))", [[str(f) for f in files]])
+    con.execute("ALTER TABLE order_lines ADD COLUMN tax_amount DECIMAL(18, 2)")
+    con.execute("UPDATE order_lines SET tax_amount = round((line_amount - discount_amount) * tax_rate, 2)")
+    con.execute("CREATE TABLE orders AS SELECT h.*, t.items_subtotal, t.discount_total, t.tax_total, "
+                "t.items_subtotal - t.discount_total + t.tax_total AS order_total, t.line_count "
+                "FROM (SELECT channel_order_ref, any_value(order_ts) AS order_ts, any_value(customer_ref) AS customer_ref, "
+                "any_value(currency) AS currency, any_value(ship_to_name) AS ship_to_name, "
+                "any_value(ship_to_line1) AS ship_to_line1, any_value(ship_to_city) AS ship_to_city, "
+                "any_value(ship_to_postal_code) AS ship_to_postal_code, any_value(ship_to_country) AS ship_to_country "
+                "FROM read_parquet(?) GROUP BY ALL) h JOIN (SELECT channel_order_ref, sum(line_amount) AS items_subtotal, "
+                "sum(discount_amount) AS discount_total, sum(tax_amount) AS tax_total, count(*) AS line_count "
+                "FROM order_lines GROUP BY ALL) t USING (channel_order_ref)", [[str(f) for f in files]])
+    con.execute("CHECKPOINT")
+    n = con.execute("SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM order_lines)").fetchone()
+    con.close()
+    return {"seconds": time.perf_counter() - t0, "orders": n[0], "lines": n[1]}
+
+
+def step_stats(home: Path, samples: list[tuple[float, int]]) -> list[dict]:
+    """Per step of every run in the home's Dagster instance: seconds and the peak tree RSS while it ran."""
+    os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
+    import warnings
+
+    import dagster as dg
+
+    warnings.filterwarnings("ignore")
+    inst = dg.DagsterInstance.get()
+    out = []
+    for rec in reversed(inst.get_run_records()):
+        job = rec.dagster_run.job_name
+        for st in inst.get_run_step_stats(rec.dagster_run.run_id):
+            if st.start_time is None or st.end_time is None:
+                continue
+            peak = max((r for t, r in samples if st.start_time <= t <= st.end_time), default=0)
+            out.append({"job": job, "step": st.step_key, "seconds": st.end_time - st.start_time, "peak_rss": peak,
+                        "status": str(st.status.value if st.status else "")})
+    return out
+
+
+def gb(b: float) -> str:
+    return f"{b / 1e9:.2f} GB"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sf", type=float, default=0.1)
+    ap.add_argument("--days", type=int, default=1)
+    ap.add_argument("--history", action="store_true", help="--days 0: every order at its real date")
+    ap.add_argument("--home", help="home to (re)create (default: a temporary directory)")
+    ap.add_argument("--keep", action="store_true", help="keep the home")
+    ap.add_argument("--json", help="write the results here as JSON")
+    a = ap.parse_args()
+    days = 0 if a.history else a.days
+    home = Path(a.home).resolve() if a.home else Path(tempfile.mkdtemp(prefix="som_bench_pipeline_"))
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    env = _env(home)
+    py = sys.executable
+    print(f"bench/pipeline.py: TPC-H SF {a.sf}, --days {days}, home {home}")
+
+    t0 = time.perf_counter()
+    load = subprocess.run([py, "-m", "som_pipeline.cli", "tpch", "--sf", str(a.sf), "--days", str(days)],  # noqa: S603
+                          env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    if load.returncode:
+        print(load.stdout, load.stderr, file=sys.stderr)
+        return 1
+    load_s = time.perf_counter() - t0
+    manifest = json.loads((home / "tpch_manifest.json").read_text())
+    files = [home / "landing" / "csv" / f for f in manifest["order_files"]]
+    print(f"  som tpch: {load_s:.1f}s ({manifest['counts']['orders']:,} orders, {manifest['counts']['lineitems']:,} "
+          f"lines, {len(files)} file(s); generate {manifest['seconds']['generate']}s)")
+
+    floor = duckdb_floor(files, home / "tmp" / "floor.duckdb")
+    print(f"  DuckDB floor: {floor['seconds']:.2f}s ({floor['orders']:,} orders, {floor['lines']:,} lines)")
+
+    run = run_measured([py, "-m", "som_pipeline.cli", "run"], env, home / "bench_som_run.log")
+    text = (home / "bench_som_run.log").read_text()
+    print(f"  som run: {run['seconds']:.1f}s, exit {run['rc']}, peak RSS {gb(run['peak_rss'])} (process tree), "
+          f"largest process {gb(run['ru_maxrss'])}")
+    for line in text.splitlines():
+        if "succeeded in" in line or line.startswith("som:"):
+            print("   ", line.strip())
+    steps = step_stats(home, run["samples"])
+    total = sum(s["seconds"] for s in steps) or 1.0
+    print(f"\n  {'job':<16} {'step':<44} {'seconds':>8} {'share':>6} {'peak RSS':>10}")
+    for s in sorted(steps, key=lambda s: -s["seconds"]):
+        print(f"  {s['job']:<16} {s['step'][:44]:<44} {s['seconds']:>8.1f} {s['seconds'] / total:>6.1%} "
+              f"{gb(s['peak_rss']):>10}")
+    print(f"  {'':<16} {'sum of steps (rest: start-up, publish, summary)':<44} {total:>8.1f}")
+    ratio = run["seconds"] / floor["seconds"] if floor["seconds"] else float("inf")
+    print(f"\n  whole run / floor: {run['seconds']:.1f}s / {floor['seconds']:.2f}s = {ratio:.0f}x")
+    if a.json:
+        Path(a.json).write_text(json.dumps({
+            "sf": a.sf, "days": days, "load_s": load_s, "floor": floor, "ratio": ratio,
+            "run": {k: v for k, v in run.items() if k != "samples"}, "steps": steps,
+            "self_ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}, indent=2))
+    if not a.keep and not a.home:
+        shutil.rmtree(home, ignore_errors=True)
+    return run["rc"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
