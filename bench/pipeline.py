@@ -1,6 +1,11 @@
 """Benchmark: the whole graph on TPC-H, against the DuckDB floor measured in the same run.
 
-    .venv/bin/python bench/pipeline.py --sf 0.1 [--days 1] [--history] [--home DIR] [--keep]
+    .venv/bin/python bench/pipeline.py --sf 0.1 [--days 1] [--history | --nightly] [--home DIR] [--keep]
+
+``--nightly``: the issue's "same day with 6.6 years of history before it". Loads ``--days 0`` and holds back the
+last day's orders; ``som run`` on a fresh home with that day alone (the reference: "the day alone"); then, on a
+second home, ``som run`` over the history (the initial load, reported), the last day dropped in, and ``som run``
+again: the nightly run. Prints nightly / day alone.
 
 1. a fresh home (``--home``, else a temporary directory) loaded by ``som tpch --sf N --days D`` (``--history``:
    ``--days 0``, every order at its real date, the last day evaluated after 6.6 years of history);
@@ -152,7 +157,11 @@ def main() -> int:
     ap.add_argument("--home", help="home to (re)create (default: a temporary directory)")
     ap.add_argument("--keep", action="store_true", help="keep the home")
     ap.add_argument("--json", help="write the results here as JSON")
+    ap.add_argument("--nightly", action="store_true",
+                    help="history first, then the last day in a second run (compared with that day alone)")
     a = ap.parse_args()
+    if a.nightly:
+        return nightly(a)
     days = 0 if a.history else a.days
     home = Path(a.home).resolve() if a.home else Path(tempfile.mkdtemp(prefix="som_bench_pipeline_"))
     if home.exists():
@@ -201,6 +210,77 @@ def main() -> int:
     if not a.keep and not a.home:
         shutil.rmtree(home, ignore_errors=True)
     return run["rc"]
+
+
+def _hold_back_last_day(home: Path, to: Path) -> int:
+    """Move the orders of the last order date out of the landing files into ``to`` (one Parquet file)."""
+    import polars as pl
+
+    files = sorted((home / "landing" / "csv").glob("*.parquet"))
+    day = pl.col("order_ts").dt.date()
+    last = pl.scan_parquet(files).select(day.max()).collect().item()
+    pl.scan_parquet(files).filter(day == last).sink_parquet(to)
+    for f in files:
+        df = pl.read_parquet(f)
+        if df.filter(day == last).height:
+            df.filter(day != last).write_parquet(f)
+    return pl.read_parquet(to)["channel_order_ref"].n_unique()
+
+
+def _load(home: Path, sf: float, days: int) -> dict[str, str]:
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    env = _env(home)
+    subprocess.run([sys.executable, "-m", "som_pipeline.cli", "tpch", "--sf", str(sf), "--days", str(days)],  # noqa: S603
+                   env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    return env
+
+
+def _report(label: str, home: Path, run: dict) -> None:
+    print(f"  {label}: {run['seconds']:.1f}s, exit {run['rc']}, peak RSS {gb(run['peak_rss'])}")
+    steps = [s for s in step_stats(home, run["samples"]) if s["peak_rss"]]  # the steps of this command's runs
+    for s in sorted(steps, key=lambda s: -s["seconds"])[:8]:
+        print(f"      {s['job']:<16} {s['step'][:40]:<40} {s['seconds']:>8.1f}s {gb(s['peak_rss']):>10}")
+
+
+def nightly(a: argparse.Namespace) -> int:
+    base = Path(a.home).resolve() if a.home else Path(tempfile.mkdtemp(prefix="som_bench_nightly_"))
+    py = sys.executable
+    print(f"bench/pipeline.py --nightly: TPC-H SF {a.sf}, homes under {base}")
+    # the day alone: a fresh home whose landing holds only the last day's orders
+    alone = base / "alone"
+    env = _load(alone, a.sf, 0)
+    day_file = base / "last_day.parquet"
+    n = _hold_back_last_day(alone, day_file)
+    for f in (alone / "landing" / "csv").glob("*.parquet"):
+        f.unlink()
+    shutil.copy(day_file, alone / "landing" / "csv" / "last_day.parquet")
+    r_alone = run_measured([py, "-m", "som_pipeline.cli", "run"], env, alone / "bench_som_run.log")
+    _report(f"the day alone ({n:,} orders)", alone, r_alone)
+    # history first, then the same day
+    hist = base / "history"
+    env = _load(hist, a.sf, 0)
+    _hold_back_last_day(hist, base / "last_day_2.parquet")
+    r_hist = run_measured([py, "-m", "som_pipeline.cli", "run"], env, hist / "bench_history_run.log")
+    _report("initial load of the history", hist, r_hist)
+    shutil.copy(day_file, hist / "landing" / "csv" / "last_day.parquet")
+    r_night = run_measured([py, "-m", "som_pipeline.cli", "run"], env, hist / "bench_som_run.log")
+    print(f"  nightly run, the same day after {r_hist['seconds']:.0f}s of history load: {r_night['seconds']:.1f}s, "
+          f"exit {r_night['rc']}, peak RSS {gb(r_night['peak_rss'])}")
+    steps = [s for s in step_stats(hist, r_night["samples"]) if s["peak_rss"]]
+    for s in sorted(steps, key=lambda s: -s["seconds"])[:10]:
+        print(f"      {s['job']:<16} {s['step'][:40]:<40} {s['seconds']:>8.1f}s {gb(s['peak_rss']):>10}")
+    print(f"\n  nightly / day alone: {r_night['seconds']:.1f}s / {r_alone['seconds']:.1f}s = "
+          f"{r_night['seconds'] / r_alone['seconds']:.2f}x (peak RSS {gb(r_night['peak_rss'])} vs "
+          f"{gb(r_alone['peak_rss'])})")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"sf": a.sf, "orders_on_the_day": n, **{
+            k: {x: y for x, y in r.items() if x != "samples"} for k, r in
+            (("alone", r_alone), ("history", r_hist), ("nightly", r_night))}}, indent=2))
+    if not a.keep and not a.home:
+        shutil.rmtree(base, ignore_errors=True)
+    return max(r_alone["rc"], r_hist["rc"], r_night["rc"])
 
 
 if __name__ == "__main__":
