@@ -344,6 +344,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     s = _settings(args)
     with operating(s, "run"):
         print(f"materializing the whole graph (Dagster instance {os.environ['DAGSTER_HOME']})")
+        if args.full_rebuild:
+            _rebuild_state(s)
         failures = _execute("full_job", multiprocess=args.multiprocess, full_rebuild=args.full_rebuild)
         rng = _partition_range(s)
         if rng:
@@ -400,6 +402,25 @@ def cmd_publish(args: argparse.Namespace) -> int:
     s = _settings(args)
     print(f"published {_publish(s)}")
     return 0
+
+
+def _rebuild_state(s: Settings) -> None:
+    """``som run --full-rebuild``: recompute every state table from the core tables (anomaly baselines, demand
+    history) and forget the validation/allocation input digests, so that the run redoes every stage; the
+    core orders are rebuilt from stage by the run itself (``core_orders`` with ``full_rebuild``). Each state
+    table has a test that the rebuild equals the per-run updates."""
+    from som_pipeline.services.anomaly import rebuild_anomaly_state
+    from som_pipeline.services.planning import update_demand_history
+    from som_pipeline.services.validation import config_for
+    from som_pipeline.warehouse import Warehouse
+
+    wh = Warehouse(s.warehouse_path, lock_timeout_s=s.lock_timeout_s, memory_limit=s.duckdb_memory_limit)
+    with wh.transaction() as con:
+        n = rebuild_anomaly_state(con, config_for(s), recorded_only=True)
+        con.execute("DELETE FROM ops.watermarks WHERE consumer IN ('validation', 'allocation')")
+    with wh.connect() as con:
+        update_demand_history(con, rebuild=True)  # its own transaction
+    print(f"  full rebuild: core.anomaly_baselines {n:,} rows, state.daily_demand recomputed; every stage reruns")
 
 
 def cmd_rebuild_anomaly_baselines(args: argparse.Namespace) -> int:
@@ -482,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="materialize the whole graph now (Dagster runs)")
     r.add_argument("--multiprocess", action="store_true", help="use the multiprocess executor")
     r.add_argument("--full-rebuild", action="store_true",
-                   help="rebuild the canonical orders from every staged observation (same tables as incremental)")
+                   help="rebuild the canonical orders from every staged observation and every state table from the "
+                        "core tables, and rerun every stage (same tables as the incremental runs)")
     r.set_defaults(func=cmd_run)
     sub.add_parser("summary", help="print the warehouse summary").set_defaults(func=cmd_summary)
     q = sub.add_parser("query", help="read-only SQL on the analyst copy")
