@@ -51,6 +51,7 @@ class RefLoad:
     accepted: int
     message: str = ""
     refused: bool = False  # the file was read but refused by a guard: previous table kept
+    unchanged: bool = False  # the same content as the last load: not read again, table kept
 
 
 def find_file(ref_dir: Path, table: str) -> Path | None:

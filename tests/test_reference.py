@@ -78,3 +78,23 @@ def test_a_file_that_would_empty_or_gut_a_table_is_refused(settings, wh) -> None
     f.write_text(_customers(200))  # a third fewer customers: within the default 50 %
     (ld,) = load_reference_tables(wh, settings, ["customers"])
     assert not ld.refused and wh.read("SELECT count(*) AS n FROM ref.customers")["n"][0] == 200
+
+
+def test_an_unchanged_reference_file_is_not_read_again(settings, wh) -> None:
+    """The content last loaded is skipped (the run's cost follows what changed); any change is loaded."""
+    from som_pipeline.services.reference import load_reference_tables
+
+    f = settings.reference / "customers.csv"
+    f.write_text(_customers(300))
+    (first,) = load_reference_tables(wh, settings, ["customers"])
+    (again,) = load_reference_tables(wh, settings, ["customers"])
+    assert (first.unchanged, first.accepted) == (False, 300)
+    assert again.unchanged and again.frame is None and "unchanged" in again.message
+    f.write_text(_customers(290))
+    (changed,) = load_reference_tables(wh, settings, ["customers"])
+    assert not changed.unchanged and changed.accepted == 290
+    assert wh.read("SELECT count(*) AS n FROM ref.customers")["n"][0] == 290
+    # a refused file records nothing: the next run looks at it again (and refuses it again)
+    f.write_text(HEADER)
+    assert load_reference_tables(wh, settings, ["customers"])[0].refused
+    assert load_reference_tables(wh, settings, ["customers"])[0].refused
