@@ -19,9 +19,6 @@ No SQL text is built from values: keys travel as registered frames, constants as
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -37,7 +34,7 @@ from som_pipeline.validation.anomaly_state import (
     update_state,
 )
 from som_pipeline.validation.config import ValidationConfig
-from som_pipeline.warehouse import insert_frame, transaction
+from som_pipeline.warehouse import insert_frame, registered, transaction
 
 TABLE = "core.anomaly_baselines"
 ORDER_COLS = "o.order_id, o.customer_id, o.order_ts, o.currency, o.items_subtotal"
@@ -54,22 +51,12 @@ class AnomalyRun:
     refilled: int  # groups whose history was read from core.orders (backdated / re-evaluated / replaced)
 
 
-@contextmanager
-def _registered(con: duckdb.DuckDBPyConnection, df: pl.DataFrame) -> Iterator[str]:
-    name = f"_anom_{uuid.uuid4().hex}"
-    con.register(name, df.to_arrow())
-    try:
-        yield name
-    finally:
-        con.unregister(name)
-
-
 def _orders_and_lines(con: duckdb.DuckDBPyConnection, where: str, keys: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Columns the baselines need of the orders matching ``where`` (a fixed predicate from code over ``o`` and
     the registered frame ``k``) and of their lines."""
-    with _registered(con, keys) as k:
+    with registered(con, keys) as k:
         o = con.execute(f"SELECT {ORDER_COLS} FROM core.orders o WHERE {where.format(k=k)}").pl()  # noqa: S608
-    with _registered(con, o.select("order_id")) as ids:
+    with registered(con, o.select("order_id")) as ids:
         ln = con.execute(f"SELECT {LINE_COLS} FROM core.order_lines l SEMI JOIN {ids} i "  # noqa: S608
                          "ON l.order_id = i.order_id").pl()
     return o, ln
@@ -83,12 +70,12 @@ def _group_history(con: duckdb.DuckDBPyConnection, groups: pl.DataFrame) -> pl.D
         groups.filter(pl.col("level") != "sku_population").select(pl.lit("c").alias("kind"), pl.col("key1").alias("k")),
         groups.filter(pl.col("level") == "sku_population").select(pl.lit("s").alias("kind"), pl.col("key1").alias("k")),
     ]).unique()
-    with _registered(con, keys) as k:
+    with registered(con, keys) as k:
         ln = con.execute(
             f"SELECT {LINE_COLS} FROM core.order_lines l "  # noqa: S608 (names from code)
             f"WHERE l.order_id IN (SELECT o.order_id FROM core.orders o JOIN {k} c ON c.kind = 'c' AND c.k = o.customer_id) "
             f"OR l.sku IN (SELECT k FROM {k} WHERE kind = 's')").pl()
-    with _registered(con, ln.select("order_id").unique()) as ids:
+    with registered(con, ln.select("order_id").unique()) as ids:
         o = con.execute(f"SELECT {ORDER_COLS} FROM core.orders o SEMI JOIN {ids} i ON o.order_id = i.order_id").pl()  # noqa: S608
     return observations(o, ln).join(groups.lazy(), on=GROUP, how="semi").collect()
 
@@ -110,11 +97,11 @@ def anomaly_state_for_run(con: duckdb.DuckDBPyConnection, cfg: ValidationConfig)
     fresh = observations(o.join(fresh_ids, on="order_id", how="semi"), ln.join(fresh_ids, on="order_id", how="semi")
                          ).collect()
     queries = observations(o, ln, require_value=False).collect()
-    with _registered(con, replaced) as r:
+    with registered(con, replaced) as r:
         void_groups = con.execute(f"SELECT DISTINCT level, key1, key2 FROM {TABLE} b SEMI JOIN {r} r "  # noqa: S608
                                   "ON b.order_id = r.order_id").pl()
     touched = pl.concat([queries.select(GROUP), fresh.select(GROUP), void_groups]).unique()
-    with _registered(con, touched) as g:
+    with registered(con, touched) as g:
         stored = con.execute(f"SELECT b.* FROM {TABLE} b SEMI JOIN {g} g "  # noqa: S608
                              "ON b.level = g.level AND b.key1 = g.key1 AND b.key2 = g.key2").pl()
     refill = pl.concat([groups_losing_rows(stored, replaced, cfg), unservable_groups(stored, queries, cfg)]).unique()
@@ -130,7 +117,7 @@ def write_anomaly_state(con: duckdb.DuckDBPyConnection, run: AnomalyRun) -> None
     """Upsert the touched groups: delete the rows that leave, insert the rows that enter (call inside the run's
     transaction). A nightly run changes a few rows per group (new observations in, the oldest out)."""
     if run.removed.height:
-        with _registered(con, run.removed) as g:
+        with registered(con, run.removed) as g:
             con.execute(f"DELETE FROM {TABLE} b USING {g} g "  # noqa: S608
                         "WHERE b.level = g.level AND b.key1 = g.key1 AND b.key2 = g.key2 AND b.order_id = g.order_id "
                         "AND b.line_no IS NOT DISTINCT FROM g.line_no")
