@@ -104,7 +104,8 @@ def probable_duplicates(orders: pl.DataFrame) -> pl.DataFrame:
         pl.col("order_id").sort().implode().over(grp).alias("_all"),
     )
     dup = dup.with_columns(
-        pl.col("_all").list.set_difference(pl.concat_list("order_id")).list.join(",").alias("other_order_ids")
+        pl.col("_all").list.set_difference(pl.concat_list("order_id")).list.sort().list.join(",")
+        .alias("other_order_ids")
     )
     return conform(dup, ProbableDuplicateModel).sort("customer_key", "customer_po", "order_id")
 

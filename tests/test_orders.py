@@ -118,3 +118,22 @@ def test_incremental_core_orders_equal_a_full_rebuild(tmp_path):
     full = _core_tables(wh)
     for t, df in incremental.items():
         assert df.equals(full[t]), t
+    d = build_core_orders(wh, full=True, batch_orders=1)  # one order per batch: the same tables
+    assert d.rows_written["orders"] == 3 and d.tables.orders.height == 1
+    for t, df in _core_tables(wh).items():
+        assert df.equals(full[t]), t
+
+
+def test_a_duplicate_group_split_over_batches_is_complete(tmp_path):
+    from som_pipeline.services.capture import write_captured
+    from som_pipeline.services.orders import build_core_orders
+    from som_pipeline.warehouse import Warehouse
+
+    wh = Warehouse(tmp_path / "w.duckdb")
+    line = [{"sku": "S", "quantity": 1, "unit_price": "1"}]
+    with wh.transaction() as con:
+        for i, ref in enumerate("ABC"):
+            write_captured(con, capture(order_rows(ref, line, customer_po="PO-1"), sha=str(i) * 64))
+    build_core_orders(wh, batch_orders=1)
+    dup = wh.read("SELECT order_id, other_order_ids FROM core.probable_duplicates ORDER BY 1")
+    assert dup.rows() == [("CSV-A", "CSV-B,CSV-C"), ("CSV-B", "CSV-A,CSV-C"), ("CSV-C", "CSV-A,CSV-B")]

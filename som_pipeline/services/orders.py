@@ -10,7 +10,8 @@ watermark. ``full=True`` rebuilds every order from stage (``som run --full-rebui
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import polars as pl
@@ -42,11 +43,12 @@ KEY = ["channel", "channel_order_ref"]
 class OrdersDelta:
     """What one core-orders run wrote: the rebuilt orders' rows (``tables``) and why they were rebuilt."""
 
-    tables: order_rules.OrderTables
+    tables: order_rules.OrderTables  # the last batch's rows
     new_observations: int  # stage rows beyond the watermark
     realiased: int  # orders rebuilt because their customer alias changed
     full: bool
     order_dates: list[date]  # order dates of the rebuilt orders, before and after (daily sales to refresh)
+    rows_written: dict[str, int] = field(default_factory=dict)  # per table, over all batches
 
 
 def _alias_fingerprint(alias: pl.DataFrame) -> str:
@@ -69,7 +71,17 @@ def _affected_keys(con, mark: int, alias: pl.DataFrame, alias_changed: bool) -> 
     return keys, n_new, realiased.join(new, on=KEY, how="anti").height
 
 
-def build_core_orders(wh: Warehouse, *, full: bool = False, now: datetime | None = None) -> OrdersDelta:
+# Orders rebuilt per batch: a first load or a full rebuild of millions of orders runs in bounded memory.
+BATCH_ORDERS = 200_000
+
+OnBatch = Callable[[order_rules.OrderTables], None]
+
+
+def build_core_orders(wh: Warehouse, *, full: bool = False, now: datetime | None = None,
+                      on_batch: OnBatch | None = None, batch_orders: int = BATCH_ORDERS) -> OrdersDelta:
+    """Rebuild the affected orders, ``batch_orders`` at a time (all batches in one transaction with the
+    watermark). ``on_batch`` sees each batch's rows (the asset validates them against the models); the
+    returned ``tables`` hold the rows of the last batch, the counts cover all of them."""
     now = now or datetime.now(UTC)
     with wh.transaction() as con:
         aliases = read_table(con, "ref.customer_aliases")
@@ -80,26 +92,44 @@ def build_core_orders(wh: Warehouse, *, full: bool = False, now: datetime | None
         if full:
             keys = con.execute("SELECT DISTINCT channel, channel_order_ref FROM stage.order_headers").pl()
             n_new, n_alias = int(con.execute("SELECT count(*) FROM stage.order_headers").fetchone()[0]), 0
-        else:
-            keys, n_new, n_alias = _affected_keys(con, mark, alias, seen != fingerprint)
-        headers = select_keys(con, "stage.order_headers", keys)
-        with registered(con, headers.select("capture_id")) as ids:
-            lines = con.execute(f"SELECT * FROM stage.order_lines SEMI JOIN {ids} USING (capture_id)").pl()  # noqa: S608
-        tables = order_rules.build_orders(headers, lines, aliases)
-        ids = keys.select(order_rules.order_id_expr().alias("order_id"))
-        before = select_keys(con, "core.orders", ids, "order_id, channel, customer_ref, customer_id, "
-                             "customer_po, cancelled_at, order_date")
-        if full:
             for t in ("core.orders", "core.order_lines", "core.order_versions", "core.order_line_versions",
                       "core.probable_duplicates"):
                 con.execute(f"DELETE FROM {t}")  # noqa: S608 - names from code
-        for name in ("orders", "order_lines", "order_versions", "order_line_versions"):
-            replace_keys(con, f"core.{name}", ids, getattr(tables, name))
-        tables.probable_duplicates = _refresh_duplicates(con, pl.concat([before, tables.orders.select(before.columns)]))
-        dates = pl.concat([before["order_date"], tables.orders["order_date"]]).drop_nulls().unique().sort()
-        mark_pending(con, "core.daily_sales", dates, now)
+        else:
+            keys, n_new, n_alias = _affected_keys(con, mark, alias, seen != fingerprint)
+        keys = keys.sort(KEY)
+        dates: list[pl.Series] = []
+        counts = {"orders": 0, "order_lines": 0, "order_versions": 0, "order_line_versions": 0,
+                  "probable_duplicates": 0}
+        tables = None
+        for lo in range(0, max(keys.height, 1), batch_orders):
+            part = keys.slice(lo, batch_orders)
+            tables, before = _rebuild(con, part, aliases)
+            for name in counts:
+                counts[name] += getattr(tables, name).height
+            dates += [before["order_date"], tables.orders["order_date"]]
+            if on_batch is not None:
+                on_batch(tables)
+        days = pl.concat(dates).drop_nulls().unique().sort()
+        mark_pending(con, "core.daily_sales", days, now)
         set_watermark(con, CONSUMER, top, fingerprint, now)
-    return OrdersDelta(tables, n_new, n_alias, full, dates.to_list())
+    return OrdersDelta(tables, n_new, n_alias, full, days.to_list(), counts)
+
+
+def _rebuild(con, keys: pl.DataFrame, aliases: pl.DataFrame) -> tuple[order_rules.OrderTables, pl.DataFrame]:
+    """Rebuild the orders ``keys`` from all their observations and upsert them; ``(their rows, what the
+    orders table held for them before)``."""
+    headers = select_keys(con, "stage.order_headers", keys)
+    with registered(con, headers.select("capture_id")) as ids:
+        lines = con.execute(f"SELECT * FROM stage.order_lines SEMI JOIN {ids} USING (capture_id)").pl()  # noqa: S608
+    tables = order_rules.build_orders(headers, lines, aliases)
+    ids = keys.select(order_rules.order_id_expr().alias("order_id"))
+    before = select_keys(con, "core.orders", ids, "order_id, channel, customer_ref, customer_id, "
+                         "customer_po, cancelled_at, order_date")
+    for name in ("orders", "order_lines", "order_versions", "order_line_versions"):
+        replace_keys(con, f"core.{name}", ids, getattr(tables, name))
+    tables.probable_duplicates = _refresh_duplicates(con, pl.concat([before, tables.orders.select(before.columns)]))
+    return tables, before
 
 
 def mark_pending(con, asset: str, days: pl.Series, now: datetime) -> None:
