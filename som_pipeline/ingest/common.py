@@ -81,7 +81,13 @@ LINE_FIELDS = [
     "shipping_amount",
     "requested_date",
 ]
-RAW_COLUMNS = META_COLUMNS + HEADER_FIELDS + LINE_FIELDS
+# Line fields only some parsers set (null = the default), kept out of LINE_FIELDS so that the Amazon items
+# pages stored before they existed (stage.amazon_items.items_json, keyed by LINE_FIELDS) keep their hash.
+#   item_kind: catalog (default) | custom | service -- see schemas.orders._Line.item_kind
+EXTRA_LINE_FIELDS = [
+    "item_kind",
+]
+RAW_COLUMNS = META_COLUMNS + HEADER_FIELDS + LINE_FIELDS + EXTRA_LINE_FIELDS
 RAW_SCHEMA = {c: pl.String for c in RAW_COLUMNS}
 
 MAX_QUANTITY = 10_000_000  # beyond this a quantity is a data error, not an order
@@ -646,6 +652,7 @@ def _assemble(good: pl.DataFrame, channel: str, captured_at: datetime) -> tuple[
         pl.col("_tax").alias("tax_amount"),
         pl.coalesce(pl.col("_shipping_amount"), pl.lit(0).cast(money.MONEY)).cast(money.MONEY).alias("shipping_amount"),
         pl.col("_requested_date").alias("requested_date"),
+        pl.coalesce(_txt("item_kind").str.to_lowercase(), pl.lit("catalog")).alias("item_kind"),
         pl.col("_row"),
     ).sort("capture_id", "line_no")
 
@@ -656,14 +663,17 @@ def _assemble(good: pl.DataFrame, channel: str, captured_at: datetime) -> tuple[
         pl.col("shipping_amount").sum().alias("_line_shipping"),
         pl.len().alias("line_count"),
         pl.col("unit_price").null_count().alias("unpriced_lines"),
-        pl.concat_str(
+        (pl.concat_str(
             [pl.col(c).cast(pl.String).fill_null("\x00") for c in
              # discount_rate stays out of the hash: it is given by discount_amount (its rounded product) for
              # every change but one that moves no cent, and orders captured before it existed keep their hash
              ("line_no", "line_ref", "sku", "description", "quantity", "uom", "unit_price", "line_amount",
               "discount_amount", "tax_rate", "tax_amount", "shipping_amount", "requested_date")],
             separator="\x1f",
-        ).sort_by("line_no").str.join("\x1e").alias("_lines_text"),
+        )
+         # item_kind enters only when not 'catalog': orders captured before it existed keep their hash
+         + pl.when(pl.col("item_kind") != "catalog").then("\x1fkind:" + pl.col("item_kind")).otherwise(pl.lit(""))
+         ).sort_by("line_no").str.join("\x1e").alias("_lines_text"),
     )
     first = good.group_by("order_key", maintain_order=True).first()
     headers = first.select(
