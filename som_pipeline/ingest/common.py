@@ -81,13 +81,17 @@ LINE_FIELDS = [
     "shipping_amount",
     "requested_date",
 ]
-# Line fields only some parsers set (null = the default), kept out of LINE_FIELDS so that the Amazon items
-# pages stored before they existed (stage.amazon_items.items_json, keyed by LINE_FIELDS) keep their hash.
+# Fields only some parsers set (null = the default / not stated), kept out of HEADER_FIELDS and LINE_FIELDS so
+# that the Amazon halves stored before they existed (stage.amazon_headers.header_json and
+# stage.amazon_items.items_json, keyed by those lists) keep their hashes.
+#   channel_subtotal, channel_discount_total, channel_tax_total: the document's stated totals (Shopify)
 #   item_kind: catalog (default) | custom | service -- see schemas.orders._Line.item_kind
+STATED_TOTALS = ["channel_subtotal", "channel_discount_total", "channel_tax_total"]
+EXTRA_HEADER_FIELDS = [*STATED_TOTALS]
 EXTRA_LINE_FIELDS = [
     "item_kind",
 ]
-RAW_COLUMNS = META_COLUMNS + HEADER_FIELDS + LINE_FIELDS + EXTRA_LINE_FIELDS
+RAW_COLUMNS = META_COLUMNS + HEADER_FIELDS + LINE_FIELDS + EXTRA_HEADER_FIELDS + EXTRA_LINE_FIELDS
 RAW_SCHEMA = {c: pl.String for c in RAW_COLUMNS}
 
 MAX_QUANTITY = 10_000_000  # beyond this a quantity is a data error, not an order
@@ -294,7 +298,8 @@ def _row_checks(required_header: tuple[str, ...], line_no_given: bool) -> list[t
         (~pl.col("_line_amount_ok") | (pl.col("_line_amount") <= 0), "BAD_PRICE",
          msg("line amount '", pl.col("line_amount"), "' is not a positive decimal with at most 2 places"))
     )
-    for f in ("discount_amount", "tax_amount", "shipping_amount", "shipping_total", "channel_total", "shipping_tax"):
+    for f in ("discount_amount", "tax_amount", "shipping_amount", "shipping_total", "channel_total", "shipping_tax",
+              *STATED_TOTALS):
         checks.append(
             (~pl.col(f"_{f}_ok") | (pl.col(f"_{f}") < 0), "BAD_AMOUNT",
              msg(f"{f} '", pl.col(f), "' is not a non-negative decimal with at most 2 places"))
@@ -401,7 +406,8 @@ def _parse_fields(rows: pl.DataFrame, line_no_given: bool) -> pl.DataFrame:
     ]
     for f in ("order_ts", "cancelled_at", "source_updated_at"):
         parsed.append(parse_ts(f).alias(f"_{f}"))
-    for f in ("discount_amount", "tax_amount", "shipping_amount", "shipping_total", "channel_total", "shipping_tax"):
+    for f in ("discount_amount", "tax_amount", "shipping_amount", "shipping_total", "channel_total", "shipping_tax",
+              *STATED_TOTALS):
         v, ok = money.parse_decimal(pl.col(f), 2)
         parsed += [v.alias(f"_{f}"), ok.alias(f"_{f}_ok")]
     v, ok = money.parse_decimal(pl.col("discount_pct"), 4)
@@ -696,6 +702,8 @@ def _assemble(good: pl.DataFrame, channel: str, captured_at: datetime) -> tuple[
         _txt("ship_complete").str.to_lowercase().is_in(TRUE_WORDS).fill_null(False).alias("ship_complete"),
         pl.col("_shipping_total").alias("_hdr_shipping"),
         pl.col("_channel_total").alias("channel_total"),
+        # stated totals: kept out of content_hash (a re-send changes them only with what they total)
+        *[pl.col(f"_{f}").alias(f) for f in STATED_TOTALS],
         _txt("prices_include_tax").str.to_lowercase().is_in(TRUE_WORDS).fill_null(False).alias("prices_include_tax"),
         pl.coalesce(pl.col("_shipping_tax"), pl.lit(0)).cast(money.MONEY).alias("shipping_tax"),
         pl.col("_src").alias("source_file"),

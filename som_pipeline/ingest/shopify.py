@@ -30,6 +30,9 @@ Decisions (see also the field mapping in :func:`_order_rows`):
   physical item is held CUSTOM_ITEM_REVIEW).
 - ``shipping_total`` = sum(shipping_lines[].price) - sum(shipping_lines[].discount_allocations[].amount);
   ``shipping_tax`` = sum(shipping_lines[].tax_lines[].price) (part of ``tax_total``).
+- The document's own totals are kept as stated, to reconcile (``sql/reconciliation/channel_totals.sql``):
+  ``total_price`` -> ``channel_total``, ``subtotal_price`` -> ``channel_subtotal`` (after discounts, before
+  shipping and tax), ``total_discounts`` -> ``channel_discount_total``, ``total_tax`` -> ``channel_tax_total``.
 - ``taxes_included: true`` (tax-inclusive prices) -> ``prices_include_tax``: line prices, discounts and shipping
   already contain the tax, so ``order_total`` does not add it again (it then equals Shopify's ``total_price``).
 - Numbers are kept as the exact text sent (:func:`load_json_exact`), also in ``raw``
@@ -255,6 +258,9 @@ def _order_rows(order: dict[str, Any], p: str, raw: str) -> list[dict[str, Any]]
         "channel_status": "cancelled" if cancelled_at else get_text(order, "fulfillment_status", p),
         "cancelled_at": cancelled_at,
         "channel_total": get_text(order, "total_price", p),
+        "channel_subtotal": get_text(order, "subtotal_price", p),
+        "channel_discount_total": get_text(order, "total_discounts", p),
+        "channel_tax_total": get_text(order, "total_tax", p),
         "shipping_tax": shipping_tax,
         "prices_include_tax": get_text(order, "taxes_included", p),
     }

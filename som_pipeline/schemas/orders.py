@@ -57,7 +57,20 @@ class _OrderHeader(_Strict):
         "false). Null when a line is unpriced.",
         nullable=True,
     )
-    channel_total: Money = _f("Grand total as stated by the channel, kept to reconcile against order_total.", nullable=True)
+    channel_total: Money = _f(
+        "Grand total as stated by the channel's document (Shopify total_price, Amazon OrderTotal, X12 AMT*TT), "
+        "kept as sent to reconcile against order_total (sql/reconciliation/channel_totals.sql lists the orders "
+        "where they differ). Null when the document states none.", nullable=True)
+    channel_subtotal: Money = _f(
+        "Goods after discounts, before shipping and tax, as stated by the channel (Shopify subtotal_price); "
+        "compared with items_subtotal - discount_total. Null when the document states none.", nullable=True)
+    channel_discount_total: Money = _f(
+        "Total discount as stated by the channel (Shopify total_discounts: line and shipping discounts, while "
+        "discount_total counts line discounts and shipping_total is net of its discounts), for reference; not "
+        "reconciled on its own. Null when the document states none.", nullable=True)
+    channel_tax_total: Money = _f(
+        "Total tax as stated by the channel (Shopify total_tax, lines and shipping); compared with tax_total. "
+        "Null when the document states none.", nullable=True)
     line_count: int = _f("Number of lines.", ge=1)
     unpriced_lines: int = _f("Lines without a unit price (EDI/CSV/portal may leave price to the price list).", ge=0)
     source_file: str = _f("File (or portal table) the order was captured from.")
