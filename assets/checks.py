@@ -44,13 +44,14 @@ def model_check_result(asset_key: dg.AssetKey, model: type[pa.DataFrameModel], d
     return dg.AssetCheckResult(asset_key=asset_key, check_name="matches_model", passed=True, metadata={"rows": df.height})
 
 
-def rule_check_result(asset_key: dg.AssetKey, name: str, violations: pl.DataFrame, what: str) -> dg.AssetCheckResult:
+def rule_check_result(asset_key: dg.AssetKey, name: str, violations: pl.DataFrame, what: str,
+                      severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
     """A rule expressed as 'the rows that break it' (empty = pass)."""
     return dg.AssetCheckResult(
         asset_key=asset_key,
         check_name=name,
         passed=violations.height == 0,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=severity,
         metadata={"violations": violations.height, "rule": what,
                   **({"sample": dg.MetadataValue.md(md_table(violations, 20))} if violations.height else {})},
     )
@@ -73,11 +74,12 @@ def model_check_results(frames: dict[str, pl.DataFrame]) -> list[dg.AssetCheckRe
 
 
 def reconciliation_spec(name: str, asset: dg.AssetKey, check: str | None = None) -> dg.AssetCheckSpec:
-    """A blocking check that runs ``sql/reconciliation/<name>.sql`` (no rows = pass)."""
+    """A check that runs ``sql/reconciliation/<name>.sql`` (no rows = pass): blocking, unless the file says
+    ``-- severity: warn`` (then a WARN that never stops downstream assets)."""
     from som_pipeline.sqlfiles import sql_file
 
-    return dg.AssetCheckSpec(check or name, asset=asset, blocking=True,
-                             description=sql_file("reconciliation", name).summary)
+    f = sql_file("reconciliation", name)
+    return dg.AssetCheckSpec(check or name, asset=asset, blocking=f.severity != "warn", description=f.summary)
 
 
 def reconciliation_result(con, name: str, asset: dg.AssetKey, check: str | None = None,
@@ -86,4 +88,5 @@ def reconciliation_result(con, name: str, asset: dg.AssetKey, check: str | None 
     from som_pipeline.sqlfiles import sql_file
 
     f = sql_file("reconciliation", name)
-    return rule_check_result(asset, check or name, run_reconciliation_query(con, f, **params), f.summary)
+    severity = dg.AssetCheckSeverity.WARN if f.severity == "warn" else dg.AssetCheckSeverity.ERROR
+    return rule_check_result(asset, check or name, run_reconciliation_query(con, f, **params), f.summary, severity)

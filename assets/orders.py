@@ -12,7 +12,10 @@ from som_pipeline.reporting import md_table
 from som_pipeline.services.orders import CORE_ORDERS, DAILY_SALES, build_core_orders, build_daily_sales
 
 CORE_KEYS = {t.split(".", 1)[1]: table_key(t) for t in CORE_ORDERS.writes}
-ORDER_RULES = {"order_totals": "totals_reconcile", "one_live_order_per_ref": "one_live_order_per_ref"}
+# sql/reconciliation/<name>.sql -> check name on core/orders; channel_totals is a WARN (its file says so): the
+# orders whose stated totals differ from the captured lines, shown on the asset at capture, never blocking
+ORDER_RULES = {"order_totals": "totals_reconcile", "one_live_order_per_ref": "one_live_order_per_ref",
+               "channel_totals": "channel_totals"}
 
 
 class CoreOrdersConfig(dg.Config):

@@ -108,7 +108,7 @@ def generate(d: Path, n_lines: int, days: int, customers: int, skus: int, held: 
             WHERE core.orders.order_id = s.order_id""")
         l_cols = _defaults(schemas.OrderLineModel, {
             "order_id": "order_id", "line_no": "line_no", "sku": "sku", "quantity": "quantity", "uom": "'EA'",
-            "unit_price": "unit_price", "line_amount": "line_amount", "version": "1"})
+            "unit_price": "unit_price", "line_amount": "line_amount", "version": "1", "item_kind": "'catalog'"})
         con.execute(f"INSERT INTO core.order_lines BY NAME SELECT {l_cols} FROM lp")  # noqa: S608
         st = _defaults(schemas.OrderStatusModel, {
             "order_id": "order_id", "version": "1", "actor": "'system'", "reasons": "''",

@@ -238,7 +238,7 @@ def make_orders(prefix: str, n_orders: int, start: datetime, span_s: int, seed: 
         pl.col("order_ts").dt.date().alias("order_date"), pl.col("order_ts").alias("first_captured_at"),
         pl.col("order_id").alias("capture_id"),
     ).with_columns((pl.col("items_subtotal") - pl.col("discount_total")).alias("order_total")))
-    return schemas.conform(orders, schemas.OrderModel), schemas.conform(ln, schemas.OrderLineModel)
+    return schemas.conform(orders, schemas.OrderModel), schemas.conform(ln.with_columns(pl.lit("catalog").alias("item_kind")), schemas.OrderLineModel)
 
 
 def generate(out_dir: Path, n_orders: int, n_hist: int) -> dict[str, int]:

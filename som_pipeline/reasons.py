@@ -88,7 +88,11 @@ VALIDATION_REASONS: dict[str, str] = {
     "RESTRICTED_ITEM": "An item may not ship to the destination country, or is hazmat on an air ship method.",
     "ADDRESS_INVALID": "The ship-to address cannot be shipped to: country not ISO 3166-1 alpha-2, postal code not "
     "matching the country's format, or street line / city missing.",
-    "UNKNOWN_SKU": "The SKU is not in the catalog (ref.products) or is inactive.",
+    "UNKNOWN_SKU": "The SKU is not in the catalog (ref.products) or is inactive (catalog lines only: a custom or "
+    "service line has no catalog SKU to look up).",
+    "CUSTOM_ITEM_REVIEW": "A custom physical item outside the catalog (order_lines.item_kind 'custom', e.g. a Shopify "
+    "custom line item that requires shipping): nothing is reserved for it; someone decides how it is fulfilled "
+    "and approves the hold.",
     # inventory (decided before approval)
     "BACKORDER": "No stock available for the line: the whole quantity is backordered.",
     "SPLIT_SHIPMENT": "Part of the line is reserved now, the rest is backordered (ships in two shipments).",

@@ -41,7 +41,7 @@ def orders(*rows: dict) -> pl.DataFrame:
 def lines(*rows: dict) -> pl.DataFrame:
     out = []
     for r in rows:
-        base = {"line_no": 1, "sku": "S1", "quantity": 1, "uom": "EA", "unit_price": D("10.0000"),
+        base = {"line_no": 1, "sku": "S1", "item_kind": "catalog", "quantity": 1, "uom": "EA", "unit_price": D("10.0000"),
                 "discount_amount": D("0"), "tax_amount": D("0"), "shipping_amount": D("0"), "version": 1}
         base.update(r)
         if "line_amount" not in r and base["unit_price"] is not None:

@@ -548,3 +548,15 @@ def test_group_cumsum_matches_polars_over(keys: list[int], seed: int):
     want = (pl.DataFrame({"k": keys, "v": vals.tolist()}, schema={"k": pl.Int64, "v": pl.Int64})
             .select(pl.col("v").cum_sum().over("k"))["v"].to_list())
     assert got.tolist() == want
+
+
+def test_lines_without_a_reservation_are_neither_allocated_nor_backordered():
+    """A service or custom line (order_lines.item_kind, issue 11) reserves nothing in validation: allocation
+    routes what is reserved, so it ships the catalog line only and owes nothing for the other."""
+    inst = instance(stock={("WH-A", "S1"): 5}, orders=[{"order_id": "O1", "lines": [("S1", 1), ("CUSTOM:11003", 2)]}])
+    lines = inst.lines.with_columns(
+        pl.when(pl.col("line_no") == 2).then(pl.lit("service")).otherwise(pl.lit("catalog")).alias("item_kind"))
+    inst = replace(inst, lines=lines, reservations=inst.reservations.filter(pl.col("line_no") == 1))
+    r = run(inst)
+    assert [(a["order_id"], a["line_no"], a["sku"]) for a in rows(r)] == [("O1", 1, "S1")]
+    assert r.backorders.height == 0

@@ -142,7 +142,13 @@ def test_materialize_samples_into_core(samples_landed: Settings, wh: Warehouse):
                        + VALIDATION + ["analytics/views"])
     assert res.success
     checks = res.get_asset_check_evaluations()
-    assert checks and all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
+    errors = [c for c in checks if not c.passed and c.severity != dg.AssetCheckSeverity.WARN]
+    assert checks and not errors, [c.check_name for c in errors]
+    # the upstream orders.json states subtotal_price 597.00 for lines of 597.00 with 10.00 of discounts (and
+    # order.json a total of 409.94): a non-blocking warning on core/orders lists the live version
+    (totals,) = [c for c in checks if c.check_name == "channel_totals"]
+    assert not totals.passed and totals.severity == dg.AssetCheckSeverity.WARN
+    assert "SHP-450789469" in totals.metadata["sample"].value
 
     files = wh.read("SELECT channel, source_file, records_received, records_accepted, records_quarantined FROM ops.ingest_files")
     assert (files["records_received"] == files["records_accepted"] + files["records_quarantined"]).all()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -170,7 +171,9 @@ def test_latin1_file_parses():
         ({"orders": {"id": 1}}, "/orders is an object"),
         ([1, 2, 3], "a JSON list of 3 elements"),
         ("just a string", "a JSON value (a text)"),
-        ({"id": 1, "line_items": []}, "without the {\"order\": ...} wrapper"),
+        ({"id": 1, "line_items": []}, "an object with line_items that is not a placed order"),
+        ({"id": 1, "name": "#D1", "line_items": [], "customer": {"id": 2}}, "a Shopify draft order"),
+        ({"id": 1, "line_items": [], "abandoned_checkout_url": "https://x"}, "a Shopify checkout"),
     ],
 )
 def test_valid_json_that_is_not_an_order_resource(doc, message):
@@ -203,7 +206,6 @@ def test_empty_orders_page_is_zero_records():
         (order_doc(line_items=None), "NO_LINES"),
         (order_doc(line_items="none"), "UNSUPPORTED_DOCUMENT"),
         (order_doc(line_items=["466157049"]), "UNSUPPORTED_DOCUMENT"),
-        (line_doc(0, sku="", variant_id=None), "MISSING_FIELD"),
         (line_doc(0, tax_lines="3.98"), "UNSUPPORTED_DOCUMENT"),
         (line_doc(0, quantity={"value": 1}), "UNSUPPORTED_DOCUMENT"),
         (line_doc(0, discount_allocations=[{"amount": "1.005"}]), "BAD_AMOUNT"),
@@ -376,3 +378,61 @@ def test_property_corrupted_sample_order(order_key, line_key, value, in_line):
     result, cap = run(json.dumps({"orders": [order, SAMPLE_ORDER]}).encode())
     assert cap.records_received == 2
     assert cap.records_accepted >= 1  # the untouched order is never dragged down
+
+
+# ------------------------------------------------------------------------------------------------
+# Custom line items and webhook orders (issue 11, item 1). Documents written for these tests, in the shape of
+# the Shopify Admin REST API Order resource (https://shopify.dev/docs/api/admin-rest/latest/resources/order):
+# a custom line item -- created in the admin, a draft order or POS -- has "sku", "variant_id" and
+# "product_id" null; "requires_shipping" false marks a service. The orders/create webhook
+# (https://shopify.dev/docs/api/admin-rest/latest/resources/webhook) delivers that order object unwrapped.
+# ------------------------------------------------------------------------------------------------
+def test_custom_line_items_are_captured_with_their_kind_and_a_placeholder_sku():
+    _, cap = run((FIX / "custom_line_items.json").read_bytes(), "custom_line_items.json")
+    assert (cap.records_accepted, cap.records_quarantined) == (1, 0)
+    ln = cap.lines.sort("line_no").select("line_no", "sku", "item_kind", "description", "quantity", "unit_price",
+                                          "line_amount", "tax_amount").rows()
+    assert ln == [
+        (1, "IPOD2008GREEN", "catalog", "IPod Nano - 8gb - green", 1, Decimal("199.0000"), Decimal("199.00"),
+         Decimal("11.94")),
+        (2, "CUSTOM:11002", "custom", "Engraved brass plaque", 1, Decimal("45.0000"), Decimal("45.00"),
+         Decimal("2.70")),
+        (3, "CUSTOM:11003", "service", "Setup service (per hour)", 2, Decimal("40.0000"), Decimal("80.00"),
+         Decimal("4.80")),
+    ]
+    h = cap.headers.row(0, named=True)
+    assert h["order_total"] == h["channel_total"] == Decimal("343.44")
+    validate(StagedLineModel, cap.lines)
+
+
+def test_custom_line_without_an_id_gets_its_position_and_changes_the_hash():
+    doc = sample("orders.json")
+    li = doc["orders"][0]["line_items"][1]
+    li.update(sku=None, variant_id=None, product_id=None, id=None)
+    _, cap = run(enc(doc))
+    line = cap.lines.filter(pl.col("line_no") == 2).row(0, named=True)
+    assert (line["sku"], line["item_kind"]) == ("CUSTOM:2", "custom")  # requires_shipping true in the sample
+    _, catalog = run((FIX / "orders.json").read_bytes())
+    assert catalog.lines["item_kind"].unique().to_list() == ["catalog"]
+    assert cap.headers["content_hash"][0] != catalog.headers["content_hash"][0]
+
+
+def test_webhook_bare_order_is_captured_like_a_wrapped_one():
+    data = (FIX / "webhook_orders_create.json").read_bytes()
+    _, cap = run(data, "orders_create.json")
+    assert (cap.records_accepted, cap.records_quarantined) == (1, 0)
+    h = cap.headers.row(0, named=True)
+    assert (h["channel_order_ref"], h["source_location"], h["customer_ref"]) == ("5432109877", "/", "207119551")
+    assert cap.lines["sku"].to_list() == ["IPOD2008GREEN"]
+    # the same order wrapped as the Admin API returns it: the same content
+    _, wrapped = run(enc({"order": json.loads(data)}), "order.json")
+    assert wrapped.headers["content_hash"][0] == h["content_hash"]
+    assert wrapped.headers["source_location"][0] == "/order"
+
+
+def test_bare_order_with_a_bad_line_is_quarantined_at_the_root():
+    doc = json.loads((FIX / "webhook_orders_create.json").read_bytes())
+    doc["line_items"][0]["quantity"] = "two"
+    _, cap = run(enc(doc))
+    q = cap.quarantine.row(0, named=True)
+    assert (q["reason_code"], q["location"], q["order_ref"]) == ("BAD_QUANTITY", "/", "5432109877")

@@ -300,3 +300,44 @@ def test_service_reads_only_orders_that_can_change_and_ends_like_the_full_workfl
     assert st == {"O00": "APPROVED", "O01": "APPROVED", "O02": "APPROVED", "O03": "ON_HOLD", "O04": "ON_HOLD",
                   "O05": "ON_HOLD", "O06": "APPROVED", "O07": "APPROVED"}, st
     assert wh.read("SELECT sum(quantity_backordered) AS b FROM core.reservations")["b"].item() > 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Custom and service lines (issue 11, item 1): no catalog lookup, no reservation, hence no allocation
+# ------------------------------------------------------------------------------------------------
+def _custom_orders():
+    o = orders({"order_id": "SVC", "customer_id": "C2", "items_subtotal": D("90.00"), "order_total": D("90.00"),
+                "line_count": 2},
+               {"order_id": "CUS", "customer_id": "C2", "items_subtotal": D("55.00"), "order_total": D("55.00"),
+                "line_count": 2})
+    ln = lines({"order_id": "SVC", "line_no": 1, "sku": "S1"},
+               {"order_id": "SVC", "line_no": 2, "sku": "CUSTOM:11003", "item_kind": "service", "quantity": 2,
+                "unit_price": D("40.0000")},
+               {"order_id": "CUS", "line_no": 1, "sku": "S1"},
+               {"order_id": "CUS", "line_no": 2, "sku": "CUSTOM:11002", "item_kind": "custom",
+                "unit_price": D("45.0000"), "description": "Engraved brass plaque"})
+    return o, ln
+
+
+def test_service_line_is_approved_without_reservation_and_custom_item_is_held_for_review():
+    o, ln = _custom_orders()
+    out, _ = run(o, ln, State.empty(), ref(inventory=stock(S1=100, **{"CUSTOM:11003": 5})))
+    assert status_of(out, "SVC") == "APPROVED"
+    assert status_of(out, "CUS") == "ON_HOLD"
+    assert out.holds.select("order_id", "reason_code").rows() == [("CUS", "CUSTOM_ITEM_REVIEW")]
+    fails = out.results.filter(pl.col("outcome") != "pass")
+    # no catalog lookup of the placeholder sku (UNKNOWN_SKU), no price-list check (PRICE_MISMATCH)
+    assert fails.select("order_id", "line_no", "reason_code").rows() == [("CUS", 2, "CUSTOM_ITEM_REVIEW")]
+    assert "Engraved brass plaque" in fails["message"][0]
+    # only the catalog lines reserve stock (even a stock row under the placeholder sku is never touched)
+    assert out.reservations.select("order_id", "line_no", "sku").sort("order_id").rows() == [
+        ("CUS", 1, "S1"), ("SVC", 1, "S1")]
+
+
+def test_custom_item_hold_is_released_by_a_manual_approval():
+    o, ln = _custom_orders()
+    _, st = run(o, ln, State.empty(), ref())
+    out, _ = run(o, ln, st, ref(), now=NOW + timedelta(hours=1),
+                 decisions=decision("CUS", "approve", "CUSTOM_ITEM_REVIEW"))
+    assert status_of(out, "CUS") == "APPROVED"
+    assert out.reservations.filter(pl.col("order_id") == "CUS")["line_no"].to_list() == [1]

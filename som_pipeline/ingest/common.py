@@ -81,7 +81,17 @@ LINE_FIELDS = [
     "shipping_amount",
     "requested_date",
 ]
-RAW_COLUMNS = META_COLUMNS + HEADER_FIELDS + LINE_FIELDS
+# Fields only some parsers set (null = the default / not stated), kept out of HEADER_FIELDS and LINE_FIELDS so
+# that the Amazon halves stored before they existed (stage.amazon_headers.header_json and
+# stage.amazon_items.items_json, keyed by those lists) keep their hashes.
+#   channel_subtotal, channel_discount_total, channel_tax_total: the document's stated totals (Shopify)
+#   item_kind: catalog (default) | custom | service -- see schemas.orders._Line.item_kind
+STATED_TOTALS = ["channel_subtotal", "channel_discount_total", "channel_tax_total"]
+EXTRA_HEADER_FIELDS = [*STATED_TOTALS]
+EXTRA_LINE_FIELDS = [
+    "item_kind",
+]
+RAW_COLUMNS = META_COLUMNS + HEADER_FIELDS + LINE_FIELDS + EXTRA_HEADER_FIELDS + EXTRA_LINE_FIELDS
 RAW_SCHEMA = {c: pl.String for c in RAW_COLUMNS}
 
 MAX_QUANTITY = 10_000_000  # beyond this a quantity is a data error, not an order
@@ -288,7 +298,8 @@ def _row_checks(required_header: tuple[str, ...], line_no_given: bool) -> list[t
         (~pl.col("_line_amount_ok") | (pl.col("_line_amount") <= 0), "BAD_PRICE",
          msg("line amount '", pl.col("line_amount"), "' is not a positive decimal with at most 2 places"))
     )
-    for f in ("discount_amount", "tax_amount", "shipping_amount", "shipping_total", "channel_total", "shipping_tax"):
+    for f in ("discount_amount", "tax_amount", "shipping_amount", "shipping_total", "channel_total", "shipping_tax",
+              *STATED_TOTALS):
         checks.append(
             (~pl.col(f"_{f}_ok") | (pl.col(f"_{f}") < 0), "BAD_AMOUNT",
              msg(f"{f} '", pl.col(f), "' is not a non-negative decimal with at most 2 places"))
@@ -395,7 +406,8 @@ def _parse_fields(rows: pl.DataFrame, line_no_given: bool) -> pl.DataFrame:
     ]
     for f in ("order_ts", "cancelled_at", "source_updated_at"):
         parsed.append(parse_ts(f).alias(f"_{f}"))
-    for f in ("discount_amount", "tax_amount", "shipping_amount", "shipping_total", "channel_total", "shipping_tax"):
+    for f in ("discount_amount", "tax_amount", "shipping_amount", "shipping_total", "channel_total", "shipping_tax",
+              *STATED_TOTALS):
         v, ok = money.parse_decimal(pl.col(f), 2)
         parsed += [v.alias(f"_{f}"), ok.alias(f"_{f}_ok")]
     v, ok = money.parse_decimal(pl.col("discount_pct"), 4)
@@ -646,6 +658,7 @@ def _assemble(good: pl.DataFrame, channel: str, captured_at: datetime) -> tuple[
         pl.col("_tax").alias("tax_amount"),
         pl.coalesce(pl.col("_shipping_amount"), pl.lit(0).cast(money.MONEY)).cast(money.MONEY).alias("shipping_amount"),
         pl.col("_requested_date").alias("requested_date"),
+        pl.coalesce(_txt("item_kind").str.to_lowercase(), pl.lit("catalog")).alias("item_kind"),
         pl.col("_row"),
     ).sort("capture_id", "line_no")
 
@@ -656,14 +669,17 @@ def _assemble(good: pl.DataFrame, channel: str, captured_at: datetime) -> tuple[
         pl.col("shipping_amount").sum().alias("_line_shipping"),
         pl.len().alias("line_count"),
         pl.col("unit_price").null_count().alias("unpriced_lines"),
-        pl.concat_str(
+        (pl.concat_str(
             [pl.col(c).cast(pl.String).fill_null("\x00") for c in
              # discount_rate stays out of the hash: it is given by discount_amount (its rounded product) for
              # every change but one that moves no cent, and orders captured before it existed keep their hash
              ("line_no", "line_ref", "sku", "description", "quantity", "uom", "unit_price", "line_amount",
               "discount_amount", "tax_rate", "tax_amount", "shipping_amount", "requested_date")],
             separator="\x1f",
-        ).sort_by("line_no").str.join("\x1e").alias("_lines_text"),
+        )
+         # item_kind enters only when not 'catalog': orders captured before it existed keep their hash
+         + pl.when(pl.col("item_kind") != "catalog").then("\x1fkind:" + pl.col("item_kind")).otherwise(pl.lit(""))
+         ).sort_by("line_no").str.join("\x1e").alias("_lines_text"),
     )
     first = good.group_by("order_key", maintain_order=True).first()
     headers = first.select(
@@ -686,6 +702,8 @@ def _assemble(good: pl.DataFrame, channel: str, captured_at: datetime) -> tuple[
         _txt("ship_complete").str.to_lowercase().is_in(TRUE_WORDS).fill_null(False).alias("ship_complete"),
         pl.col("_shipping_total").alias("_hdr_shipping"),
         pl.col("_channel_total").alias("channel_total"),
+        # stated totals: kept out of content_hash (a re-send changes them only with what they total)
+        *[pl.col(f"_{f}").alias(f) for f in STATED_TOTALS],
         _txt("prices_include_tax").str.to_lowercase().is_in(TRUE_WORDS).fill_null(False).alias("prices_include_tax"),
         pl.coalesce(pl.col("_shipping_tax"), pl.lit(0)).cast(money.MONEY).alias("shipping_tax"),
         pl.col("_src").alias("source_file"),

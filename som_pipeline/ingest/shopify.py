@@ -8,8 +8,11 @@ Decisions (see also the field mapping in :func:`_order_rows`):
 - File-level problems are one ``file`` record: EMPTY_FILE / BAD_ENCODING (``decode_text``), INVALID_JSON
   (message gives line and column; a syntax error at the very end says the file looks truncated),
   UNSUPPORTED_DOCUMENT for valid JSON that is not an order resource (a refund, a transaction list,
-  order risks, a fulfillment event...; the message names what it looks like). A bare order object
-  without the ``{"order": ...}`` wrapper is refused too: every API response is wrapped.
+  order risks, a fulfillment event, a bare draft order or checkout...; the message names what it looks like).
+- A bare order object -- what an ``orders/create`` / ``orders/updated`` webhook delivers: the order resource
+  without the ``{"order": ...}`` wrapper -- is one order, captured like ``{"order": ...}``; its location is
+  ``/`` (the document root) and its lines ``/line_items/<i>``. It is told from the other bare objects by
+  :func:`_is_bare_order` (``line_items`` + ``id`` + an order-only key; no draft-order / checkout key).
 - ``{"orders": []}`` (an empty page, a normal API answer) is zero records, not a problem.
 - Record-level structure problems (an element of ``orders`` that is not an object, a line item that is
   not an object, ``tax_lines`` that is not a list, an object where a value is expected...) reject the
@@ -18,9 +21,18 @@ Decisions (see also the field mapping in :func:`_order_rows`):
 - Sums (line ``discount_allocations``, ``tax_lines``, ``shipping_lines``) are exact ``Decimal`` sums.
   A summand that is not a plain decimal with at most 2 places is passed through *as sent* instead of
   the sum, so :func:`normalise` rejects the order naming the field (we never round what was sent).
-- ``sku`` falls back to ``variant_id`` (as text) when empty: custom/variant-only items have no SKU.
+- ``sku`` falls back to ``variant_id`` (as text) when empty: variant-only items have no SKU.
+- A *custom line item* (admin, draft-order and POS orders: ``sku`` and ``variant_id`` both empty -- a
+  custom-priced item, a service) is captured with its title, price, discounts and taxes as any line, with
+  ``item_kind`` ``service`` when ``requires_shipping`` is false, else ``custom``, and the placeholder sku
+  ``CUSTOM:<line item id>`` (``CUSTOM:<position>`` when the item has no id; see
+  ``schemas.orders.CUSTOM_SKU_PREFIX``). Validation decides what happens to it (no reservation; a custom
+  physical item is held CUSTOM_ITEM_REVIEW).
 - ``shipping_total`` = sum(shipping_lines[].price) - sum(shipping_lines[].discount_allocations[].amount);
   ``shipping_tax`` = sum(shipping_lines[].tax_lines[].price) (part of ``tax_total``).
+- The document's own totals are kept as stated, to reconcile (``sql/reconciliation/channel_totals.sql``):
+  ``total_price`` -> ``channel_total``, ``subtotal_price`` -> ``channel_subtotal`` (after discounts, before
+  shipping and tax), ``total_discounts`` -> ``channel_discount_total``, ``total_tax`` -> ``channel_tax_total``.
 - ``taxes_included: true`` (tax-inclusive prices) -> ``prices_include_tax``: line prices, discounts and shipping
   already contain the tax, so ``order_total`` does not add it again (it then equals Shopify's ``total_price``).
 - Numbers are kept as the exact text sent (:func:`load_json_exact`), also in ``raw``
@@ -48,6 +60,7 @@ from som_pipeline.ingest.jsondoc import (
     load_json_exact,
     read_json_document,
 )
+from som_pipeline.schemas.orders import CUSTOM_SKU_PREFIX
 
 CHANNEL = "shopify"
 RECORD_UNIT = "order"
@@ -82,14 +95,34 @@ _NOT_ORDERS = {
 _PO_NAMES = {"po", "po number", "po no", "po num", "purchase order", "purchase order number", "purchase order no"}
 
 
+# Keys only a placed order carries (the order resource; webhooks orders/create, orders/updated, orders/paid)
+_ORDER_ONLY_KEYS = ("order_number", "financial_status", "processed_at", "checkout_id", "confirmation_number")
+# Keys of the other bare objects with line_items: a draft order, a checkout / abandoned checkout, a cart
+_DRAFT_KEYS = ("invoice_url", "invoice_sent_at")
+_CHECKOUT_KEYS = ("abandoned_checkout_url",)
+
+
+def _is_bare_order(doc: Any) -> bool:
+    """A webhook-shaped order: the order resource itself, not wrapped in ``{"order": ...}``."""
+    return (isinstance(doc, dict) and isinstance(doc.get("line_items"), list) and "id" in doc
+            and "order" not in doc and "orders" not in doc
+            and any(k in doc for k in _ORDER_ONLY_KEYS)
+            and not any(k in doc for k in _DRAFT_KEYS + _CHECKOUT_KEYS))
+
+
 def _describe(doc: Any) -> str:
     """What a valid JSON document that is not an order resource looks like."""
     if isinstance(doc, dict):
+        if "line_items" in doc:  # a bare resource: its nested keys (customer, refunds...) say nothing
+            if any(k in doc for k in _DRAFT_KEYS) or str(doc.get("name", "")).startswith("#D"):
+                return _NOT_ORDERS["draft_order"]
+            if any(k in doc for k in _CHECKOUT_KEYS):
+                return _NOT_ORDERS["checkout"]
+            return ("an object with line_items that is not a placed order (a bare order has an id and one of "
+                    f"{', '.join(_ORDER_ONLY_KEYS)})")
         for k in doc:
             if k in _NOT_ORDERS:
                 return _NOT_ORDERS[k]
-        if "line_items" in doc and ("id" in doc or "name" in doc):
-            return "a bare order object without the {\"order\": ...} wrapper of the Admin API"
         keys = ", ".join(list(map(str, doc))[:5]) or "none"
         return f"a JSON object with keys {keys}"
     if isinstance(doc, list):
@@ -122,6 +155,8 @@ def parse_shopify(data: bytes, source_file: str) -> ParseResult:
         records: list[tuple[str, Any]] = [("/order", doc["order"])]
     elif isinstance(doc, dict) and isinstance(doc.get("orders"), list):
         records = [(f"/orders/{i}", o) for i, o in enumerate(doc["orders"])]
+    elif _is_bare_order(doc):
+        records = [("", doc)]  # "" is the JSON pointer of the document root (RFC 6901)
     else:
         if isinstance(doc, dict) and ("order" in doc or "orders" in doc):
             key = "order" if "order" in doc else "orders"
@@ -129,13 +164,14 @@ def parse_shopify(data: bytes, source_file: str) -> ParseResult:
             msg = f"/{key} is {kind_of(doc[key])}, expected {want}: not a Shopify order resource"
         else:
             msg = (f"{source_file} is {_describe(doc)}, not a Shopify order resource "
-                   '(expected {"order": {...}} or {"orders": [...]})')
+                   '(expected {"order": {...}}, {"orders": [...]} or the bare order object of an orders/* webhook)')
         raw = text if len(text) <= MAX_RAW_CHARS else text[:MAX_RAW_CHARS]
         return _file(FileProblem("UNSUPPORTED_DOCUMENT", msg, raw=raw, encoding=encoding))
 
     rows: list[dict[str, Any]] = []
     rejected: list[Rejection] = []
     for pointer, order in records:
+        where = pointer or "/"
         raw = dump_json(order)
         ref = None
         if isinstance(order, dict):
@@ -148,7 +184,7 @@ def parse_shopify(data: bytes, source_file: str) -> ParseResult:
                 raise RecordProblem("UNSUPPORTED_DOCUMENT", f"{pointer} is {kind_of(order)}, expected an order object")
             rows.extend(_order_rows(order, pointer, raw))
         except RecordProblem as p:
-            rejected.append(Rejection(pointer, "order", pointer, p.reason_code, p.message, raw, ref))
+            rejected.append(Rejection(where, "order", where, p.reason_code, p.message, raw, ref))
     return ParseResult(CHANNEL, RECORD_UNIT, raw_frame(rows), rejected, encoding=encoding)
 
 
@@ -222,10 +258,15 @@ def _order_rows(order: dict[str, Any], p: str, raw: str) -> list[dict[str, Any]]
         "channel_status": "cancelled" if cancelled_at else get_text(order, "fulfillment_status", p),
         "cancelled_at": cancelled_at,
         "channel_total": get_text(order, "total_price", p),
+        "channel_subtotal": get_text(order, "subtotal_price", p),
+        "channel_discount_total": get_text(order, "total_discounts", p),
+        "channel_tax_total": get_text(order, "total_tax", p),
         "shipping_tax": shipping_tax,
         "prices_include_tax": get_text(order, "taxes_included", p),
     }
-    common = {"record_id": p, "record_kind": "order", "record_location": p, "order_key": p, "raw": raw, **header}
+    where = p or "/"  # the root of a bare (webhook) order
+    common = {"record_id": where, "record_kind": "order", "record_location": where, "order_key": where, "raw": raw,
+              **header}
 
     rows = []
     for i, li in enumerate(items):
@@ -240,12 +281,18 @@ def _order_rows(order: dict[str, Any], p: str, raw: str) -> list[dict[str, Any]]
         tax_lines = get_objs(li, "tax_lines", lp)
         tax = decimal_sum([get_text(t, "price", f"{lp}/tax_lines/{j}") for j, t in enumerate(tax_lines)])
         rate = get_text(tax_lines[0], "rate", f"{lp}/tax_lines/0") if len(tax_lines) == 1 else None
+        sku = get_text(li, "sku", lp) or get_text(li, "variant_id", lp)
+        kind = None  # catalog
+        if sku is None:  # a custom line item: no catalog identity
+            kind = "service" if get_text(li, "requires_shipping", lp) == "false" else "custom"
+            sku = CUSTOM_SKU_PREFIX + (get_text(li, "id", lp) or str(i + 1))
         rows.append(
             {
                 **common,
                 "location": lp,
                 "line_ref": get_text(li, "id", lp),
-                "sku": get_text(li, "sku", lp) or get_text(li, "variant_id", lp),
+                "sku": sku,
+                "item_kind": kind,
                 "description": get_text(li, "name", lp) or get_text(li, "title", lp),
                 "quantity": get_text(li, "quantity", lp),
                 "unit_price": get_text(li, "price", lp),

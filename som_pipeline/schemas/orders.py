@@ -57,7 +57,20 @@ class _OrderHeader(_Strict):
         "false). Null when a line is unpriced.",
         nullable=True,
     )
-    channel_total: Money = _f("Grand total as stated by the channel, kept to reconcile against order_total.", nullable=True)
+    channel_total: Money = _f(
+        "Grand total as stated by the channel's document (Shopify total_price, Amazon OrderTotal, X12 AMT*TT), "
+        "kept as sent to reconcile against order_total (sql/reconciliation/channel_totals.sql lists the orders "
+        "where they differ). Null when the document states none.", nullable=True)
+    channel_subtotal: Money = _f(
+        "Goods after discounts, before shipping and tax, as stated by the channel (Shopify subtotal_price); "
+        "compared with items_subtotal - discount_total. Null when the document states none.", nullable=True)
+    channel_discount_total: Money = _f(
+        "Total discount as stated by the channel (Shopify total_discounts: line and shipping discounts, while "
+        "discount_total counts line discounts and shipping_total is net of its discounts), for reference; not "
+        "reconciled on its own. Null when the document states none.", nullable=True)
+    channel_tax_total: Money = _f(
+        "Total tax as stated by the channel (Shopify total_tax, lines and shipping); compared with tax_total. "
+        "Null when the document states none.", nullable=True)
     line_count: int = _f("Number of lines.", ge=1)
     unpriced_lines: int = _f("Lines without a unit price (EDI/CSV/portal may leave price to the price list).", ge=0)
     source_file: str = _f("File (or portal table) the order was captured from.")
@@ -86,6 +99,11 @@ class OrderVersionModel(OrderModel):
     superseded_at: TsUTC = _f("When a later version replaced this one.", nullable=True)
 
 
+ITEM_KINDS = ("catalog", "custom", "service")
+#: sku of a line without a catalog identity: CUSTOM_SKU_PREFIX + the channel's line id (or its position)
+CUSTOM_SKU_PREFIX = "CUSTOM:"
+
+
 class _Line(_Strict):
     line_no: int = _f("Line number within the order (as given by CSV/portal; position for JSON/EDI).", ge=1)
     line_ref: str = _f("The channel's id of the line (Shopify line item id, Amazon OrderItemId, PO101).", nullable=True)
@@ -107,6 +125,13 @@ class _Line(_Strict):
     tax_amount: Money = _f("Tax on this line as given, or tax_rate x (line_amount - discount) rounded once.", ge=0)
     shipping_amount: Money = _f("Shipping charged on this line (Amazon ShippingPrice); 0 elsewhere.", ge=0)
     requested_date: pl.Date = _f("Requested delivery / ship date, where given.", nullable=True)
+    item_kind: str = _f(
+        "What the line sells: 'catalog' (a product the channel identifies by SKU or variant: checked against "
+        "ref.products, reserved and allocated), 'custom' (a physical item outside the catalog: a Shopify custom "
+        "line item, sku and variant_id null, requires_shipping true; held CUSTOM_ITEM_REVIEW, nothing reserved), "
+        "'service' (a custom line that ships nothing, Shopify requires_shipping false: no reservation, no "
+        "allocation). A non-catalog line's sku is the placeholder CUSTOM:<channel line id>.",
+        isin=list(ITEM_KINDS), backfill="catalog")
 
 
 class OrderLineModel(_Line):

@@ -19,6 +19,9 @@ priority: a line gets the substitute while the cumulative shortfall of the lines
 each fit) plus its own fits the stock left -- again no overtaking. A line that is not served by any
 substitute keeps its primary split/backorder.
 
+Only catalog lines reserve (``order_lines.item_kind`` 'catalog'): a custom item or a service line has no stock
+and gets no reservation row, hence no allocation; an order of such lines only gets no ``inventory`` result.
+
 Decisions per line:
 
 - ``RESERVE``            fully reserved from the requested SKU (pass);
@@ -42,7 +45,7 @@ import polars as pl
 
 from som_pipeline.schemas import ReservationDecisionModel, polars_schema
 from som_pipeline.validation.config import ValidationConfig
-from som_pipeline.validation.frames import Frame, lazy
+from som_pipeline.validation.frames import Frame, is_catalog, lazy
 from som_pipeline.validation.priority import resolve_priority
 from som_pipeline.validation.results import collect, emit, evidence, fmt, passes
 
@@ -136,8 +139,9 @@ def reserve_inventory(orders: Frame, lines: Frame, customers: Frame, products: F
                  (pl.col("_o_sc").fill_null(False) | pl.col("_c_sc").fill_null(False)).alias("_sc"),
                  pl.col("_c_subs").fill_null(False).alias("_subs_ok")))
     stock = available_stock(inventory, fixed_reserved)
-    ln = (lazy(lines).select("order_id", pl.col("line_no").cast(pl.Int64), "sku",
-                             pl.col("quantity").cast(pl.Int64))
+    # catalog lines only: a custom item or a service has no stock to reserve (and so no allocation)
+    ln = (lazy(lines).filter(is_catalog())
+          .select("order_id", pl.col("line_no").cast(pl.Int64), "sku", pl.col("quantity").cast(pl.Int64))
           .join(o, on="order_id", how="inner")
           .join(stock, on="sku", how="left")
           .with_columns(pl.col("_on_hand").fill_null(0), pl.col("_fixed").fill_null(0),

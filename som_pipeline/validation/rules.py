@@ -51,7 +51,7 @@ import polars as pl
 
 from som_pipeline import money
 from som_pipeline.validation.config import ValidationConfig
-from som_pipeline.validation.frames import Frame, lazy
+from som_pipeline.validation.frames import Frame, is_catalog, lazy
 from som_pipeline.validation.priority import resolve_priority
 from som_pipeline.validation.results import collect, emit, evidence, fmt, passes, txt
 
@@ -163,7 +163,19 @@ def _compliance_findings(orders: Frame, lines: Frame, products: Frame, cfg: Vali
 
     prod = lazy(products).select("sku", pl.col("active").alias("_p_active"), pl.col("hazmat").alias("_hazmat"),
                                  "restricted_countries", pl.lit(True).alias("_p_known"))
-    ln = (lazy(lines).select("order_id", "line_no", "sku")
+    all_lines = lazy(lines).select("order_id", "line_no", "sku", "description", "quantity",
+                                   pl.col("item_kind").fill_null("catalog").alias("_kind")).collect()
+    # custom physical items: outside the catalog, so no SKU lookup; a person decides how they ship
+    custom = emit(
+        all_lines.lazy().filter(pl.col("_kind") == "custom"), rule="compliance", reason="CUSTOM_ITEM_REVIEW",
+        cfg=cfg, line_no="line_no",
+        message=fmt("custom item '{}' ({} x, no catalog SKU) needs a review: nothing is reserved for it",
+                    txt("description", "(no title)"), "quantity"),
+        evidence=evidence(item_kind=pl.col("_kind"), sku=pl.col("sku"), description=pl.col("description"),
+                          quantity=pl.col("quantity")),
+    )
+    # catalog lines only: a custom or service line's placeholder sku is not looked up
+    ln = (all_lines.lazy().filter(pl.col("_kind") == "catalog").select("order_id", "line_no", "sku")
           .join(prod, on="sku", how="left")
           .join(o.select("order_id", "_country", "ship_method", "_air"), on="order_id", how="left")
           .collect().lazy())
@@ -195,14 +207,15 @@ def _compliance_findings(orders: Frame, lines: Frame, products: Frame, cfg: Vali
         evidence=evidence(kind=pl.lit("hazmat_by_air"), sku=pl.col("sku"), hazmat=pl.lit(True),
                           ship_method=pl.col("ship_method"), transport=pl.lit("air")),
     )
-    findings = pl.concat([embargo, address, unknown, by_country, by_air]).collect()
+    findings = pl.concat([embargo, address, unknown, custom, by_country, by_air]).collect()
     return pl.concat([findings.lazy(), passes(o, findings, rule="compliance",
                                        message="destination, address and items may ship",
                                        evidence=evidence(country=pl.col("_country"), air=pl.col("_air")))])
 
 
 def check_compliance(orders: Frame, lines: Frame, products: Frame, cfg: ValidationConfig) -> pl.DataFrame:
-    """``EMBARGO`` (reject), ``ADDRESS_INVALID``, ``RESTRICTED_ITEM`` (country / hazmat by air), ``UNKNOWN_SKU``."""
+    """``EMBARGO`` (reject), ``ADDRESS_INVALID``, ``RESTRICTED_ITEM`` (country / hazmat by air), ``UNKNOWN_SKU``
+    (catalog lines), ``CUSTOM_ITEM_REVIEW`` (custom physical items; a service line passes)."""
     return collect([_compliance_findings(orders, lines, products, cfg)])
 
 
@@ -349,9 +362,11 @@ def check_promo(orders: Frame, lines: Frame, customers: Frame, products: Frame, 
 # Price and discount
 # ================================================================================================
 def _line_context(orders: Frame, lines: Frame, customers: Frame) -> pl.LazyFrame:
+    """Catalog lines with their order's customer, tier, currency and date. Custom and service lines have no
+    price-list row: their price is what the channel charged (a custom item is reviewed by CUSTOM_ITEM_REVIEW)."""
     o = (lazy(orders).select("order_id", "customer_id", "currency", "order_date")
          .join(lazy(customers).select("customer_id", "tier"), on="customer_id", how="left"))
-    return lazy(lines).join(o, on="order_id", how="inner")
+    return lazy(lines).filter(is_catalog()).join(o, on="order_id", how="inner")
 
 
 def _with_expected(ctx: pl.DataFrame, price_lists: Frame) -> pl.DataFrame:

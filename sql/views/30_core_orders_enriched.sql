@@ -1,5 +1,7 @@
 -- Live orders with their customer (name, tier, country) and unit count: the analyst's main table.
 -- customer_name is NULL when the channel's customer reference is not in ref.customer_aliases.
+-- channel_total_difference: the channel's stated grand total - order_total (NULL when not stated; details in
+-- sql/reconciliation/channel_totals.sql).
 CREATE OR REPLACE VIEW core.v_orders AS
 SELECT o.order_id,
        o.channel,
@@ -23,6 +25,8 @@ SELECT o.order_id,
        o.tax_total,
        o.shipping_total,
        o.order_total,
+       o.channel_total,
+       o.channel_total - o.order_total AS channel_total_difference,
        o.unpriced_lines
 FROM core.orders AS o
 LEFT JOIN ref.customers AS c USING (customer_id)
