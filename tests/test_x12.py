@@ -443,12 +443,15 @@ def test_no_lines():
 # ------------------------------------------------------------------------------------------------
 # Field mapping
 # ------------------------------------------------------------------------------------------------
-def test_invalid_date_passed_through_and_997_rejects_after_normalise():
+def test_invalid_date_rejected_at_its_segment_not_a_po1():
     segs = interchange(tset(["BEG*00*NE*PO1**20260230", BODY[1], BODY[2]]))
     result, cap = run(edi(segs))
-    assert result.rows["order_ts"].to_list() == ["2026-02-30"]
-    assert reasons(cap) == ["BAD_DATE"]
+    assert result.rows.height == 0 and reasons(cap) == ["BAD_DATE"]
+    msg = cap.quarantine["message"][0]
+    assert msg.startswith("BEG05 '20260230' (segment 4, line 4) is not a calendar date") and "PO1" not in msg
     [ack] = acks(result, cap)
+    assert seg(ack, "AK3") == [["AK3", "BEG", "2", "", "8"]]
+    assert seg(ack, "AK4") == [["AK4", "5", "373", "8", "20260230"]]  # element 5, data element 373, invalid date
     assert seg(ack, "AK5") == [["AK5", "R", "5"]] and seg(ack, "AK9") == [["AK9", "R", "1", "1", "0"]]
 
 
@@ -594,3 +597,121 @@ def test_property_parse_and_997_never_raise(data):
     ok = set(result.rows["record_id"].to_list())
     for i, ic in enumerate(result.extras["interchanges"], 1):
         assert_997_consistent(build_997(ic, ok, i, NOW))
+
+
+# ------------------------------------------------------------------------------------------------
+# X12 versions (issue 11 item 2). Structure of the 850 and the 997 code lists: ASC X12 850 / 997 (element
+# 373 Date is DT 6/6 YYMMDD before 004010, DT 8/8 CCYYMMDD from 004010; DTM05 is element 624 Century before
+# 004010, as in kputnam/stupidedi lib/stupidedi/versions/003050/segment_defs/DTM.rb; AK502 1 = transaction set
+# not supported, AK905 2 = functional group version not supported). The documents in fixtures/x12/written/
+# are written for these tests, modelled on the public 004010 samples beside them (EDI.Net, stupidedi).
+# ------------------------------------------------------------------------------------------------
+WRITTEN = FIX / "written"
+SIX_DIGIT = ["003040", "003050", "003060", "003070"]
+EIGHT_DIGIT = ["004010", "004020", "004030", "004040", "004050", "004060", "005010"]
+
+
+def versioned(version: str, body: list[str], *, st03: str | None = None, icn: str = "000000001") -> bytes:
+    st = f"ST*850*0001*{st03}" if st03 else "ST*850*0001"
+    gs04 = "260709" if version < "004010" else "20260709"
+    return edi([isa(icn), f"GS*PO*SENDER*RECEIVER*{gs04}*1200*1*X*{version}", st, *body, f"SE*{len(body) + 2}*0001",
+                "GE*1*1", f"IEA*1*{icn}"])
+
+
+@pytest.mark.parametrize("version", SIX_DIGIT + EIGHT_DIGIT)
+def test_every_supported_version_with_its_date_rule(version):
+    six = version in SIX_DIGIT
+    d = (lambda s: s[2:]) if six else (lambda s: s)  # YYMMDD before 004010, CCYYMMDD from it
+    body = [f"BEG*00*NE*PO1**{d('20260709')}", f"DTM*002*{d('20260801')}", "PO1*1*2*EA*10**VN*A-1",
+            f"DTM*002*{d('20260805')}", "PO1*2*1*EA*3**VN*A-2", "CTT*2"]
+    result, cap = run(versioned(version, body))
+    assert cap.records_accepted == 1, cap.quarantine["message"].to_list()
+    assert cap.headers["order_ts"].to_list() == [datetime(2026, 7, 9, tzinfo=UTC)]
+    assert [x.isoformat() for x in cap.lines["requested_date"].to_list()] == ["2026-08-05", "2026-08-01"]
+    assert result.extras["interchanges"][0]["groups"][0]["sets"][0]["version"] == version
+    [ack] = acks(result, cap)
+    [gs] = seg(ack, "GS")
+    assert gs[8] == version and len(gs[4]) == (6 if six else 8)  # the 997 answers in the group's version
+    assert seg(ack, "AK5") == [["AK5", "A"]]
+    assert_997_consistent(ack)
+    # the other version family's date length breaks the rule: AK4 code 5 (too long) / 4 (too short)
+    other = "20260709" if six else "260709"
+    result, cap = run(versioned(version, [f"BEG*00*NE*PO1**{other}", "PO1*1*2*EA*10**VN*A-1", "CTT*1"]))
+    assert reasons(cap) == ["BAD_DATE"] and cap.quarantine["message"][0].startswith(f"BEG05 '{other}' (segment 4")
+    assert seg(acks(result, cap)[0], "AK4") == [["AK4", "5", "373", "5" if six else "4", other]]
+
+
+@pytest.mark.parametrize(
+    ("version", "dtm", "expected"),
+    [
+        ("003050", "DTM*002*990801***20", "2099-08-01"),  # DTM05 century wins over the %y window
+        ("003050", "DTM*002*990801", "1999-08-01"),  # no century: 69-99 -> 19xx
+        ("003050", "DTM*002*680801", "2068-08-01"),  # 00-68 -> 20xx
+        ("004010", "DTM*002*20260801***D8", "2026-08-01"),  # 004010 DTM05 is a format qualifier, not a century
+    ],
+)
+def test_dtm05_century_only_before_004010(version, dtm, expected):
+    beg = "BEG*00*NE*PO1**" + ("260709" if version < "004010" else "20260709")
+    _, cap = run(versioned(version, [beg, dtm, "PO1*1*2*EA*10**VN*A-1", "CTT*1"]))
+    assert [x.isoformat() for x in cap.lines["requested_date"].to_list()] == [expected]
+
+
+def test_written_003050_document():
+    result, cap = run(fx("written/po850_003050_yymmdd.edi"))
+    h = cap.headers.row(0, named=True)
+    assert h["order_ts"] == datetime(2026, 7, 8, 20, 30, tzinfo=UTC)  # DTM*004 260708 1630 ED, century 20
+    assert (h["channel_order_ref"], h["ship_to_city"]) == ("OLDPARTNER:PO-3050-1", "Tacoma")
+    assert [x.isoformat() for x in cap.lines["requested_date"].to_list()] == ["2026-07-25", "2026-07-20"]
+    assert lines_of(cap) == [(4, Decimal("12.5000"), Decimal("50.00")), (1, Decimal("40.0000"), Decimal("40.00"))]
+    [ack] = acks(result, cap)
+    assert seg(ack, "GS")[0][4] == "260301" and seg(ack, "AK9") == [["AK9", "A", "1", "1", "1"]]
+
+
+def test_written_005010_document_version_from_st03():
+    result, cap = run(fx("written/po850_005010_st03.edi"))
+    assert cap.records_accepted == 1 and cap.lines["sku"].to_list() == ["NEW-1"]
+    assert result.extras["interchanges"][0]["separators"]["repetition"] == "^"
+    # ST03 names the version of the set even when GS08 names another (or one we do not map)
+    body = ["BEG*00*NE*PO1**20260709", "PO1*1*2*EA*10**VN*A-1", "CTT*1"]
+    _, cap = run(versioned("003010", body, st03="004010VICS"))
+    assert cap.records_accepted == 1
+    result, cap = run(versioned("004010", body, st03="003010"))
+    assert reasons(cap) == ["X12_VERSION_UNSUPPORTED"]
+
+
+@pytest.mark.parametrize("version", ["003010", "002001", "005020", "006020", "4010", ""])
+def test_unsupported_version_is_acknowledged_as_such_not_as_a_syntax_error(version):
+    body = ["BEG*00*NE*PO1**260709", "DTM*002*260230", "PO1*1*2*EA*10**VN*A-1", "CTT*1"]  # a bad date too
+    result, cap = run(versioned(version, body))
+    assert reasons(cap) == ["X12_VERSION_UNSUPPORTED"]
+    assert "not supported (supported: 003040, " in cap.quarantine["message"][0]
+    assert cap.quarantine["order_ref"].to_list() == ["SENDER:PO1"]
+    [ack] = acks(result, cap)
+    assert seg(ack, "AK3") == [] and seg(ack, "AK5") == [["AK5", "R", "1"]]
+    assert seg(ack, "AK9") == [["AK9", "R", "1", "1", "0", "2"]]  # AK905 2: functional group version not supported
+
+
+def test_written_003010_document_unsupported():
+    result, cap = run(fx("written/po850_003010_unsupported.edi"))
+    assert reasons(cap) == ["X12_VERSION_UNSUPPORTED"] and cap.records_received == 1
+    errors = result.extras["interchanges"][0]["groups"][0]["errors"]
+    assert [(e["code"], e["ak9"]) for e in errors] == [("X12_VERSION_UNSUPPORTED", "2")]
+
+
+@pytest.mark.parametrize(
+    ("body", "start", "ak"),
+    [
+        (["BEG*00*NE*PO1**20260709", "DTM*004*20260709*2561*ET", BODY[1], BODY[2]],
+         "DTM03 '2561' (segment 5, line 5) is not a time", [["AK3", "DTM", "3", "", "8"], ["AK4", "3", "337", "9", "2561"]]),
+        (["BEG*00*NE*PO1**20260709", BODY[1], "DTM*002*20261301", BODY[2]],
+         "DTM02 '20261301' (segment 6, line 6) is not a calendar date",
+         [["AK3", "DTM", "4", "", "8"], ["AK4", "2", "373", "8", "20261301"]]),
+        (["BEG*00*NE*PO1", BODY[1], BODY[2]],
+         "BEG05 (purchase order date, the order_ts) is empty", [["AK3", "BEG", "2", "", "8"], ["AK4", "5", "", "1"]]),
+    ],
+)
+def test_date_and_time_errors_name_their_segment(body, start, ak):
+    result, cap = run(edi(interchange(tset(body))))
+    assert cap.quarantine["message"][0].startswith(start)
+    [ack] = acks(result, cap)
+    assert [e for e in elements(ack) if e[0] in ("AK3", "AK4")] == ak

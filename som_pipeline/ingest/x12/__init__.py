@@ -1,7 +1,8 @@
-"""EDI channel: ANSI X12 004010 850 purchase orders -> raw rows, and the 997 that answers them.
+"""EDI channel: ANSI X12 850 purchase orders (versions 003040-005010) -> raw rows, and the 997 that answers them.
 
 All pure functions of the text they are given, in the order a file goes through them:
 
+- :mod:`.versions`: the X12 releases the 850 reader maps (003040-005010) and their date rules.
 - :mod:`.tokenizer`: the separators each ISA declares (tolerating the ISA deviations real partners send)
   and the segments they cut the text into; :func:`split_segments` for tests and tools.
 - :mod:`.envelope`: the ISA/GS/ST..SE/GE/IEA walker; envelope errors are reported, never reject a sound set.
@@ -24,6 +25,7 @@ from som_pipeline.ingest.x12.tokenizer import (
     split_segments,
 )
 from som_pipeline.ingest.x12.transaction_set import RECORD_KIND
+from som_pipeline.ingest.x12.versions import SUPPORTED_VERSIONS
 
 __all__ = [
     "CHANNEL",
@@ -34,6 +36,7 @@ __all__ = [
     "RECORD_KIND",
     "RECORD_UNIT",
     "SUPPORTED_SET",
+    "SUPPORTED_VERSIONS",
     "Segment",
     "Separators",
     "X12Error",

@@ -14,6 +14,7 @@ from typing import Any
 
 from som_pipeline.ingest.common import Captured
 from som_pipeline.ingest.x12.tokenizer import BREAKS, DIGITS, Separators
+from som_pipeline.ingest.x12.versions import DEFAULT_VERSION, version_code
 
 
 def accepted_set_ids(captured: Captured) -> set[str]:
@@ -105,11 +106,13 @@ def _write_isa(w: _Writer, interchange: dict[str, Any], now: datetime, icn: str)
 
 
 def _write_gs(w: _Writer, interchange: dict[str, Any], first: dict[str, Any], now: datetime, gcn: str) -> None:
-    """GS (functional id FA) with the first received group's sender and receiver swapped."""
+    """GS (functional id FA) with the first received group's sender and receiver swapped, in its version (the
+    997's AK1..AK9 are the same in every release from 003010 on; GS04 is YYMMDD before 004010)."""
     c = w.c
+    version = version_code(first.get("version")) or DEFAULT_VERSION.code
     w.seg("GS", "FA", c(first.get("receiver")) or c(interchange.get("receiver_id")).strip(),
           c(first.get("sender")) or c(interchange.get("sender_id")).strip(),
-          now.strftime("%Y%m%d"), now.strftime("%H%M"), gcn, "X", "004010")
+          now.strftime("%Y%m%d" if version >= "004010" else "%y%m%d"), now.strftime("%H%M"), gcn, "X", version)
 
 
 def _write_group_ack(w: _Writer, g: dict[str, Any], stcn: str, accepted_record_ids: set[str]) -> None:
@@ -139,7 +142,8 @@ def _write_set_ack(w: _Writer, s: dict[str, Any], accepted_record_ids: set[str])
         sid = re.sub(r"[^A-Z0-9]", "", c(note.get("segment_id")).upper())[:3]
         w.seg("AK3", sid if len(sid) >= 2 else "ZZ", note.get("position", 1), "", note.get("code", "8"))
         for e in note.get("elements", []):
-            w.seg("AK4", e.get("position", 1), "", e.get("code", "6"))
+            bad = c(e.get("value"))[:99]  # AK404: a copy of the bad element, when known
+            w.seg("AK4", e.get("position", 1), c(e.get("ref")), e.get("code", "6"), *([bad] if bad else []))
     codes = s.get("ak5_codes") or ["5"]
     w.seg("AK5", "R", *codes[:5])
     return False

@@ -9,7 +9,8 @@ AK9 / as TA1 note codes), not as rejections. One exception: a set with no GS bef
 Runs of stray segments are rejected with record_kind ``transaction_set`` (the closest kind; they are
 usually a set whose ST broke).
 
-997 group codes (element 716): AK9 3 = GE missing, 4 = GE02/GS06 differ, 5 = GE01 count wrong.
+997 group codes (element 716): AK9 2 = the group's version (GS08) is not one the 850 reader maps (its 850s
+are quarantined ``X12_VERSION_UNSUPPORTED``), 3 = GE missing, 4 = GE02/GS06 differ, 5 = GE01 count wrong.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from som_pipeline.ingest.x12.tokenizer import (
     skip_ws,
 )
 from som_pipeline.ingest.x12.transaction_set import RECORD_KIND, OpenSet, close_set
+from som_pipeline.ingest.x12.versions import set_version, supported_list
 
 
 class EnvelopeWalker:
@@ -133,6 +135,7 @@ class EnvelopeWalker:
                 self.ic["errors"].append({"code": "X12_SYNTAX", "ta1": "024",
                                           "message": f"segment {ge.no} (line {ge.line}): GE without a GS"})
             return
+        check_version(self.group)
         check_ge(self.group, ge)
         self.group = None
 
@@ -267,6 +270,16 @@ def implicit_group_entry(st: Segment) -> dict[str, Any]:
             "sets": [], "errors": [{"code": "X12_SYNTAX", "ak9": None,
                                     "message": "transaction set(s) outside a functional group (no GS)"}],
             "warnings": [], "trailer": None}
+
+
+def check_version(g: dict[str, Any]) -> None:
+    """AK9 code 2 for a group whose GS08 version is not mapped, when its 850s were refused for it."""
+    if g["implicit"] or set_version(g["version"], None)[0] is not None:
+        return
+    if any(s.get("reason_code") == "X12_VERSION_UNSUPPORTED" for s in g["sets"]):
+        g["errors"].append({"code": "X12_VERSION_UNSUPPORTED", "ak9": "2",
+                            "message": f"group {g['control_number']}: GS08 version {g['version']!r} is not supported "
+                                       f"(supported: {supported_list()})"})
 
 
 def check_ge(g: dict[str, Any], ge: Segment | None) -> None:
