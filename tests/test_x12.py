@@ -12,7 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from som_pipeline.ingest.common import file_sha256, normalise
-from som_pipeline.ingest.x12 import accepted_set_ids, ack_file_name, build_997, parse_x12, split_segments
+from som_pipeline.ingest.x12 import (
+    accepted_set_ids,
+    ack_file_name,
+    ack_group_count,
+    build_997,
+    flag_duplicate_interchanges,
+    parse_x12,
+    split_segments,
+)
 from som_pipeline.schemas import QuarantineModel, StagedLineModel, StagedOrderModel, validate
 
 FIX = Path(__file__).parent / "fixtures" / "x12"
@@ -72,11 +80,12 @@ def assert_997_consistent(ack: str) -> None:
     for a, b in zip(sts, ses, strict=True):
         assert els[b][1] == str(b - a + 1)
         assert els[b][2] == els[a][2]
-    gs = [e for e in els if e[0] == "GS"]
-    ge = [e for e in els if e[0] == "GE"]
-    assert len(gs) == len(ge) == (1 if sts else 0)
-    if gs:
-        assert ge[0][1] == str(len(sts)) and ge[0][2] == gs[0][6]
+    gs = [i for i, e in enumerate(els) if e[0] == "GS"]
+    ge = [i for i, e in enumerate(els) if e[0] == "GE"]
+    assert len(gs) == len(ge) and (len(gs) > 0) == bool(sts)  # one FA group per received sender
+    for a, b in zip(gs, ge, strict=True):
+        assert a < b and els[b][1] == str(sum(1 for i in sts if a < i < b)) and els[b][2] == els[a][6]
+    assert len({els[a][6] for a in gs}) == len(gs)  # GS06 unique within the interchange
     assert els[-1][1] == str(len(gs))
     # our own parser agrees: fixed-width ISA, no envelope errors, every 997 set only "not supported"
     back = parse_x12(ack.encode(), "997.edi")
@@ -715,3 +724,98 @@ def test_date_and_time_errors_name_their_segment(body, start, ak):
     assert cap.quarantine["message"][0].startswith(start)
     [ack] = acks(result, cap)
     assert [e for e in elements(ack) if e[0] in ("AK3", "AK4")] == ak
+
+
+# ------------------------------------------------------------------------------------------------
+# 997 addressing and duplicate interchanges (issue 11 item 3). GS02/GS03 of a 997 FA group are the
+# acknowledged group's GS03/GS02 (ASC X12 997 implementation guides: the FA goes back to the application
+# sender); TA1 note code 025 = duplicate interchange control number (X12 element I18).
+# ------------------------------------------------------------------------------------------------
+def test_each_group_is_answered_to_its_own_sender():
+    result, cap = run(fx("written/fa_two_senders.edi"))
+    assert cap.records_accepted == 4
+    [ic] = result.extras["interchanges"]
+    assert ack_group_count(ic) == 2
+    [ack] = acks(result, cap, first_icn=42)
+    assert [g[1:9] for g in seg(ack, "GS")] == [
+        ["FA", "SOMPIPELINE", "RETAIL-EAST", "20260301", "0905", "42", "X", "004010"],
+        ["FA", "SOMPIPELINE-W", "RETAIL-WEST", "260301", "0905", "43", "X", "003050"],
+    ]
+    # AK1s of the EAST groups in the first FA group, the WEST group in the second
+    els = elements(ack)
+    second_gs = [i for i, e in enumerate(els) if e[0] == "GS"][1]
+    assert [e[2] for e in els[:second_gs] if e[0] == "AK1"] == ["11", "13"]
+    assert [e[2] for e in els[second_gs:] if e[0] == "AK1"] == ["12"]
+    assert_997_consistent(ack)
+    with pytest.raises(ValueError):  # the group control numbers must fit in nine digits too
+        build_997(ic, accepted_set_ids(cap), 999_999_999, NOW)
+
+
+def dup_run(names: list[str], seen: dict | None = None):
+    seen = {} if seen is None else seen
+    out = []
+    for name in names:
+        data = fx(f"written/{name}") if name.endswith(".edi") else name.encode()
+        result = flag_duplicate_interchanges(parse_x12(data, name), seen, name)
+        cap = normalise(result, source_file=name, file_sha256=file_sha256(data), captured_at=NOW)
+        assert cap.records_received == cap.records_accepted + cap.records_quarantined == result.records_received
+        out.append((result, cap))
+    return out
+
+
+def test_duplicate_interchange_is_flagged_not_acknowledged_twice():
+    (r1, c1), (r2, c2) = dup_run(["dup_first.edi", "dup_again.edi"])
+    assert c1.records_accepted == 1 and reasons(c1) == []
+    assert (c2.records_received, c2.records_accepted) == (1, 0) and reasons(c2) == ["X12_DUPLICATE_INTERCHANGE"]
+    q = c2.quarantine.row(0, named=True)
+    assert "already received in dup_first.edi" in q["message"] and q["order_ref"] == "REPEATER:R-1"
+    assert q["raw"].startswith("ST*850*0001") and q["location"].startswith("ISA 000004242 > GS 4242 > ST 0001")
+    [ic] = r2.extras["interchanges"]
+    assert ic["duplicate_of"].startswith("dup_first.edi") and ack_group_count(ic) == 0
+    [ack] = acks(r2, c2, first_icn=7)
+    assert [e[0] for e in elements(ack)] == ["ISA", "TA1", "IEA"]  # no AK: not acknowledged a second time
+    assert seg(ack, "TA1") == [["TA1", "000004242", "260709", "1315", "R", "025"]]
+    back = parse_x12(ack.encode(), "ta1.edi").extras["interchanges"][0]  # our own reader takes a TA1
+    assert back["errors"] == [] and back["ta1"] == [["000004242", "260709", "1315", "R", "025"]]
+
+
+def test_duplicate_key_is_sender_qualifier_id_and_control_number():
+    first = edi(interchange(tset(BODY), icn="000000077"))
+    other_sender = edi(interchange(tset(BODY), icn="000000077", sender="ELSEWHERE"))
+    other_qualifier = first.replace(b"*ZZ*SENDER ", b"*01*SENDER ", 1)
+    other_number = edi(interchange(tset(BODY), icn="000000078"))
+    seen: dict = {}
+    runs = dup_run([x.decode() for x in (first, other_sender, other_qualifier, other_number)], seen)
+    assert [c.records_accepted for _, c in runs] == [1, 1, 1, 1]
+    assert len(seen) == 4
+    # twice in one file: the second interchange is the duplicate
+    [(result, cap)] = dup_run([(first + b"\n" + first.replace(b"PO12345", b"PO99")).decode()], {})
+    assert cap.records_accepted == 1 and reasons(cap) == ["X12_DUPLICATE_INTERCHANGE"]
+    assert cap.headers["channel_order_ref"].to_list() == ["SENDER:PO12345"]
+
+
+def test_capture_flags_a_repeated_interchange_and_numbers_fa_groups(settings, wh):
+    from som_pipeline.services.channels import capture_channel
+    from tests.conftest import drop
+
+    drop(settings, "edi", WRITTEN / "fa_two_senders.edi", WRITTEN / "dup_first.edi")
+    capture_channel("edi", wh, settings, now=NOW)
+    drop(settings, "edi", WRITTEN / "dup_again.edi")
+    capture_channel("edi", wh, settings, now=NOW)
+    acks_ = wh.read("SELECT source_file, sender_qualifier, ack_control, ack_control_last, sets_received, "
+                    "sets_accepted, duplicate_of, envelope_errors, ack_file FROM ops.edi_acks ORDER BY ack_control")
+    rows = {r["source_file"]: r for r in acks_.iter_rows(named=True)}
+    assert [(r["ack_control"], r["ack_control_last"]) for r in acks_.iter_rows(named=True)] == [
+        (1, 2), (3, None), (4, None)]  # fa_two_senders (read first) used GS06 1 and 2: the next 997 starts at 3
+    dup = rows["dup_again.edi"]
+    assert dup["duplicate_of"].startswith("dup_first.edi") and dup["sets_accepted"] == 0
+    assert dup["sender_qualifier"] == "ZZ" and "X12_DUPLICATE_INTERCHANGE" in dup["envelope_errors"]
+    assert Path(dup["ack_file"]).name.startswith("000000004_TA1_")
+    assert "TA1*000004242*" in Path(dup["ack_file"]).read_text()
+    q = wh.read("SELECT reason_code FROM ops.quarantine WHERE source_file = 'dup_again.edi'")
+    assert q["reason_code"].to_list() == ["X12_DUPLICATE_INTERCHANGE"]
+    led = wh.read("SELECT records_received, records_accepted, records_quarantined FROM ops.ingest_files "
+                  "WHERE source_file = 'dup_again.edi'")
+    assert led.rows() == [(1, 0, 1)]
+    staged = wh.read("SELECT channel_order_ref FROM stage.order_headers WHERE channel_order_ref = 'REPEATER:R-1'")
+    assert staged.height == 1  # the first one only

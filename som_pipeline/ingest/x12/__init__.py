@@ -9,11 +9,13 @@ All pure functions of the text they are given, in the order a file goes through 
 - :mod:`.transaction_set`: one ST..SE set: syntax checks (997 AK5/AK3 codes) and its verdict.
 - :mod:`.po850`: the 850 reader (field mapping decisions in its docstring): one raw row per PO1.
 - :mod:`.parse`: :func:`parse_x12`, bytes -> ``ParseResult`` (one record per transaction set).
-- :mod:`.ack997`: :func:`build_997` (one 997 per received interchange), :func:`ack_file_name`,
-  :func:`accepted_set_ids`.
+- :mod:`.duplicates`: :func:`flag_duplicate_interchanges` (an ISA13 its sender already used).
+- :mod:`.ack997`: :func:`build_997` (one 997 per received interchange, one FA group per received sender;
+  a TA1 for a duplicate), :func:`ack_group_count`, :func:`ack_file_name`, :func:`accepted_set_ids`.
 """
 
-from som_pipeline.ingest.x12.ack997 import accepted_set_ids, ack_file_name, build_997
+from som_pipeline.ingest.x12.ack997 import accepted_set_ids, ack_file_name, ack_group_count, build_997
+from som_pipeline.ingest.x12.duplicates import flag_duplicate_interchanges, interchange_key
 from som_pipeline.ingest.x12.parse import CHANNEL, FILE_RECORD_ID, RECORD_UNIT, parse_x12
 from som_pipeline.ingest.x12.po850 import DEFAULT_CURRENCY, SUPPORTED_SET
 from som_pipeline.ingest.x12.tokenizer import (
@@ -42,6 +44,9 @@ __all__ = [
     "X12Error",
     "accepted_set_ids",
     "ack_file_name",
+    "ack_group_count",
+    "flag_duplicate_interchanges",
+    "interchange_key",
     "build_997",
     "parse_x12",
     "split_segments",

@@ -11,6 +11,8 @@ usually a set whose ST broke).
 
 997 group codes (element 716): AK9 2 = the group's version (GS08) is not one the 850 reader maps (its 850s
 are quarantined ``X12_VERSION_UNSUPPORTED``), 3 = GE missing, 4 = GE02/GS06 differ, 5 = GE01 count wrong.
+A TA1 segment between ISA and GS (an interchange acknowledgment, as in our own 997 files) is noted in the
+interchange entry's ``ta1``, not rejected.
 """
 
 from __future__ import annotations
@@ -99,6 +101,8 @@ class EnvelopeWalker:
             self._close_group(seg)
         elif sid == "IEA":
             self._close_interchange(seg)
+        elif sid == "TA1" and self.group is None and self.cur is None and not self.stray:
+            self.ic.setdefault("ta1", []).append(seg.elements[1:])
         elif self.cur is not None:
             self.cur.segments.append(seg)
         else:
