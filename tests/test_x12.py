@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -13,11 +14,13 @@ from hypothesis import strategies as st
 
 from som_pipeline.ingest.common import file_sha256, normalise
 from som_pipeline.ingest.x12 import (
+    EdiPartnersConfigError,
     accepted_set_ids,
     ack_file_name,
     ack_group_count,
     build_997,
     flag_duplicate_interchanges,
+    load_sku_rules,
     parse_x12,
     split_segments,
 )
@@ -819,3 +822,54 @@ def test_capture_flags_a_repeated_interchange_and_numbers_fa_groups(settings, wh
     assert led.rows() == [(1, 0, 1)]
     staged = wh.read("SELECT channel_order_ref FROM stage.order_headers WHERE channel_order_ref = 'REPEATER:R-1'")
     assert staged.height == 1  # the first one only
+
+
+# ------------------------------------------------------------------------------------------------
+# Which product id is the SKU (issue 11 item 4). PO106.. qualifier/id pairs, element 235 qualifiers (ASC X12
+# 850 PO1; VN vendor's item number, VP vendor's part number, SK SKU, BP buyer's part number, IN buyer's item
+# number, UP UPC, EN EAN).
+# ------------------------------------------------------------------------------------------------
+def test_placeholders_are_skipped_and_every_id_pair_is_kept():
+    _, cap = run(fx("written/po1_product_ids.edi"))
+    lines = cap.lines.sort("line_no")
+    assert lines["sku"].to_list() == ["VP-778", "BUY-42", "IN-7", "036000291452"]
+    assert json.loads(lines["product_ids"][0]) == [
+        {"qualifier": "VN", "id": "UNKNOWN"}, {"qualifier": "VP", "id": "VP-778"},
+        {"qualifier": "UP", "id": "012345678905"}]
+    validate(StagedLineModel, cap.lines)
+
+
+def test_every_id_a_placeholder_is_a_missing_sku_on_that_line():
+    result, cap = run(edi(interchange(tset(["BEG*00*NE*PO1**20260709", "PO1*1*1*EA*2**VN*-*BP*N/A*SK* ", "CTT*1"]))))
+    assert reasons(cap) == ["MISSING_FIELD"] and "sku" in cap.quarantine["message"][0]
+    assert result.rows["product_ids"].to_list() == [
+        '[{"qualifier":"VN","id":"-"},{"qualifier":"BP","id":"N/A"},{"qualifier":"SK","id":""}]']
+
+
+def test_partner_priority_from_toml(tmp_path):
+    cfg = tmp_path / "edi_partners.toml"
+    cfg.write_text('[sku]\nplaceholders = ["UNKNOWN", "TBD"]\n\n[partners.SENDER]\nsku_priority = ["bp", "VN"]\n')
+    rules = load_sku_rules(cfg)
+    assert rules.priority_for("SENDER") == ("BP", "VN") and rules.priority_for("OTHER")[:3] == ("VN", "VP", "SK")
+    data = edi(interchange(tset(["BEG*00*NE*PO1**20260709", "PO1*1*1*EA*2**VN*V-1*BP*B-1", "CTT*1"])))
+    assert parse_x12(data, "x.edi", sku_rules=rules).rows["sku"].to_list() == ["B-1"]
+    assert parse_x12(data, "x.edi").rows["sku"].to_list() == ["V-1"]  # default: the vendor's number
+    other = data.replace(b"SENDER", b"OTHERS")
+    assert parse_x12(other, "x.edi", sku_rules=rules).rows["sku"].to_list() == ["V-1"]
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[sku]\npriority = ['VN', 'V N']\n", "not X12 product id qualifiers"),
+        ("[sku]\norder = ['VN']\n", "unknown key 'order'"),
+        ("[partner.X]\nsku_priority = ['VN']\n", "unknown section"),
+        ("[partners.X]\npriority = ['VN']\n", "takes one key"),
+        ("[sku\n", "not valid TOML"),
+    ],
+)
+def test_bad_partner_settings_are_clear_errors(tmp_path, text, words):
+    cfg = tmp_path / "edi_partners.toml"
+    cfg.write_text(text)
+    with pytest.raises(EdiPartnersConfigError, match=words):
+        load_sku_rules(cfg)

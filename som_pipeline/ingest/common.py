@@ -81,7 +81,12 @@ LINE_FIELDS = [
     "shipping_amount",
     "requested_date",
 ]
-RAW_COLUMNS = META_COLUMNS + HEADER_FIELDS + LINE_FIELDS
+# Line fields only some channels give, kept out of LINE_FIELDS (which channels serialise, e.g. Amazon's staged
+# items JSON and its hash, and which line-duplicate detection compares): missing -> null.
+EXTRA_LINE_FIELDS = [
+    "product_ids",  # every product id of the line as JSON (EDI PO1 qualifier/id pairs); null elsewhere
+]
+RAW_COLUMNS = META_COLUMNS + HEADER_FIELDS + LINE_FIELDS + EXTRA_LINE_FIELDS
 RAW_SCHEMA = {c: pl.String for c in RAW_COLUMNS}
 
 MAX_QUANTITY = 10_000_000  # beyond this a quantity is a data error, not an order
@@ -646,6 +651,7 @@ def _assemble(good: pl.DataFrame, channel: str, captured_at: datetime) -> tuple[
         pl.col("_tax").alias("tax_amount"),
         pl.coalesce(pl.col("_shipping_amount"), pl.lit(0).cast(money.MONEY)).cast(money.MONEY).alias("shipping_amount"),
         pl.col("_requested_date").alias("requested_date"),
+        _txt("product_ids").alias("product_ids"),
         pl.col("_row"),
     ).sort("capture_id", "line_no")
 

@@ -107,6 +107,11 @@ class _Line(_Strict):
     tax_amount: Money = _f("Tax on this line as given, or tax_rate x (line_amount - discount) rounded once.", ge=0)
     shipping_amount: Money = _f("Shipping charged on this line (Amazon ShippingPrice); 0 elsewhere.", ge=0)
     requested_date: pl.Date = _f("Requested delivery / ship date, where given.", nullable=True)
+    product_ids: str = _f(
+        "Every product id the channel sent for the line, as JSON [{\"qualifier\": \"VN\", \"id\": \"A-1\"}, ...] in "
+        "the order sent (EDI: the PO1 qualifier/id pairs, placeholders included; sku is the one the partner's "
+        "qualifier priority picked). Null where the channel sends one id. Not part of content_hash.",
+        nullable=True)
 
 
 class OrderLineModel(_Line):

@@ -78,10 +78,11 @@ def capture_plain(channel: str, wh: Warehouse, settings: Settings, now: datetime
 @captures("edi")
 def capture_edi(wh: Warehouse, settings: Settings, b2b_url: str | None = None,
                 now: datetime | None = None) -> CaptureReport:
-    """X12 files: flag interchanges whose ISA13 their sender already used (in ops.edi_acks or an earlier file of
-    this run), write a 997 (or a TA1 for a duplicate) per interchange."""
-    from som_pipeline.ingest.x12 import flag_duplicate_interchanges, parse_x12
+    """X12 files: parse with the trading partners' SKU rules, flag interchanges whose ISA13 their sender already
+    used (in ops.edi_acks or an earlier file of this run), write a 997 (or a TA1 for a duplicate) per interchange."""
+    from som_pipeline.ingest.x12 import flag_duplicate_interchanges, load_sku_rules, parse_x12
 
+    sku_rules = load_sku_rules(settings.edi_partners_config)
     seen = {(q or "", s or "", (icn or "").strip()): f"{src} ({at:%Y-%m-%d %H:%M} UTC)"
             for q, s, icn, src, at in wh.read(
                 "SELECT sender_qualifier, sender_id, interchange_control, source_file, created_at FROM ops.edi_acks "
@@ -90,7 +91,7 @@ def capture_edi(wh: Warehouse, settings: Settings, b2b_url: str | None = None,
     legacy = {(s, icn): where for (q, s, icn), where in seen.items() if not q}
 
     def prepare(lf: LandedFile, data: bytes, sha: str, at: datetime) -> Prepared:
-        result = parse_x12(data, lf.name)
+        result = parse_x12(data, lf.name, sku_rules=sku_rules)
         for ic in result.extras.get("interchanges") or []:
             k = ((ic.get("sender_qualifier") or "").strip(), (ic.get("sender_id") or "").strip(),
                  (ic.get("isa_control_number") or "").strip())

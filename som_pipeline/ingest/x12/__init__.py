@@ -3,6 +3,7 @@
 All pure functions of the text they are given, in the order a file goes through them:
 
 - :mod:`.versions`: the X12 releases the 850 reader maps (003040-005010) and their date rules.
+- :mod:`.products`: which PO1 product id is the SKU (per-partner qualifier priority, placeholders skipped).
 - :mod:`.tokenizer`: the separators each ISA declares (tolerating the ISA deviations real partners send)
   and the segments they cut the text into; :func:`split_segments` for tests and tools.
 - :mod:`.envelope`: the ISA/GS/ST..SE/GE/IEA walker; envelope errors are reported, never reject a sound set.
@@ -18,6 +19,7 @@ from som_pipeline.ingest.x12.ack997 import accepted_set_ids, ack_file_name, ack_
 from som_pipeline.ingest.x12.duplicates import flag_duplicate_interchanges, interchange_key
 from som_pipeline.ingest.x12.parse import CHANNEL, FILE_RECORD_ID, RECORD_UNIT, parse_x12
 from som_pipeline.ingest.x12.po850 import DEFAULT_CURRENCY, SUPPORTED_SET
+from som_pipeline.ingest.x12.products import EdiPartnersConfigError, SkuRules, load_sku_rules
 from som_pipeline.ingest.x12.tokenizer import (
     ISA_LENGTH,
     ISA_WIDTHS,
@@ -39,6 +41,8 @@ __all__ = [
     "RECORD_UNIT",
     "SUPPORTED_SET",
     "SUPPORTED_VERSIONS",
+    "EdiPartnersConfigError",
+    "SkuRules",
     "Segment",
     "Separators",
     "X12Error",
@@ -47,6 +51,7 @@ __all__ = [
     "ack_group_count",
     "flag_duplicate_interchanges",
     "interchange_key",
+    "load_sku_rules",
     "build_997",
     "parse_x12",
     "split_segments",

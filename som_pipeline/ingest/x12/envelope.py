@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from som_pipeline.ingest.common import Rejection
+from som_pipeline.ingest.x12.products import DEFAULT_RULES, SkuRules
 from som_pipeline.ingest.x12.tokenizer import (
     Isa,
     Segment,
@@ -38,8 +39,9 @@ class EnvelopeWalker:
     """Walks a decoded X12 text once; collects ``rows`` (sound sets), ``rejected`` records and the
     ``interchanges`` entries (ISA fields, separators, groups, per-set outcomes, envelope errors)."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, sku_rules: SkuRules = DEFAULT_RULES) -> None:
         self.text = text
+        self.sku_rules = sku_rules
         self.rows: list[dict[str, Any]] = []
         self.rejected: list[Rejection] = []
         self.interchanges: list[dict[str, Any]] = []
@@ -159,7 +161,7 @@ class EnvelopeWalker:
             return
         self.cur = None
         self._note_repeated_st02(s)
-        verdict = close_set(s, se, self.text)
+        verdict = close_set(s, se, self.text, self.sku_rules)
         self.rows.extend(verdict.rows)
         if verdict.rejection is not None:
             self.rejected.append(verdict.rejection)

@@ -20,9 +20,10 @@
   level), else TD504 (transport method). ``ship_complete`` = CSH01 in {SC, N} -> "true" (other CSH01 ->
   "false"; no CSH -> null).
 - line: ``line_ref`` = PO101, ``quantity`` = PO102, ``uom`` = PO103, ``unit_price`` = PO104 (absent ->
-  null: priced later from the price list), ``sku`` from the PO106/PO107.. qualifier/id pairs preferring
-  VN (vendor's = our part number), then SK, then BP (buyer's part number), else the first id given;
-  an id containing blanks (free text in an id slot) is only taken when there is no other;
+  null: priced later from the price list), ``sku`` from the PO106/PO107.. qualifier/id pairs by the
+  trading partner's qualifier priority, placeholders skipped (:mod:`.products`; default VN, VP, SK, BP,
+  IN, MG, UP, EN, UK, UA, else the first real id; an id with blanks only when there is no other);
+  ``product_ids`` = every pair as JSON;
   ``description`` = first PID05 in the PO1 loop; ``requested_date`` = DTM*002 in the PO1 loop, else the
   header DTM*002.
 - header/summary ``AMT*TT`` -> ``channel_total``. SAC, TAX, ITD, line AMT and CTT are not mapped.
@@ -36,13 +37,12 @@ from datetime import date, datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from som_pipeline.ingest.x12.products import DEFAULT_RULES, SkuRules, id_pairs, pick_sku, product_ids_json
 from som_pipeline.ingest.x12.tokenizer import DIGITS, Segment
 from som_pipeline.ingest.x12.versions import DEFAULT_VERSION, Version
 
 SUPPORTED_SET = "850"
 DEFAULT_CURRENCY = "USD"  # X12 004010 850: amounts are US dollars unless a CUR segment says otherwise
-
-_SKU_PREFERENCE = ("VN", "SK", "BP")
 _SHIP_TO_LOOP = {"N2", "N3", "N4", "NX2", "REF", "PER", "SI", "FOB", "TD1", "TD3", "TD4", "TD5", "PKG"}
 
 # DTM04 time codes (X12 element 623) -> fixed UTC offsets (hours) or a zone with DST.
@@ -113,11 +113,11 @@ class _Po850:
                                       "elements": [{"position": i, "code": code, "ref": ref, "value": raw}]}))
 
 
-def map_850(segs: list[Segment], sender: str, path: str, meta: dict[str, Any],
-            version: Version = DEFAULT_VERSION) -> list[dict[str, Any]] | Unmapped:
+def map_850(segs: list[Segment], sender: str, path: str, meta: dict[str, Any], version: Version = DEFAULT_VERSION,
+            sku_rules: SkuRules = DEFAULT_RULES) -> list[dict[str, Any]] | Unmapped:
     """Rows of a sound 850 set (ST..SE; each starts with the record's ``meta`` columns), or :class:`Unmapped`.
 
-    ``version``: the set's X12 release (date rules)."""
+    ``version``: the set's X12 release (date rules); ``sku_rules``: which product id is the SKU."""
     po = _read_850(segs, version)
     po_number = po.beg.el(3).strip() if po.beg else ""
     order_ref = f"{sender}:{po_number}" if po_number else None
@@ -146,7 +146,9 @@ def map_850(segs: list[Segment], sender: str, path: str, meta: dict[str, Any],
         "ship_complete": _ship_complete(po.csh),
         "channel_total": po.total,
     }
-    return [_line_row(header, path, k, ln, po.header_requested) for k, ln in enumerate(po.lines, 1)]
+    priority = sku_rules.priority_for(sender)
+    return [_line_row(header, path, k, ln, po.header_requested, priority, sku_rules)
+            for k, ln in enumerate(po.lines, 1)]
 
 
 def _missing_beg(po: _Po850, segs: list[Segment]) -> tuple[str, dict[str, Any]] | None:
@@ -358,28 +360,19 @@ def _tz_offset(day: str, code: str) -> str:
 # ------------------------------------------------------------------------------------------------
 # Line fields
 # ------------------------------------------------------------------------------------------------
-def _line_row(header: dict[str, Any], path: str, k: int, ln: _Line, header_requested: str | None) -> dict[str, Any]:
+def _line_row(header: dict[str, Any], path: str, k: int, ln: _Line, header_requested: str | None,
+              priority: tuple[str, ...], rules: SkuRules) -> dict[str, Any]:
     p = ln.po1
+    pairs = id_pairs(p.elements)
     return {
         **header,
         "location": f"{path} > PO1 #{k} (segment {p.no}, line {p.line})",
         "line_ref": p.el(1) or None,
-        "sku": _sku(p),
+        "sku": pick_sku(pairs, priority, rules),
+        "product_ids": product_ids_json(pairs),
         "quantity": p.el(2) or None,
         "uom": p.el(3) or None,
         "unit_price": p.el(4) or None,
         "description": ln.description,
         "requested_date": ln.requested or header_requested,
     }
-
-
-def _sku(po1: Segment) -> str | None:
-    pairs = [(po1.el(i).strip(), po1.el(i + 1).strip()) for i in range(6, len(po1.elements), 2)]
-    # an id with blanks is free text some partners put in an id slot (850a: "VN*SINGLE LINE DIAMOND
-    # PATTERN"), not a part number: it is used only when nothing else is given
-    pairs = sorted(((q, v) for q, v in pairs if v), key=lambda p: " " in p[1])
-    for want in _SKU_PREFERENCE:
-        for q, v in pairs:
-            if q == want and " " not in v:
-                return v
-    return pairs[0][1] if pairs else None

@@ -14,6 +14,7 @@ from typing import Any
 
 from som_pipeline.ingest.common import Rejection
 from som_pipeline.ingest.x12.po850 import SUPPORTED_SET, map_850, order_ref_of
+from som_pipeline.ingest.x12.products import DEFAULT_RULES, SkuRules
 from som_pipeline.ingest.x12.tokenizer import DIGITS, Segment
 from som_pipeline.ingest.x12.versions import set_version, supported_list
 
@@ -53,7 +54,7 @@ class SetVerdict:
     outcome: dict[str, Any]
 
 
-def close_set(s: OpenSet, se: Segment | None, text: str) -> SetVerdict:
+def close_set(s: OpenSet, se: Segment | None, text: str, sku_rules: SkuRules = DEFAULT_RULES) -> SetVerdict:
     """Check the set ``s`` (``se``: its SE trailer, None when cut off) and map it when it is sound."""
     segs = s.segments
     st = segs[0]
@@ -72,7 +73,7 @@ def close_set(s: OpenSet, se: Segment | None, text: str) -> SetVerdict:
     if not syntax.problems and version is not None:
         meta = {"record_id": record_id, "record_kind": RECORD_KIND, "record_location": location,
                 "order_key": record_id, "raw": raw}
-        mapped = map_850(segs, sender, path, meta, version)
+        mapped = map_850(segs, sender, path, meta, version, sku_rules)
         if isinstance(mapped, list):
             outcome.update(parse_status="accepted", reason_code=None, message=None, ak5_codes=[])
             return SetVerdict(mapped, None, outcome)
