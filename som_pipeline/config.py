@@ -11,6 +11,7 @@
 | ``SOM_LANDING_SETTLE_S`` | ``1`` | a landing file is taken when its size and mtime are unchanged for this long |
 | ``SOM_REF_MAX_SHRINK`` | ``0.5`` | a reference file losing more than this share of its table's rows (or empty) is refused |
 | ``SOM_VALIDATION_CONFIG`` | ``$SOM_HOME/validation.toml`` if present | validation thresholds and policies (TOML, merged over ``som_pipeline/validation/defaults.toml``) |
+| ``SOM_EDI_PARTNERS_CONFIG`` | ``$SOM_HOME/edi_partners.toml`` if present | EDI trading partners: which PO1 product id is the SKU (TOML over ``som_pipeline/ingest/x12/partners.toml``) |
 | ``SOM_FORECAST_CONFIG`` | ``$SOM_HOME/forecast.toml`` if present | forecasting and replenishment settings (TOML over ``som_pipeline/planning/defaults.toml``) |
 | ``DAGSTER_HOME`` | ``$SOM_HOME/dagster_home`` | Dagster instance (set by the CLI when absent) |
 
@@ -59,6 +60,15 @@ class Settings:
 
     def landing_dir(self, channel: str) -> Path:
         return self.landing / channel
+
+    @property
+    def edi_partners_config(self) -> Path | None:
+        """``SOM_EDI_PARTNERS_CONFIG``, else ``$SOM_HOME/edi_partners.toml`` when it exists, else the defaults."""
+        env = os.environ.get("SOM_EDI_PARTNERS_CONFIG")
+        if env:
+            return Path(env)
+        p = self.home / "edi_partners.toml"
+        return p if p.exists() else None
 
     @property
     def validation_config(self) -> Path | None:

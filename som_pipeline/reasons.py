@@ -20,6 +20,12 @@ REASONS: dict[str, str] = {
     "X12_ENVELOPE_COUNT": "GE01 or IEA01 (number of sets or groups) does not match what was received. An envelope "
     "problem: reported in the 997 and ops.edi_acks.envelope_errors; the sound sets inside are kept.",
     "X12_UNSUPPORTED_SET": "A transaction set other than 850 (purchase order): acknowledged as not supported, not ingested.",
+    "X12_VERSION_UNSUPPORTED": "An 850 in an X12 version the reader does not map (GS08, or ST03 when it names one; "
+    "supported: 003040-003070, 004010-004060, 005010): acknowledged as version not supported (997 AK5 code 1, "
+    "AK9 code 2), not ingested.",
+    "X12_DUPLICATE_INTERCHANGE": "An interchange whose control number (ISA13) its sender (ISA05/ISA06) already "
+    "used in an interchange received before: its sets are not captured again; answered with a TA1 note 025 "
+    "(duplicate interchange control number), not a second 997; ops.edi_acks.duplicate_of names the first.",
     # --- CSV / Parquet template ------------------------------------------------------------
     "CSV_MISSING_COLUMN": "The file header lacks a required template column.",
     "CSV_MISSING_FIELDS": "The row has fewer fields than the header.",

@@ -289,6 +289,7 @@ def test_every_landing_file_through_the_parsers(demo: tuple[Path, dict[str, Any]
     seen: set[str] = set()
     accepted: dict[str, list[str]] = {ch: [] for ch in m["orders"]}
     staged_headers, staged_items = [], []
+    edi_seen: dict = {}  # interchanges already received (duplicate ISA13s, as the capture service does)
 
     def take(channel: str, cap: Captured) -> None:
         assert cap.records_received == cap.records_accepted + cap.records_quarantined
@@ -312,7 +313,7 @@ def test_every_landing_file_through_the_parsers(demo: tuple[Path, dict[str, Any]
             staged_headers.append(f.headers)
             staged_items.append(f.items)
         elif channel == "edi":
-            res = x12.parse_x12(data, p.name)
+            res = x12.flag_duplicate_interchanges(x12.parse_x12(data, p.name), edi_seen, p.name)
             take(channel, normalise(res, source_file=p.name, file_sha256=sha, captured_at=at))
             for ic in res.extras["interchanges"]:  # envelope counts are reported, not quarantined
                 for g in ic.get("groups", []):

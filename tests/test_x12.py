@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -12,7 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from som_pipeline.ingest.common import file_sha256, normalise
-from som_pipeline.ingest.x12 import accepted_set_ids, ack_file_name, build_997, parse_x12, split_segments
+from som_pipeline.ingest.x12 import (
+    EdiPartnersConfigError,
+    accepted_set_ids,
+    ack_file_name,
+    ack_group_count,
+    build_997,
+    flag_duplicate_interchanges,
+    load_sku_rules,
+    parse_x12,
+    split_segments,
+)
 from som_pipeline.schemas import QuarantineModel, StagedLineModel, StagedOrderModel, validate
 
 FIX = Path(__file__).parent / "fixtures" / "x12"
@@ -72,11 +83,12 @@ def assert_997_consistent(ack: str) -> None:
     for a, b in zip(sts, ses, strict=True):
         assert els[b][1] == str(b - a + 1)
         assert els[b][2] == els[a][2]
-    gs = [e for e in els if e[0] == "GS"]
-    ge = [e for e in els if e[0] == "GE"]
-    assert len(gs) == len(ge) == (1 if sts else 0)
-    if gs:
-        assert ge[0][1] == str(len(sts)) and ge[0][2] == gs[0][6]
+    gs = [i for i, e in enumerate(els) if e[0] == "GS"]
+    ge = [i for i, e in enumerate(els) if e[0] == "GE"]
+    assert len(gs) == len(ge) and (len(gs) > 0) == bool(sts)  # one FA group per received sender
+    for a, b in zip(gs, ge, strict=True):
+        assert a < b and els[b][1] == str(sum(1 for i in sts if a < i < b)) and els[b][2] == els[a][6]
+    assert len({els[a][6] for a in gs}) == len(gs)  # GS06 unique within the interchange
     assert els[-1][1] == str(len(gs))
     # our own parser agrees: fixed-width ISA, no envelope errors, every 997 set only "not supported"
     back = parse_x12(ack.encode(), "997.edi")
@@ -443,12 +455,15 @@ def test_no_lines():
 # ------------------------------------------------------------------------------------------------
 # Field mapping
 # ------------------------------------------------------------------------------------------------
-def test_invalid_date_passed_through_and_997_rejects_after_normalise():
+def test_invalid_date_rejected_at_its_segment_not_a_po1():
     segs = interchange(tset(["BEG*00*NE*PO1**20260230", BODY[1], BODY[2]]))
     result, cap = run(edi(segs))
-    assert result.rows["order_ts"].to_list() == ["2026-02-30"]
-    assert reasons(cap) == ["BAD_DATE"]
+    assert result.rows.height == 0 and reasons(cap) == ["BAD_DATE"]
+    msg = cap.quarantine["message"][0]
+    assert msg.startswith("BEG05 '20260230' (segment 4, line 4) is not a calendar date") and "PO1" not in msg
     [ack] = acks(result, cap)
+    assert seg(ack, "AK3") == [["AK3", "BEG", "2", "", "8"]]
+    assert seg(ack, "AK4") == [["AK4", "5", "373", "8", "20260230"]]  # element 5, data element 373, invalid date
     assert seg(ack, "AK5") == [["AK5", "R", "5"]] and seg(ack, "AK9") == [["AK9", "R", "1", "1", "0"]]
 
 
@@ -594,3 +609,267 @@ def test_property_parse_and_997_never_raise(data):
     ok = set(result.rows["record_id"].to_list())
     for i, ic in enumerate(result.extras["interchanges"], 1):
         assert_997_consistent(build_997(ic, ok, i, NOW))
+
+
+# ------------------------------------------------------------------------------------------------
+# X12 versions (issue 11 item 2). Structure of the 850 and the 997 code lists: ASC X12 850 / 997 (element
+# 373 Date is DT 6/6 YYMMDD before 004010, DT 8/8 CCYYMMDD from 004010; DTM05 is element 624 Century before
+# 004010, as in kputnam/stupidedi lib/stupidedi/versions/003050/segment_defs/DTM.rb; AK502 1 = transaction set
+# not supported, AK905 2 = functional group version not supported). The documents in fixtures/x12/written/
+# are written for these tests, modelled on the public 004010 samples beside them (EDI.Net, stupidedi).
+# ------------------------------------------------------------------------------------------------
+WRITTEN = FIX / "written"
+SIX_DIGIT = ["003040", "003050", "003060", "003070"]
+EIGHT_DIGIT = ["004010", "004020", "004030", "004040", "004050", "004060", "005010"]
+
+
+def versioned(version: str, body: list[str], *, st03: str | None = None, icn: str = "000000001") -> bytes:
+    st = f"ST*850*0001*{st03}" if st03 else "ST*850*0001"
+    gs04 = "260709" if version < "004010" else "20260709"
+    return edi([isa(icn), f"GS*PO*SENDER*RECEIVER*{gs04}*1200*1*X*{version}", st, *body, f"SE*{len(body) + 2}*0001",
+                "GE*1*1", f"IEA*1*{icn}"])
+
+
+@pytest.mark.parametrize("version", SIX_DIGIT + EIGHT_DIGIT)
+def test_every_supported_version_with_its_date_rule(version):
+    six = version in SIX_DIGIT
+    d = (lambda s: s[2:]) if six else (lambda s: s)  # YYMMDD before 004010, CCYYMMDD from it
+    body = [f"BEG*00*NE*PO1**{d('20260709')}", f"DTM*002*{d('20260801')}", "PO1*1*2*EA*10**VN*A-1",
+            f"DTM*002*{d('20260805')}", "PO1*2*1*EA*3**VN*A-2", "CTT*2"]
+    result, cap = run(versioned(version, body))
+    assert cap.records_accepted == 1, cap.quarantine["message"].to_list()
+    assert cap.headers["order_ts"].to_list() == [datetime(2026, 7, 9, tzinfo=UTC)]
+    assert [x.isoformat() for x in cap.lines["requested_date"].to_list()] == ["2026-08-05", "2026-08-01"]
+    assert result.extras["interchanges"][0]["groups"][0]["sets"][0]["version"] == version
+    [ack] = acks(result, cap)
+    [gs] = seg(ack, "GS")
+    assert gs[8] == version and len(gs[4]) == (6 if six else 8)  # the 997 answers in the group's version
+    assert seg(ack, "AK5") == [["AK5", "A"]]
+    assert_997_consistent(ack)
+    # the other version family's date length breaks the rule: AK4 code 5 (too long) / 4 (too short)
+    other = "20260709" if six else "260709"
+    result, cap = run(versioned(version, [f"BEG*00*NE*PO1**{other}", "PO1*1*2*EA*10**VN*A-1", "CTT*1"]))
+    assert reasons(cap) == ["BAD_DATE"] and cap.quarantine["message"][0].startswith(f"BEG05 '{other}' (segment 4")
+    assert seg(acks(result, cap)[0], "AK4") == [["AK4", "5", "373", "5" if six else "4", other]]
+
+
+@pytest.mark.parametrize(
+    ("version", "dtm", "expected"),
+    [
+        ("003050", "DTM*002*990801***20", "2099-08-01"),  # DTM05 century wins over the %y window
+        ("003050", "DTM*002*990801", "1999-08-01"),  # no century: 69-99 -> 19xx
+        ("003050", "DTM*002*680801", "2068-08-01"),  # 00-68 -> 20xx
+        ("004010", "DTM*002*20260801***D8", "2026-08-01"),  # 004010 DTM05 is a format qualifier, not a century
+    ],
+)
+def test_dtm05_century_only_before_004010(version, dtm, expected):
+    beg = "BEG*00*NE*PO1**" + ("260709" if version < "004010" else "20260709")
+    _, cap = run(versioned(version, [beg, dtm, "PO1*1*2*EA*10**VN*A-1", "CTT*1"]))
+    assert [x.isoformat() for x in cap.lines["requested_date"].to_list()] == [expected]
+
+
+def test_written_003050_document():
+    result, cap = run(fx("written/po850_003050_yymmdd.edi"))
+    h = cap.headers.row(0, named=True)
+    assert h["order_ts"] == datetime(2026, 7, 8, 20, 30, tzinfo=UTC)  # DTM*004 260708 1630 ED, century 20
+    assert (h["channel_order_ref"], h["ship_to_city"]) == ("OLDPARTNER:PO-3050-1", "Tacoma")
+    assert [x.isoformat() for x in cap.lines["requested_date"].to_list()] == ["2026-07-25", "2026-07-20"]
+    assert lines_of(cap) == [(4, Decimal("12.5000"), Decimal("50.00")), (1, Decimal("40.0000"), Decimal("40.00"))]
+    [ack] = acks(result, cap)
+    assert seg(ack, "GS")[0][4] == "260301" and seg(ack, "AK9") == [["AK9", "A", "1", "1", "1"]]
+
+
+def test_written_005010_document_version_from_st03():
+    result, cap = run(fx("written/po850_005010_st03.edi"))
+    assert cap.records_accepted == 1 and cap.lines["sku"].to_list() == ["NEW-1"]
+    assert result.extras["interchanges"][0]["separators"]["repetition"] == "^"
+    # ST03 names the version of the set even when GS08 names another (or one we do not map)
+    body = ["BEG*00*NE*PO1**20260709", "PO1*1*2*EA*10**VN*A-1", "CTT*1"]
+    _, cap = run(versioned("003010", body, st03="004010VICS"))
+    assert cap.records_accepted == 1
+    result, cap = run(versioned("004010", body, st03="003010"))
+    assert reasons(cap) == ["X12_VERSION_UNSUPPORTED"]
+
+
+@pytest.mark.parametrize("version", ["003010", "002001", "005020", "006020", "4010", ""])
+def test_unsupported_version_is_acknowledged_as_such_not_as_a_syntax_error(version):
+    body = ["BEG*00*NE*PO1**260709", "DTM*002*260230", "PO1*1*2*EA*10**VN*A-1", "CTT*1"]  # a bad date too
+    result, cap = run(versioned(version, body))
+    assert reasons(cap) == ["X12_VERSION_UNSUPPORTED"]
+    assert "not supported (supported: 003040, " in cap.quarantine["message"][0]
+    assert cap.quarantine["order_ref"].to_list() == ["SENDER:PO1"]
+    [ack] = acks(result, cap)
+    assert seg(ack, "AK3") == [] and seg(ack, "AK5") == [["AK5", "R", "1"]]
+    assert seg(ack, "AK9") == [["AK9", "R", "1", "1", "0", "2"]]  # AK905 2: functional group version not supported
+
+
+def test_written_003010_document_unsupported():
+    result, cap = run(fx("written/po850_003010_unsupported.edi"))
+    assert reasons(cap) == ["X12_VERSION_UNSUPPORTED"] and cap.records_received == 1
+    errors = result.extras["interchanges"][0]["groups"][0]["errors"]
+    assert [(e["code"], e["ak9"]) for e in errors] == [("X12_VERSION_UNSUPPORTED", "2")]
+
+
+@pytest.mark.parametrize(
+    ("body", "start", "ak"),
+    [
+        (["BEG*00*NE*PO1**20260709", "DTM*004*20260709*2561*ET", BODY[1], BODY[2]],
+         "DTM03 '2561' (segment 5, line 5) is not a time", [["AK3", "DTM", "3", "", "8"], ["AK4", "3", "337", "9", "2561"]]),
+        (["BEG*00*NE*PO1**20260709", BODY[1], "DTM*002*20261301", BODY[2]],
+         "DTM02 '20261301' (segment 6, line 6) is not a calendar date",
+         [["AK3", "DTM", "4", "", "8"], ["AK4", "2", "373", "8", "20261301"]]),
+        (["BEG*00*NE*PO1", BODY[1], BODY[2]],
+         "BEG05 (purchase order date, the order_ts) is empty", [["AK3", "BEG", "2", "", "8"], ["AK4", "5", "", "1"]]),
+    ],
+)
+def test_date_and_time_errors_name_their_segment(body, start, ak):
+    result, cap = run(edi(interchange(tset(body))))
+    assert cap.quarantine["message"][0].startswith(start)
+    [ack] = acks(result, cap)
+    assert [e for e in elements(ack) if e[0] in ("AK3", "AK4")] == ak
+
+
+# ------------------------------------------------------------------------------------------------
+# 997 addressing and duplicate interchanges (issue 11 item 3). GS02/GS03 of a 997 FA group are the
+# acknowledged group's GS03/GS02 (ASC X12 997 implementation guides: the FA goes back to the application
+# sender); TA1 note code 025 = duplicate interchange control number (X12 element I18).
+# ------------------------------------------------------------------------------------------------
+def test_each_group_is_answered_to_its_own_sender():
+    result, cap = run(fx("written/fa_two_senders.edi"))
+    assert cap.records_accepted == 4
+    [ic] = result.extras["interchanges"]
+    assert ack_group_count(ic) == 2
+    [ack] = acks(result, cap, first_icn=42)
+    assert [g[1:9] for g in seg(ack, "GS")] == [
+        ["FA", "SOMPIPELINE", "RETAIL-EAST", "20260301", "0905", "42", "X", "004010"],
+        ["FA", "SOMPIPELINE-W", "RETAIL-WEST", "260301", "0905", "43", "X", "003050"],
+    ]
+    # AK1s of the EAST groups in the first FA group, the WEST group in the second
+    els = elements(ack)
+    second_gs = [i for i, e in enumerate(els) if e[0] == "GS"][1]
+    assert [e[2] for e in els[:second_gs] if e[0] == "AK1"] == ["11", "13"]
+    assert [e[2] for e in els[second_gs:] if e[0] == "AK1"] == ["12"]
+    assert_997_consistent(ack)
+    with pytest.raises(ValueError):  # the group control numbers must fit in nine digits too
+        build_997(ic, accepted_set_ids(cap), 999_999_999, NOW)
+
+
+def dup_run(names: list[str], seen: dict | None = None):
+    seen = {} if seen is None else seen
+    out = []
+    for name in names:
+        data = fx(f"written/{name}") if name.endswith(".edi") else name.encode()
+        result = flag_duplicate_interchanges(parse_x12(data, name), seen, name)
+        cap = normalise(result, source_file=name, file_sha256=file_sha256(data), captured_at=NOW)
+        assert cap.records_received == cap.records_accepted + cap.records_quarantined == result.records_received
+        out.append((result, cap))
+    return out
+
+
+def test_duplicate_interchange_is_flagged_not_acknowledged_twice():
+    (r1, c1), (r2, c2) = dup_run(["dup_first.edi", "dup_again.edi"])
+    assert c1.records_accepted == 1 and reasons(c1) == []
+    assert (c2.records_received, c2.records_accepted) == (1, 0) and reasons(c2) == ["X12_DUPLICATE_INTERCHANGE"]
+    q = c2.quarantine.row(0, named=True)
+    assert "already received in dup_first.edi" in q["message"] and q["order_ref"] == "REPEATER:R-1"
+    assert q["raw"].startswith("ST*850*0001") and q["location"].startswith("ISA 000004242 > GS 4242 > ST 0001")
+    [ic] = r2.extras["interchanges"]
+    assert ic["duplicate_of"].startswith("dup_first.edi") and ack_group_count(ic) == 0
+    [ack] = acks(r2, c2, first_icn=7)
+    assert [e[0] for e in elements(ack)] == ["ISA", "TA1", "IEA"]  # no AK: not acknowledged a second time
+    assert seg(ack, "TA1") == [["TA1", "000004242", "260709", "1315", "R", "025"]]
+    back = parse_x12(ack.encode(), "ta1.edi").extras["interchanges"][0]  # our own reader takes a TA1
+    assert back["errors"] == [] and back["ta1"] == [["000004242", "260709", "1315", "R", "025"]]
+
+
+def test_duplicate_key_is_sender_qualifier_id_and_control_number():
+    first = edi(interchange(tset(BODY), icn="000000077"))
+    other_sender = edi(interchange(tset(BODY), icn="000000077", sender="ELSEWHERE"))
+    other_qualifier = first.replace(b"*ZZ*SENDER ", b"*01*SENDER ", 1)
+    other_number = edi(interchange(tset(BODY), icn="000000078"))
+    seen: dict = {}
+    runs = dup_run([x.decode() for x in (first, other_sender, other_qualifier, other_number)], seen)
+    assert [c.records_accepted for _, c in runs] == [1, 1, 1, 1]
+    assert len(seen) == 4
+    # twice in one file: the second interchange is the duplicate
+    [(result, cap)] = dup_run([(first + b"\n" + first.replace(b"PO12345", b"PO99")).decode()], {})
+    assert cap.records_accepted == 1 and reasons(cap) == ["X12_DUPLICATE_INTERCHANGE"]
+    assert cap.headers["channel_order_ref"].to_list() == ["SENDER:PO12345"]
+
+
+def test_capture_flags_a_repeated_interchange_and_numbers_fa_groups(settings, wh):
+    from som_pipeline.services.channels import capture_channel
+    from tests.conftest import drop
+
+    drop(settings, "edi", WRITTEN / "fa_two_senders.edi", WRITTEN / "dup_first.edi")
+    capture_channel("edi", wh, settings, now=NOW)
+    drop(settings, "edi", WRITTEN / "dup_again.edi")
+    capture_channel("edi", wh, settings, now=NOW)
+    acks_ = wh.read("SELECT source_file, sender_qualifier, ack_control, ack_control_last, sets_received, "
+                    "sets_accepted, duplicate_of, envelope_errors, ack_file FROM ops.edi_acks ORDER BY ack_control")
+    rows = {r["source_file"]: r for r in acks_.iter_rows(named=True)}
+    assert [(r["ack_control"], r["ack_control_last"]) for r in acks_.iter_rows(named=True)] == [
+        (1, 2), (3, None), (4, None)]  # fa_two_senders (read first) used GS06 1 and 2: the next 997 starts at 3
+    dup = rows["dup_again.edi"]
+    assert dup["duplicate_of"].startswith("dup_first.edi") and dup["sets_accepted"] == 0
+    assert dup["sender_qualifier"] == "ZZ" and "X12_DUPLICATE_INTERCHANGE" in dup["envelope_errors"]
+    assert Path(dup["ack_file"]).name.startswith("000000004_TA1_")
+    assert "TA1*000004242*" in Path(dup["ack_file"]).read_text()
+    q = wh.read("SELECT reason_code FROM ops.quarantine WHERE source_file = 'dup_again.edi'")
+    assert q["reason_code"].to_list() == ["X12_DUPLICATE_INTERCHANGE"]
+    led = wh.read("SELECT records_received, records_accepted, records_quarantined FROM ops.ingest_files "
+                  "WHERE source_file = 'dup_again.edi'")
+    assert led.rows() == [(1, 0, 1)]
+    staged = wh.read("SELECT channel_order_ref FROM stage.order_headers WHERE channel_order_ref = 'REPEATER:R-1'")
+    assert staged.height == 1  # the first one only
+
+
+# ------------------------------------------------------------------------------------------------
+# Which product id is the SKU (issue 11 item 4). PO106.. qualifier/id pairs, element 235 qualifiers (ASC X12
+# 850 PO1; VN vendor's item number, VP vendor's part number, SK SKU, BP buyer's part number, IN buyer's item
+# number, UP UPC, EN EAN).
+# ------------------------------------------------------------------------------------------------
+def test_placeholders_are_skipped_and_every_id_pair_is_kept():
+    _, cap = run(fx("written/po1_product_ids.edi"))
+    lines = cap.lines.sort("line_no")
+    assert lines["sku"].to_list() == ["VP-778", "BUY-42", "IN-7", "036000291452"]
+    assert json.loads(lines["product_ids"][0]) == [
+        {"qualifier": "VN", "id": "UNKNOWN"}, {"qualifier": "VP", "id": "VP-778"},
+        {"qualifier": "UP", "id": "012345678905"}]
+    validate(StagedLineModel, cap.lines)
+
+
+def test_every_id_a_placeholder_is_a_missing_sku_on_that_line():
+    result, cap = run(edi(interchange(tset(["BEG*00*NE*PO1**20260709", "PO1*1*1*EA*2**VN*-*BP*N/A*SK* ", "CTT*1"]))))
+    assert reasons(cap) == ["MISSING_FIELD"] and "sku" in cap.quarantine["message"][0]
+    assert result.rows["product_ids"].to_list() == [
+        '[{"qualifier":"VN","id":"-"},{"qualifier":"BP","id":"N/A"},{"qualifier":"SK","id":""}]']
+
+
+def test_partner_priority_from_toml(tmp_path):
+    cfg = tmp_path / "edi_partners.toml"
+    cfg.write_text('[sku]\nplaceholders = ["UNKNOWN", "TBD"]\n\n[partners.SENDER]\nsku_priority = ["bp", "VN"]\n')
+    rules = load_sku_rules(cfg)
+    assert rules.priority_for("SENDER") == ("BP", "VN") and rules.priority_for("OTHER")[:3] == ("VN", "VP", "SK")
+    data = edi(interchange(tset(["BEG*00*NE*PO1**20260709", "PO1*1*1*EA*2**VN*V-1*BP*B-1", "CTT*1"])))
+    assert parse_x12(data, "x.edi", sku_rules=rules).rows["sku"].to_list() == ["B-1"]
+    assert parse_x12(data, "x.edi").rows["sku"].to_list() == ["V-1"]  # default: the vendor's number
+    other = data.replace(b"SENDER", b"OTHERS")
+    assert parse_x12(other, "x.edi", sku_rules=rules).rows["sku"].to_list() == ["V-1"]
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[sku]\npriority = ['VN', 'V N']\n", "not X12 product id qualifiers"),
+        ("[sku]\norder = ['VN']\n", "unknown key 'order'"),
+        ("[partner.X]\nsku_priority = ['VN']\n", "unknown section"),
+        ("[partners.X]\npriority = ['VN']\n", "takes one key"),
+        ("[sku\n", "not valid TOML"),
+    ],
+)
+def test_bad_partner_settings_are_clear_errors(tmp_path, text, words):
+    cfg = tmp_path / "edi_partners.toml"
+    cfg.write_text(text)
+    with pytest.raises(EdiPartnersConfigError, match=words):
+        load_sku_rules(cfg)

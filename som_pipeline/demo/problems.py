@@ -262,6 +262,31 @@ class Injector:
         self.raw_files.append(("edi", name, text.encode("ascii"), _at(d, 22, 15)))
         self.note("X12_UNSUPPORTED_SET", "edi", "an 810 invoice (not an 850) in the PO folder", file=name)
 
+        # an 850 in X12 003010 (GS08; six-digit dates), a release the reader does not map (fixed content: no draw
+        # from the simulator, so the rest of the demo is unchanged)
+        p = partners["SUNBELT"]
+        d = self.day(2)
+        po = [["ST", "850", "0001"], ["BEG", "00", "SA", f"P3010{d:%y%m%d}", "", d.strftime("%y%m%d")],
+              ["PO1", "1", "12", "EA", "3.49", "PE", "VN", "OFF-10003"], ["CTT", "1"]]
+        po.append(["SE", str(len(po) + 1), "0001"])
+        name = f"PO_SUNBELT_{d:%Y%m%d}_3010.edi"
+        text = x12_interchange(p, [po], _at(d, 21, 30), 880_002, version="003010")
+        self.raw_files.append(("edi", name, text.encode("ascii"), _at(d, 21, 35)))
+        self.note("X12_VERSION_UNSUPPORTED", "edi", "an 850 in X12 003010 (GS08), a version the reader does not map: "
+                  "997 AK5 code 1, AK9 code 2", file=name, order_ref=f"{p['isa06']}:P3010{d:%y%m%d}")
+
+        # ACMEHW re-uses the ISA13 of its 810 above (880001) for an 850 the next morning: a duplicate interchange
+        p = partners["ACMEHW"]
+        d = self.day(1)
+        po = [["ST", "850", "0001"], ["BEG", "00", "SA", f"PDUP{d:%y%m%d}", "", d.strftime("%Y%m%d")],
+              ["PO1", "1", "24", "EA", "3.49", "PE", "VN", "OFF-10003"], ["CTT", "1"]]
+        po.append(["SE", str(len(po) + 1), "0001"])
+        name = f"PO_ACMEHW_{d:%Y%m%d}_resent.edi"
+        text = x12_interchange(p, [po], _at(d, 7, 50), 880_001)
+        self.raw_files.append(("edi", name, text.encode("ascii"), _at(d, 7, 55)))
+        self.note("X12_DUPLICATE_INTERCHANGE", "edi", "ISA13 000880001 of ACMEHW again (its 810 used it): the set is "
+                  "not captured, a TA1 note 025 answers it", file=name, order_ref=f"{p['isa06']}:PDUP{d:%y%m%d}")
+
     # --------------------------------------------------------------------------------------------
     def csv(self) -> None:
         rep, k = "marco_rossi", [0]

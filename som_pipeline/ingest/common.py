@@ -83,13 +83,15 @@ LINE_FIELDS = [
 ]
 # Fields only some parsers set (null = the default / not stated), kept out of HEADER_FIELDS and LINE_FIELDS so
 # that the Amazon halves stored before they existed (stage.amazon_headers.header_json and
-# stage.amazon_items.items_json, keyed by those lists) keep their hashes.
+# stage.amazon_items.items_json, keyed by those lists) keep their hashes, and out of line-duplicate detection.
 #   channel_subtotal, channel_discount_total, channel_tax_total: the document's stated totals (Shopify)
 #   item_kind: catalog (default) | custom | service -- see schemas.orders._Line.item_kind
+#   product_ids: every product id of the line as JSON (EDI PO1 qualifier/id pairs); null elsewhere
 STATED_TOTALS = ["channel_subtotal", "channel_discount_total", "channel_tax_total"]
 EXTRA_HEADER_FIELDS = [*STATED_TOTALS]
 EXTRA_LINE_FIELDS = [
     "item_kind",
+    "product_ids",
 ]
 RAW_COLUMNS = META_COLUMNS + HEADER_FIELDS + LINE_FIELDS + EXTRA_HEADER_FIELDS + EXTRA_LINE_FIELDS
 RAW_SCHEMA = {c: pl.String for c in RAW_COLUMNS}
@@ -659,6 +661,7 @@ def _assemble(good: pl.DataFrame, channel: str, captured_at: datetime) -> tuple[
         pl.coalesce(pl.col("_shipping_amount"), pl.lit(0).cast(money.MONEY)).cast(money.MONEY).alias("shipping_amount"),
         pl.col("_requested_date").alias("requested_date"),
         pl.coalesce(_txt("item_kind").str.to_lowercase(), pl.lit("catalog")).alias("item_kind"),
+        _txt("product_ids").alias("product_ids"),
         pl.col("_row"),
     ).sort("capture_id", "line_no")
 

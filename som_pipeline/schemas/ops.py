@@ -80,14 +80,15 @@ class LandingWaitingModel(_Strict):
 
 
 class EdiAckModel(_Strict):
-    """``ops.edi_acks``: the 997 functional acknowledgments written, one per interchange received."""
+    """``ops.edi_acks``: the 997 functional acknowledgments written, one per interchange received (a TA1 for a
+    duplicate interchange). Also the memory of (ISA05, ISA06, ISA13) that duplicate interchanges are found by."""
 
     source_file: str = _f("Inbound file.")
     file_sha256: str = _f("Inbound file content hash.")
     interchange_control: str = _f("Inbound ISA13.", nullable=True)
     sender_id: str = _f("Inbound ISA06 (trimmed).", nullable=True)
     ack_file: str = _f("997 file written to outbound/edi/.")
-    ack_control: int = _f("Our ISA13 of the 997.", ge=1)
+    ack_control: int = _f("Our ISA13 of the 997; its FA groups' GS06 are ack_control .. ack_control_last.", ge=1)
     sets_received: int = _f("Transaction sets received in the interchange.", ge=0)
     sets_accepted: int = _f("Transaction sets accepted.", ge=0)
     envelope_errors: str = _f(
@@ -96,6 +97,15 @@ class EdiAckModel(_Strict):
         nullable=True,
     )
     created_at: TsUTC = _f("When the 997 was written.")
+    sender_qualifier: str = _f("Inbound ISA05 (the qualifier of sender_id).", nullable=True)
+    ack_control_last: int = _f(
+        "Last control number the 997 used: one FA group (GS06 = ack_control, +1, ...) per received application "
+        "sender/receiver/version (GS02/GS03/GS08); the next 997 starts after it. Null: only ack_control was used.",
+        nullable=True, ge=1)
+    duplicate_of: str = _f(
+        "Set when the sender (ISA05/ISA06) already used this ISA13: the file and place it was first received. "
+        "The sets are quarantined X12_DUPLICATE_INTERCHANGE and ack_file holds a TA1 (note 025), not a 997.",
+        nullable=True)
 
 
 class B2BWatermarkModel(_Strict):

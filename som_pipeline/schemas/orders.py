@@ -132,6 +132,11 @@ class _Line(_Strict):
         "'service' (a custom line that ships nothing, Shopify requires_shipping false: no reservation, no "
         "allocation). A non-catalog line's sku is the placeholder CUSTOM:<channel line id>.",
         isin=list(ITEM_KINDS), backfill="catalog")
+    product_ids: str = _f(
+        "Every product id the channel sent for the line, as JSON [{\"qualifier\": \"VN\", \"id\": \"A-1\"}, ...] in "
+        "the order sent (EDI: the PO1 qualifier/id pairs, placeholders included; sku is the one the partner's "
+        "qualifier priority picked). Null where the channel sends one id. Not part of content_hash.",
+        nullable=True)
 
 
 class OrderLineModel(_Line):

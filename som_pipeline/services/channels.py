@@ -78,22 +78,48 @@ def capture_plain(channel: str, wh: Warehouse, settings: Settings, now: datetime
 @captures("edi")
 def capture_edi(wh: Warehouse, settings: Settings, b2b_url: str | None = None,
                 now: datetime | None = None) -> CaptureReport:
-    return capture_files(wh, settings, "edi", prepare=_plain("edi"), now=now, in_transaction=_edi_acks(settings))
+    """X12 files: parse with the trading partners' SKU rules, flag interchanges whose ISA13 their sender already
+    used (in ops.edi_acks or an earlier file of this run), write a 997 (or a TA1 for a duplicate) per interchange."""
+    from som_pipeline.ingest.x12 import flag_duplicate_interchanges, load_sku_rules, parse_x12
+
+    sku_rules = load_sku_rules(settings.edi_partners_config)
+    seen = {(q or "", s or "", (icn or "").strip()): f"{src} ({at:%Y-%m-%d %H:%M} UTC)"
+            for q, s, icn, src, at in wh.read(
+                "SELECT sender_qualifier, sender_id, interchange_control, source_file, created_at FROM ops.edi_acks "
+                "WHERE duplicate_of IS NULL ORDER BY created_at DESC, ack_control DESC").rows()}  # first wins
+    # rows written before sender_qualifier existed (NULL) match any qualifier of the same sender id
+    legacy = {(s, icn): where for (q, s, icn), where in seen.items() if not q}
+
+    def prepare(lf: LandedFile, data: bytes, sha: str, at: datetime) -> Prepared:
+        result = parse_x12(data, lf.name, sku_rules=sku_rules)
+        for ic in result.extras.get("interchanges") or []:
+            k = ((ic.get("sender_qualifier") or "").strip(), (ic.get("sender_id") or "").strip(),
+                 (ic.get("isa_control_number") or "").strip())
+            if k not in seen and (k[1], k[2]) in legacy:
+                seen[k] = legacy[(k[1], k[2])]
+        return Prepared(flag_duplicate_interchanges(result, seen, lf.name))
+
+    return capture_files(wh, settings, "edi", prepare=prepare, now=now, in_transaction=_edi_acks(settings))
 
 
 def _edi_acks(settings: Settings) -> Callable:
-    from som_pipeline.ingest.x12 import accepted_set_ids, ack_file_name, build_997
+    from som_pipeline.ingest.x12 import accepted_set_ids, ack_file_name, ack_group_count, build_997
 
     def hook(con: duckdb.DuckDBPyConnection, done: list[tuple[LandedFile, str, Captured, datetime]]):
-        last = int(con.execute("SELECT coalesce(max(ack_control), 0) FROM ops.edi_acks").fetchone()[0])
+        last = int(con.execute("SELECT coalesce(max(greatest(ack_control, coalesce(ack_control_last, 0))), 0) "
+                               "FROM ops.edi_acks").fetchone()[0])
         writes, rows = [], []
         for lf, sha, cap, at in done:
             accepted = accepted_set_ids(cap)
             for ic in cap.extras.get("interchanges") or []:
-                last += 1
-                text = build_997(ic, accepted, last, at)
+                first = last + 1
+                last = first + max(ack_group_count(ic), 1) - 1
+                text = build_997(ic, accepted, first, at)
                 icn = ic.get("isa_control_number")
-                dest = settings.outbound / "edi" / f"{last:09d}_{ack_file_name(lf.name, str(icn or last))}"
+                kind = "TA1" if ic.get("duplicate_of") else "997"
+                dest = settings.outbound / "edi" / f"{first:09d}_{ack_file_name(lf.name, str(icn or first))}"
+                if kind == "TA1":
+                    dest = dest.with_name(dest.name.replace("_997_", "_TA1_", 1))
                 writes.append((dest, text))
                 sets = [s for g in ic.get("groups", []) for s in g.get("sets", [])]
                 errs = [e for e in ic.get("errors", [])] + [e for g in ic.get("groups", []) for e in g.get("errors", [])]
@@ -101,9 +127,12 @@ def _edi_acks(settings: Settings) -> Callable:
                 rows.append({
                     "source_file": lf.name, "file_sha256": sha, "interchange_control": icn,
                     "sender_id": (ic.get("sender_id") or "").strip() or None, "ack_file": str(dest),
-                    "ack_control": last, "sets_received": len(sets),
+                    "ack_control": first, "sets_received": len(sets),
                     "sets_accepted": sum(1 for s in sets if s.get("record_id") in accepted),
                     "envelope_errors": envelope, "created_at": at,
+                    "sender_qualifier": (ic.get("sender_qualifier") or "").strip() or None,
+                    "ack_control_last": last if last > first else None,
+                    "duplicate_of": ic.get("duplicate_of"),
                 })
         if rows:
             insert_frame(con, "ops.edi_acks", from_rows(EdiAckModel, rows))

@@ -3,6 +3,17 @@
 997 codes follow X12: AK5 (element 717) A = accepted, R = rejected, with the set error codes (element
 718) of :mod:`.transaction_set`; AK9 (element 715) A (all accepted), E (all accepted, group errors noted),
 P (some accepted), R (none accepted), with the group error codes (element 716) of :mod:`.envelope`.
+
+Addressing: each received functional group is answered to its own application sender. The received groups
+are gathered by (GS03 receiver, GS02 sender, version) and each gathering gets its own FA group with GS02/GS03
+reversed (GS02 = the received GS03, GS03 = the received GS02), GS08 = the received version (the 997's
+AK1..AK9 are the same in every release from 003010 on; GS04 is YYMMDD before 004010), one 997 set per
+received group. Group control numbers (GS06) are ``ack_control_number`` + 0, 1, ... (:func:`ack_group_count`
+of them are used; the caller does not reuse them).
+
+A duplicate interchange (``interchange["duplicate_of"]`` set by :func:`.duplicates.flag_duplicate_interchanges`)
+is not acknowledged twice: it is answered with an interchange holding only a TA1 (TA104 ``R``, TA105 ``025``
+duplicate interchange control number; X12 interchange note codes, element I18) and no FA group.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from typing import Any
 
 from som_pipeline.ingest.common import Captured
 from som_pipeline.ingest.x12.tokenizer import BREAKS, DIGITS, Separators
+from som_pipeline.ingest.x12.versions import DEFAULT_VERSION, version_code
 
 
 def accepted_set_ids(captured: Captured) -> set[str]:
@@ -29,9 +41,10 @@ def build_997(interchange: dict[str, Any], accepted_record_ids: set[str], ack_co
     ``interchange`` is one entry of ``ParseResult.extras["interchanges"]``; ``accepted_record_ids`` the
     record ids finally accepted after :func:`normalise` (a set the parser accepted but the normaliser
     rejected is answered ``AK5*R*5``). One 997 transaction set per received functional group (each with
-    one AK1); separators as received; sender/receiver swapped; ISA13 = GS06 = ``ack_control_number``.
+    one AK1), in FA groups addressed per received sender (see the module doc); separators as received;
+    ISA sender/receiver swapped; ISA13 = ``ack_control_number``; GS06 = ``ack_control_number`` + k.
     """
-    if not 1 <= ack_control_number <= 999_999_999:
+    if not 1 <= ack_control_number <= 999_999_999 - max(0, ack_group_count(interchange) - 1):
         raise ValueError(f"ack_control_number must be 1..999999999, got {ack_control_number}")
     rs = interchange["separators"]
     elem, term, rep = rs["element"], rs["segment"], rs["repetition"]
@@ -39,15 +52,39 @@ def build_997(interchange: dict[str, Any], accepted_record_ids: set[str], ack_co
     w = _Writer(Separators(elem, term, comp, rep), "" if term in BREAKS else "\n")
     icn = f"{ack_control_number:09d}"
     _write_isa(w, interchange, now, icn)
-    groups = [g for g in interchange.get("groups", []) if not g.get("implicit")]
-    if groups:
-        gcn = str(ack_control_number)
-        _write_gs(w, interchange, groups[0], now, gcn)
+    if interchange.get("duplicate_of"):
+        w.seg("TA1", w.c(interchange.get("isa_control_number")), w.c(interchange.get("date")),
+              w.c(interchange.get("time")), "R", "025")
+        w.seg("IEA", 0, icn)
+        return "".join(w.out)
+    fa_groups = _fa_groups(interchange)
+    for k, (key, groups) in enumerate(fa_groups.items()):
+        gcn = str(ack_control_number + k)
+        _write_gs(w, key, now, gcn)
         for n, g in enumerate(groups, 1):
             _write_group_ack(w, g, f"{n:04d}", accepted_record_ids)
         w.seg("GE", len(groups), gcn)
-    w.seg("IEA", 1 if groups else 0, icn)
+    w.seg("IEA", len(fa_groups), icn)
     return "".join(w.out)
+
+
+def ack_group_count(interchange: dict[str, Any]) -> int:
+    """How many FA groups (so GS06 control numbers) the 997 answering ``interchange`` uses."""
+    return 0 if interchange.get("duplicate_of") else len(_fa_groups(interchange))
+
+
+def _fa_groups(interchange: dict[str, Any]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """The received groups gathered by our (GS02, GS03, GS08) answer: received GS03, GS02, six-digit version
+    (a missing sender/receiver falls back to the ISA ids; a version that is not six digits to 004010)."""
+    out: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for g in interchange.get("groups", []):
+        if g.get("implicit"):
+            continue
+        ours = (g.get("receiver") or "").strip() or (interchange.get("receiver_id") or "").strip()
+        theirs = (g.get("sender") or "").strip() or (interchange.get("sender_id") or "").strip()
+        version = version_code(g.get("version")) or DEFAULT_VERSION.code
+        out.setdefault((ours, theirs, version), []).append(g)
+    return out
 
 
 def ack_file_name(source_file: str, isa13: str) -> str:
@@ -104,12 +141,11 @@ def _write_isa(w: _Writer, interchange: dict[str, Any], now: datetime, icn: str)
           now.strftime("%y%m%d"), now.strftime("%H%M"), isa11, version, icn, "0", usage, w.seps.component)
 
 
-def _write_gs(w: _Writer, interchange: dict[str, Any], first: dict[str, Any], now: datetime, gcn: str) -> None:
-    """GS (functional id FA) with the first received group's sender and receiver swapped."""
-    c = w.c
-    w.seg("GS", "FA", c(first.get("receiver")) or c(interchange.get("receiver_id")).strip(),
-          c(first.get("sender")) or c(interchange.get("sender_id")).strip(),
-          now.strftime("%Y%m%d"), now.strftime("%H%M"), gcn, "X", "004010")
+def _write_gs(w: _Writer, key: tuple[str, str, str], now: datetime, gcn: str) -> None:
+    """GS (functional id FA) from us (the received GS03) to the received GS02, in the received version."""
+    ours, theirs, version = key
+    day = now.strftime("%Y%m%d" if version >= "004010" else "%y%m%d")  # GS04 is YYMMDD before 004010
+    w.seg("GS", "FA", w.c(ours), w.c(theirs), day, now.strftime("%H%M"), gcn, "X", version)
 
 
 def _write_group_ack(w: _Writer, g: dict[str, Any], stcn: str, accepted_record_ids: set[str]) -> None:
@@ -139,7 +175,8 @@ def _write_set_ack(w: _Writer, s: dict[str, Any], accepted_record_ids: set[str])
         sid = re.sub(r"[^A-Z0-9]", "", c(note.get("segment_id")).upper())[:3]
         w.seg("AK3", sid if len(sid) >= 2 else "ZZ", note.get("position", 1), "", note.get("code", "8"))
         for e in note.get("elements", []):
-            w.seg("AK4", e.get("position", 1), "", e.get("code", "6"))
+            bad = c(e.get("value"))[:99]  # AK404: a copy of the bad element, when known
+            w.seg("AK4", e.get("position", 1), c(e.get("ref")), e.get("code", "6"), *([bad] if bad else []))
     codes = s.get("ak5_codes") or ["5"]
     w.seg("AK5", "R", *codes[:5])
     return False

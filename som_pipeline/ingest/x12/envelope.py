@@ -9,7 +9,10 @@ AK9 / as TA1 note codes), not as rejections. One exception: a set with no GS bef
 Runs of stray segments are rejected with record_kind ``transaction_set`` (the closest kind; they are
 usually a set whose ST broke).
 
-997 group codes (element 716): AK9 3 = GE missing, 4 = GE02/GS06 differ, 5 = GE01 count wrong.
+997 group codes (element 716): AK9 2 = the group's version (GS08) is not one the 850 reader maps (its 850s
+are quarantined ``X12_VERSION_UNSUPPORTED``), 3 = GE missing, 4 = GE02/GS06 differ, 5 = GE01 count wrong.
+A TA1 segment between ISA and GS (an interchange acknowledgment, as in our own 997 files) is noted in the
+interchange entry's ``ta1``, not rejected.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from som_pipeline.ingest.common import Rejection
+from som_pipeline.ingest.x12.products import DEFAULT_RULES, SkuRules
 from som_pipeline.ingest.x12.tokenizer import (
     Isa,
     Segment,
@@ -28,14 +32,16 @@ from som_pipeline.ingest.x12.tokenizer import (
     skip_ws,
 )
 from som_pipeline.ingest.x12.transaction_set import RECORD_KIND, OpenSet, close_set
+from som_pipeline.ingest.x12.versions import set_version, supported_list
 
 
 class EnvelopeWalker:
     """Walks a decoded X12 text once; collects ``rows`` (sound sets), ``rejected`` records and the
     ``interchanges`` entries (ISA fields, separators, groups, per-set outcomes, envelope errors)."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, sku_rules: SkuRules = DEFAULT_RULES) -> None:
         self.text = text
+        self.sku_rules = sku_rules
         self.rows: list[dict[str, Any]] = []
         self.rejected: list[Rejection] = []
         self.interchanges: list[dict[str, Any]] = []
@@ -97,6 +103,8 @@ class EnvelopeWalker:
             self._close_group(seg)
         elif sid == "IEA":
             self._close_interchange(seg)
+        elif sid == "TA1" and self.group is None and self.cur is None and not self.stray:
+            self.ic.setdefault("ta1", []).append(seg.elements[1:])
         elif self.cur is not None:
             self.cur.segments.append(seg)
         else:
@@ -133,6 +141,7 @@ class EnvelopeWalker:
                 self.ic["errors"].append({"code": "X12_SYNTAX", "ta1": "024",
                                           "message": f"segment {ge.no} (line {ge.line}): GE without a GS"})
             return
+        check_version(self.group)
         check_ge(self.group, ge)
         self.group = None
 
@@ -152,7 +161,7 @@ class EnvelopeWalker:
             return
         self.cur = None
         self._note_repeated_st02(s)
-        verdict = close_set(s, se, self.text)
+        verdict = close_set(s, se, self.text, self.sku_rules)
         self.rows.extend(verdict.rows)
         if verdict.rejection is not None:
             self.rejected.append(verdict.rejection)
@@ -267,6 +276,16 @@ def implicit_group_entry(st: Segment) -> dict[str, Any]:
             "sets": [], "errors": [{"code": "X12_SYNTAX", "ak9": None,
                                     "message": "transaction set(s) outside a functional group (no GS)"}],
             "warnings": [], "trailer": None}
+
+
+def check_version(g: dict[str, Any]) -> None:
+    """AK9 code 2 for a group whose GS08 version is not mapped, when its 850s were refused for it."""
+    if g["implicit"] or set_version(g["version"], None)[0] is not None:
+        return
+    if any(s.get("reason_code") == "X12_VERSION_UNSUPPORTED" for s in g["sets"]):
+        g["errors"].append({"code": "X12_VERSION_UNSUPPORTED", "ak9": "2",
+                            "message": f"group {g['control_number']}: GS08 version {g['version']!r} is not supported "
+                                       f"(supported: {supported_list()})"})
 
 
 def check_ge(g: dict[str, Any], ge: Segment | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from som_pipeline.ingest.common import DecodeError, ParseResult, Rejection, decode_text, raw_frame
 from som_pipeline.ingest.x12.envelope import EnvelopeWalker
+from som_pipeline.ingest.x12.products import DEFAULT_RULES, SkuRules
 from som_pipeline.ingest.x12.tokenizer import X12Error, looks_like_isa, skip_ws
 
 CHANNEL = "edi"
@@ -11,9 +12,10 @@ RECORD_UNIT = "transaction_set"
 FILE_RECORD_ID = "(file)"
 
 
-def parse_x12(data: bytes, source_file: str) -> ParseResult:
+def parse_x12(data: bytes, source_file: str, *, sku_rules: SkuRules = DEFAULT_RULES) -> ParseResult:
     """Parse an X12 file (any number of interchanges) into raw rows (one per PO1 of each sound 850 set).
 
+    ``sku_rules``: which PO1 product id is the SKU (per trading partner; :mod:`.products`).
     Never raises on bad input. ``extras["interchanges"]`` describes every interchange (ISA fields,
     separators, groups, per-set parse outcome with AK5/AK3/AK4 codes, envelope errors) for :func:`build_997`.
     """
@@ -24,7 +26,7 @@ def parse_x12(data: bytes, source_file: str) -> ParseResult:
                            [Rejection(FILE_RECORD_ID, "file", "whole file", e.reason_code, e.message)],
                            extras={"interchanges": []})
     text = text.lstrip("\ufeff")
-    walker = EnvelopeWalker(text)
+    walker = EnvelopeWalker(text, sku_rules)
     try:
         walker.run()
     except X12Error as e:

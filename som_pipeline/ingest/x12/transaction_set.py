@@ -1,7 +1,8 @@
 """One transaction set (ST..SE) closed by the envelope walker: its identity, its syntax checks (997 AK5/AK3
 codes), and the verdict: rows from the 850 reader, or one rejected record.
 
-997 set codes follow X12 (element 718): AK5 1 = set not supported, 2 = trailer missing, 3 = ST02/SE02 do
+997 set codes follow X12 (element 718): AK5 1 = set not supported (also: an 850 in an X12 version the
+reader does not map, :mod:`.versions`, quarantined ``X12_VERSION_UNSUPPORTED``), 2 = trailer missing, 3 = ST02/SE02 do
 not match, 4 = SE01 segment count wrong, 5 = segments in error, 6 = missing/invalid set id, 7 = missing
 control number. The AK3 notes name the broken segments (element 720 codes from the tokenizer).
 """
@@ -13,7 +14,9 @@ from typing import Any
 
 from som_pipeline.ingest.common import Rejection
 from som_pipeline.ingest.x12.po850 import SUPPORTED_SET, map_850, order_ref_of
+from som_pipeline.ingest.x12.products import DEFAULT_RULES, SkuRules
 from som_pipeline.ingest.x12.tokenizer import DIGITS, Segment
+from som_pipeline.ingest.x12.versions import set_version, supported_list
 
 RECORD_KIND = "transaction_set"
 
@@ -51,7 +54,7 @@ class SetVerdict:
     outcome: dict[str, Any]
 
 
-def close_set(s: OpenSet, se: Segment | None, text: str) -> SetVerdict:
+def close_set(s: OpenSet, se: Segment | None, text: str, sku_rules: SkuRules = DEFAULT_RULES) -> SetVerdict:
     """Check the set ``s`` (``se``: its SE trailer, None when cut off) and map it when it is sound."""
     segs = s.segments
     st = segs[0]
@@ -60,14 +63,17 @@ def close_set(s: OpenSet, se: Segment | None, text: str) -> SetVerdict:
     record_id = f"{path} #{s.ordinal}"
     location = f"{path} (segments {st.no}-{segs[-1].no}, line {st.line})"
     raw = text[st.start:segs[-1].end]
-    syntax = check_syntax(segs, se, implicit_group=s.group["implicit"])
+    version, sent = set_version(s.group.get("version"), st.el(3))
+    syntax = check_syntax(segs, se, implicit_group=s.group["implicit"],
+                          version_problem=None if version is not None else sent)
     sender = s.ic["sender_id"]
     outcome: dict[str, Any] = {"ordinal": s.ordinal, "record_id": record_id, "location": location,
-                               "st01": st01, "st02": st02, "ak3": syntax.ak3}
-    if not syntax.problems:
+                               "st01": st01, "st02": st02, "ak3": syntax.ak3,
+                               "version": version.code if version else sent}
+    if not syntax.problems and version is not None:
         meta = {"record_id": record_id, "record_kind": RECORD_KIND, "record_location": location,
                 "order_key": record_id, "raw": raw}
-        mapped = map_850(segs, sender, path, meta)
+        mapped = map_850(segs, sender, path, meta, version, sku_rules)
         if isinstance(mapped, list):
             outcome.update(parse_status="accepted", reason_code=None, message=None, ak5_codes=[])
             return SetVerdict(mapped, None, outcome)
@@ -92,12 +98,22 @@ def rejection_reason(problems: list[tuple[str, str]]) -> tuple[str, str]:
 # ------------------------------------------------------------------------------------------------
 # Syntax checks: ST, the segments in between, SE
 # ------------------------------------------------------------------------------------------------
-def check_syntax(segs: list[Segment], se: Segment | None, *, implicit_group: bool) -> SetSyntax:
-    """All syntax problems of the set ``segs`` (ST first; SE last when ``se`` is given)."""
+def check_syntax(segs: list[Segment], se: Segment | None, *, implicit_group: bool,
+                 version_problem: str | None = None) -> SetSyntax:
+    """All syntax problems of the set ``segs`` (ST first; SE last when ``se`` is given).
+
+    ``version_problem``: the version as sent when the reader does not map it (None: supported). An 850 in
+    such a version is judged on that alone (AK5 code 1): its segments follow rules we do not know."""
     out = SetSyntax()
     if implicit_group:
         out.problems.append(("X12_SYNTAX", "the transaction set is not inside a functional group (no GS before ST)"))
     _check_st(out, segs[0])
+    if version_problem is not None and not out.problems:
+        out.problems.append(("X12_VERSION_UNSUPPORTED",
+                             f"X12 version {version_problem or '(none: GS08 is empty)'!r} of this 850 is not "
+                             f"supported (supported: {supported_list()}): acknowledged as not supported"))
+        out.ak5.append("1")
+        return out
     _check_segments(out, segs)
     _check_se(out, segs, se)
     return out
