@@ -490,6 +490,25 @@ class Injector:
                 o.mutate, o.bad = fn, reason
                 self.note(reason, channel, "random field defect", order_ref=o.ref, sprinkled=True)
 
+    def custom_items(self) -> None:
+        """A Shopify POS order with a custom line item (sku and variant_id null, ships): captured as item_kind
+        'custom', held CUSTOM_ITEM_REVIEW. Drawn last, so the rest of the demo does not move."""
+        def engraving(doc: dict[str, Any]) -> None:
+            first = doc["line_items"][0]
+            doc["line_items"].append({
+                **{k: v for k, v in first.items() if k not in ("tax_lines", "discount_allocations")},
+                "id": first["id"] + 1, "product_id": None, "variant_id": None, "sku": None,
+                "title": "Engraved brass plaque", "name": "Engraved brass plaque", "quantity": 1, "price": "45.00",
+                "requires_shipping": True, "total_discount": "0.00", "discount_allocations": [], "tax_lines": []})
+            doc["source_name"] = "pos"
+            for k in ("total_price", "subtotal_price", "total_line_items_price"):  # the stated totals include it
+                if doc.get(k) is not None:
+                    doc[k] = format(Decimal(doc[k]) + Decimal("45.00"), "f")
+
+        o = self.order("shopify", 1, k=9)
+        o.mutate = engraving
+        o.scenario = "custom_item"  # a validation case, not an injected capture defect: no manifest note
+
     def run(self) -> None:
         self.shopify()
         self.amazon()
@@ -497,6 +516,7 @@ class Injector:
         self.csv()
         self.portal()
         self.sprinkle()
+        self.custom_items()
 
 
 __all__ = ["Injector"]
