@@ -11,6 +11,7 @@ from som_pipeline.reporting import md_table
 from som_pipeline.services.planning import FORECAST, REPLENISHMENT, run_forecast, run_replenishment
 
 HISTORY = table_key("state.daily_demand")
+FITS = table_key("state.forecast_fits")
 FORECAST_KEY = table_key("core.demand_forecast")
 ACCURACY = table_key("core.forecast_accuracy")
 PLAN = table_key("core.replenishment_plan")
@@ -30,22 +31,39 @@ PLAN = table_key("core.replenishment_plan")
 def demand_forecast(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     done = run_forecast(warehouse.warehouse(), warehouse.settings())
     result, history = done.result, done.history
-    head = overall(result.accuracy)
-    mix = result.accuracy.filter(pl.col("chosen") & (pl.col("sku") != "*")).group_by("model").len().sort("len", descending=True)
+    reasons = dict(done.refit.group_by("reason").len().sort("reason").rows())
     yield dg.MaterializeResult(asset_key=HISTORY, metadata={
         "dagster/row_count": history.total_rows,
         "order_dates_updated": len(history.dates),
         "rows_written": history.rows.height})
+    yield dg.MaterializeResult(asset_key=FITS, metadata={
+        "series_refitted": done.refit.height,
+        "refit_reasons": dg.MetadataValue.json(reasons),
+        "series_kept": done.kept,
+        "series_dropped": done.dropped,
+        "rows_written": done.fits.height})
     yield dg.MaterializeResult(asset_key=FORECAST_KEY, metadata={
-        "dagster/row_count": result.forecast.height,
-        "series": result.forecast.select("sku", "warehouse_id").n_unique(),
-        "preview": dg.MetadataValue.md(md_table(result.forecast, 5))})
-    yield dg.MaterializeResult(asset_key=ACCURACY, metadata={
-        "dagster/row_count": result.accuracy.height,
-        **{k: (round(v, 4) if v is not None else None) for k, v in head.items()},
-        "model_mix": dg.MetadataValue.json(dict(mix.rows()))})
-    # state.daily_demand: the rows this run wrote (the rest were checked when written)
-    yield from model_check_results({"state.daily_demand": history.rows, "core.demand_forecast": result.forecast,
+        "dagster/row_count": done.forecast_rows,
+        "series": done.series,
+        "series_refitted": done.refit.height,
+        "rows_carried_forward": done.carried.height,
+        "seconds": dg.MetadataValue.json({k: round(v, 2) for k, v in done.timings.items()}),
+        "preview": dg.MetadataValue.md(md_table(done.written_forecast, 5))})
+    if result.accuracy.height:  # written only when a fit changed
+        head = overall(result.accuracy)
+        mix = (result.accuracy.filter(pl.col("chosen") & (pl.col("sku") != "*")).group_by("model").len()
+               .sort("len", descending=True))
+        yield dg.MaterializeResult(asset_key=ACCURACY, metadata={
+            "dagster/row_count": result.accuracy.height,
+            **{k: (round(v, 4) if v is not None else None) for k, v in head.items()},
+            "model_mix": dg.MetadataValue.json(dict(mix.rows()))})
+    else:
+        with warehouse.warehouse().connect() as con:
+            head = overall(con.execute("SELECT * FROM core.forecast_accuracy WHERE sku = '*'").pl())
+        yield dg.MaterializeResult(asset_key=ACCURACY, metadata={"unchanged": True})
+    # the state tables and the forecast: the rows this run wrote (the rest were checked when written)
+    yield from model_check_results({"state.daily_demand": history.rows, "state.forecast_fits": done.fits,
+                                    "core.demand_forecast": done.written_forecast,
                                     "core.forecast_accuracy": result.accuracy})
     ratio = head.get("mase_vs_seasonal_naive")
     yield dg.AssetCheckResult(asset_key=ACCURACY, check_name="beats_seasonal_naive",

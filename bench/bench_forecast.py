@@ -2,13 +2,16 @@
 with ``--history``, the forecast service over years of sparse order history in bounded memory.
 
     .venv/bin/python bench/bench_forecast.py [--series 5000] [--days 730] [--n-jobs N] [--ets N]
-    .venv/bin/python bench/bench_forecast.py --history [--series 71000] [--years 6.6] [--max-rss-gb 8]
+    .venv/bin/python bench/bench_forecast.py --history [--series 71000] [--years 6.6] [--max-rss-gb 8] [--compare]
 
 ``--history`` (the TPC-H SF 0.1 shape: ~71k SKU x warehouse series, 600k lines over 6.6 years, ~8 lines per
 series): writes synthetic ``core.orders`` / ``core.order_lines`` / zones / warehouses into a temporary warehouse,
 then times ``services.planning.run_forecast`` twice -- the first run (builds ``state.daily_demand`` from all
 orders, then forecasts from its window) and the next day's run (one new day of orders: only that date is
-recomputed) -- and prints seconds and peak RSS (this process and its worker processes). A watchdog stops the
+recomputed; the forecast refits only the series that need it, docs/forecasting.md §5a) -- and prints seconds,
+the series refitted (per reason), kept, dropped, seconds per step and peak RSS (this process and its worker
+processes). ``--compare`` then runs a full refit of the same day and compares what the incremental run kept with
+it (same model? forecast units over the horizon, per model). A watchdog stops the
 run when RSS passes ``--max-rss-gb`` and prints how far it got (the code before the state table passed 14 GB).
 
 1. generates (deterministically, numpy, seed 7) ``--series`` daily demand series of ``--days`` days with
@@ -170,9 +173,17 @@ def history_main(args) -> int:
         me, kids = _peak_mb()
         hist = (f"; state.daily_demand: {len(history.dates):,} order dates recomputed, {history.rows.height:,} rows "
                 f"written, {history.total_rows:,} rows in all" if history is not None else "")
-        print(f"{label[0]}: {wall:.1f} s, {result.backtest.series.height:,} series forecast "
-              f"({result.forecast.height:,} forecast rows){hist}; peak RSS {me:,.0f} MB "
-              f"(worker processes {kids:,.0f} MB)", flush=True)
+        if hasattr(out, "refit"):  # the incremental forecast (state.forecast_fits)
+            why = dict(out.refit.group_by("reason").len().sort("reason").rows())
+            steps = ", ".join(f"{k} {v:.1f} s" for k, v in out.timings.items())
+            fc = (f"{out.series:,} series forecast ({out.forecast_rows:,} rows): {out.refit.height:,} refitted "
+                  f"{why}, {out.kept:,} kept ({out.carried.height:,} rows carried forward), {out.dropped:,} dropped "
+                  f"[{steps}]")
+        else:
+            fc = f"{result.backtest.series.height:,} series forecast ({result.forecast.height:,} forecast rows)"
+        print(f"{label[0]}: {wall:.1f} s, {fc}{hist}; peak RSS {me:,.0f} MB (worker processes {kids:,.0f} MB)",
+              flush=True)
+        return out
 
     one(datetime.combine(end + timedelta(days=1), dtime(6), UTC))
     label[0] = "next day's run"
@@ -182,7 +193,45 @@ def history_main(args) -> int:
     with wh.transaction() as con:
         insert_frame(con, "core.orders", new_o)
         insert_frame(con, "core.order_lines", new_l)
-    one(datetime.combine(end + timedelta(days=2), dtime(6), UTC))
+    nxt = one(datetime.combine(end + timedelta(days=2), dtime(6), UTC))
+    if args.compare and hasattr(nxt, "refit"):
+        compare(wh, s, nxt, datetime.combine(end + timedelta(days=2), dtime(6), UTC))
+    return 0
+
+
+def compare(wh, s, nxt, now) -> None:
+    """``--compare``: what the next day's incremental run kept, against a full refit of the same day (a third
+    run, ``rebuild=True``): same chosen model? forecast over the horizon? (For a kept series whose full refit
+    chooses the same model, the full refit is the kept model re-forecast on the current window: the difference
+    is what carrying the forecast forward approximates.)"""
+    import polars as pl
+
+    from som_pipeline.services.planning import run_forecast
+
+    q = "SELECT sku, warehouse_id, model, sum(forecast) AS f28, sum(hi_95) AS h28 FROM core.demand_forecast GROUP BY ALL"
+    inc = wh.read(q)
+    t0 = time.perf_counter()
+    full = run_forecast(wh, s, now=now, rebuild=True)
+    print(f"full refit of the same day: {time.perf_counter() - t0:.1f} s "
+          f"[{', '.join(f'{k} {v:.1f} s' for k, v in full.timings.items())}]")
+    ref = wh.read(q)
+    j = inc.join(ref, on=["sku", "warehouse_id"], suffix="_full").join(
+        nxt.refit.select("sku", "warehouse_id"), on=["sku", "warehouse_id"], how="anti")
+    same = j.filter(pl.col("model") == pl.col("model_full"))
+    print(f"kept series: {j.height:,}; same model as the full refit: {same.height:,} "
+          f"({same.height / max(j.height, 1):.2%})")
+    for name, d in (("all kept", j), ("kept, same model", same)):
+        err = (d["f28"] - d["f28_full"]).abs().sum() / max(d["f28_full"].sum(), 1e-9)
+        exact = (d["f28"] - d["f28_full"]).abs().le(1e-9).mean()
+        print(f"    {name}: 28-day units sum |carried - full| / sum full = {err:.4%}; identical: {exact:.2%}; "
+              f"hi_95 sum rel. diff {(d['h28'] - d['h28_full']).abs().sum() / max(d['h28_full'].sum(), 1e-9):.4%}")
+    by = (same.with_columns(((pl.col("f28") - pl.col("f28_full")).abs() <= 1e-9).alias("exact"))
+          .group_by("model").agg(pl.len().alias("series"), pl.col("exact").mean().alias("identical"),
+                                 ((pl.col("f28") - pl.col("f28_full")).abs().sum() / pl.col("f28_full").sum())
+                                 .alias("rel_diff")).sort("series", descending=True))
+    for r in by.iter_rows(named=True):
+        print(f"        {r['model']:<22} {r['series']:>6,} series, identical {r['identical']:.1%}, "
+              f"28-day units rel. diff {r['rel_diff']:.4%}")
     return 0
 
 
@@ -195,6 +244,8 @@ def main() -> int:
     ap.add_argument("--history", action="store_true", help="run_forecast over years of sparse order history")
     ap.add_argument("--years", type=float, default=6.6, help="--history: years of history")
     ap.add_argument("--max-rss-gb", type=float, default=8.0, help="--history: stop when RSS passes this")
+    ap.add_argument("--compare", action="store_true",
+                    help="--history: then a full refit of the next day, compared with what the incremental run kept")
     args = ap.parse_args()
     if args.history:
         args.series = args.series or 71_000

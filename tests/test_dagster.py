@@ -41,8 +41,8 @@ def test_definitions_load_and_validate():
             "analytics/views"} <= selected["ingest_job"]
     assert not {"core/daily_sales", "core/demand_forecast", "ops/reconciliation"} & selected["ingest_job"]
     assert selected["daily_sales_job"] == {"core/daily_sales"}
-    assert selected["planning_job"] == {"state/daily_demand", "core/demand_forecast", "core/forecast_accuracy",
-                                        "core/replenishment_plan"}
+    assert selected["planning_job"] == {"state/daily_demand", "state/forecast_fits", "core/demand_forecast",
+                                        "core/forecast_accuracy", "core/replenishment_plan"}
     assert selected["full_job"] == keys - {"core/daily_sales"}
     env = {**os.environ, "DAGSTER_HOME": str(ROOT / ".pytest_cache" / "dh")}
     Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)

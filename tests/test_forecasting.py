@@ -497,3 +497,181 @@ def test_forecast_reads_a_window_of_the_history_and_only_recent_series(wh):
     # batches of a few series each change nothing
     small = run(window, dataclasses.replace(c, max_rows_per_call=100), now=NOW, end=end)
     assert small.forecast.equals(got.forecast) and small.accuracy.equals(got.accuracy)
+
+
+# ------------------------------------------------------------------------------------------------
+# Incremental forecast (state.forecast_fits): a run refits what changed, keeps and carries forward the rest
+# ------------------------------------------------------------------------------------------------
+_FC_TABLES = ("core.demand_forecast", "core.forecast_accuracy", "state.forecast_fits")
+_ORDER = {"core.demand_forecast": "sku, warehouse_id, forecast_date",
+          "core.forecast_accuracy": "sku, warehouse_id, model, series_class",
+          "state.forecast_fits": "sku, warehouse_id, model"}
+
+
+def _fc_tables(wh) -> dict[str, pl.DataFrame]:
+    return {t: wh.read(f"SELECT * FROM {t} ORDER BY {_ORDER[t]}") for t in _FC_TABLES}  # noqa: S608
+
+
+def _keys(df: pl.DataFrame) -> set[tuple[str, str]]:
+    return set(df.select("sku", "warehouse_id").iter_rows())
+
+
+def _forecast_home(settings, **kw) -> None:
+    body = {"history": {"history_days": 84, "heavy_history_days": 70},
+            "models": {"ets_max_series": 0, "n_jobs": 1}, "forecast": {"refit_after_days": 7}}
+    body["forecast"].update(kw)  # [forecast] keys
+    (settings.home / "forecast.toml").write_text(
+        "\n".join(f"[{s}]\n" + "\n".join(f"{k} = {v}" for k, v in keys.items()) for s, keys in body.items()) + "\n")
+
+
+def test_incremental_forecast_refits_only_what_changed(wh, settings):
+    """First run: every series fitted. Same data again (even the next morning): nothing refitted, the tables
+    identical. One more day of orders: only the series whose window demand changed (a new day with demand, a day
+    with demand leaving the window) are refitted, exactly as a full rebuild fits them; the others keep their fit
+    and their accuracy rows, and their forecast is carried forward to the new horizon (same weekday)."""
+    from som_pipeline.services.planning import run_forecast
+
+    _forecast_home(settings)
+    orders, lines = _history_orders(range(91))
+    day = lambda d: HISTORY_START + timedelta(days=d)  # noqa: E731
+    first = orders.filter(pl.col("order_date") < day(90))
+    _history_warehouse(wh, first, lines.join(first.select("order_id"), on="order_id", how="semi"))
+    now = datetime(2026, 4, 1, 6, tzinfo=UTC)
+    one = run_forecast(wh, settings, now=now)
+    assert one.kept == 0 and set(one.refit["reason"]) == {"first run or rebuild"}
+    assert one.series == one.refit.height == one.result.backtest.series.height > 5
+    t1 = _fc_tables(wh)
+    assert t1["core.demand_forecast"]["forecast_date"].min() == day(90)
+    assert _keys(t1["state.forecast_fits"]) == _keys(t1["core.demand_forecast"])
+
+    for later in (now, now + timedelta(days=1)):  # nothing changed: nothing refitted, nothing written
+        again = run_forecast(wh, settings, now=later)
+        assert again.refit.height == 0 and again.kept == one.series and again.carried.height == 0
+        assert all(t1[t].equals(v) for t, v in _fc_tables(wh).items())
+
+    # day 90's orders arrive: the window slides one day
+    _history_warehouse(wh, orders, lines)
+    now2 = now + timedelta(days=1)
+    two = run_forecast(wh, settings, now=now2)
+    t2 = _fc_tables(wh)
+    demand = wh.read("SELECT sku, warehouse_id, order_date FROM state.daily_demand")
+    touched = _keys(demand.filter(pl.col("order_date").is_in([day(90), day(6)])))  # day 6 left the 84-day window
+    in_window = _keys(demand.filter(pl.col("order_date") >= day(7)))
+    assert _keys(two.refit) == touched & in_window and 0 < two.refit.height < one.series
+    assert set(two.refit["reason"]) <= {"demand changed", "new in window", "model follows recent days"}
+    assert two.kept == len(in_window) - two.refit.height and two.dropped == len(_keys(t1["state.forecast_fits"])
+                                                                                 - in_window)
+    fc2, fc1 = t2["core.demand_forecast"], t1["core.demand_forecast"]
+    assert fc2["forecast_date"].min() == day(91) and fc2["forecast_date"].max() == day(91 + 27)
+    assert (fc2.group_by("sku", "warehouse_id").len()["len"] == 28).all() and _keys(fc2) == in_window
+    kept = pl.DataFrame(sorted(in_window - _keys(two.refit)), schema=["sku", "warehouse_id"], orient="row")
+    k2, k1 = (f.join(kept, on=["sku", "warehouse_id"], how="semi") for f in (fc2, fc1))
+    assert k2.filter(pl.col("forecast_date") <= day(117)).equals(k1.filter(pl.col("forecast_date") >= day(91)))
+    new_day = k2.filter(pl.col("forecast_date") == day(118))
+    week_before = k1.filter(pl.col("forecast_date") == day(111))
+    assert new_day.drop("forecast_date").equals(week_before.drop("forecast_date")) and new_day.height == kept.height
+    assert (k2["generated_at"] == now).all() and (fc2.join(two.refit, on=["sku", "warehouse_id"], how="semi")
+                                                   ["generated_at"] == now2).all()
+    series_rows = pl.col("sku") != "*"
+    acc = lambda t: t["core.forecast_accuracy"].filter(series_rows).join(kept, on=["sku", "warehouse_id"],  # noqa: E731
+                                                                         how="semi")
+    assert acc(t2).equals(acc(t1)) and (acc(t2)["evaluated_at"] == now).all()
+    assert t2["core.forecast_accuracy"].filter(~series_rows)["evaluated_at"].unique().to_list() == [now2]
+    schemas.validate(schemas.ForecastFitModel, t2["state.forecast_fits"])
+
+    # a full rebuild fits the refitted series exactly as the incremental run did
+    full = run_forecast(wh, settings, now=now2, rebuild=True)
+    assert full.kept == 0 and full.series == two.series
+    t3 = _fc_tables(wh)
+    for t, key in (("core.demand_forecast", two.refit), ("state.forecast_fits", two.refit)):
+        assert t3[t].join(key, on=["sku", "warehouse_id"], how="semi").equals(
+            t2[t].join(key, on=["sku", "warehouse_id"], how="semi"))
+    per = lambda t: t["core.forecast_accuracy"].filter(series_rows)  # noqa: E731
+    assert per(t3).join(two.refit, on=["sku", "warehouse_id"], how="semi").equals(
+        per(t2).join(two.refit, on=["sku", "warehouse_id"], how="semi"))
+
+
+def test_a_fit_older_than_refit_after_days_is_refitted(wh, settings):
+    """A series whose demand did not change keeps its fit while it is at most refit_after_days days of history
+    old, and is refitted after; a config change refits everything."""
+    from som_pipeline.services.planning import run_forecast
+
+    _forecast_home(settings, refit_after_days=3)
+    orders, lines = _history_orders(range(100))
+    day = lambda d: HISTORY_START + timedelta(days=d)  # noqa: E731
+
+    def upto(d):
+        o = orders.filter(pl.col("order_date") <= day(d))
+        _history_warehouse(wh, o, lines.join(o.select("order_id"), on="order_id", how="semi"))
+        return run_forecast(wh, settings, now=datetime.combine(day(d + 1), datetime.min.time(), UTC))
+
+    upto(89)
+    reasons = [set(upto(d).refit["reason"]) for d in (90, 91, 92, 93)]
+    assert all(r <= {"demand changed", "new in window", "model follows recent days"}  # ages 1, 2, 3: kept unless
+               for r in reasons[:3])
+    assert "fit too old" in reasons[3]  # age 4 > 3
+    fits = wh.read("SELECT DISTINCT sku, warehouse_id, fit_end FROM state.forecast_fits")
+    assert fits["fit_end"].min() >= day(93) - timedelta(days=3)
+    _forecast_home(settings, refit_after_days=3, horizon_days=21)
+    changed = upto(93)
+    assert set(changed.refit["reason"]) == {"config changed"} and changed.kept == 0
+    assert wh.read("SELECT max(forecast_date) AS m FROM core.demand_forecast")["m"][0] == day(93 + 21)
+
+
+def test_carry_forward_repeats_the_same_weekday_and_refit_plan_reasons():
+    from som_pipeline.planning.incremental import carry_forward, refit_plan
+
+    c = cfg(horizon_days=14, refit_after_days=5)
+    end0 = date(2026, 3, 1)
+    rows = pl.DataFrame({"sku": "A", "warehouse_id": "W", "forecast_date": pl.date_range(
+        end0 + timedelta(days=1), end0 + timedelta(days=14), eager=True), "forecast": [float(i) for i in range(14)]})
+    rows = rows.with_columns(*(pl.col("forecast").alias(k) for k in ("lo_80", "hi_80", "lo_95", "hi_95")),
+                             pl.lit("SeasonalNaive").alias("model"), pl.lit(NOW).alias("generated_at"))
+    new = carry_forward(rows.filter(pl.col("forecast_date") > end0 + timedelta(days=3)), end0 + timedelta(days=3), c)
+    assert new["forecast_date"].to_list() == [end0 + timedelta(days=15 + i) for i in range(3)]
+    assert new["forecast"].to_list() == [7.0, 8.0, 9.0]  # days 15-17 = days 8-10 (same weekday, its last week)
+
+    cur = pl.DataFrame({"sku": ["A", "B", "C", "D", "E", "G"], "warehouse_id": "W", "series_class": "smooth",
+                        "backtest": True, "theta": [False, False, True, False, False, False], "ets": False,
+                        "window_fingerprint": ["a", "b2", "c", "d", "e", "g"]})
+    fits = cur.filter(pl.col("sku") != "E").with_columns(
+        pl.col("window_fingerprint").replace("b2", "b"), pl.lit(False).alias("theta"),
+        pl.Series("fit_end", [end0 - timedelta(days=5), end0, end0, end0 - timedelta(days=6),
+                              end0 - timedelta(days=1)]),
+        pl.Series("model", ["HistoricAverage"] * 4 + ["TSB"]),
+        pl.lit(c.fit_fingerprint()).alias("config_fingerprint"))
+    fits = pl.concat([fits, fits.head(1).with_columns(pl.lit("F").alias("sku"))])
+    refit, kept, dropped = refit_plan(cur, fits, end0, c)
+    assert dict(refit.select("sku", "reason").iter_rows()) == {
+        "B": "demand changed", "C": "class or budget changed", "D": "fit too old", "E": "new in window",
+        "G": "model follows recent days"}
+    assert kept["sku"].to_list() == ["A"] and dropped["sku"].to_list() == ["F"]
+    assert set(refit_plan(cur, fits, end0, c, rebuild=True)[0]["reason"]) == {"first run or rebuild"}
+    assert set(refit_plan(cur, fits, end0 - timedelta(days=1), c)[0]["reason"]) == {"history end moved back"}
+
+
+def test_forecast_asset_reports_refits_and_checks_the_rows_written(wh, settings):
+    """The demand_forecast asset (Dagster): first materialization fits every series; the second, with nothing
+    changed, refits none, leaves the accuracy table as it was and its checks pass."""
+    import dagster as dg
+
+    from assets import all_assets
+    from resources import B2BPortalResource, WarehouseResource
+
+    _forecast_home(settings)
+    orders, lines = _history_orders(range(90))
+    _history_warehouse(wh, orders, lines)
+    metas = []
+    for _ in range(2):
+        res = dg.materialize(all_assets, selection=dg.AssetSelection.assets(dg.AssetKey(["core", "demand_forecast"]))
+                             .required_multi_asset_neighbors(), resources={
+            "warehouse": WarehouseResource(som_home=str(settings.home), lock_timeout_s="120"),
+            "b2b_portal": B2BPortalResource(url="")})
+        assert res.success
+        assert all(c.passed for c in res.get_asset_check_evaluations())
+        mats = [e.event_specific_data.materialization for e in res.get_asset_materialization_events()]
+        metas.append({m.asset_key.to_user_string(): m.metadata for m in mats})
+    fits, again = metas[0]["state/forecast_fits"], metas[1]["state/forecast_fits"]
+    assert fits["series_refitted"].value > 5 and fits["series_kept"].value == 0
+    assert again["series_refitted"].value == 0 and again["series_kept"].value == fits["series_refitted"].value
+    assert "unchanged" in metas[1]["core/forecast_accuracy"]

@@ -58,6 +58,7 @@ class ForecastConfig:
     max_rows_per_call: int
     # [forecast]
     horizon_days: int
+    refit_after_days: int
     # [replenishment]
     service_level: float
     supplier_lead_time_days: int
@@ -78,6 +79,18 @@ class ForecastConfig:
     def min_history_days(self) -> int:
         """Shortest active range that is backtested (shorter: class sparse, no backtest)."""
         return self.min_train_days + self.backtest_days
+
+    def fit_fingerprint(self) -> str:
+        """Hash of every knob a series' fit (classification, backtest, choice, forecast) depends on: a fit kept
+        from a run with another value of any of them is refitted (``state.forecast_fits.config_fingerprint``).
+        Not in it: ``refit_after_days``, ``n_jobs``, ``max_rows_per_call`` (results do not depend on them) and
+        the replenishment keys."""
+        import hashlib
+
+        skip = {"refit_after_days", "n_jobs", "max_rows_per_call"}
+        keys = [f for f, _k in _KEYS.values() if f not in skip and _SECTION[f] != "replenishment"]
+        text = repr([(k, getattr(self, k)) for k in sorted(keys)])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def lead_time(self, category: str | None) -> int:
         return self.lead_time_by_category.get(category or "", self.supplier_lead_time_days)
@@ -114,6 +127,7 @@ _KEYS: dict[tuple[str, str], tuple[str, str]] = {
     ("models", "n_jobs"): ("n_jobs", "pos_int"),
     ("models", "max_rows_per_call"): ("max_rows_per_call", "pos_int"),
     ("forecast", "horizon_days"): ("horizon_days", "pos_int"),
+    ("forecast", "refit_after_days"): ("refit_after_days", "int"),
     ("replenishment", "service_level"): ("service_level", "service_level"),
     ("replenishment", "supplier_lead_time_days"): ("supplier_lead_time_days", "int"),
     ("replenishment", "transfer_lead_time_days"): ("transfer_lead_time_days", "int"),
@@ -124,6 +138,7 @@ _KEYS: dict[tuple[str, str], tuple[str, str]] = {
     ("replenishment", "service_level_by_category"): ("service_level_by_category", "service_map"),
 }
 _MAPS = {k for k, (_f, kind) in _KEYS.items() if kind.endswith("_map")}
+_SECTION = {f: section for (section, _key), (f, _kind) in _KEYS.items()}
 
 
 def _convert(kind: str, value: Any, where: str) -> Any:

@@ -183,7 +183,10 @@ def accuracy(bt: Backtest, cfg: ForecastConfig, now: datetime | None = None) -> 
     bias = sum(yhat - y) / sum y, mase_vs_seasonal_naive = sum|e| / sum|e_seasonal_naive|.
     """
     now = _utc(now)
-    ser = bt.series.select("uid", "sku", "warehouse_id", "series_class", "scale", pl.col("model").alias("chosen_model"))
+    when = (pl.col("evaluated_at") if "evaluated_at" in bt.series.columns else pl.lit(None)) \
+        .cast(pl.Datetime("us", "UTC")).alias("evaluated_at")
+    ser = bt.series.select("uid", "sku", "warehouse_id", "series_class", "scale", pl.col("model").alias("chosen_model"),
+                           when)
     s = (bt.scores.join(ser, on="uid")
          .with_columns((pl.col("model") == pl.col("chosen_model")).alias("chosen")))
     per = s if cfg.accuracy_rows == "all" else s.filter(pl.col("chosen"))
@@ -196,7 +199,7 @@ def accuracy(bt: Backtest, cfg: ForecastConfig, now: datetime | None = None) -> 
     ).with_columns(_finite(METRICS))
     untested = (ser.join(s.select("uid").unique(), on="uid", how="anti")
                 .select("sku", "warehouse_id", "series_class", pl.col("chosen_model").alias("model"),
-                        pl.lit(True).alias("chosen"), pl.lit(0).alias("folds")))
+                        pl.lit(True).alias("chosen"), pl.lit(0).alias("folds"), "evaluated_at"))
 
     chosen = s.filter(pl.col("chosen")).with_columns(pl.lit("*").alias("model"))
     others = s.filter(~pl.col("chosen"))
@@ -209,9 +212,11 @@ def accuracy(bt: Backtest, cfg: ForecastConfig, now: datetime | None = None) -> 
     ov = pl.concat(overall).with_columns(
         pl.lit("*").alias("sku"), pl.lit("*").alias("warehouse_id"), (pl.col("model") == "*").alias("chosen"),
         pl.lit(bt.folds).alias("folds"))
+    # a series' rows are dated when it was evaluated (``bt.series.evaluated_at``: a kept fit's; default now), the
+    # overall rows now
     out = pl.concat([per.drop("uid", "chosen_model", "scale"), untested, ov], how="diagonal_relaxed").with_columns(
         pl.lit(bt.horizon_days).alias("horizon_days"),
-        pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("evaluated_at"),
+        pl.col("evaluated_at").fill_null(pl.lit(now).cast(pl.Datetime("us", "UTC"))),
         pl.col("folds").cast(pl.Int64),
     )
     order = pl.when(pl.col("sku") == "*").then(1).otherwise(0)

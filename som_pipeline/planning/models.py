@@ -231,7 +231,17 @@ def _scale(demand: pl.DataFrame, series: pl.DataFrame, cfg: ForecastConfig, end:
     return out.with_columns(pl.when(pl.col("scale") > 0).then(pl.col("scale")).alias("scale"))
 
 
-def backtest(demand: pl.DataFrame, cfg: ForecastConfig, end: date | None = None) -> Backtest:
+def classified(demand: pl.DataFrame, cfg: ForecastConfig, end: date) -> pl.DataFrame:
+    """:func:`~som_pipeline.planning.demand.classify_series` of every series with a ``uid`` (row number) and its
+    heavy-model budgets ``theta``, ``ets`` (bool: in :func:`heavy_budget`, which ranks all series)."""
+    series = classify_series(demand, cfg, end).with_row_index("uid").with_columns(pl.col("uid").cast(pl.Int64))
+    heavy = heavy_budget(series, cfg)
+    return series.with_columns(pl.col("uid").is_in(heavy["Theta"]["uid"].implode()).alias("theta"),
+                               pl.col("uid").is_in(heavy["AutoETS"]["uid"].implode()).alias("ets"))
+
+
+def backtest(demand: pl.DataFrame, cfg: ForecastConfig, end: date | None = None, *,
+             only: pl.DataFrame | None = None) -> Backtest:
     """Classify every series, backtest its candidates and the baseline, choose its model.
 
     ``demand``: ``sku, warehouse_id, ds, y``, sparse (:func:`~som_pipeline.planning.demand.window_demand`: days
@@ -239,10 +249,16 @@ def backtest(demand: pl.DataFrame, cfg: ForecastConfig, end: date | None = None)
     (:func:`~som_pipeline.planning.demand.daily_demand`), up to ``end`` (default: its last day). Only series with
     demand in the last ``history_days`` get a model; statsforecast sees them in batches of at most
     ``max_rows_per_call`` series-days.
+
+    ``only`` (``sku, warehouse_id``): backtest those series only (the incremental forecast's refits). The
+    classification and the heavy-model budgets are still ranked over every series of ``demand``, so a series
+    gets the same candidates as in a run over all series; every other step is per series.
     """
     if end is None:
         end = demand["ds"].max() or date.today()  # (no demand at all: empty results)
-    series = classify_series(demand, cfg, end).with_row_index("uid").with_columns(pl.col("uid").cast(pl.Int64))
+    series = classified(demand, cfg, end)
+    if only is not None:
+        series = series.join(only.select("sku", "warehouse_id"), on=["sku", "warehouse_id"], how="semi")
     bt = series.filter(pl.col("backtest"))
 
     groups: list[tuple[pl.DataFrame, list[str], int]] = []  # (series, models, window days)
@@ -250,8 +266,10 @@ def backtest(demand: pl.DataFrame, cfg: ForecastConfig, end: date | None = None)
                            (("intermittent", "lumpy"), [BASELINE, *INTERMITTENT]),
                            (("sparse",), [BASELINE, SPARSE_MODEL])):
         groups.append((bt.filter(pl.col("series_class").is_in(classes)), names, cfg.history_days))
-    for name, chosen in heavy_budget(series, cfg).items():
-        groups.append((chosen, [name], cfg.heavy_history_days))
+    for name, flag in (("Theta", "theta"), ("AutoETS", "ets")):
+        groups.append((series.filter(pl.col(flag)).sort(["units", "sku", "warehouse_id"],
+                                                        descending=[True, False, False]), [name],
+                       cfg.heavy_history_days))
 
     parts, timings = [], {}
     for sub, names, days in groups:
@@ -305,5 +323,6 @@ def model_mix(bt: Backtest) -> pl.DataFrame:
         "series_class", "series", descending=[False, True])
 
 
-__all__ = ["BASELINE", "CANDIDATES", "SPECS", "Backtest", "Spec", "backtest", "batches", "choose", "heavy_budget",
+__all__ = ["BASELINE", "CANDIDATES", "SPECS", "Backtest", "Spec", "backtest", "batches", "choose", "classified",
+           "heavy_budget",
            "holdout_ratio", "model_mix", "score", "sf_frame"]

@@ -86,6 +86,7 @@ from som_pipeline.schemas.planning import (
     DailyDemandModel,
     DemandForecastModel,
     ForecastAccuracyModel,
+    ForecastFitModel,
     ReplenishmentPlanModel,
 )
 from som_pipeline.schemas.reference import (
@@ -169,6 +170,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "core.replenishment_plan": ReplenishmentPlanModel,
     # state: derived statistics over history, updated per run for what changed
     "state.daily_demand": DailyDemandModel,
+    "state.forecast_fits": ForecastFitModel,
     # allocation's input from the landing zone (placed here: the data dictionary's order)
     "ref.disruptions": DisruptionModel,
     # ops
@@ -202,7 +204,7 @@ __all__ = [
     # allocation
     "AllocationModel", "BackorderModel", "DisruptionModel",
     # planning
-    "DailyDemandModel", "DemandForecastModel", "ForecastAccuracyModel", "ReplenishmentPlanModel",
+    "DailyDemandModel", "DemandForecastModel", "ForecastAccuracyModel", "ForecastFitModel", "ReplenishmentPlanModel",
     # ops
     "RECORD_KINDS", "QuarantineModel", "IngestFileModel", "IngestRedropModel", "LandingWaitingModel", "EdiAckModel",
     "B2BWatermarkModel", "AmazonPendingModel", "WatermarkModel",

@@ -27,6 +27,44 @@ class DailyDemandModel(_Strict):
         unique = ["sku", "warehouse_id", "order_date"]
 
 
+class ForecastFitModel(_Strict):
+    """``state.forecast_fits``: what the last fit of each series learnt, so that a run refits only the series that
+    changed (docs/forecasting.md, "Nightly runs"). One row per series x model scored by its backtest (the baseline
+    included; a series without backtest: one row, its model, null sums); the series' own columns repeat on its rows.
+    A run replaces the rows of the series it refits and deletes those of series that left the window. Everything
+    ``core.forecast_accuracy`` shows is recomputed from these sums (per series and overall)."""
+
+    sku: str = _f("SKU.")
+    warehouse_id: str = _f("Warehouse.")
+    model: str = _f("Model scored on the series (or its model, without backtest).")
+    chosen: bool = _f("True for the model chosen for the series.")
+    candidate: bool = _f("The model was eligible for the choice (a candidate of the series' class).")
+    n: pl.Int64 = _f("Backtest points; null: no backtest.", nullable=True, ge=0)
+    sum_abs: float = _f("Sum of |yhat - y| over the backtest points.", nullable=True)
+    sum_err: float = _f("Sum of yhat - y.", nullable=True)
+    sum_sq: float = _f("Sum of (yhat - y)^2.", nullable=True)
+    sum_y: float = _f("Sum of y.", nullable=True)
+    mae: float = _f("sum_abs / n.", nullable=True)
+    sn_sum_abs: float = _f("Seasonal naive's sum of |yhat - y| on the same points.", nullable=True)
+    series_class: str = _f("Demand class at the fit.")
+    backtest: bool = _f("The series was long enough to backtest at the fit.")
+    theta: bool = _f("In the Theta budget at the fit.")
+    ets: bool = _f("In the AutoETS budget at the fit.")
+    scale: float = _f("MASE scale (in-sample seasonal-naive MAE) at the fit.", nullable=True)
+    sigma_daily: float = _f("Chosen model's backtest RMSE per day.", nullable=True)
+    window_fingerprint: str = _f("Fingerprint of the series' demand rows in the window at the fit (and whether it "
+                                 "started before it); a different fingerprint now = refit.")
+    fit_end: pl.Date = _f("Last day of history of the fit (its window's end); refit once the history's last day is "
+                          "more than refit_after_days later.")
+    fitted_at: TsUTC = _f("When the series was fitted (its core.forecast_accuracy rows' evaluated_at and its "
+                          "core.demand_forecast rows' generated_at).")
+    config_fingerprint: str = _f("Hash of the forecast config the fit used; another config = refit.")
+
+    class Config:
+        strict = True
+        unique = ["sku", "warehouse_id", "model"]
+
+
 class DemandForecastModel(_Strict):
     """``core.demand_forecast``: daily demand forecast per SKU x warehouse with prediction intervals."""
 

@@ -24,8 +24,8 @@ from som_pipeline.services.validation import business_now
 from som_pipeline.warehouse import read_table, read_tables, transaction
 
 DEMAND_INPUTS = ("core.orders", "core.order_lines", "core.allocations", "ref.shipping_zones", "ref.warehouses")
-FORECAST = Step(reads=(*DEMAND_INPUTS, "state.daily_demand"),
-                writes=("state.daily_demand", "core.demand_forecast", "core.forecast_accuracy"))
+FORECAST = Step(reads=(*DEMAND_INPUTS, "state.daily_demand", "state.forecast_fits"),
+                writes=("state.daily_demand", "state.forecast_fits", "core.demand_forecast", "core.forecast_accuracy"))
 REPLENISHMENT = Step(reads=("core.demand_forecast", "core.forecast_accuracy", "ref.inventory", "core.reservations",
                             "ref.warehouses", "ref.products", "core.allocations"),
                      writes=("core.replenishment_plan",))
@@ -73,7 +73,8 @@ def update_demand_history(con: duckdb.DuckDBPyConnection, *, rebuild: bool = Fal
     """Bring ``state.daily_demand`` up to date with the orders, in one transaction (call it outside one).
 
     Recomputes the order dates whose fingerprint changed (all dates with ``rebuild=True``: the explicit full
-    rebuild, which must give the same table) and removes dates that no longer have live lines."""
+    rebuild, which must give the same table; it also forgets the forecast fits, ``state.forecast_fits``, so that
+    the next forecast refits every series) and removes dates that no longer have live lines."""
     from som_pipeline import planning as fc
     from som_pipeline.schemas import DailyDemandModel, conform
     from som_pipeline.warehouse import insert_frame
@@ -89,6 +90,7 @@ def update_demand_history(con: duckdb.DuckDBPyConnection, *, rebuild: bool = Fal
     with transaction(con):
         if rebuild:
             con.execute("DELETE FROM state.daily_demand")
+            con.execute("DELETE FROM state.forecast_fits")  # the next forecast refits every series
         elif dates:
             con.execute("DELETE FROM state.daily_demand WHERE order_date IN (SELECT unnest(?::DATE[]))", [dates])
         live = todo.filter(pl.col("lines").is_not_null())
@@ -139,36 +141,155 @@ def read_demand_window(con: duckdb.DuckDBPyConnection, days: int) -> tuple[pl.Da
     return fc.window_demand(rows, first, end, days), end
 
 
+# Per series with demand in the window [lo, end]: a hash of its days with demand in the window and of whether it
+# started before the window (first day with demand < lo). One aggregate over the state table.
+_WINDOW_FINGERPRINTS = """
+SELECT sku, warehouse_id,
+       lower(hex(hash(bit_xor(hash(order_date, units)) FILTER (WHERE order_date >= $lo),
+                      min(order_date) < $lo))) AS window_fingerprint
+FROM state.daily_demand WHERE order_date <= $end
+GROUP BY sku, warehouse_id HAVING count(*) FILTER (WHERE order_date >= $lo) > 0
+"""
+
+
+def window_fingerprints(con: duckdb.DuckDBPyConnection, lo: date, end: date) -> pl.DataFrame:
+    """``sku, warehouse_id, window_fingerprint`` of each series with demand in the window ``lo .. end``
+    (:func:`read_demand_window`): a hash of its days with demand in the window and of whether it started before
+    the window -- what the models see of it, except the window's length for a series that started inside it. The
+    window's bounds are not in it, so a series whose demand did not change keeps its fingerprint as the window
+    slides (until one of its days with demand leaves it); ``refit_after_days`` bounds that ageing."""
+    return con.execute(_WINDOW_FINGERPRINTS, {"lo": lo, "end": end}).pl()
+
+
 @dataclass
 class ForecastRun:
-    """What :func:`run_forecast` did: the :class:`~som_pipeline.planning.ForecastResult` and the history update."""
+    """What :func:`run_forecast` did.
+
+    ``result``: the :class:`~som_pipeline.planning.ForecastResult` of the series refitted (``forecast``: their
+    rows; ``accuracy``: the whole ``core.forecast_accuracy`` as written, empty when it was left as it was);
+    ``refit``: ``sku, warehouse_id, reason`` of the series refitted; ``kept`` / ``dropped``: series whose fit was
+    kept / that left the window; ``carried``: the rows added to kept forecasts (their new days); ``fits``: the
+    ``state.forecast_fits`` rows written; ``series`` / ``forecast_rows``: the forecast table after the run;
+    ``timings``: seconds per step."""
 
     result: object  # planning.ForecastResult
     history: HistoryUpdate
+    refit: pl.DataFrame
+    kept: int
+    dropped: int
+    carried: pl.DataFrame
+    fits: pl.DataFrame
+    series: int
+    forecast_rows: int
+    timings: dict
+
+    @property
+    def written_forecast(self) -> pl.DataFrame:
+        """The ``core.demand_forecast`` rows this run wrote (refits and carried-forward days)."""
+        return pl.concat([self.result.forecast, self.carried]) if self.carried.height else self.result.forecast
 
 
-def run_forecast(wh, settings: Settings, now: datetime | None = None) -> ForecastRun:
-    """Update ``state.daily_demand``, then read its window -> backtest, model choice, forecast ->
-    core.demand_forecast and core.forecast_accuracy (replaced)."""
+# A kept series' forecast rows after the new last day, and for each: how many it has and its last day (the
+# rows of its last `season_length` days are what carry_forward repeats).
+_KEPT_FORECAST = """
+SELECT f.*, count(*) OVER w AS _live, max(f.forecast_date) OVER w AS _top
+FROM core.demand_forecast f SEMI JOIN {kept} k USING (sku, warehouse_id)
+WHERE f.forecast_date > ?
+WINDOW w AS (PARTITION BY f.sku, f.warehouse_id)
+QUALIFY f.forecast_date > _top - ?::INTEGER
+"""
+
+
+def run_forecast(wh, settings: Settings, now: datetime | None = None, *, rebuild: bool = False) -> ForecastRun:
+    """Update ``state.daily_demand``, read its window, then refit (backtest, model choice, forecast) only the series
+    that need it (:func:`~som_pipeline.planning.incremental.refit_plan`; every series on a first run, with
+    ``rebuild=True`` or after a config change); kept series keep their fit (``state.forecast_fits``) and their
+    forecast, carried forward to start after the new last day. Writes, in one transaction: the refitted series'
+    fits and forecast rows, the carried days, the removal of expired days and of series that left the window, and
+    ``core.forecast_accuracy`` (recomputed from the fits; only when a fit changed). docs/forecasting.md."""
+    import time
+
     from som_pipeline import planning as fc
+    from som_pipeline.planning import incremental as inc
+    from som_pipeline.planning.forecast import _utc
+    from som_pipeline.planning.models import classified
     from som_pipeline.schemas import ForecastAccuracyModel, conform
-    from som_pipeline.warehouse import replace_table
+    from som_pipeline.warehouse import insert_frame, registered, replace_keys, replace_table, select_keys
 
-    now = now or business_now(settings)
+    now = _utc(now or business_now(settings))
     cfg = fc.load_config(settings.forecast_config)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
     with wh.connect() as con:
         history = update_demand_history(con)
         demand, end = read_demand_window(con, cfg.history_days)
-    result = fc.run(demand, cfg, now, end)
-    sigma = result.errors.select("sku", "warehouse_id", pl.col("model"), "sigma_daily")
-    acc = result.accuracy.join(sigma, on=["sku", "warehouse_id", "model"], how="left")
-    acc = conform(acc.with_columns(pl.when(pl.col("chosen")).then(pl.col("sigma_daily")).alias("sigma_daily")),
-                  ForecastAccuracyModel)
-    result.accuracy = acc
+        end = end or now.date()
+        fingerprints = window_fingerprints(con, end - timedelta(days=cfg.history_days - 1), end)
+        fits = con.execute("SELECT * FROM state.forecast_fits WHERE chosen").pl()
+    timings["read"] = time.perf_counter() - t
+    current = classified(demand, cfg, end).join(fingerprints, on=inc.KEY, how="left")
+    refit, kept, dropped = inc.refit_plan(current, fits, end, cfg, rebuild=rebuild)
+
+    prev = pl.DataFrame()
+    if kept.height:
+        with wh.connect() as con, registered(con, kept) as k:
+            prev = con.execute(_KEPT_FORECAST.format(kept=k), [end, cfg.season_length]).pl()
+        # a kept series needs its rows after `end`, consecutive, at least a season of them (else: refit)
+        ok = (prev.group_by(inc.KEY).agg(pl.col("_live").first(), pl.col("_top").first())
+              .filter((pl.col("_live") == (pl.col("_top") - pl.lit(end)).dt.total_days())
+                      & (pl.col("_live") >= cfg.season_length) & (pl.col("_live") <= cfg.horizon_days))
+              .select(inc.KEY))
+        missing = kept.join(ok, on=inc.KEY, how="anti")
+        if missing.height:
+            refit = pl.concat([refit, missing.with_columns(pl.lit("forecast rows missing").alias("reason"))])
+            kept = kept.join(ok, on=inc.KEY, how="semi")
+        prev = prev.join(kept, on=inc.KEY, how="semi").drop("_live", "_top")
+    full = kept.height == 0  # everything refitted: the tables are replaced (a first run, a rebuild)
+
+    t = time.perf_counter()
+    bt = fc.backtest(demand, cfg, end, only=refit)
+    timings["backtest"] = time.perf_counter() - t
+    t = time.perf_counter()
+    fresh = fc.forecast(demand, bt, cfg, now)
+    timings["forecast"] = time.perf_counter() - t
+    t = time.perf_counter()
+    carried = inc.carry_forward(prev, end, cfg) if kept.height else fresh.clear()
+    new_fits = inc.fit_rows(bt, fingerprints, cfg, now)
+    changed = refit.height > 0 or dropped.height > 0
+    acc = conform(pl.DataFrame(), ForecastAccuracyModel).clear()
+    if changed:
+        with wh.connect() as con:
+            kept_fits = select_keys(con, "state.forecast_fits", kept) if kept.height else new_fits.clear()
+        both = inc.combined_backtest(kept_fits, bt)
+        acc = fc.accuracy(both, cfg, now)
+        sigma = pl.concat([bt.series.select("sku", "warehouse_id", "model", "sigma_daily"),
+                           kept_fits.filter(pl.col("chosen")).select("sku", "warehouse_id", "model", "sigma_daily")])
+        acc = conform(acc.join(sigma, on=["sku", "warehouse_id", "model"], how="left")
+                      .with_columns(pl.when(pl.col("chosen")).then(pl.col("sigma_daily")).alias("sigma_daily")),
+                      ForecastAccuracyModel)
+    timings["accuracy"] = time.perf_counter() - t
+    t = time.perf_counter()
     with wh.transaction() as con:
-        replace_table(con, "core.demand_forecast", result.forecast)
-        replace_table(con, "core.forecast_accuracy", acc)
-    return ForecastRun(result=result, history=history)
+        if full:
+            replace_table(con, "state.forecast_fits", new_fits)
+            replace_table(con, "core.demand_forecast", fresh)
+        else:
+            gone = pl.concat([refit.select(inc.KEY), dropped])
+            replace_keys(con, "state.forecast_fits", gone, new_fits)
+            if gone.height:
+                replace_keys(con, "core.demand_forecast", gone, fresh)
+            else:
+                insert_frame(con, "core.demand_forecast", fresh)
+            con.execute("DELETE FROM core.demand_forecast WHERE forecast_date <= ?", [end])
+            insert_frame(con, "core.demand_forecast", carried)
+        if changed:
+            replace_table(con, "core.forecast_accuracy", acc)
+        n_series, n_rows = con.execute(
+            "SELECT count(DISTINCT (sku, warehouse_id)), count(*) FROM core.demand_forecast").fetchone()
+    timings["write"] = time.perf_counter() - t
+    result = fc.ForecastResult(forecast=fresh, accuracy=acc, errors=fc.error_stats(bt), backtest=bt)
+    return ForecastRun(result=result, history=history, refit=refit, kept=kept.height, dropped=dropped.height,
+                       carried=carried, fits=new_fits, series=n_series, forecast_rows=n_rows, timings=timings)
 
 
 def run_replenishment(wh, settings: Settings, now: datetime | None = None) -> pl.DataFrame:
