@@ -420,7 +420,8 @@ def _rebuild_state(s: Settings) -> None:
         con.execute("DELETE FROM ops.watermarks WHERE consumer IN ('validation', 'allocation')")
     with wh.connect() as con:
         update_demand_history(con, rebuild=True)  # its own transaction
-    print(f"  full rebuild: core.anomaly_baselines {n:,} rows, state.daily_demand recomputed; every stage reruns")
+    print(f"  full rebuild: core.anomaly_baselines {n:,} rows, state.daily_demand recomputed (forecast fits "
+          "cleared); every stage reruns")
 
 
 def cmd_rebuild_anomaly_baselines(args: argparse.Namespace) -> int:
