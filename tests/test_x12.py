@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -873,3 +874,30 @@ def test_bad_partner_settings_are_clear_errors(tmp_path, text, words):
     cfg.write_text(text)
     with pytest.raises(EdiPartnersConfigError, match=words):
         load_sku_rules(cfg)
+
+
+def test_a_gtin_resolves_to_the_catalog_sku_through_product_aliases(settings, wh):
+    """PO1 with a placeholder vendor number and a UPC: the UPC is an alias of catalog SKU OFF-1 (ref.product_aliases),
+    so the line is captured as OFF-1; an id the catalog knows directly wins over the priority's pick; with no
+    table entry the priority's pick stays (validation then reports UNKNOWN_SKU)."""
+    import polars as pl
+
+    from som_pipeline.ingest.x12.products import DEFAULT_RULES, pick_sku
+    from som_pipeline.services.channels import capture_channel
+    from som_pipeline.warehouse import insert_frame
+
+    rules = replace(DEFAULT_RULES, catalog=frozenset({"OFF-1", "OFF-2"}), aliases={"084512000017": "OFF-1"})
+    prio = rules.priority
+    assert pick_sku([("VN", "UNKNOWN"), ("UP", "084512000017")], prio, rules) == "OFF-1"
+    assert pick_sku([("VN", "X-99"), ("BP", "OFF-2")], prio, rules) == "OFF-2"  # BP is in the catalog, VN not
+    assert pick_sku([("VN", "X-99"), ("UP", "999")], prio, rules) == "X-99"  # nothing resolves: the pick stays
+    assert pick_sku([("VN", "X-99")], prio, DEFAULT_RULES) == "X-99"  # no catalog given: as before
+
+    with wh.transaction() as con:
+        insert_frame(con, "ref.product_aliases", pl.DataFrame(
+            {"alias": ["084512000017"], "sku": ["OFF-1"], "qualifier": ["UP"]}))
+    body = ["BEG*00*NE*PO777**20260709", "PO1*1*2*EA*10.00**VN*UNKNOWN*UP*084512000017", "CTT*1"]
+    (settings.landing_dir("edi") / "gtin.edi").write_bytes(edi(interchange(tset(body))))
+    capture_channel("edi", wh, settings, now=NOW)
+    line = wh.read("SELECT sku, product_ids FROM stage.order_lines").row(0, named=True)
+    assert line["sku"] == "OFF-1" and "084512000017" in line["product_ids"]

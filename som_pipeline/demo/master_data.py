@@ -844,6 +844,10 @@ def build_reference(seed: int, start: date, end: date) -> Reference:
          "substitutes": "|".join(p.substitutes) or None, "active": p.active}
         for p in products.values()
     ]
+    # GTIN-12 (UPC-A) numbers of the catalog, as retail partners send them (UP qualifier): deterministic from the
+    # catalog order, with a valid check digit
+    tables["product_aliases"] = [
+        {"alias": _upc(i), "sku": p.sku, "qualifier": "UP"} for i, p in enumerate(products.values(), start=1)]
     tables["price_lists"] = price_rows
     tables["promotions"] = promo_rows
     tables["warehouses"] = warehouses
@@ -899,6 +903,14 @@ def _cell(v: Any) -> str | None:
     if isinstance(v, float):
         return repr(v)
     return str(v)
+
+
+def _upc(n: int) -> str:
+    """A UPC-A (GTIN-12) under the demo company prefix 0 84512 with item number ``n`` and its check digit."""
+    body = f"084512{n:05d}"
+    odd = sum(int(d) for d in body[0::2])
+    even = sum(int(d) for d in body[1::2])
+    return body + str((10 - (odd * 3 + even) % 10) % 10)
 
 
 def write_reference(ref: Reference, out_dir: Path) -> dict[str, int]:

@@ -100,6 +100,7 @@ from som_pipeline.schemas.reference import (
     InventoryModel,
     OpenItemModel,
     PriceListModel,
+    ProductAliasModel,
     ProductModel,
     PromotionModel,
     ShippingZoneModel,
@@ -129,6 +130,7 @@ REFERENCE_TABLES: dict[str, type[pa.DataFrameModel]] = {
     "customers": CustomerModel,
     "customer_aliases": CustomerAliasModel,
     "products": ProductModel,
+    "product_aliases": ProductAliasModel,
     "price_lists": PriceListModel,
     "promotions": PromotionModel,
     "warehouses": WarehouseModel,
@@ -210,7 +212,7 @@ __all__ = [
     "B2BWatermarkModel", "AmazonPendingModel", "WatermarkModel",
     "PendingPartitionModel",
     # reference
-    "TIERS", "PROMO_KINDS", "SHIP_MODES", "CustomerModel", "CustomerAliasModel", "ProductModel",
+    "TIERS", "PROMO_KINDS", "SHIP_MODES", "CustomerModel", "CustomerAliasModel", "ProductModel", "ProductAliasModel",
     "PriceListModel", "PromotionModel", "WarehouseModel", "InventoryModel", "CarrierModel",
     "CarrierRateModel", "ShippingZoneModel", "OpenItemModel",
 ]

@@ -43,6 +43,17 @@ class CustomerAliasModel(_Strict):
         unique = ["channel", "external_ref"]
 
 
+class ProductAliasModel(_Strict):
+    """``ref.product_aliases``: another number a trading partner may send for a catalog product (a GTIN, UPC or
+    EAN, a buyer's or the manufacturer's part number). EDI capture resolves a PO1 line to the catalog through it
+    when the id its qualifier priority picks is not a catalog SKU (:mod:`som_pipeline.ingest.x12.products`)."""
+
+    alias: str = _f("The id as partners send it (e.g. a GTIN-12 '036000291452'), unique.", unique=True)
+    sku: str = _f("The catalog SKU it stands for (ref.products.sku).")
+    qualifier: str = _f("The X12 product id qualifier it is usually sent under (UP, EN, BP, MG...), for the record.",
+                        nullable=True)
+
+
 class ProductModel(_Strict):
     """``ref.products``"""
 

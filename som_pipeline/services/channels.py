@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -83,6 +84,9 @@ def capture_edi(wh: Warehouse, settings: Settings, b2b_url: str | None = None,
     from som_pipeline.ingest.x12 import flag_duplicate_interchanges, load_sku_rules, parse_x12
 
     sku_rules = load_sku_rules(settings.edi_partners_config)
+    # the catalog and its aliases: a PO1 whose preferred id is a GTIN/UPC resolves to the SKU it stands for
+    sku_rules = replace(sku_rules, catalog=frozenset(wh.read("SELECT sku FROM ref.products")["sku"]),
+                        aliases=dict(wh.read("SELECT alias, sku FROM ref.product_aliases").rows()))
     seen = {(q or "", s or "", (icn or "").strip()): f"{src} ({at:%Y-%m-%d %H:%M} UTC)"
             for q, s, icn, src, at in wh.read(
                 "SELECT sender_qualifier, sender_id, interchange_control, source_file, created_at FROM ops.edi_acks "

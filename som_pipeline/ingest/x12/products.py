@@ -12,9 +12,11 @@ Settings (decision: a shipped TOML plus an optional override rather than a refer
 ``som_pipeline/ingest/x12/partners.toml`` (defaults, documented there), overridden by
 ``$SOM_EDI_PARTNERS_CONFIG`` or ``$SOM_HOME/edi_partners.toml`` (``Settings.edi_partners_config``).
 
-Not done: resolving GTIN/UPC/EAN ids to catalog SKUs. The project has no product alias table (``ref.*``
-has customer aliases only); a line whose only real id is a GTIN keeps it as its SKU (validation reports
-``UNKNOWN_SKU``), and its other ids stay in ``product_ids`` for when an alias table exists.
+Resolution to the catalog (``SkuRules.catalog`` = ``ref.products`` SKUs, ``SkuRules.aliases`` =
+``ref.product_aliases``, given by the capture service): when the id the priority picks is not a catalog SKU,
+the real ids are tried in priority order (then as sent) and the first that is a catalog SKU, or an alias of one
+(GTIN/UPC/EAN → SKU), gives the SKU. With neither table given, or no id resolving, the priority's pick stays
+(validation then reports ``UNKNOWN_SKU``). Every id stays in ``product_ids``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class SkuRules:
     priority: tuple[str, ...]
     placeholders: frozenset[str]
     partners: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # ISA06 -> priority
+    catalog: frozenset[str] = frozenset()  # ref.products SKUs (empty: no resolution)
+    aliases: Mapping[str, str] = field(default_factory=dict)  # ref.product_aliases: alias -> SKU
 
     def priority_for(self, sender: str | None) -> tuple[str, ...]:
         return self.partners.get((sender or "").strip(), self.priority)
@@ -102,6 +106,19 @@ def pick_sku(pairs: list[tuple[str, str]], priority: tuple[str, ...], rules: Sku
     """The SKU among ``pairs``: first qualifier of ``priority`` with a real id, else the first real id
     (an id with blanks only when there is nothing else); None when every id is a placeholder."""
     real = [(q.upper(), v) for q, v in pairs if not rules.is_placeholder(v)]
+    pick = _by_priority(real, priority)
+    if pick is None or pick in rules.catalog or not (rules.catalog or rules.aliases):
+        return pick
+    ranked = sorted(real, key=lambda qv: priority.index(qv[0]) if qv[0] in priority else len(priority))
+    for _q, v in ranked:  # the first id the catalog knows, directly or through an alias
+        if v in rules.catalog:
+            return v
+        if v in rules.aliases:
+            return rules.aliases[v]
+    return pick
+
+
+def _by_priority(real: list[tuple[str, str]], priority: tuple[str, ...]) -> str | None:
     for want in priority:
         for q, v in real:
             if q == want and " " not in v:
