@@ -7,6 +7,7 @@ binary (Parquet, cached under ``$SOM_HOME/tmp/tpch/sf<sf>/``; same SF, same byte
 | TPC-H | SOM |
 |---|---|
 | part | ``reference/products.parquet`` (sku ``P<partkey>``, list price = ``p_retailprice``) and ``price_lists`` (every tier, one price = ``p_retailprice``, ``max_discount_pct`` 0.10 = TPC-H's largest discount) |
+| part (p_mfgr) | ``product_aliases``: ``MFG<n>-<partkey>``, the manufacturer's part number (qualifier MG) |
 | customer, nation | ``customers`` (``C<custkey>``; tier and credit limit from ``c_acctbal``), ``customer_aliases`` (csv channel: ``c_name``) and a real-looking address per nation (ISO country, city, region, a postal code of that country's format, street) |
 | customer with ``c_acctbal < 0`` | an overdue open item of ``-c_acctbal`` (``open_items``): their orders are held ``CREDIT_OVERDUE`` |
 | region, supplier, partsupp | one warehouse per TPC-H region; ``inventory`` = Σ ``ps_availqty`` of the part's suppliers in that region |
@@ -274,6 +275,11 @@ def write_reference(con: duckdb.DuckDBPyConnection, ref_dir: Path, first: date, 
                'USD' AS currency, '30' AS payment_terms_days, iso AS country, 'false' AS ship_complete,
                'false' AS allow_substitutes, 'true' AS active, {_q(since)} AS created_on
         FROM cust ORDER BY c_custkey""", ref_dir / "customers.parquet")  # noqa: S608
+    # the manufacturer's part number, as partners may send it (X12 qualifier MG): an alias of the catalog SKU
+    counts["product_aliases"] = _copy(con, """
+        SELECT 'MFG' || split_part(p_mfgr, '#', 2) || '-' || p_partkey::VARCHAR AS alias,
+               'P' || lpad(p_partkey::VARCHAR, 8, '0') AS sku, 'MG' AS qualifier
+        FROM part ORDER BY p_partkey""", ref_dir / "product_aliases.parquet")
     counts["customer_aliases"] = _copy(con, """
         SELECT 'csv' AS channel, c_name AS external_ref, customer_id FROM cust ORDER BY c_custkey""",
         ref_dir / "customer_aliases.parquet")
