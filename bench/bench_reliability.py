@@ -49,6 +49,8 @@ RUN_TIME = frozenset({
     "core.order_status.since", "core.order_status.evaluated_at", "core.order_status.reservation_expires_at",
     "core.order_holds.since", "core.reservations.reserved_at", "core.reservations.expires_at",
     "core.validation_results.evaluated_at", "core.order_events.at", "core.order_events.event_id",
+    # incremental bookkeeping stamped at run time
+    "ops.pending_partitions.since", "state.forecast_fits.fitted_at", "core.forecast_accuracy.evaluated_at",
 })
 
 

@@ -106,3 +106,25 @@ def test_amazon_order_total_that_differs_is_listed(settings: Settings, wh: Wareh
     create_views(wh)
     v = wh.read("SELECT channel_total, order_total, channel_total_difference FROM core.v_orders").row(0)
     assert v == (D("12.50"), D("11.01"), D("1.49"))
+
+
+def test_x12_ctt_line_count_and_quantity_hash_total_are_reconciled(settings: Settings, wh: Warehouse):
+    """X12 850 CTT01 (number of PO1 lines) and CTT02 (hash total of PO102 quantities), as the 850 implementation
+    guides define them: kept on the order and listed when the captured lines disagree (a line lost in transfer)."""
+    from tests.test_x12 import edi, interchange, tset
+
+    def po(n: str, ctt: str) -> list[str]:
+        return tset([f"BEG*00*NE*{n}**20260709", "PO1*1*10*EA*2.00**VN*A-1", "PO1*2*3*EA*2.00**VN*A-2", ctt],
+                    stcn=n[-4:])
+
+    doc = interchange(po("PO0001", "CTT*2*13"), po("PO0002", "CTT*3*13"), po("PO0003", "CTT*2*12.5"))
+    (settings.landing_dir("edi") / "ctt.edi").write_bytes(edi(doc))
+    capture_channel("edi", wh, settings, now=NOW)
+    got = _listed(settings, wh)
+    assert "EDI-SENDER:PO0001" not in got  # 2 lines, 13 units: as stated
+    assert got["EDI-SENDER:PO0002"]["disagrees_on"] == "line count"
+    assert got["EDI-SENDER:PO0002"]["line_count_difference"] == 1
+    assert got["EDI-SENDER:PO0003"]["disagrees_on"] == "quantity hash total"
+    assert got["EDI-SENDER:PO0003"]["quantity_difference"] == D("-0.5")
+    stated = wh.read("SELECT order_id, channel_line_count, channel_quantity_total FROM core.orders ORDER BY 1")
+    assert stated.row(0) == ("EDI-SENDER:PO0001", 2, D("13"))

@@ -87,8 +87,10 @@ LINE_FIELDS = [
 #   channel_subtotal, channel_discount_total, channel_tax_total: the document's stated totals (Shopify)
 #   item_kind: catalog (default) | custom | service -- see schemas.orders._Line.item_kind
 #   product_ids: every product id of the line as JSON (EDI PO1 qualifier/id pairs); null elsewhere
+#   channel_line_count, channel_quantity_total: X12 CTT01 / CTT02 (number of lines, hash total of quantities)
 STATED_TOTALS = ["channel_subtotal", "channel_discount_total", "channel_tax_total"]
-EXTRA_HEADER_FIELDS = [*STATED_TOTALS]
+STATED_COUNTS = ["channel_line_count", "channel_quantity_total"]
+EXTRA_HEADER_FIELDS = [*STATED_TOTALS, *STATED_COUNTS]
 EXTRA_LINE_FIELDS = [
     "item_kind",
     "product_ids",
@@ -306,6 +308,11 @@ def _row_checks(required_header: tuple[str, ...], line_no_given: bool) -> list[t
             (~pl.col(f"_{f}_ok") | (pl.col(f"_{f}") < 0), "BAD_AMOUNT",
              msg(f"{f} '", pl.col(f), "' is not a non-negative decimal with at most 2 places"))
         )
+    for f in STATED_COUNTS:
+        checks.append(
+            (~pl.col(f"_{f}_ok") | (pl.col(f"_{f}") < 0), "BAD_AMOUNT",
+             msg(f"{f} '", pl.col(f), "' is not a non-negative number"))
+        )
     checks.append(
         (~pl.col("_discount_pct_ok") | (pl.col("_discount_pct") < 0) | (pl.col("_discount_pct") > 100), "BAD_RATE",
          msg("discount_pct '", pl.col("discount_pct"), "' is not a percentage between 0 and 100"))
@@ -412,6 +419,10 @@ def _parse_fields(rows: pl.DataFrame, line_no_given: bool) -> pl.DataFrame:
               *STATED_TOTALS):
         v, ok = money.parse_decimal(pl.col(f), 2)
         parsed += [v.alias(f"_{f}"), ok.alias(f"_{f}_ok")]
+    v, ok = money.parse_decimal(pl.col("channel_line_count"), 0)
+    parsed += [v.cast(pl.Int64, strict=False).alias("_channel_line_count"), ok.alias("_channel_line_count_ok")]
+    v, ok = money.parse_decimal(pl.col("channel_quantity_total"), 4)
+    parsed += [v.alias("_channel_quantity_total"), ok.alias("_channel_quantity_total_ok")]
     v, ok = money.parse_decimal(pl.col("discount_pct"), 4)
     # the rate a percentage stands for: pct / 100 is exact at scale 6 (pct has at most 4 places; Polars
     # division keeps the dividend's scale, so widen first)
@@ -706,7 +717,7 @@ def _assemble(good: pl.DataFrame, channel: str, captured_at: datetime) -> tuple[
         pl.col("_shipping_total").alias("_hdr_shipping"),
         pl.col("_channel_total").alias("channel_total"),
         # stated totals: kept out of content_hash (a re-send changes them only with what they total)
-        *[pl.col(f"_{f}").alias(f) for f in STATED_TOTALS],
+        *[pl.col(f"_{f}").alias(f) for f in STATED_TOTALS + STATED_COUNTS],
         _txt("prices_include_tax").str.to_lowercase().is_in(TRUE_WORDS).fill_null(False).alias("prices_include_tax"),
         pl.coalesce(pl.col("_shipping_tax"), pl.lit(0)).cast(money.MONEY).alias("shipping_tax"),
         pl.col("_src").alias("source_file"),

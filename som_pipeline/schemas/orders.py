@@ -71,6 +71,12 @@ class _OrderHeader(_Strict):
     channel_tax_total: Money = _f(
         "Total tax as stated by the channel (Shopify total_tax, lines and shipping); compared with tax_total. "
         "Null when the document states none.", nullable=True)
+    channel_line_count: int = _f(
+        "Number of lines as stated by the document (X12 CTT01); compared with line_count. Null when not stated.",
+        nullable=True, ge=0)
+    channel_quantity_total: UnitPrice = _f(
+        "Hash total of the line quantities as stated by the document (X12 CTT02, 4 places); compared with the "
+        "sum of the captured quantities. Null when not stated.", nullable=True, ge=0)
     line_count: int = _f("Number of lines.", ge=1)
     unpriced_lines: int = _f("Lines without a unit price (EDI/CSV/portal may leave price to the price list).", ge=0)
     source_file: str = _f("File (or portal table) the order was captured from.")

@@ -26,7 +26,9 @@
   ``product_ids`` = every pair as JSON;
   ``description`` = first PID05 in the PO1 loop; ``requested_date`` = DTM*002 in the PO1 loop, else the
   header DTM*002.
-- header/summary ``AMT*TT`` -> ``channel_total``. SAC, TAX, ITD, line AMT and CTT are not mapped.
+- header/summary ``AMT*TT`` -> ``channel_total``; ``CTT01`` (number of PO1 lines) -> ``channel_line_count`` and
+  ``CTT02`` (hash total of the PO102 quantities) -> ``channel_quantity_total``, kept as sent and reconciled
+  (sql/reconciliation/channel_totals.sql). SAC, TAX, ITD and line AMT are not mapped.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class _Po850:
     td5: Segment | None = None
     csh: Segment | None = None
     total: str | None = None
+    ctt: Segment | None = None
     ship: dict[str, str | None] | None = None
     lines: list[_Line] = field(default_factory=list)
     errors: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (message, 997 AK3 note)
@@ -145,6 +148,8 @@ def map_850(segs: list[Segment], sender: str, path: str, meta: dict[str, Any], v
         "ship_method": _ship_method(po.td5),
         "ship_complete": _ship_complete(po.csh),
         "channel_total": po.total,
+        "channel_line_count": (po.ctt.el(1).strip() or None) if po.ctt else None,
+        "channel_quantity_total": (po.ctt.el(2).strip() or None) if po.ctt else None,
     }
     priority = sku_rules.priority_for(sender)
     return [_line_row(header, path, k, ln, po.header_requested, priority, sku_rules)
@@ -191,6 +196,7 @@ def _read_850(segs: list[Segment], version: Version) -> _Po850:
             continue
         if sid == "CTT":
             summary = True
+            po.ctt = po.ctt or seg
         if po.lines and not summary:
             _read_line_segment(po, po.lines[-1], seg, pos)
             continue
