@@ -204,12 +204,8 @@ def insert_frame(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) -
     _check_table(table)
     if df.height == 0:
         return 0
-    view = f"_ins_{uuid.uuid4().hex}"
-    con.register(view, df.to_arrow())
-    try:
+    with registered(con, df) as view:
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {view}")  # noqa: S608 (names from code)
-    finally:
-        con.unregister(view)
     return df.height
 
 

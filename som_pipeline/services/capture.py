@@ -296,6 +296,11 @@ def _stream_file(con: duckdb.DuckDBPyConnection, channel: str, new: NewFile, str
     archive(new)
     report.files.append(FileOutcome(new.name, new.sha, "processed", tally.received, tally.accepted,
                                     tally.quarantined, tally.orders, dict(sorted(tally.reasons.items()))))
+    _warn_if_grown(new, report)
+
+
+def _warn_if_grown(new: NewFile, report: CaptureReport) -> None:
+    """After archiving: a file that grew since it was read goes back to landing (see ``reland_if_grown``)."""
     if reland_if_grown(new):
         report.warnings.append(f"{new.name}: grew after it was read (write as .tmp, then rename); the grown "
                                "file is back in landing and will be read again (identical orders are ignored)")
@@ -335,9 +340,7 @@ def _flush(con: duckdb.DuckDBPyConnection, channel: str, batch: list[_Pending], 
     for it, (_lf, sha, cap, _at) in zip(batch, done, strict=True):
         archive(it.new)
         report.files.append(outcome(it.new.name, sha, cap))
-        if reland_if_grown(it.new):
-            report.warnings.append(f"{it.new.name}: grew after it was read (write as .tmp, then rename); the grown "
-                                   "file is back in landing and will be read again (identical orders are ignored)")
+        _warn_if_grown(it.new, report)
     if post:
         post()
 

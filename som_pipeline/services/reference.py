@@ -20,12 +20,12 @@ def load_reference_tables(wh: Warehouse, settings: Settings, tables: list[str]) 
     again (``RefLoad.unchanged``): a run's cost follows what changed, not the size of the reference data."""
     loads = []
     now = datetime.now(UTC)
+    with wh.connect() as con:  # the content each table was last loaded from, read once
+        last_loaded = {t: watermark(con, f"ref.{t}")[1] for t in tables}
     for t in tables:
         path = find_file(settings.reference, t)
         sha = sha256_file(path) if path is not None else None
-        with wh.connect() as con:
-            last = watermark(con, f"ref.{t}")[1]
-        if sha is not None and sha == last:
+        if sha is not None and sha == last_loaded[t]:
             loads.append(RefLoad(t, path.name, sha, None, empty(QuarantineModel), 0, 0,
                                  "unchanged since the last load: table kept", unchanged=True))
             continue
