@@ -36,8 +36,15 @@ ON_HOLD = "ON_HOLD"  # at least one open hold (core.order_holds); re-checked eve
 REJECTED = "REJECTED"  # a reject-severity finding, or rejected by a person
 CANCELLED = "CANCELLED"  # cancelled at the channel: reservations and holds released
 HISTORICAL = "HISTORICAL"  # placed before the validation start (workflow.history_before): processed elsewhere
+# fulfilment (services/fulfilment.py): core.order_fulfilment.status and its events; core.order_status keeps the
+# validation status beside it
+IN_FULFILMENT = "IN_FULFILMENT"  # lines released to a pick wave, nothing shipped yet
+PARTIALLY_SHIPPED = "PARTIALLY_SHIPPED"  # some units shipped, more to come
+SHIPPED = "SHIPPED"  # every unit of the order shipped
 
-STATUSES: tuple[str, ...] = (APPROVED, ON_HOLD, REJECTED, CANCELLED, HISTORICAL)
+STATUSES: tuple[str, ...] = (APPROVED, ON_HOLD, REJECTED, CANCELLED, HISTORICAL, IN_FULFILMENT, PARTIALLY_SHIPPED,
+                             SHIPPED)
+FULFILMENT_PROGRESS: tuple[str, ...] = (IN_FULFILMENT, PARTIALLY_SHIPPED, SHIPPED)
 VALIDATION_OUTCOMES: tuple[str, ...] = (APPROVED, ON_HOLD, REJECTED)  # what the checks (and approvers) decide
 
 
@@ -62,6 +69,9 @@ TRANSITIONS: tuple[Transition, ...] = (
                "follows the checks' step)"),
     Transition((NEW, *STATUSES), (CANCELLED,), "cancelled at the channel (again, on a new version)"),
     Transition((NEW, *STATUSES), (HISTORICAL,), "placed before workflow.history_before (again, on a new version)"),
+    Transition((APPROVED, IN_FULFILMENT, PARTIALLY_SHIPPED), FULFILMENT_PROGRESS,
+               "fulfilment: lines released to a pick wave, a task closed short (its units re-allocated or "
+               "backordered: the status stays), units shipped in part or in whole"),
 )
 
 
@@ -105,5 +115,6 @@ def order_events(changes: pl.DataFrame) -> pl.DataFrame:
     return conform(out, OrderEventModel).sort("order_id", "at")
 
 
-__all__ = ["APPROVED", "CANCELLED", "EVENT_COLUMNS", "HISTORICAL", "NEW", "ON_HOLD", "REJECTED", "STATUSES",
+__all__ = ["APPROVED", "CANCELLED", "EVENT_COLUMNS", "FULFILMENT_PROGRESS", "HISTORICAL", "IN_FULFILMENT", "NEW",
+           "ON_HOLD", "PARTIALLY_SHIPPED", "REJECTED", "SHIPPED", "STATUSES",
            "TRANSITIONS", "VALIDATION_OUTCOMES", "Transition", "details", "forbidden", "is_allowed", "order_events"]

@@ -135,11 +135,14 @@ def load_table_file(table: str, model: type[pa.DataFrameModel], channel: str, pa
 
     raw = raw.rename({c: c.strip().lower() for c in raw.columns})
     schema = polars_schema(model)
+    cols = model.to_schema().columns
+    # a nullable column a file does not have yet is empty (a release adds an optional column: old files load)
+    raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in schema
+                           if c not in raw.columns and cols[c].nullable)
     missing = [c for c in schema if c not in raw.columns]
     if missing:
         return file_problem("CSV_MISSING_COLUMN", f"missing column(s): {', '.join(missing)}")
 
-    cols = model.to_schema().columns
     offset = 1 if path.suffix == ".parquet" else 2  # CSV: header is line 1
     df = raw.select(list(schema)).with_row_index("_i")
     # one vectorised pass: every column typed once, with a per-row flag of whether its text was valid

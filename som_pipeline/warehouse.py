@@ -192,6 +192,16 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     alters = [sql for t, m in TABLES.items() for sql in add_column_sql(t, m, have.get(t, set()))]
     if alters:
         con.execute(";\n".join(alters))
+    if not con.execute("SELECT count(*) FROM duckdb_views() WHERE schema_name = 'core' AND view_name = ?",
+                       [PIPELINE_VIEWS[-1][1]]).fetchone()[0]:
+        from som_pipeline.sqlfiles import sql_file
+
+        con.execute(";\n".join(sql_file("views", f).text for f, _ in PIPELINE_VIEWS))
+
+
+# views the pipeline itself reads (sql/views/<file>, view name), created with the tables; the analytics asset
+# refreshes them with the other views
+PIPELINE_VIEWS = (("05_core_stock", "v_stock"), ("06_core_stock_movements", "v_stock_movements"))
 
 
 def _check_table(table: str) -> None:

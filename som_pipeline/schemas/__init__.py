@@ -22,6 +22,8 @@ One module per stage, each building on ``base``:
 - ``orders``: ``core.orders`` and lines, their versions, probable duplicates, daily sales
 - ``validation``: results, holds, status and its events, reservations, manual decisions
 - ``allocation``: allocations, backorders, ``ref.disruptions``
+- ``fulfilment``: the stock ledger, waves, tasks, scans, receipts, packages, shipments, ``ref.bin_locations``,
+  ``ref.cartons``, outbound documents
 - ``planning``: demand forecast, forecast accuracy, replenishment plan, ``state.daily_demand``
 - ``ops``: quarantine, ingest ledger and re-drops, EDI acks, portal watermark, Amazon pending
 - ``reference``: ``ref.*`` master data (:data:`REFERENCE_TABLES`)
@@ -54,6 +56,25 @@ from som_pipeline.schemas.base import (
     from_rows,
     polars_schema,
     validate,
+)
+from som_pipeline.schemas.fulfilment import (
+    FULFILMENT_STATUSES,
+    MOVEMENT_KINDS,
+    SCAN_OUTCOMES,
+    TASK_STATUSES,
+    BinLocationModel,
+    CartonModel,
+    OrderFulfilmentModel,
+    OutboundDocumentModel,
+    PackageContentModel,
+    PackageModel,
+    PickScanModel,
+    PickTaskModel,
+    PickWaveModel,
+    ReceiptModel,
+    ShipmentLineModel,
+    ShipmentModel,
+    StockMovementModel,
 )
 from som_pipeline.schemas.capture import (
     AmazonHeaderModel,
@@ -139,6 +160,8 @@ REFERENCE_TABLES: dict[str, type[pa.DataFrameModel]] = {
     "carrier_rates": CarrierRateModel,
     "shipping_zones": ShippingZoneModel,
     "open_items": OpenItemModel,
+    "bin_locations": BinLocationModel,
+    "cartons": CartonModel,
 }
 
 TABLES: dict[str, type[pa.DataFrameModel]] = {
@@ -170,6 +193,17 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "core.demand_forecast": DemandForecastModel,
     "core.forecast_accuracy": ForecastAccuracyModel,
     "core.replenishment_plan": ReplenishmentPlanModel,
+    # fulfilment
+    "core.stock_ledger": StockMovementModel,
+    "core.receipts": ReceiptModel,
+    "core.pick_waves": PickWaveModel,
+    "core.pick_tasks": PickTaskModel,
+    "core.pick_scans": PickScanModel,
+    "core.shipments": ShipmentModel,
+    "core.shipment_lines": ShipmentLineModel,
+    "core.packages": PackageModel,
+    "core.package_contents": PackageContentModel,
+    "core.order_fulfilment": OrderFulfilmentModel,
     # state: derived statistics over history, updated per run for what changed
     "state.daily_demand": DailyDemandModel,
     "state.forecast_fits": ForecastFitModel,
@@ -185,6 +219,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "ops.amazon_pending": AmazonPendingModel,
     "ops.watermarks": WatermarkModel,
     "ops.pending_partitions": PendingPartitionModel,
+    "ops.outbound_documents": OutboundDocumentModel,
     # reference
     **{f"ref.{name}": model for name, model in REFERENCE_TABLES.items()},
 }
@@ -207,6 +242,10 @@ __all__ = [
     "AllocationModel", "BackorderModel", "DisruptionModel",
     # planning
     "DailyDemandModel", "DemandForecastModel", "ForecastAccuracyModel", "ForecastFitModel", "ReplenishmentPlanModel",
+    # fulfilment
+    "MOVEMENT_KINDS", "TASK_STATUSES", "SCAN_OUTCOMES", "FULFILMENT_STATUSES", "BinLocationModel", "CartonModel",
+    "StockMovementModel", "ReceiptModel", "PickWaveModel", "PickTaskModel", "PickScanModel", "ShipmentModel",
+    "ShipmentLineModel", "PackageModel", "PackageContentModel", "OrderFulfilmentModel", "OutboundDocumentModel",
     # ops
     "RECORD_KINDS", "QuarantineModel", "IngestFileModel", "IngestRedropModel", "LandingWaitingModel", "EdiAckModel",
     "B2BWatermarkModel", "AmazonPendingModel", "WatermarkModel",

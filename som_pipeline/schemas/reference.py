@@ -67,6 +67,8 @@ class ProductModel(_Strict):
     list_price: UnitPrice = _f("List price per unit.", gt=0)
     currency: str = _f("Currency of list_price.", str_length={"min_value": 3, "max_value": 3})
     hazmat: bool = _f("Hazardous material (no air shipping).")
+    fragile: bool = _f("Fragile: packed padded, only with fragile items (a file without the column: not fragile).",
+                       nullable=True)
     restricted_countries: str = _f("Countries the item may not ship to, '|'-separated ISO-2 codes.", nullable=True)
     substitutes: str = _f("Acceptable substitute SKUs in order of preference, '|'-separated.", nullable=True)
     active: bool = _f("Orderable.")

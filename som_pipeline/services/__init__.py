@@ -16,15 +16,22 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Step:
-    """The warehouse tables a service reads and writes (``schema.table`` names)."""
+    """The warehouse tables a service reads and writes (``schema.table`` names).
+
+    ``appends``: tables it adds rows to that another stage's asset owns (the stock ledger, the order events):
+    written in the same transaction as its own tables, no asset of their own here. ``feedback``: tables it reads
+    as a later stage left them in the previous run (validation and allocation read what fulfilment shipped and
+    released): read, part of its input digest, but not upstream in the graph (that would be a cycle)."""
 
     reads: tuple[str, ...]
     writes: tuple[str, ...]
+    appends: tuple[str, ...] = ()
+    feedback: tuple[str, ...] = ()
 
     @property
     def inputs(self) -> tuple[str, ...]:
         """What it reads that it does not write itself (its upstream)."""
-        return tuple(t for t in self.reads if t not in self.writes)
+        return tuple(t for t in self.reads if t not in self.writes and t not in self.appends)
 
 
 # Tables summarised by the watermark of the stage that writes them (cheaper than hashing their rows).
@@ -43,7 +50,7 @@ def inputs_fingerprint(con, step: Step, *extra: object) -> str:
     from som_pipeline.schemas import TABLES
 
     parts = [_canonical(extra)]
-    for t in sorted(step.inputs):
+    for t in sorted({*step.inputs, *step.feedback}):
         if t not in TABLES:
             raise KeyError(f"{t} is not a declared table")
         if t in WATERMARKED:

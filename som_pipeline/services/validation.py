@@ -40,13 +40,29 @@ from som_pipeline.warehouse import (
     watermark,
 )
 
-REF_TABLES = ("customers", "products", "price_lists", "promotions", "inventory", "open_items")
+REF_TABLES = ("customers", "products", "price_lists", "promotions", "open_items")
 STATE_TABLES = ("core.order_status", "core.order_holds", "core.reservations", "core.manual_decisions",
                 "core.anomaly_baselines")  # the first four are per order (read for the orders that can change)
 VALIDATION = Step(
-    reads=("core.orders", "core.order_lines", *(f"ref.{t}" for t in REF_TABLES), *STATE_TABLES),
+    reads=("core.orders", "core.order_lines", *(f"ref.{t}" for t in REF_TABLES), "core.stock_ledger", *STATE_TABLES),
     writes=(*STATE_TABLES, "core.validation_results", "core.order_events"),
+    feedback=("core.shipment_lines",),
 )
+
+
+def stock_for_reservations(con) -> pl.DataFrame:
+    """The stock validation reserves against (``warehouse_id, sku, on_hand, as_of``), from the stock ledger: on
+    hand (``core.v_stock``) plus the units already shipped for order lines that still hold their reservation.
+    A reservation keeps its shipped units (it is the order's promise), so they are added back: a line's
+    reservation and its shipped units then cancel out, and no unit counts twice or not at all."""
+    return con.execute("""
+        SELECT warehouse_id, sku, sum(on_hand)::BIGINT AS on_hand, max(as_of) AS as_of FROM (
+            SELECT warehouse_id, sku, on_hand, last_movement_at AS as_of FROM core.v_stock
+            UNION ALL
+            SELECT x.warehouse_id, x.sku, x.quantity, NULL FROM core.shipment_lines x
+            SEMI JOIN core.reservations r USING (order_id, line_no, sku)
+        ) GROUP BY ALL
+    """).pl()
 
 
 @dataclass
@@ -100,7 +116,8 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
         ids = _orders_that_can_change(con, new)
         orders = select_keys(con, "core.orders", ids)
         lines = select_keys(con, "core.order_lines", ids)
-        ref = Reference(*(read_table(con, f"ref.{t}") for t in REF_TABLES))
+        ref = Reference(*(read_table(con, f"ref.{t}") for t in REF_TABLES[:4]), stock_for_reservations(con),
+                        read_table(con, "ref.open_items"))
         anomaly = anomaly_state_for_run(con, cfg)  # the anomaly baselines' state: only the groups touched
         state = State(*(select_keys(con, t, ids) for t in STATE_TABLES[:4]), anomaly=anomaly.history)
         others = _kept_approved_elsewhere(con, ids, cfg)

@@ -1,0 +1,557 @@
+"""Fulfilment service: allocations -> pick waves and tasks -> scans -> packages, labels, shipments -> the channels.
+
+One run, in the order the floor works (each step in its own transaction, with its ledger postings):
+
+1. **Stop** the open tasks of orders that are no longer approved (cancelled at the channel, held or rejected
+   on a new version): ``release`` what was reserved, ``putaway`` what was picked.
+2. **Scans** (``landing/scans/``): judged against the tasks (``fulfilment.scans``); ``pick`` movements for the
+   confirmed units; a task closed short posts a cycle-count ``adjustment`` for its bin and ``release``s the
+   rest, which allocation re-routes (another warehouse) or backorders on the next run (an order event says so).
+3. **Ship** every group of closed tasks (order x warehouse x carrier service) with nothing left open -- for a
+   ship-complete order, only once all of it is picked: cartons (``fulfilment.packing``), labels and rated cost
+   (``fulfilment.labels``), ``ship`` movements, and the confirmation in the channel's format, written once
+   (``ops.outbound_documents``).
+4. **Release** a wave per warehouse for the open allocations whose ship date has come (``fulfilment.waves``),
+   with ``reserve`` movements.
+5. **Statuses**: ``core.order_fulfilment`` for the orders touched, and their events in ``core.order_events``.
+
+A run's cost follows its new work: it reads the tasks the scans name, the groups that became shippable, the
+allocations not yet on a task -- never the whole history.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+
+from som_pipeline.config import Settings
+from som_pipeline.feeds import FEEDS
+from som_pipeline.fulfilment import ledger
+from som_pipeline.fulfilment.config import FulfilmentConfig, load_fulfilment_config
+from som_pipeline.fulfilment.waves import build_waves, local_dates, releasable
+from som_pipeline.hashing import sha256_series, sha256_text
+from som_pipeline.lifecycle import APPROVED, IN_FULFILMENT, PARTIALLY_SHIPPED, SHIPPED, details, order_events
+from som_pipeline.schemas import (
+    OrderFulfilmentModel,
+    OutboundDocumentModel,
+    PackageContentModel,
+    PackageModel,
+    PickScanModel,
+    PickTaskModel,
+    PickWaveModel,
+    ShipmentLineModel,
+    ShipmentModel,
+    conform,
+    from_rows,
+)
+from som_pipeline.services import Step
+from som_pipeline.services.capture import write_quarantine
+from som_pipeline.services.landing import archive, incoming, ledger_row
+from som_pipeline.services.stock import balances, barcode_map, feed_quarantine, post, run_id_for
+from som_pipeline.warehouse import (
+    Warehouse,
+    insert_frame,
+    registered,
+    replace_keys,
+    select_keys,
+    set_watermark,
+    transaction,
+    watermark,
+)
+
+FULFILMENT = Step(
+    reads=("core.allocations", "core.orders", "core.order_lines", "core.order_status", "core.stock_ledger",
+           "ref.warehouses", "ref.bin_locations", "ref.cartons", "ref.products", "ref.product_aliases",
+           "ref.carrier_rates", "ref.shipping_zones", "core.pick_waves", "core.pick_tasks", "core.pick_scans",
+           "core.shipments", "core.order_fulfilment"),
+    writes=("core.pick_waves", "core.pick_tasks", "core.pick_scans", "core.shipments", "core.shipment_lines",
+            "core.packages", "core.package_contents", "core.order_fulfilment"),
+    appends=("core.stock_ledger", "core.order_events"),
+)
+LIVE = (APPROVED,)  # validation statuses under which the warehouse works on an order
+
+
+@dataclass
+class FulfilmentReport:
+    tasks_stopped: int = 0
+    scan_files: list[str] = field(default_factory=list)
+    scans: dict = field(default_factory=dict)  # outcome -> count (quarantined ones included)
+    shipments: int = 0
+    packages: int = 0
+    units_shipped: int = 0
+    documents: int = 0
+    waves: int = 0
+    tasks_released: int = 0
+    units_released: int = 0
+    events: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def as_metadata(self) -> dict:
+        return {"tasks_stopped": self.tasks_stopped, "scan_files": len(self.scan_files), "scans": self.scans,
+                "shipments": self.shipments, "packages": self.packages, "units_shipped": self.units_shipped,
+                "documents_written": self.documents, "waves_released": self.waves,
+                "tasks_released": self.tasks_released, "units_released": self.units_released,
+                "order_events": self.events}
+
+
+def run_fulfilment(wh: Warehouse, settings: Settings, now: datetime, run_id: str | None = None,
+                   cfg: FulfilmentConfig | None = None) -> FulfilmentReport:
+    run_id = run_id or run_id_for(now)
+    cfg = cfg or load_fulfilment_config()
+    rep = FulfilmentReport()
+    touched: list[pl.DataFrame] = []  # order ids whose fulfilment status may have changed
+    events: list[pl.DataFrame] = []  # extra events (short picks)
+    with wh.connect() as con:
+        touched.append(_stop_tasks(con, now, run_id, rep))
+        files, settled = incoming(con, settings, "scans", now, rep.notes)
+        for f in files:
+            t, e = _take_scans(con, f, now, run_id, rep)
+            touched.append(t)
+            events.append(e)
+        touched.append(_ship(con, settings, now, run_id, cfg, rep))
+        touched.append(_release(con, now, run_id, rep))
+        ids = pl.concat([t.select("order_id") for t in touched if t.height]).unique() if any(
+            t.height for t in touched) else pl.DataFrame(schema={"order_id": pl.String})
+        _statuses(con, ids, events, now, rep)
+    for f in files:
+        archive(f)
+    rep.notes += [f"{o.source_file}: identical content already processed ({o.status}); archived" for o in settled]
+    return rep
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. tasks of orders no longer approved
+# ------------------------------------------------------------------------------------------------
+def _stop_tasks(con, now: datetime, run_id: str, rep: FulfilmentReport) -> pl.DataFrame:
+    stop = con.execute(
+        "SELECT t.* FROM core.pick_tasks t JOIN core.order_status s USING (order_id) "
+        "WHERE t.status = 'OPEN' AND s.status NOT IN (SELECT unnest(?::VARCHAR[]))", [list(LIVE)]).pl()
+    if stop.height == 0:
+        return stop.select("order_id")
+    why = "order no longer approved (cancelled, held or rejected): task stopped"
+    moves = pl.concat([
+        ledger.movements(stop, "release", qty=-(pl.col("quantity") - pl.col("picked_qty")), reason=why,
+                         source_doc=pl.col("task_id"), source_line="stop", occurred_at=pl.lit(now),
+                         recorded_at=now, run_id=run_id),
+        ledger.movements(stop, "putaway", qty=-pl.col("picked_qty"), reason=why + "; picked units put back",
+                         source_doc=pl.col("task_id"), source_line="stop", occurred_at=pl.lit(now),
+                         recorded_at=now, run_id=run_id),
+    ])
+    stopped = stop.with_columns(pl.lit("CANCELLED").alias("status"), pl.lit(0, pl.Int64).alias("picked_qty"),
+                                pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("closed_at"))
+    with transaction(con):
+        replace_keys(con, "core.pick_tasks", stopped.select("task_id"), conform(stopped, PickTaskModel))
+        post(con, moves)
+    rep.tasks_stopped = stop.height
+    return stop.select("order_id")
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. scans
+# ------------------------------------------------------------------------------------------------
+def _take_scans(con, f, now: datetime, run_id: str, rep: FulfilmentReport) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from som_pipeline.fulfilment.scans import judge_scans, read_scans
+
+    none = (pl.DataFrame(schema={"order_id": pl.String}), pl.DataFrame())
+    data = f.read()
+    if data is None:
+        rep.notes.append(f"{f.name}: changed while read; left for the next run")
+        return none
+    r = read_scans(data, f.name, f.sha)
+    tasks = select_keys(con, "core.pick_tasks", r.scans.select("task_id").unique())
+    seen = select_keys(con, "core.pick_scans", r.scans.select("scan_id").unique(), "scan_id")
+    out = judge_scans(r.scans, tasks, barcode_map(con), seen)
+    acc = out.accepted
+    moved = acc.join(tasks.select("task_id", "sku", "bin_id", "order_id"), on="task_id", how="left", suffix="_task")
+    short = out.tasks.filter(pl.col("status") == "SHORT").join(
+        acc.filter(pl.col("short_qty") > 0).select("task_id", "short_qty", "scanned_at", "scan_id"), on="task_id")
+    short = short.join(tasks.select("task_id", "bin_id"), on="task_id", how="left", suffix="_b")
+    why_short = pl.format("short pick on task {} at bin {}: {} unit(s) not found", pl.col("task_id"),
+                          pl.col("bin_id"), pl.col("short_qty"))
+    moves = pl.concat([
+        ledger.movements(moved.filter(pl.col("confirmed_qty") > 0).with_columns(pl.col("sku_task").alias("sku")), "pick",
+                         qty=-pl.col("confirmed_qty"), reason=pl.format("picked for order {}", pl.col("order_id")),
+                         source_doc=pl.col("task_id"), source_line=pl.col("scan_id"),
+                         occurred_at=pl.col("scanned_at"), recorded_at=now, run_id=run_id),
+        ledger.movements(short, "adjustment", qty=-pl.col("short_qty"), reason=why_short,
+                         source_doc=pl.col("task_id"), source_line="short", occurred_at=pl.col("scanned_at"),
+                         recorded_at=now, run_id=run_id),
+        ledger.movements(short, "release", qty=-pl.col("short_qty"), reason=why_short + pl.lit("; released for re-allocation"),
+                         source_doc=pl.col("task_id"), source_line="short", occurred_at=pl.col("scanned_at"),
+                         recorded_at=now, run_id=run_id),
+    ])
+    rejected = out.rejected.select("location", "order_ref", "reason_code", "message", "raw")
+    q = feed_quarantine(pl.concat([r.rejected, rejected], how="vertical_relaxed"), "scans", "scan", f.name, f.sha, now)
+    changed = tasks.select([c for c in tasks.columns if c not in ("picked_qty", "status", "closed_at")]).join(
+        out.tasks.select("task_id", "picked_qty", "status", "closed_at"), on="task_id", how="inner")
+    scans = conform(acc.with_columns(pl.lit(f.name).alias("source_file")), PickScanModel)
+    with transaction(con):
+        replace_keys(con, "core.pick_tasks", changed.select("task_id"), conform(changed, PickTaskModel))
+        insert_frame(con, "core.pick_scans", scans)
+        post(con, moves)
+        write_quarantine(con, q)
+        insert_frame(con, "ops.ingest_files", ledger_row(
+            f.name, "scans", f.sha, f.lf.size, "utf-8", FEEDS["scans"].record_unit, r.received,
+            r.received - q.height, q.height, 0, str(f.dest), now))
+    rep.scan_files.append(f.name)
+    for k, v in out.counts.items():
+        rep.scans[k] = rep.scans.get(k, 0) + int(v)
+    for code, n in r.rejected.group_by("reason_code").len().iter_rows():
+        rep.scans[code] = rep.scans.get(code, 0) + n
+    ev = short.join(tasks.select("task_id", "line_no"), on="task_id", how="left", suffix="_l").select(
+        "order_id", pl.format("short pick: {} unit(s) of {} line {} not found at bin {} (task {}); re-allocated to "
+                              "another warehouse or backordered on the next allocation", pl.col("short_qty"),
+                              pl.col("sku"), pl.col("line_no"), pl.col("bin_id"), pl.col("task_id")).alias("reason"),
+        pl.col("scanned_at").alias("at"),
+        details(task=pl.col("task_id"), sku=pl.col("sku"), short_qty=pl.col("short_qty"),
+                scan=pl.col("scan_id")).alias("details"))
+    return changed.select("order_id"), ev
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. ship
+# ------------------------------------------------------------------------------------------------
+def _shippable(con) -> pl.DataFrame:
+    """Closed tasks with picked units not shipped, in groups (order x warehouse x carrier service) with no open
+    task left; a ship-complete order's only when the whole order is picked."""
+    return con.execute("""
+        WITH cand AS (
+            SELECT * FROM core.pick_tasks WHERE shipment_id IS NULL AND status IN ('PICKED', 'SHORT') AND picked_qty > 0
+        ), open_groups AS (
+            SELECT DISTINCT order_id, warehouse_id, carrier_id, service FROM core.pick_tasks
+            WHERE status = 'OPEN' AND order_id IN (SELECT order_id FROM cand)
+        ), sc AS (
+            SELECT o.order_id, o.ship_complete,
+                   (SELECT coalesce(sum(l.quantity), 0) FROM core.order_lines l
+                    WHERE l.order_id = o.order_id AND l.item_kind = 'catalog') AS ordered,
+                   (SELECT coalesce(sum(t.picked_qty), 0) FROM core.pick_tasks t
+                    WHERE t.order_id = o.order_id AND t.status IN ('PICKED', 'SHORT')) AS picked,
+                   EXISTS (SELECT 1 FROM core.pick_tasks t WHERE t.order_id = o.order_id AND t.status = 'OPEN') AS any_open
+            FROM core.orders o WHERE o.order_id IN (SELECT order_id FROM cand)
+        )
+        SELECT c.* FROM cand c JOIN sc USING (order_id)
+        WHERE NOT EXISTS (SELECT 1 FROM open_groups g WHERE g.order_id = c.order_id AND g.warehouse_id = c.warehouse_id
+                          AND g.carrier_id = c.carrier_id AND g.service = c.service)
+          AND (NOT sc.ship_complete OR (NOT sc.any_open AND sc.picked >= sc.ordered))
+        ORDER BY c.order_id, c.warehouse_id, c.carrier_id, c.service, c.line_no, c.sku
+    """).pl()
+
+
+def _ship(con, settings: Settings, now: datetime, run_id: str, cfg: FulfilmentConfig,
+          rep: FulfilmentReport) -> pl.DataFrame:
+    from som_pipeline.fulfilment.labels import rate_packages, sscc18, tracking_numbers, tracking_url
+    from som_pipeline.fulfilment.packing import pack_shipments
+
+    tasks = _shippable(con)
+    if tasks.height == 0:
+        return tasks.select("order_id")
+    gkey = ["order_id", "warehouse_id", "carrier_id", "service"]
+    groups = tasks.group_by(gkey, maintain_order=True).agg(pl.col("task_id").sort().str.join(",").alias("_tasks"))
+    groups = groups.with_columns((pl.lit("S-") + sha256_series(pl.concat_str(
+        [*[pl.col(c) for c in gkey], pl.col("_tasks")], separator="|"), groups).str.slice(0, 20)).alias("shipment_id"))
+    tasks = tasks.join(groups.select(*gkey, "shipment_id"), on=gkey, how="left")
+    orders = select_keys(con, "core.orders", groups.select("order_id").unique())
+    days = local_dates(con.execute("SELECT * FROM ref.warehouses").pl(), now)
+    lines = (tasks.group_by("shipment_id", "order_id", "line_no", "sku", "warehouse_id", maintain_order=True)
+             .agg(pl.col("picked_qty").sum().cast(pl.Int64).alias("quantity")))
+    products = select_keys(con, "ref.products", lines.select("sku").unique())
+    items = lines.join(products.select("sku", "length_cm", "width_cm", "height_cm", "weight_kg", "hazmat",
+                                       pl.col("fragile").fill_null(False)), on="sku", how="left")
+    missing = items.filter(pl.col("weight_kg").is_null())
+    if missing.height:  # a SKU not in the catalog cannot be packed: it waits, and the run says so
+        rep.notes.append(f"{missing.height} shipment line(s) of SKUs without catalog dimensions wait: "
+                         f"{', '.join(sorted(set(missing['sku'].to_list()))[:5])}")
+        bad = missing.select("shipment_id").unique()
+        items = items.join(bad, on="shipment_id", how="anti")
+        lines = lines.join(bad, on="shipment_id", how="anti")
+        tasks = tasks.join(bad, on="shipment_id", how="anti")
+        groups = groups.join(bad, on="shipment_id", how="anti")
+        if groups.height == 0:
+            return tasks.select("order_id")
+    cartons = con.execute("SELECT * FROM ref.cartons WHERE active").pl()
+    packed = pack_shipments(items.group_by("shipment_id", "sku", maintain_order=True).agg(
+        pl.col("quantity").sum(), *[pl.col(c).first() for c in ("length_cm", "width_cm", "height_cm", "weight_kg",
+                                                                  "hazmat", "fragile")]),
+        cartons, fragile_padding_cm=cfg.fragile_padding_cm)
+    g = groups.join(orders.select("order_id", "channel", "channel_order_ref", "ship_to_country", "ship_to_region",
+                                  "ship_complete"), on="order_id", how="left")
+    pk = packed.packages.join(g.select("shipment_id", "order_id", "warehouse_id", "carrier_id", "service", "channel",
+                                       "ship_to_country", "ship_to_region"), on="shipment_id", how="left")
+    pk = pk.sort("shipment_id", "package_no")
+    # labels: per carrier, the next serial numbers after the last label (a watermark per carrier)
+    serial_parts = []
+    for (carrier,), part in pk.group_by("carrier_id", maintain_order=True):
+        start = watermark(con, f"labels.{carrier}")[0]
+        serial_parts.append(part.with_columns((pl.int_range(pl.len()) + start + 1).cast(pl.Int64).alias("serial")))
+    pk = pl.concat(serial_parts).sort("shipment_id", "package_no")
+    pk = pk.with_columns(pl.col("carrier_id").replace_strict(cfg.shipper_accounts, default="000000")
+                         .alias("shipper_account"))
+    pk = pk.with_columns(tracking_numbers(pk).alias("tracking_number"))
+    pk = pk.with_columns(tracking_url(pk).alias("tracking_url"))
+    sscc_rows = pk.with_row_index("_r").filter(pl.col("channel").is_in(list(cfg.sscc_channels)))
+    if sscc_rows.height:
+        start = watermark(con, "labels.sscc")[0]
+        codes = sscc18(cfg.sscc_extension_digit, cfg.gs1_company_prefix,
+                       pl.Series("serial", range(start + 1, start + 1 + sscc_rows.height), dtype=pl.Int64))
+        pk = pk.with_row_index("_r").join(sscc_rows.select("_r").with_columns(codes.alias("sscc")), on="_r",
+                                          how="left").drop("_r")
+    else:
+        pk = pk.with_columns(pl.lit(None, pl.String).alias("sscc"))
+    zones = _zones(con, pk)
+    rated = rate_packages(pk.join(zones, on="shipment_id", how="left").rename({"gross_weight_kg": "gross_weight_kg"}),
+                          con.execute("SELECT * FROM ref.carrier_rates").pl(),
+                          dim_divisor_cm3_per_kg=cfg.dim_divisor_cm3_per_kg)
+    pk = pk.join(rated.select("shipment_id", "package_no", "billable_weight_kg", "rated_cost", "currency"),
+                 on=["shipment_id", "package_no"], how="left")
+    pk = pk.with_columns(pl.format("{}-{}", pl.col("shipment_id"), pl.col("package_no")).alias("package_id"))
+    packages = conform(pk, PackageModel)
+    contents = conform(packed.contents.with_columns(
+        pl.format("{}-{}", pl.col("shipment_id"), pl.col("package_no")).alias("package_id")), PackageContentModel)
+    per_ship = pk.group_by("shipment_id").agg(pl.len().cast(pl.Int64).alias("packages"),
+                                              pl.col("gross_weight_kg").sum(), pl.col("rated_cost").sum(),
+                                              pl.col("currency").drop_nulls().first())
+    units = lines.group_by("shipment_id").agg(pl.col("quantity").sum().cast(pl.Int64).alias("units"))
+    shipped_before = con.execute("SELECT order_id, sum(quantity)::BIGINT AS before FROM core.shipment_lines "
+                                 "WHERE order_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1",
+                                 [g["order_id"].unique().to_list()]).pl()
+    ordered = con.execute("SELECT order_id, sum(quantity)::BIGINT AS ordered FROM core.order_lines WHERE "
+                          "item_kind = 'catalog' AND order_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1",
+                          [g["order_id"].unique().to_list()]).pl()
+    ships = (g.join(per_ship, on="shipment_id").join(units, on="shipment_id")
+             .join(days.select("warehouse_id", pl.col("local_date").alias("ship_date")), on="warehouse_id", how="left")
+             .join(shipped_before, on="order_id", how="left").join(ordered, on="order_id", how="left")
+             .with_columns(pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("shipped_at"),
+                           ((pl.col("before").fill_null(0) + pl.col("units").sum().over("order_id"))
+                            < pl.col("ordered").fill_null(0)).alias("partial")))
+    shipments = conform(ships, ShipmentModel)
+    slines = conform(lines, ShipmentLineModel)
+    moves = ledger.movements(lines, "ship", qty=-pl.col("quantity"),
+                             reason=pl.format("shipped to order {}", pl.col("order_id")),
+                             source_doc=pl.col("shipment_id"),
+                             source_line=pl.format("{}:{}", pl.col("line_no"), pl.col("sku")),
+                             occurred_at=pl.lit(now), recorded_at=now, run_id=run_id)
+    shipped_tasks = conform(tasks, PickTaskModel)
+    docs, files = _confirmations(con, settings, shipments, slines, packages, contents, orders, now)
+    with transaction(con):
+        insert_frame(con, "core.shipments", shipments)
+        insert_frame(con, "core.shipment_lines", slines)
+        insert_frame(con, "core.packages", packages)
+        insert_frame(con, "core.package_contents", contents)
+        replace_keys(con, "core.pick_tasks", shipped_tasks.select("task_id"), shipped_tasks)
+        post(con, moves)
+        for (carrier,), part in pk.group_by("carrier_id"):
+            set_watermark(con, f"labels.{carrier}", int(part["serial"].max()), None, now)
+        if sscc_rows.height:
+            set_watermark(con, "labels.sscc", watermark(con, "labels.sscc")[0] + sscc_rows.height, None, now)
+        insert_frame(con, "ops.outbound_documents", docs)
+    for path, text in files:  # after the commit: a rerun of a killed run rewrites the same bytes
+        _write_atomic(path, text)
+    rep.shipments += shipments.height
+    rep.packages += packages.height
+    rep.units_shipped += int(slines["quantity"].sum() or 0)
+    rep.documents += docs.height
+    return shipments.select("order_id")
+
+
+def _zones(con, pk: pl.DataFrame) -> pl.DataFrame:
+    """``shipment_id, zone`` from ref.shipping_zones (the destination region's row, else the country's '*')."""
+    s = pk.select("shipment_id", "warehouse_id", "ship_to_country", "ship_to_region").unique("shipment_id")
+    z = con.execute("SELECT * FROM ref.shipping_zones").pl()
+    exact = s.join(z, left_on=["warehouse_id", "ship_to_country", "ship_to_region"],
+                   right_on=["warehouse_id", "dest_country", "dest_region"], how="left").select("shipment_id", "zone")
+    rest = s.join(z.filter(pl.col("dest_region") == "*"), left_on=["warehouse_id", "ship_to_country"],
+                  right_on=["warehouse_id", "dest_country"], how="left").select("shipment_id", pl.col("zone").alias("_z"))
+    return exact.join(rest, on="shipment_id", how="left").select(
+        "shipment_id", pl.coalesce("zone", "_z").cast(pl.Int64).alias("zone"))
+
+
+def _confirmations(con, settings: Settings, shipments: pl.DataFrame, lines: pl.DataFrame, packages: pl.DataFrame,
+                   contents: pl.DataFrame, orders: pl.DataFrame, now: datetime
+                   ) -> tuple[pl.DataFrame, list[tuple[Path, str]]]:
+    """Ship confirmations in each channel's format: (``ops.outbound_documents`` rows, files to write). A document
+    already recorded (same kind and key) is not written again."""
+    from som_pipeline.fulfilment import outbound
+
+    out_root = settings.home / "outbound"
+    rows, files = [], []
+    ol = con.execute("SELECT order_id, line_no, channel_line_ref, product_ids FROM core.order_lines "
+                     "WHERE order_id IN (SELECT unnest(?::VARCHAR[]))", [shipments["order_id"].unique().to_list()]).pl() \
+        if "channel_line_ref" in _cols(con, "core.order_lines") else None
+    sl = lines if ol is None else lines.join(ol.select("order_id", "line_no", "channel_line_ref"),
+                                            on=["order_id", "line_no"], how="left")
+    sh = shipments.join(orders.select("order_id", "channel_order_ref", "customer_po", "customer_ref",
+                                      pl.col("ship_to_name"), pl.col("ship_to_line1").alias("ship_to_address1"),
+                                      "ship_to_city", "ship_to_region", "ship_to_postal_code", "ship_to_country"),
+                        on="order_id", how="left")
+    for s in sh.iter_rows(named=True):  # one document per shipment (tens to thousands a run): not a hot path
+        ch = s["channel"]
+        sid = s["shipment_id"]
+        one = sh.filter(pl.col("shipment_id") == sid)
+        ln = sl.filter(pl.col("shipment_id") == sid)
+        pk = packages.filter(pl.col("shipment_id") == sid)
+        ct = contents.filter(pl.col("shipment_id") == sid)
+        if ch == "shopify":
+            kind, text, ext = "shopify_fulfillment", json.dumps(outbound.shopify_fulfillment(one, ln, pk), indent=1,
+                                                               sort_keys=True), "json"
+        elif ch == "amazon":
+            kind, text, ext = "amazon_confirm_shipment", json.dumps(outbound.amazon_confirm_shipment(one, ln, pk),
+                                                                    indent=1, sort_keys=True), "json"
+        elif ch == "edi":
+            kind, ext = "x12_856", "edi"
+            text = outbound.x12_856(one.with_columns(pl.col("customer_ref").alias("partner_id")), ln, pk, ct,
+                                    sender_id="SOMPIPELINE", receiver_id=(s["customer_ref"] or "PARTNER")[:15],
+                                    control_number=int(sha256_text(sid.encode())[:8], 16) % 999_999_999 + 1, now=now)
+        else:
+            continue  # csv (reps' spreadsheets) and the portal: the portal row is the record (below)
+        doc_id = outbound.document_id(kind, sid)
+        path = out_root / ch / f"{sid}.{ext}"
+        rows.append({"document_id": doc_id, "kind": kind, "channel": ch, "key": sid, "path": str(path),
+                     "sha256": sha256_text(text.encode()), "written_at": now})
+        files.append((path, text))
+    docs = from_rows(OutboundDocumentModel, rows)
+    if docs.height:
+        known = select_keys(con, "ops.outbound_documents", docs.select("document_id"), "document_id")
+        keep = set(docs.join(known, on="document_id", how="anti")["document_id"].to_list())
+        files = [(p, t) for (p, t), r in zip(files, rows, strict=True) if r["document_id"] in keep]
+        docs = docs.filter(pl.col("document_id").is_in(list(keep)))
+    return docs, files
+
+
+def _cols(con, table: str) -> set[str]:
+    schema, name = table.split(".")
+    return {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
+                                      [schema, name]).fetchall()}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. release
+# ------------------------------------------------------------------------------------------------
+def open_allocations(con) -> pl.DataFrame:
+    """Allocated units not on a task yet: allocation quantity - units its tasks hold (open tasks: their
+    quantity; closed: what was picked), per order line x SKU x warehouse, for orders still approved."""
+    return con.execute("""
+        WITH held AS (
+            SELECT order_id, line_no, sku, warehouse_id,
+                   sum(CASE WHEN status = 'OPEN' THEN quantity WHEN status IN ('PICKED', 'SHORT') THEN picked_qty
+                            ELSE 0 END)::BIGINT AS held
+            FROM core.pick_tasks GROUP BY ALL
+        )
+        SELECT a.order_id, a.line_no, a.sku, a.warehouse_id, (a.quantity - coalesce(h.held, 0))::BIGINT AS quantity,
+               a.carrier_id, a.service, a.expected_ship_date, a.allocated_at
+        FROM core.allocations a
+        JOIN core.order_status s ON s.order_id = a.order_id AND s.status = 'APPROVED'
+        LEFT JOIN held h USING (order_id, line_no, sku, warehouse_id)
+        WHERE a.quantity > coalesce(h.held, 0)
+    """).pl()
+
+
+def _release(con, now: datetime, run_id: str, rep: FulfilmentReport) -> pl.DataFrame:
+    rows = open_allocations(con)
+    if rows.height == 0:
+        return rows.select("order_id")
+    ids = rows.select("order_id").unique()
+    orders = select_keys(con, "core.orders", ids, "order_id, ship_complete")
+    # a ship-complete order is ready when every catalog unit is allocated (nothing backordered)
+    ready = con.execute("""
+        SELECT l.order_id, sum(l.quantity)::BIGINT = coalesce(max(a.units), 0) AS order_ready
+        FROM core.order_lines l
+        LEFT JOIN (SELECT order_id, sum(quantity)::BIGINT AS units FROM core.allocations GROUP BY 1) a USING (order_id)
+        WHERE l.item_kind = 'catalog' AND l.order_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1
+    """, [ids["order_id"].to_list()]).pl()
+    rows = rows.join(orders, on="order_id", how="left").join(ready, on="order_id", how="left").with_columns(
+        pl.col("ship_complete").fill_null(False), pl.col("order_ready").fill_null(False))
+    warehouses = con.execute("SELECT * FROM ref.warehouses").pl()
+    days = local_dates(warehouses, now)
+    avail = balances(con, rows)
+    go = releasable(rows, avail, days)
+    if go.height == 0:
+        return go.select("order_id")
+    earlier = con.execute("SELECT warehouse_id, ship_date, count(*)::BIGINT AS waves FROM core.pick_waves "
+                          "GROUP BY ALL").pl()
+    waves, tasks = build_waves(go, con.execute("SELECT * FROM ref.bin_locations").pl(), earlier, now)
+    moves = ledger.movements(tasks, "reserve", qty="quantity",
+                             reason=pl.format("released in wave {} for order {}", pl.col("wave_id"), pl.col("order_id")),
+                             source_doc=pl.col("task_id"), source_line=None, occurred_at=pl.lit(now),
+                             recorded_at=now, run_id=run_id)
+    with transaction(con):
+        insert_frame(con, "core.pick_waves", conform(waves, PickWaveModel))
+        insert_frame(con, "core.pick_tasks", conform(tasks, PickTaskModel))
+        post(con, moves)
+    rep.waves += waves.height
+    rep.tasks_released += tasks.height
+    rep.units_released += int(tasks["quantity"].sum())
+    return tasks.select("order_id")
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. statuses
+# ------------------------------------------------------------------------------------------------
+def _statuses(con, ids: pl.DataFrame, extra_events: list[pl.DataFrame], now: datetime, rep: FulfilmentReport) -> None:
+    if ids.height == 0:
+        return
+    with registered(con, ids) as k:
+        q = con.execute(f"""
+            SELECT o.order_id, o.version, s.status AS validation_status,
+                   (SELECT coalesce(sum(quantity), 0) FROM core.order_lines l
+                    WHERE l.order_id = o.order_id AND l.item_kind = 'catalog')::BIGINT AS units_ordered,
+                   (SELECT coalesce(sum(CASE WHEN status = 'OPEN' THEN quantity WHEN status IN ('PICKED', 'SHORT')
+                                             THEN picked_qty ELSE 0 END), 0) FROM core.pick_tasks t
+                    WHERE t.order_id = o.order_id)::BIGINT AS units_released,
+                   (SELECT coalesce(sum(picked_qty), 0) FROM core.pick_tasks t
+                    WHERE t.order_id = o.order_id AND t.status <> 'CANCELLED')::BIGINT AS units_picked,
+                   (SELECT coalesce(sum(quantity - picked_qty), 0) FROM core.pick_tasks t
+                    WHERE t.order_id = o.order_id AND t.status = 'SHORT')::BIGINT AS units_short,
+                   (SELECT coalesce(sum(quantity), 0) FROM core.shipment_lines x
+                    WHERE x.order_id = o.order_id)::BIGINT AS units_shipped,
+                   f.status AS previous
+            FROM core.orders o JOIN {k} USING (order_id)
+            LEFT JOIN core.order_status s USING (order_id)
+            LEFT JOIN core.order_fulfilment f USING (order_id)
+        """).pl()  # noqa: S608
+    q = q.with_columns(
+        pl.when(pl.col("units_shipped") >= pl.col("units_ordered")).then(pl.lit(SHIPPED))
+        .when(pl.col("units_shipped") > 0).then(pl.lit(PARTIALLY_SHIPPED))
+        .when(pl.col("validation_status") == "CANCELLED").then(pl.lit("CANCELLED"))
+        .when(pl.col("units_released") > 0).then(pl.lit(IN_FULFILMENT))
+        .otherwise(pl.lit("AWAITING")).alias("status"),
+        pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("updated_at"))
+    rows = conform(q, OrderFulfilmentModel)
+    old = select_keys(con, "core.order_fulfilment", ids)
+    changed = rows.join(old, on=rows.columns[:-1], how="anti")  # every column but updated_at
+    prog = q.filter(pl.col("status").is_in([IN_FULFILMENT, PARTIALLY_SHIPPED, SHIPPED])
+                    & (pl.col("status") != pl.col("previous").fill_null("-")))
+    ev_parts = [prog.select(
+        "order_id", "version", pl.coalesce(pl.col("previous").replace({"AWAITING": None}), pl.lit(APPROVED))
+        .alias("from_status"), pl.col("status").alias("to_status"),
+        pl.format("fulfilment: {} of {} unit(s) released, {} picked, {} shipped", pl.col("units_released"),
+                  pl.col("units_ordered"), pl.col("units_picked"), pl.col("units_shipped")).alias("reason"),
+        pl.lit("system").alias("actor"), pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("at"),
+        details(released=pl.col("units_released"), picked=pl.col("units_picked"), short=pl.col("units_short"),
+                shipped=pl.col("units_shipped")).alias("details"))]
+    for e in extra_events:
+        if e.height:
+            cur = q.select("order_id", "version", pl.col("status").alias("_s"), "previous")
+            e = e.join(cur, on="order_id", how="inner").with_columns(
+                pl.when(pl.col("previous").is_in([IN_FULFILMENT, PARTIALLY_SHIPPED])).then(pl.col("previous"))
+                .otherwise(pl.lit(IN_FULFILMENT)).alias("from_status"))
+            ev_parts.append(e.select("order_id", "version", "from_status", pl.col("from_status").alias("to_status"),
+                                     "reason", pl.lit("system").alias("actor"),
+                                     pl.col("at").cast(pl.Datetime("us", "UTC")), "details"))
+    ev = order_events(pl.concat([p.cast({"version": pl.Int64}) for p in ev_parts], how="vertical_relaxed"))
+    with transaction(con):
+        replace_keys(con, "core.order_fulfilment", changed.select("order_id"), changed)
+        if ev.height:
+            known = select_keys(con, "core.order_events", ev.select("event_id"), "event_id")
+            insert_frame(con, "core.order_events", ev.join(known, on="event_id", how="anti"))
+    rep.events += ev.height
