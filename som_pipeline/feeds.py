@@ -36,4 +36,8 @@ FEEDS: dict[str, Feed] = {
                       "Manual decisions on held orders (CSV/JSON: order, hold, decision, approver, note)."),
     "disruptions": Feed("disruptions", "disruption", "reference",
                         "Warehouse / region / carrier disruptions (CSV/Parquet) -> ref.disruptions."),
+    "receipts": Feed("receipts", "receipt", "stock",
+                     "Purchase-order and transfer receipts (CSV / JSON lines) -> core.receipts and the stock ledger."),
+    "scans": Feed("scans", "scan", "fulfilment",
+                  "Pick scanner events (CSV / JSON lines) -> core.pick_scans, pick tasks and the stock ledger."),
 }

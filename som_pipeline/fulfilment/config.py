@@ -20,7 +20,7 @@ from pathlib import Path
 class FulfilmentConfig:
     # the shipper account number each carrier gave us (part of UPS 1Z numbers; kept on the label of the others)
     shipper_accounts: dict[str, str] = field(default_factory=lambda: {
-        "UPS": "5R8939", "FEDEX": "510087020", "USPS": "9205590164917312", "DHL": "1234567890"})
+        "UPS": "5R8939", "FEDEX": "510087020", "USPS": "901234567", "DHL": "1234567890"})
     gs1_company_prefix: str = "0614141"  # GS1 company prefix for SSCC-18 (the GS1 example prefix by default)
     sscc_extension_digit: int = 0
     dim_divisor_cm3_per_kg: int = 5000  # dimensional weight = L x W x H / divisor (the international standard)

@@ -213,16 +213,17 @@ class PackageModel(_Strict):
 
 
 class PackageContentModel(_Strict):
-    """``core.package_contents``: units of each SKU in a package."""
+    """``core.package_contents``: units of each order line in a package."""
 
     package_id: str = _f("core.packages.package_id")
     shipment_id: str = _f("Shipment.")
+    line_no: pl.Int64 = _f("Order line (core.shipment_lines).", ge=1)
     sku: str = _f("SKU.")
     quantity: pl.Int64 = _f("Units.", gt=0)
 
     class Config:
         strict = True
-        unique = ["package_id", "sku"]
+        unique = ["package_id", "line_no", "sku"]
 
 
 class OrderFulfilmentModel(_Strict):

@@ -9,7 +9,8 @@ import polars as pl
 
 from som_pipeline.schemas.base import TsUTC, _f, _Strict
 
-RECORD_KINDS = ["file", "order", "order_line", "order_item", "transaction_set", "row", "reference_row", "decision"]
+RECORD_KINDS = ["file", "order", "order_line", "order_item", "transaction_set", "row", "reference_row", "decision",
+                "receipt", "scan"]
 
 
 class QuarantineModel(_Strict):

@@ -291,7 +291,7 @@ def _ship(con, settings: Settings, now: datetime, run_id: str, cfg: FulfilmentCo
     pk = pk.with_columns(pl.col("carrier_id").replace_strict(cfg.shipper_accounts, default="000000")
                          .alias("shipper_account"))
     pk = pk.with_columns(tracking_numbers(pk).alias("tracking_number"))
-    pk = pk.with_columns(tracking_url(pk).alias("tracking_url"))
+    pk = pk.with_columns(tracking_url("carrier_id", "tracking_number").alias("tracking_url"))
     sscc_rows = pk.with_row_index("_r").filter(pl.col("channel").is_in(list(cfg.sscc_channels)))
     if sscc_rows.height:
         start = watermark(con, "labels.sscc")[0]
@@ -305,12 +305,11 @@ def _ship(con, settings: Settings, now: datetime, run_id: str, cfg: FulfilmentCo
     rated = rate_packages(pk.join(zones, on="shipment_id", how="left").rename({"gross_weight_kg": "gross_weight_kg"}),
                           con.execute("SELECT * FROM ref.carrier_rates").pl(),
                           dim_divisor_cm3_per_kg=cfg.dim_divisor_cm3_per_kg)
-    pk = pk.join(rated.select("shipment_id", "package_no", "billable_weight_kg", "rated_cost", "currency"),
+    pk = pk.join(rated.select("shipment_id", "package_no", "billable_weight_kg", "rated_cost",
+                             pl.col("rate_currency").alias("currency")),
                  on=["shipment_id", "package_no"], how="left")
     pk = pk.with_columns(pl.format("{}-{}", pl.col("shipment_id"), pl.col("package_no")).alias("package_id"))
     packages = conform(pk, PackageModel)
-    contents = conform(packed.contents.with_columns(
-        pl.format("{}-{}", pl.col("shipment_id"), pl.col("package_no")).alias("package_id")), PackageContentModel)
     per_ship = pk.group_by("shipment_id").agg(pl.len().cast(pl.Int64).alias("packages"),
                                               pl.col("gross_weight_kg").sum(), pl.col("rated_cost").sum(),
                                               pl.col("currency").drop_nulls().first())
@@ -335,7 +334,12 @@ def _ship(con, settings: Settings, now: datetime, run_id: str, cfg: FulfilmentCo
                              source_line=pl.format("{}:{}", pl.col("line_no"), pl.col("sku")),
                              occurred_at=pl.lit(now), recorded_at=now, run_id=run_id)
     shipped_tasks = conform(tasks, PickTaskModel)
-    docs, files = _confirmations(con, settings, shipments, slines, packages, contents, orders, now)
+    contents = conform(contents_by_line(packed.contents, lines).with_columns(
+        pl.format("{}-{}", pl.col("shipment_id"), pl.col("package_no")).alias("package_id")), PackageContentModel)
+    docs, files, problems = _confirmations(con, settings, shipments, slines, packages,
+                                           contents.join(pk.select("package_id", "package_no"), on="package_id"),
+                                           orders, now)
+    rep.notes += problems
     with transaction(con):
         insert_frame(con, "core.shipments", shipments)
         insert_frame(con, "core.shipment_lines", slines)
@@ -369,56 +373,104 @@ def _zones(con, pk: pl.DataFrame) -> pl.DataFrame:
         "shipment_id", pl.coalesce("zone", "_z").cast(pl.Int64).alias("zone"))
 
 
+def contents_by_line(contents: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
+    """Package contents per SKU split over the shipment's lines of that SKU (line order, package order):
+    ``shipment_id, package_no, line_no, sku, quantity``. Interval overlap of the cumulative unit ranges, so it is
+    vectorised and conserves units per line and per package."""
+    def ranges(df: pl.DataFrame, order: str) -> pl.DataFrame:
+        return df.sort("shipment_id", "sku", order).with_columns(
+            pl.col("quantity").cum_sum().over("shipment_id", "sku").alias("_end")).with_columns(
+            (pl.col("_end") - pl.col("quantity")).alias("_start"))
+
+    c = ranges(contents.select("shipment_id", "package_no", "sku", "quantity"), "package_no")
+    ln = ranges(lines.select("shipment_id", "line_no", "sku", "quantity"), "line_no")
+    j = c.join(ln, on=["shipment_id", "sku"], suffix="_l")
+    j = j.with_columns((pl.min_horizontal("_end", "_end_l") - pl.max_horizontal("_start", "_start_l")).alias("q"))
+    return (j.filter(pl.col("q") > 0).select("shipment_id", "package_no", "line_no", "sku",
+                                             pl.col("q").cast(pl.Int64).alias("quantity"))
+            .sort("shipment_id", "package_no", "line_no"))
+
+
 def _confirmations(con, settings: Settings, shipments: pl.DataFrame, lines: pl.DataFrame, packages: pl.DataFrame,
                    contents: pl.DataFrame, orders: pl.DataFrame, now: datetime
                    ) -> tuple[pl.DataFrame, list[tuple[Path, str]]]:
-    """Ship confirmations in each channel's format: (``ops.outbound_documents`` rows, files to write). A document
-    already recorded (same kind and key) is not written again."""
+    """Ship confirmations in each channel's format (``fulfilment.outbound``): (``ops.outbound_documents`` rows,
+    files to write under ``$SOM_HOME/outbound/<channel>/``). A document already recorded is not written again.
+    Shopify and Amazon: one API request per package (their bodies hold one tracking number), written as JSON
+    ``{method, path, body}`` for the sender; EDI: one X12 856 per shipment."""
     from som_pipeline.fulfilment import outbound
 
     out_root = settings.home / "outbound"
     rows, files = [], []
-    ol = con.execute("SELECT order_id, line_no, channel_line_ref, product_ids FROM core.order_lines "
-                     "WHERE order_id IN (SELECT unnest(?::VARCHAR[]))", [shipments["order_id"].unique().to_list()]).pl() \
-        if "channel_line_ref" in _cols(con, "core.order_lines") else None
-    sl = lines if ol is None else lines.join(ol.select("order_id", "line_no", "channel_line_ref"),
-                                            on=["order_id", "line_no"], how="left")
-    sh = shipments.join(orders.select("order_id", "channel_order_ref", "customer_po", "customer_ref",
-                                      pl.col("ship_to_name"), pl.col("ship_to_line1").alias("ship_to_address1"),
-                                      "ship_to_city", "ship_to_region", "ship_to_postal_code", "ship_to_country"),
+    ol = con.execute("SELECT order_id, line_no, line_ref AS channel_line_ref, product_ids FROM core.order_lines "
+                     "WHERE order_id IN (SELECT unnest(?::VARCHAR[]))", [shipments["order_id"].unique().to_list()]).pl()
+    pid = pl.col("product_ids").str.json_decode(pl.List(pl.Struct({"qualifier": pl.String, "id": pl.String})))
+
+    def sent(*quals: str) -> pl.Expr:  # the id the partner sent under the first of ``quals`` (the 850's PO1)
+        e = pl.element()
+        return pl.coalesce(*(pid.list.eval(e.filter(e.struct.field("qualifier") == q).struct.field("id")).list.first()
+                             for q in quals))
+
+    sl = lines.join(ol, on=["order_id", "line_no"], how="left").with_columns(  # the 850's ids go back in the 856
+        sent("BP", "IN").alias("buyer_part"), sent("UP", "EN", "UK").alias("upc"))
+    sh = shipments.join(orders.select("order_id", "channel_order_ref", "customer_po", "customer_ref", "ship_to_name",
+                                      pl.col("ship_to_line1").alias("ship_to_address1"), "ship_to_city",
+                                      "ship_to_region", "ship_to_postal_code", "ship_to_country"),
                         on="order_id", how="left")
-    for s in sh.iter_rows(named=True):  # one document per shipment (tens to thousands a run): not a hot path
-        ch = s["channel"]
-        sid = s["shipment_id"]
+    for s in sh.filter(pl.col("channel").is_in(["shopify", "amazon", "edi"])).iter_rows(named=True):
+        sid, ch = s["shipment_id"], s["channel"]  # one shipment at a time: documents, not a hot path
         one = sh.filter(pl.col("shipment_id") == sid)
         ln = sl.filter(pl.col("shipment_id") == sid)
         pk = packages.filter(pl.col("shipment_id") == sid)
         ct = contents.filter(pl.col("shipment_id") == sid)
-        if ch == "shopify":
-            kind, text, ext = "shopify_fulfillment", json.dumps(outbound.shopify_fulfillment(one, ln, pk), indent=1,
-                                                               sort_keys=True), "json"
-        elif ch == "amazon":
-            kind, text, ext = "amazon_confirm_shipment", json.dumps(outbound.amazon_confirm_shipment(one, ln, pk),
-                                                                    indent=1, sort_keys=True), "json"
-        elif ch == "edi":
-            kind, ext = "x12_856", "edi"
-            text = outbound.x12_856(one.with_columns(pl.col("customer_ref").alias("partner_id")), ln, pk, ct,
-                                    sender_id="SOMPIPELINE", receiver_id=(s["customer_ref"] or "PARTNER")[:15],
-                                    control_number=int(sha256_text(sid.encode())[:8], 16) % 999_999_999 + 1, now=now)
-        else:
-            continue  # csv (reps' spreadsheets) and the portal: the portal row is the record (below)
-        doc_id = outbound.document_id(kind, sid)
-        path = out_root / ch / f"{sid}.{ext}"
-        rows.append({"document_id": doc_id, "kind": kind, "channel": ch, "key": sid, "path": str(path),
-                     "sha256": sha256_text(text.encode()), "written_at": now})
-        files.append((path, text))
-    docs = from_rows(OutboundDocumentModel, rows)
+        try:
+            if ch == "edi":
+                text = outbound.x12_856(one.with_columns(pl.lit(None, pl.String).alias("partner_id")), ln, pk, ct,
+                                        sender_id="SOMPIPELINE", receiver_id=(s["customer_ref"] or "PARTNER")[:15],
+                                        control_number=int(sha256_text(sid.encode())[:8], 16) % 999_999_999 + 1,
+                                        now=now)
+                docs = [("x12_856", outbound.document_id("x12_856", sid), out_root / ch / f"{sid}.856.edi", text)]
+            else:
+                if ch == "shopify":
+                    calls = outbound.shopify_fulfillment(one, ln, pk, ct, fulfillment_orders=_fulfillment_orders(
+                        s["channel_order_ref"], ln))
+                else:
+                    calls = outbound.amazon_confirm_shipment(one, ln, pk, ct, marketplace_id=AMAZON_MARKETPLACE)
+                kind = "shopify_fulfillment" if ch == "shopify" else "amazon_confirm_shipment"
+                docs = [(kind, c.document_id, out_root / ch / f"{sid}-{c.package_no}.json",
+                         json.dumps({"method": c.method, "path": c.path, "body": c.body}, indent=1, sort_keys=True))
+                        for c in calls]
+        except outbound.OutboundError as e:  # a shipment the format cannot express: said, not raised
+            docs = []
+            rows.append({"document_id": f"error:{sid}", "kind": "error", "channel": ch, "key": sid, "path": "",
+                         "sha256": sha256_text(str(e).encode()), "written_at": now, "_error": str(e)})
+        for kind, doc_id, path, text in docs:
+            rows.append({"document_id": doc_id, "kind": kind, "channel": ch, "key": sid, "path": str(path),
+                         "sha256": sha256_text(text.encode()), "written_at": now, "_text": text})
+    ok = [r for r in rows if r["kind"] != "error"]
+    errors = [r for r in rows if r["kind"] == "error"]
+    docs = from_rows(OutboundDocumentModel, ok)
     if docs.height:
-        known = select_keys(con, "ops.outbound_documents", docs.select("document_id"), "document_id")
-        keep = set(docs.join(known, on="document_id", how="anti")["document_id"].to_list())
-        files = [(p, t) for (p, t), r in zip(files, rows, strict=True) if r["document_id"] in keep]
-        docs = docs.filter(pl.col("document_id").is_in(list(keep)))
-    return docs, files
+        known = set(select_keys(con, "ops.outbound_documents", docs.select("document_id"), "document_id")
+                    ["document_id"].to_list())
+        ok = [r for r in ok if r["document_id"] not in known]
+        docs = from_rows(OutboundDocumentModel, ok)
+    files = [(Path(r["path"]), r["_text"]) for r in ok]
+    return docs, files, [f"{r['key']}: no {r['channel']} confirmation: {r['_error']}" for r in errors]
+
+
+AMAZON_MARKETPLACE = "ATVPDKIKX0DER"  # amazon.com (the demo's marketplace); per-order marketplaces: an Amazon column
+
+
+def _fulfillment_orders(order_ref: str, lines: pl.DataFrame) -> list[dict]:
+    """The Shopify order's fulfillment orders as the sender would fetch them (``GET /orders/<id>/
+    fulfillment_orders.json``) -- stood in here by one open fulfillment order of the shipped lines (ids from the
+    order's line item ids); the sender replaces them with the live ones before posting."""
+    items = [{"id": int(r["channel_line_ref"]), "line_item_id": int(r["channel_line_ref"]),
+              "fulfillable_quantity": int(r["quantity"])}
+             for r in lines.iter_rows(named=True) if str(r.get("channel_line_ref") or "").isdigit()]
+    fo_id = int(order_ref) if str(order_ref).isdigit() else 1
+    return [{"id": fo_id, "status": "open", "assigned_location_id": None, "line_items": items}]
 
 
 def _cols(con, table: str) -> set[str]:
