@@ -46,7 +46,7 @@ STATE_TABLES = ("core.order_status", "core.order_holds", "core.reservations", "c
 VALIDATION = Step(
     reads=("core.orders", "core.order_lines", *(f"ref.{t}" for t in REF_TABLES), "core.stock_ledger", *STATE_TABLES),
     writes=(*STATE_TABLES, "core.validation_results", "core.order_events"),
-    feedback=("core.shipment_lines",),
+    feedback=("core.shipment_lines", "core.pick_tasks"),
 )
 
 
@@ -170,12 +170,15 @@ def _nothing() -> Outcome:
 
 def _orders_that_can_change(con, new_decisions: pl.DataFrame) -> pl.DataFrame:
     """``[order_id]`` given to the workflow: orders without a status for their current version (new, new
-    version, cancelled at the channel), held orders, approved orders waiting for backordered stock, and the
-    orders a new decision names. Every other order keeps its status, and its rows are not read."""
+    version, cancelled at the channel), held orders, approved orders waiting for backordered stock, orders with a
+    pick task closed short since their last evaluation, and the orders a new decision names. Every other order keeps its status, and its rows are not read."""
     with registered(con, new_decisions.select("order_id").unique()) as named:
         sql = ("SELECT o.order_id FROM core.orders o LEFT JOIN core.order_status s USING (order_id) "  # noqa: S608
                "WHERE s.order_id IS NULL OR s.version <> o.version OR s.status = ? "
                "UNION SELECT order_id FROM core.reservations WHERE quantity_backordered > 0 AND order_status = ? "
+               # a task closed short since the order was last evaluated: its reservation shrinks to the stock left
+               "UNION SELECT t.order_id FROM core.pick_tasks t JOIN core.order_status s USING (order_id) "
+               "WHERE t.status = 'SHORT' AND t.closed_at > s.evaluated_at "
                f"UNION SELECT order_id FROM {named} SEMI JOIN core.orders USING (order_id) ORDER BY 1")
         return con.execute(sql, [ON_HOLD, APPROVED]).pl()
 
