@@ -28,8 +28,8 @@ The heuristic
   holds: a Polars join, no geometry (the unit is turned so that its longest side lies along the carton's
   longest side).
 - A bigger group tries the cartons in cost order that pass the cheap bounds (total volume, total weight +
-  tare, every unit's sorted dims); the first in which the extreme-point placement puts every unit is the
-  group's one package. If none holds everything, the largest carton that takes the first remaining unit is
+  tare, every unit's sorted dims); the first in which the extreme-point placement puts every unit (trying
+  the units by volume, then longest side first, then largest face first) is the group's one package. If none holds everything, the largest carton that takes the first remaining unit is
   filled greedily (units that do not fit are skipped), downsized to the cheapest carton that still holds its
   contents, and the rest is packed the same way.
 - Extreme-point placement (Crainic, Perboli & Tadei, 2008): candidate corners start at the origin; a placed
