@@ -10,12 +10,13 @@ and, if it reads a landing feed, to ``FEED_ASSETS`` in ``assets/automation.py``.
 from assets.allocation import allocation
 from assets.analytics import analyst_views, reconciliation
 from assets.capture import capture_assets
+from assets.fulfilment import fulfilment, stock_ledger
 from assets.orders import core_orders, daily_sales
 from assets.planning import demand_forecast, replenishment_plan
 from assets.reference import disruption_feed, reference_data
 from assets.validation import order_validation
 
-all_assets = [reference_data, disruption_feed, *capture_assets, core_orders, order_validation, allocation,
-              demand_forecast, replenishment_plan, daily_sales, analyst_views, reconciliation]
+all_assets = [reference_data, disruption_feed, stock_ledger, *capture_assets, core_orders, order_validation, allocation,
+              fulfilment, demand_forecast, replenishment_plan, daily_sales, analyst_views, reconciliation]
 
 __all__ = ["all_assets"]

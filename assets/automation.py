@@ -28,7 +28,7 @@ from som_pipeline.services.landing import list_landing
 
 VIEWS_KEY = dg.AssetKey(["analytics", "views"])
 UNPARTITIONED = dg.AssetSelection.all() - dg.AssetSelection.assets(daily_sales)
-INGEST_GROUPS = ("reference", "capture", "core", "validation", "allocation")
+INGEST_GROUPS = ("reference", "capture", "core", "validation", "allocation", "fulfilment")
 INGEST = (
     dg.AssetSelection.groups(*INGEST_GROUPS) - dg.AssetSelection.assets(daily_sales)
 ) | dg.AssetSelection.assets(VIEWS_KEY)
@@ -37,12 +37,15 @@ FEED_ASSETS: dict[str, dg.AssetKey] = {
     **{ch: key for ch, key in CAPTURE_KEYS.items() if ch in FEEDS},
     "approvals": VALIDATION_KEYS["manual_decisions"],
     "disruptions": DISRUPTIONS_KEY,
+    "receipts": dg.AssetKey(["core", "stock_ledger"]),
+    "scans": dg.AssetKey(["core", "pick_tasks"]),
 }
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=INGEST,
-    description="Reference data + every channel's capture + canonical orders + validation + allocation + views.",
+    description="Reference data + stock postings + every channel's capture + canonical orders + validation + "
+                "allocation + fulfilment + views.",
 )
 full_job = dg.define_asset_job(
     "full_job",

@@ -44,6 +44,19 @@ US_STATE_TAX = {"NY": "0.08875", "NJ": "0.06625", "CA": "0.0725", "TX": "0.0625"
                 "OH": "0.0775", "MN": "0.08025", "TN": "0.0975", "OR": "0"}
 COUNTRY_TAX = {"CA": "0.13", "GB": "0.2", "DE": "0.19", "FR": "0.2", "NL": "0.21", "MX": "0.16", "AU": "0.1"}
 
+FRAGILE_CATEGORIES = frozenset({"Lighting", "Electronics & Accessories"})  # plus every 11th SKU (glass, ceramics)
+# the packing station's cartons: id, inner L x W x H (cm), max gross kg, tare kg, cost, active
+CARTONS = [
+    ("BOX-XS", 20.0, 15.0, 10.0, 5.0, 0.10, "0.35", True),
+    ("BOX-S", 30.0, 20.0, 15.0, 10.0, 0.20, "0.55", True),
+    ("BOX-M", 40.0, 30.0, 25.0, 20.0, 0.40, "0.95", True),
+    ("BOX-L", 50.0, 40.0, 35.0, 25.0, 0.60, "1.45", True),
+    ("BOX-XL", 60.0, 50.0, 45.0, 30.0, 0.90, "2.10", True),
+    ("BOX-XXL", 80.0, 60.0, 60.0, 35.0, 1.40, "3.40", True),
+    ("MAILER", 35.0, 25.0, 5.0, 2.0, 0.05, "0.25", True),
+    ("BOX-OLD", 45.0, 35.0, 30.0, 20.0, 0.50, "1.20", False),
+]
+
 
 def q2(x: Decimal) -> Decimal:
     return x.quantize(CENT, rounding=ROUND_HALF_UP)
@@ -841,8 +854,9 @@ def build_reference(seed: int, start: date, end: date) -> Reference:
         {"sku": p.sku, "name": p.name, "category": p.category, "weight_kg": p.weight_kg, "length_cm": p.dims[0],
          "width_cm": p.dims[1], "height_cm": p.dims[2], "list_price": format(p.list_price, "f"), "currency": "USD",
          "hazmat": p.hazmat, "restricted_countries": "|".join(p.restricted) or None,
-         "substitutes": "|".join(p.substitutes) or None, "active": p.active}
-        for p in products.values()
+         "substitutes": "|".join(p.substitutes) or None, "active": p.active,
+         "fragile": p.category in FRAGILE_CATEGORIES or i % 11 == 5}
+        for i, p in enumerate(products.values())
     ]
     # GTIN-12 (UPC-A) numbers of the catalog, as retail partners send them (UP qualifier): deterministic from the
     # catalog order, with a valid check digit
@@ -853,6 +867,18 @@ def build_reference(seed: int, start: date, end: date) -> Reference:
     tables["warehouses"] = warehouses
     tables["inventory"] = [{"warehouse_id": w, "sku": s, "on_hand": q, "as_of": as_of}
                            for (w, s), q in sorted(inventory.items())]
+    # pick faces: one bin per stocked SKU per warehouse, zones by category, slotted in catalog order
+    zone_of = {c: "ABCDEF"[k % 6] for k, c in enumerate(sorted({p.category for p in products.values()}))}
+    slots: dict[tuple[str, str], int] = {}
+    tables["bin_locations"] = []
+    for (w, sku), _q in sorted(inventory.items()):
+        zone = zone_of[products[sku].category]
+        k = slots[(w, zone)] = slots.get((w, zone), -1) + 1
+        aisle, bay, level = k // 48 + 1, (k % 48) // 4 + 1, k % 4
+        tables["bin_locations"].append({"warehouse_id": w, "sku": sku, "bin_id": f"{zone}-{aisle:02d}-{bay:02d}-{level}",
+                                        "zone": zone, "aisle": aisle, "bay": bay, "level": level})
+    tables["cartons"] = [dict(zip(("carton_id", "inner_length_cm", "inner_width_cm", "inner_height_cm",
+                                   "max_weight_kg", "tare_kg", "cost", "active"), row, strict=True)) for row in CARTONS]
     tables["carriers"] = carriers
     tables["carrier_rates"] = rate_rows
     tables["shipping_zones"] = zone_rows

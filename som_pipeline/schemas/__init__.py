@@ -57,6 +57,13 @@ from som_pipeline.schemas.base import (
     polars_schema,
     validate,
 )
+from som_pipeline.schemas.capture import (
+    AmazonHeaderModel,
+    AmazonItemsModel,
+    AmazonPairModel,
+    StagedLineModel,
+    StagedOrderModel,
+)
 from som_pipeline.schemas.fulfilment import (
     FULFILMENT_STATUSES,
     MOVEMENT_KINDS,
@@ -75,13 +82,6 @@ from som_pipeline.schemas.fulfilment import (
     ShipmentLineModel,
     ShipmentModel,
     StockMovementModel,
-)
-from som_pipeline.schemas.capture import (
-    AmazonHeaderModel,
-    AmazonItemsModel,
-    AmazonPairModel,
-    StagedLineModel,
-    StagedOrderModel,
 )
 from som_pipeline.schemas.ops import (
     RECORD_KINDS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import polars as pl
@@ -69,7 +70,7 @@ def run_allocation(wh, settings: Settings, now: datetime | None = None):
         if result.backorders.height == 0 or result.allocations.height == previous.height:
             break
         previous, backorders = result.allocations, result.backorders
-    result.allocations = _with_frozen(result.allocations, frozen)
+    result = replace(result, allocations=_with_frozen(result.allocations, frozen))
     with wh.transaction() as con:
         replace_table(con, "core.allocations", result.allocations)
         replace_table(con, "core.backorders", result.backorders)

@@ -503,7 +503,8 @@ def open_allocations(con) -> pl.DataFrame:
                a.carrier_id, a.service, a.expected_ship_date, a.allocated_at
         FROM core.allocations a
         JOIN core.order_status s ON s.order_id = a.order_id AND s.status = 'APPROVED'
-        LEFT JOIN held h USING (order_id, line_no, sku, warehouse_id)
+        LEFT JOIN held h ON h.order_id = a.order_id AND h.line_no = a.line_no AND h.sku = a.sku
+                            AND h.warehouse_id = a.warehouse_id
         WHERE a.quantity > coalesce(h.held, 0)
     """).pl()
 
