@@ -1,5 +1,6 @@
 # som_pipeline — two commands do everything on a fresh machine:
-#   make run    set up, generate the demo, materialize the whole graph through Dagster, print a summary
+#   make run    set up, generate the demo, materialize the whole graph through Dagster, let the demo's warehouse
+#               floor work the released waves (scans, receipts, a count), run again, print a summary
 #   make test   the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -20,6 +21,8 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/som demo
+	$(BIN)/som run
+	$(BIN)/som floor
 	$(BIN)/som run
 
 test: $(STAMP)

@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from som_pipeline.config import Settings
@@ -161,6 +161,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for k in ("orders_per_channel", "files_per_channel"):
         if k in manifest:
             print(f"  {k}: {manifest[k]}")
+    return 0
+
+
+def cmd_floor(args: argparse.Namespace) -> int:
+    """The demo's warehouse floor between two runs: scans for the open pick tasks, receipts, a cycle count."""
+    from som_pipeline.demo.floor import simulate_floor
+    from som_pipeline.services.validation import business_now
+
+    s = _settings(args)
+    now = business_now(s) + timedelta(hours=args.after_hours)
+    done = simulate_floor(s.home, Warehouse(s.warehouse_path, lock_timeout_s=s.lock_timeout_s), now)
+    print(f"floor simulated at {now:%Y-%m-%d %H:%M} UTC: {done}")
     return 0
 
 
@@ -490,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--end-date", help="last order day (YYYY-MM-DD)")
     d.set_defaults(func=cmd_demo)
 
+    fl = sub.add_parser("floor", help="demo: the warehouse floor works the released waves (scans, receipts, count)")
+    fl.add_argument("--after-hours", type=float, default=1.0, help="hours after the business clock (default 1)")
+    fl.set_defaults(func=cmd_floor)
     t = sub.add_parser("tpch", help="load TPC-H data (generated offline by tpchgen-cli) into SOM_HOME")
     t.add_argument("--sf", type=float, default=0.01, help="TPC-H scale factor (fractions allowed)")
     t.add_argument("--days", type=int, default=1,

@@ -56,6 +56,19 @@ REASONS: dict[str, str] = {
     "are quarantined (the message names the kept line).",
     "REF_SHRINK_REFUSED": "A reference file would empty its table or shrink it by more than SOM_REF_MAX_SHRINK: "
     "refused as a whole, the previous table is kept.",
+    # --- fulfilment feeds: scanner events (landing/scans) and receipts (landing/receipts) -----------
+    "BAD_ACTION": "A scanner event's action is neither 'pick' nor 'short'.",
+    "BAD_BARCODE": "A barcode is not a GTIN: not digits only, not 8/12/13/14 digits (EAN-8, UPC-A, EAN-13, "
+    "GTIN-14), or its GS1 check digit fails.",
+    "BAD_RECEIPT_KIND": "A receipt's kind is neither 'po' (purchase order) nor 'transfer'.",
+    "DUPLICATE_SCAN": "A scan_id already processed from an earlier file, or repeated within the batch: the first "
+    "copy counts, later copies are quarantined (counted, never applied twice).",
+    "UNKNOWN_TASK": "A scan names a pick task that does not exist, or one of another warehouse than the scanner's.",
+    "TASK_CLOSED": "A scan for a pick task that is not open at its turn: picked, closed short or cancelled before, "
+    "or closed by an earlier scan of the same batch.",
+    "UNKNOWN_PRODUCT": "A receipt names a SKU that is not in the catalog, or a barcode no catalog alias stands for.",
+    "UNKNOWN_WAREHOUSE": "A receipt names a receiving or sending warehouse that is not in ref.warehouses.",
+    "DUPLICATE_RECEIPT": "A receipt line (receipt_id, line_no) already posted from an earlier file: not posted twice.",
 }
 
 # Codes that only a later run can produce (a second upload of a file): not expected in a one-shot demo.
@@ -110,6 +123,9 @@ VALIDATION_REASONS: dict[str, str] = {
 }
 
 APPROVAL_CODES = frozenset({"UNKNOWN_ORDER", "HOLD_NOT_OPEN", "BAD_DECISION"})
+# Codes only the fulfilment feeds produce (the demo's floor simulation, after a first run, writes them)
+FULFILMENT_CODES = frozenset({"BAD_ACTION", "BAD_BARCODE", "BAD_RECEIPT_KIND", "DUPLICATE_SCAN", "UNKNOWN_TASK",
+                              "TASK_CLOSED", "UNKNOWN_PRODUCT", "UNKNOWN_WAREHOUSE", "DUPLICATE_RECEIPT"})
 
 
 def describe(code: str) -> str:

@@ -9,7 +9,7 @@ demo's tables, and say why in the commit) with ``SOM_UPDATE_GOLDEN=1 pytest test
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from som_pipeline.config import Settings
@@ -59,11 +59,20 @@ def run_all(s: Settings, wh: Warehouse, now: datetime = NOW) -> None:
     run_replenishment(wh, s, now=now)
 
 
+FLOOR_AT = NOW + timedelta(hours=1)  # the floor works the released waves ...
+SECOND_RUN = NOW + timedelta(hours=3)  # ... and the next run takes its scans, receipts and count
+
+
 def demo_pipeline(home: Path) -> tuple[Settings, Warehouse, dict]:
+    """``make run`` with a pinned clock: the demo, a run, the warehouse floor's work, a second run."""
+    from som_pipeline.demo.floor import simulate_floor
+
     manifest = generate_demo(home, scale=0.08, days=21)
     s = demo_settings(home)
     wh = Warehouse(s.warehouse_path)
     run_all(s, wh)
+    manifest["floor"] = simulate_floor(home, wh, FLOOR_AT)
+    run_all(s, wh, SECOND_RUN)
     return s, wh, manifest
 
 

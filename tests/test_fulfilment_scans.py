@@ -219,7 +219,7 @@ def test_dock_receipts_csv_every_field_rejection() -> None:
     assert r.receipts["from_warehouse_id"].null_count() == 3
     assert reasons(r) == {
         "line 6": "DUPLICATE_LINE", "line 7": "MISSING_FIELD", "line 8": "BAD_QUANTITY", "line 9": "BAD_QUANTITY",
-        "line 10": "BAD_DATE", "line 11": "BAD_BARCODE", "line 12": "UNKNOWN_SKU", "line 13": "BAD_RECEIPT_KIND",
+        "line 10": "BAD_DATE", "line 11": "BAD_BARCODE", "line 12": "UNKNOWN_PRODUCT", "line 13": "BAD_RECEIPT_KIND",
         "line 14": "BAD_LINE_NO", "line 15": "DUPLICATE_LINE", "line 16": "DUPLICATE_LINE",
     }
     msg = dict(zip(r.rejected["location"], r.rejected["message"], strict=True))
@@ -248,7 +248,7 @@ def test_receipts_need_sku_or_barcode_column_and_resolve_ambiguous_barcodes_to_n
     r = read_receipts(b"receipt_id,kind,reference,warehouse_id,barcode,quantity,received_at\n"
                       b"R,po,P,W,4006381333931,1,2026-11-26\n", "r.csv", SHA, twice)
     conserved(r)
-    assert reasons(r) == {"line 2": "UNKNOWN_SKU"} and "2 SKUs" in r.rejected["message"][0]
+    assert reasons(r) == {"line 2": "UNKNOWN_PRODUCT"} and "2 SKUs" in r.rejected["message"][0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -483,5 +483,5 @@ def test_every_code_is_an_existing_reason_or_a_listed_new_one() -> None:
     emitted = set(re.findall(r'"([A-Z][A-Z0-9]+(?:_[A-Z0-9]+)+)"', src)) - set(ACCEPTED_OUTCOMES)
     emitted -= set(dir(scans)) | set(dir(receipts))  # the modules' own names (__all__)
     assert NEW_CODES <= emitted
-    assert emitted <= set(REASONS) | NEW_CODES | {"UNKNOWN_SKU"}, emitted - set(REASONS) - NEW_CODES
-    assert "UNKNOWN_SKU" in VALIDATION_REASONS  # exists for validation; to be listed in REASONS for quarantine
+    assert emitted <= set(REASONS) | NEW_CODES | {"UNKNOWN_PRODUCT"}, emitted - set(REASONS) - NEW_CODES
+    assert "UNKNOWN_PRODUCT" in VALIDATION_REASONS  # exists for validation; to be listed in REASONS for quarantine

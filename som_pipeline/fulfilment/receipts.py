@@ -100,9 +100,9 @@ def read_receipts(data: bytes, source_file: str, file_sha256: str, barcode_map: 
         (pl.col("_at").is_null(), "BAD_DATE",
          pl.format("received_at '{}' is not an ISO date/time (e.g. 2026-11-26T08:30:00+01:00)", pl.col("received_at"))),
         (pl.col("barcode").is_not_null() & bad_bc.is_not_null(), "BAD_BARCODE", bad_bc),
-        (pl.col("sku").is_null() & pl.col("_mapped").is_null(), "UNKNOWN_SKU",
+        (pl.col("sku").is_null() & pl.col("_mapped").is_null(), "UNKNOWN_PRODUCT",
          pl.format("barcode {} is no known product (no catalog alias names it)", pl.col("barcode"))),
-        (pl.col("sku").is_null() & (pl.col("_n_skus") > 1), "UNKNOWN_SKU",
+        (pl.col("sku").is_null() & (pl.col("_n_skus") > 1), "UNKNOWN_PRODUCT",
          pl.format("barcode {} names {} SKUs in the catalog aliases: which one is ambiguous", pl.col("barcode"),
                    pl.col("_n_skus"))),
     ])

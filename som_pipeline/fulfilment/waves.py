@@ -68,7 +68,12 @@ def build_waves(rows: pl.DataFrame, bins: pl.DataFrame, earlier_waves: pl.DataFr
     wave's number follows)."""
     if rows.height == 0:
         return pl.DataFrame(), pl.DataFrame()
-    r = rows.with_columns(pl.col("local_date").alias("ship_date"))
+    # released after the cutoff: the wave ships the next day (its cutoff then)
+    late = pl.lit(now).cast(pl.Datetime("us", "UTC")) > pl.col("cutoff_at")
+    r = rows.with_columns(pl.when(late).then(pl.col("local_date") + pl.duration(days=1)).otherwise(pl.col("local_date"))
+                          .alias("ship_date"),
+                          pl.when(late).then(pl.col("cutoff_at") + pl.duration(days=1)).otherwise(pl.col("cutoff_at"))
+                          .alias("cutoff_at"))
     r = r.join(earlier_waves.select("warehouse_id", "ship_date", pl.col("waves").alias("_n")),
                on=["warehouse_id", "ship_date"], how="left")
     r = r.with_columns(pl.format("W-{}-{}-{}", pl.col("warehouse_id"), pl.col("ship_date").dt.strftime("%Y%m%d"),

@@ -166,14 +166,14 @@ def _take_scans(con, f, now: datetime, run_id: str, rep: FulfilmentReport) -> tu
     seen = select_keys(con, "core.pick_scans", r.scans.select("scan_id").unique(), "scan_id")
     out = judge_scans(r.scans, tasks, barcode_map(con), seen)
     acc = out.accepted
-    moved = acc.join(tasks.select("task_id", "sku", "bin_id", "order_id"), on="task_id", how="left", suffix="_task")
-    short = out.tasks.filter(pl.col("status") == "SHORT").join(
-        acc.filter(pl.col("short_qty") > 0).select("task_id", "short_qty", "scanned_at", "scan_id"), on="task_id")
-    short = short.join(tasks.select("task_id", "bin_id"), on="task_id", how="left", suffix="_b")
+    moved = acc.drop("sku", strict=False).join(tasks.select("task_id", "sku", "bin_id", "order_id", "line_no"),
+                                               on="task_id", how="left")
+    short = (acc.filter(pl.col("short_qty") > 0).select("task_id", "short_qty", "scanned_at", "scan_id")
+             .join(tasks.select("task_id", "warehouse_id", "sku", "bin_id", "order_id", "line_no"), on="task_id"))
     why_short = pl.format("short pick on task {} at bin {}: {} unit(s) not found", pl.col("task_id"),
                           pl.col("bin_id"), pl.col("short_qty"))
     moves = pl.concat([
-        ledger.movements(moved.filter(pl.col("confirmed_qty") > 0).with_columns(pl.col("sku_task").alias("sku")), "pick",
+        ledger.movements(moved.filter(pl.col("confirmed_qty") > 0), "pick",
                          qty=-pl.col("confirmed_qty"), reason=pl.format("picked for order {}", pl.col("order_id")),
                          source_doc=pl.col("task_id"), source_line=pl.col("scan_id"),
                          occurred_at=pl.col("scanned_at"), recorded_at=now, run_id=run_id),
@@ -202,7 +202,7 @@ def _take_scans(con, f, now: datetime, run_id: str, rep: FulfilmentReport) -> tu
         rep.scans[k] = rep.scans.get(k, 0) + int(v)
     for code, n in r.rejected.group_by("reason_code").len().iter_rows():
         rep.scans[code] = rep.scans.get(code, 0) + n
-    ev = short.join(tasks.select("task_id", "line_no"), on="task_id", how="left", suffix="_l").select(
+    ev = short.select(
         "order_id", pl.format("short pick: {} unit(s) of {} line {} not found at bin {} (task {}); re-allocated to "
                               "another warehouse or backordered on the next allocation", pl.col("short_qty"),
                               pl.col("sku"), pl.col("line_no"), pl.col("bin_id"), pl.col("task_id")).alias("reason"),
@@ -253,7 +253,7 @@ def _ship(con, settings: Settings, now: datetime, run_id: str, cfg: FulfilmentCo
     groups = tasks.group_by(gkey, maintain_order=True).agg(pl.col("task_id").sort().str.join(",").alias("_tasks"))
     groups = groups.with_columns((pl.lit("S-") + sha256_series(pl.concat_str(
         [*[pl.col(c) for c in gkey], pl.col("_tasks")], separator="|"), groups).str.slice(0, 20)).alias("shipment_id"))
-    tasks = tasks.join(groups.select(*gkey, "shipment_id"), on=gkey, how="left")
+    tasks = tasks.drop("shipment_id").join(groups.select(*gkey, "shipment_id"), on=gkey, how="left")
     orders = select_keys(con, "core.orders", groups.select("order_id").unique())
     days = local_dates(con.execute("SELECT * FROM ref.warehouses").pl(), now)
     lines = (tasks.group_by("shipment_id", "order_id", "line_no", "sku", "warehouse_id", maintain_order=True)
@@ -281,7 +281,7 @@ def _ship(con, settings: Settings, now: datetime, run_id: str, cfg: FulfilmentCo
                                   "ship_complete"), on="order_id", how="left")
     pk = packed.packages.join(g.select("shipment_id", "order_id", "warehouse_id", "carrier_id", "service", "channel",
                                        "ship_to_country", "ship_to_region"), on="shipment_id", how="left")
-    pk = pk.sort("shipment_id", "package_no")
+    pk = pk.sort("shipment_id", "package_no").with_columns(pl.col("gross_weight_kg").round(3))  # grams
     # labels: per carrier, the next serial numbers after the last label (a watermark per carrier)
     serial_parts = []
     for (carrier,), part in pk.group_by("carrier_id", maintain_order=True):
@@ -311,7 +311,7 @@ def _ship(con, settings: Settings, now: datetime, run_id: str, cfg: FulfilmentCo
     pk = pk.with_columns(pl.format("{}-{}", pl.col("shipment_id"), pl.col("package_no")).alias("package_id"))
     packages = conform(pk, PackageModel)
     per_ship = pk.group_by("shipment_id").agg(pl.len().cast(pl.Int64).alias("packages"),
-                                              pl.col("gross_weight_kg").sum(), pl.col("rated_cost").sum(),
+                                              pl.col("gross_weight_kg").sum().round(3), pl.col("rated_cost").sum(),
                                               pl.col("currency").drop_nulls().first())
     units = lines.group_by("shipment_id").agg(pl.col("quantity").sum().cast(pl.Int64).alias("units"))
     shipped_before = con.execute("SELECT order_id, sum(quantity)::BIGINT AS before FROM core.shipment_lines "
@@ -603,6 +603,8 @@ def _statuses(con, ids: pl.DataFrame, extra_events: list[pl.DataFrame], now: dat
                                      pl.col("at").cast(pl.Datetime("us", "UTC")), "details"))
     ev = order_events(pl.concat([p.cast({"version": pl.Int64}) for p in ev_parts], how="vertical_relaxed"))
     with transaction(con):
+        con.execute("UPDATE core.pick_waves SET status = 'DONE' WHERE status = 'OPEN' AND NOT EXISTS ("
+                    "SELECT 1 FROM core.pick_tasks t WHERE t.wave_id = pick_waves.wave_id AND t.status = 'OPEN')")
         replace_keys(con, "core.order_fulfilment", changed.select("order_id"), changed)
         if ev.height:
             known = select_keys(con, "core.order_events", ev.select("event_id"), "event_id")

@@ -159,7 +159,7 @@ def _post_receipts(con, files: list, now: datetime, run_id: str, rep: StockRepor
                                      pl.col("sku").is_in(skus["sku"].implode()).alias("_s"))
         bad = rc.filter(~pl.col("_w") | ~pl.col("_f") | ~pl.col("_s")).select(
             "location", pl.col("receipt_id").alias("order_ref"),
-            pl.when(~pl.col("_s")).then(pl.lit("UNKNOWN_SKU")).otherwise(pl.lit("UNKNOWN_WAREHOUSE")).alias("reason_code"),
+            pl.when(~pl.col("_s")).then(pl.lit("UNKNOWN_PRODUCT")).otherwise(pl.lit("UNKNOWN_WAREHOUSE")).alias("reason_code"),
             pl.when(~pl.col("_s")).then(pl.format("SKU '{}' is not in the catalog", pl.col("sku")))
             .when(~pl.col("_w")).then(pl.format("warehouse '{}' is not in ref.warehouses", pl.col("warehouse_id")))
             .otherwise(pl.format("sending warehouse '{}' is not in ref.warehouses", pl.col("from_warehouse_id")))
