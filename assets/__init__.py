@@ -16,7 +16,7 @@ from assets.planning import demand_forecast, replenishment_plan
 from assets.reference import disruption_feed, reference_data
 from assets.validation import order_validation
 
-all_assets = [reference_data, disruption_feed, stock_ledger, *capture_assets, core_orders, order_validation, allocation,
+all_assets = [reference_data, disruption_feed, *capture_assets, core_orders, stock_ledger, order_validation, allocation,
               fulfilment, demand_forecast, replenishment_plan, daily_sales, analyst_views, reconciliation]
 
 __all__ = ["all_assets"]

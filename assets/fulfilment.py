@@ -7,17 +7,15 @@ from assets.checks import model_check_results, model_check_specs, reconciliation
 from assets.lineage import table_key, table_specs
 from resources import WarehouseResource
 from som_pipeline.reporting import md_table
-from som_pipeline.services.fulfilment import FULFILMENT, run_fulfilment
-from som_pipeline.services.stock import STOCK, run_stock_postings
+from som_pipeline.services.fulfilment import FLOOR, FULFILMENT, run_floor, run_fulfilment
+from som_pipeline.services.stock import run_stock_postings
 from som_pipeline.services.validation import business_now
 
 LEDGER = table_key("core.stock_ledger")
-RECEIPTS = table_key("core.receipts")
 TASKS = table_key("core.pick_tasks")
 SHIPMENTS = table_key("core.shipments")
 LEDGER_RULES = ("stock_not_negative", "stock_movements_not_negative", "stock_matches_last_count")
-FLOOR_RULES = {"stock_not_negative": TASKS, "shipped_units_picked_once": SHIPMENTS,
-               "shipped_within_picked_within_allocated": SHIPMENTS}
+FLOOR_RULES = {"shipped_units_picked_once": SHIPMENTS, "shipped_within_picked_within_allocated": SHIPMENTS}
 
 
 def _this_run(con, table: str, run_id: str):
@@ -30,40 +28,48 @@ def _this_run(con, table: str, run_id: str):
 
 @dg.multi_asset(
     name="stock_ledger",
-    specs=table_specs(STOCK, "fulfilment", {"polars", "duckdb"}),
-    check_specs=model_check_specs(STOCK.writes) + [reconciliation_spec(r, LEDGER) for r in LEDGER_RULES],
+    specs=table_specs(FLOOR, "fulfilment", {"polars", "duckdb"}),
+    check_specs=model_check_specs(FLOOR.writes) + [reconciliation_spec(r, LEDGER) for r in LEDGER_RULES]
+    + [reconciliation_spec(n, k) for n, k in FLOOR_RULES.items()],
     pool="duckdb",
 )
 def stock_ledger(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    """Stock counts (each new ``ref.inventory`` snapshot) and receipts (``landing/receipts``) posted to the ledger."""
+    """The floor's feedback before planning: counts (a new ``ref.inventory``), receipts, scans, and the shipping
+    of what is picked (packages, labels, confirmations to the channels)."""
     wh, settings = warehouse.warehouse(), warehouse.settings()
-    rep = run_stock_postings(wh, settings, business_now(settings), context.run_id)
-    for note in rep.notes:
+    now = business_now(settings)
+    rep = run_stock_postings(wh, settings, now, context.run_id)
+    floor = run_floor(wh, settings, now, context.run_id)
+    for note in rep.notes + floor.notes:
         context.log.info(note)
     with wh.connect() as con:
-        ledger = _this_run(con, "core.stock_ledger", context.run_id)
-        receipts = con.execute("SELECT * FROM core.receipts").pl()
+        frames = {t: _this_run(con, t, context.run_id) for t in FLOOR.writes}
         stock = con.execute("SELECT count(*), coalesce(sum(on_hand), 0), coalesce(sum(available), 0) "
                             "FROM core.v_stock").fetchone()
         rules = [reconciliation_result(con, r, LEDGER) for r in LEDGER_RULES]
-    yield dg.MaterializeResult(asset_key=LEDGER, metadata={
-        **rep.as_metadata(), "movements_posted": ledger.height, "stock_pairs": stock[0],
-        "units_on_hand": int(stock[1]), "units_available": int(stock[2]),
-        "preview": dg.MetadataValue.md(md_table(ledger, 5))})
-    yield dg.MaterializeResult(asset_key=RECEIPTS, metadata={"dagster/row_count": receipts.height})
-    yield from model_check_results({"core.stock_ledger": ledger, "core.receipts": receipts})
+        rules += [reconciliation_result(con, n, k) for n, k in FLOOR_RULES.items()]
+    for t, df in frames.items():
+        m = {"dagster/row_count": df.height, "preview": dg.MetadataValue.md(md_table(df, 5))}
+        if t == "core.stock_ledger":
+            m.update({**rep.as_metadata(), "stock_pairs": stock[0], "units_on_hand": int(stock[1]),
+                      "units_available": int(stock[2])})
+        if t == "core.shipments":
+            m.update({k: dg.MetadataValue.json(v) if isinstance(v, dict) else v
+                      for k, v in floor.as_metadata().items()})
+        yield dg.MaterializeResult(asset_key=table_key(t), metadata=m)
+    yield from model_check_results(frames)
     yield from rules
 
 
 @dg.multi_asset(
     name="fulfilment",
     specs=table_specs(FULFILMENT, "fulfilment", {"polars", "duckdb"}),
-    check_specs=model_check_specs(FULFILMENT.writes) + [reconciliation_spec(n, k, f"floor_{n}")
-                                                        for n, k in FLOOR_RULES.items()],
+    check_specs=model_check_specs(FULFILMENT.writes) + [reconciliation_spec("stock_not_negative", TASKS,
+                                                                            "stock_not_negative_after_release")],
     pool="duckdb",
 )
 def fulfilment(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    """Stop tasks of orders no longer approved, take scans, ship what is picked, release the next wave."""
+    """Stop the tasks of orders no longer approved; release the next waves."""
     wh, settings = warehouse.warehouse(), warehouse.settings()
     rep = run_fulfilment(wh, settings, business_now(settings), context.run_id)
     for note in rep.notes:
@@ -71,7 +77,7 @@ def fulfilment(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     meta = rep.as_metadata()
     with wh.connect() as con:
         frames = {t: _this_run(con, t, context.run_id) for t in FULFILMENT.writes}
-        rules = [reconciliation_result(con, n, k, f"floor_{n}") for n, k in FLOOR_RULES.items()]
+        rules = [reconciliation_result(con, "stock_not_negative", TASKS, "stock_not_negative_after_release")]
     for t, df in frames.items():
         m = {"dagster/row_count": df.height, "preview": dg.MetadataValue.md(md_table(df, 5))}
         if t == "core.pick_tasks":

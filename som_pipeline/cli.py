@@ -168,6 +168,7 @@ def cmd_floor(args: argparse.Namespace) -> int:
     """The demo's warehouse floor between two runs: scans for the open pick tasks, receipts, a cycle count."""
     from som_pipeline.demo.floor import simulate_floor
     from som_pipeline.services.validation import business_now
+    from som_pipeline.warehouse import Warehouse
 
     s = _settings(args)
     now = business_now(s) + timedelta(hours=args.after_hours)

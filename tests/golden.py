@@ -38,7 +38,7 @@ def run_all(s: Settings, wh: Warehouse, now: datetime = NOW) -> None:
     from som_pipeline.services.allocation import run_allocation
     from som_pipeline.services.channels import capture_channel
     from som_pipeline.services.disruptions import ingest_disruptions
-    from som_pipeline.services.fulfilment import run_fulfilment
+    from som_pipeline.services.fulfilment import run_floor, run_fulfilment
     from som_pipeline.services.orders import build_core_orders
     from som_pipeline.services.planning import run_forecast, run_replenishment
     from som_pipeline.services.reference import load_reference_tables
@@ -46,10 +46,11 @@ def run_all(s: Settings, wh: Warehouse, now: datetime = NOW) -> None:
     from som_pipeline.services.validation import run_validation
 
     load_reference_tables(wh, s, list(REFERENCE_TABLES))
-    run_stock_postings(wh, s, now)
     for ch in ("shopify", "amazon", "edi", "csv", "b2b_portal"):
         capture_channel(ch, wh, s, now=now)
     build_core_orders(wh, now=now)
+    run_stock_postings(wh, s, now)
+    run_floor(wh, s, now)
     run_validation(wh, s, now=now)
     with wh.connect() as con:
         ingest_disruptions(con, s, now)

@@ -10,7 +10,13 @@ from golden import NOW, demo_pipeline, table_hashes
 from golden import run_all as _run_all
 
 from som_pipeline.config import Settings
-from som_pipeline.reasons import APPROVAL_CODES, FULFILMENT_CODES, LATER_RUN_CODES, REASONS, VALIDATION_REASONS
+from som_pipeline.reasons import (
+    APPROVAL_CODES,
+    FULFILMENT_CODES,
+    LATER_RUN_CODES,
+    REASONS,
+    VALIDATION_REASONS,
+)
 from som_pipeline.services.analytics import run_reconciliation
 from som_pipeline.warehouse import Warehouse
 

@@ -20,6 +20,8 @@ from som_pipeline.feeds import FEEDS
 from som_pipeline.services.analytics import run_reconciliation_query
 from som_pipeline.services.channels import capture_channel
 from som_pipeline.services.disruptions import ingest_disruptions
+from som_pipeline.services.fulfilment import run_floor
+from som_pipeline.services.stock import run_stock_postings
 from som_pipeline.services.validation import run_validation
 from som_pipeline.sqlfiles import sql_file
 from som_pipeline.warehouse import Warehouse
@@ -32,6 +34,12 @@ DECISIONS = (b"order_id,decision,hold_codes,reason,approver,decided_at\n"
              b"CSV-NOPE-1,approve,,credit checked,a.person,2026-11-26T08:00:00Z\n")
 DISRUPTIONS = (b"disruption_id,scope,target,starts_at,ends_at,severity,extra_days,note\n"
                b"D-T1,warehouse,WH-NJ,2026-11-25T00:00:00Z,2026-11-28T00:00:00Z,degraded,1,snow\n")
+
+
+RECEIPTS = (b"receipt_id,line_no,kind,reference,warehouse_id,sku,quantity,received_at\n"
+            b"GRN-1,1,po,PO-77,WH-NJ,NO-SUCH-SKU,5,2026-11-26T08:00:00Z\n")
+SCANS = (b"scan_id,task_id,warehouse_id,barcode,quantity,user,station,scanned_at\n"
+         b"SC-1,T-NOPE,WH-NJ,036000291452,1,picker01,RF-1,2026-11-26T08:30:00Z\n")
 
 
 def _capture(feed: str) -> Callable[[Warehouse, Settings], None]:
@@ -51,6 +59,8 @@ CASES: dict[str, tuple[bytes, str, Callable[[Warehouse, Settings], object]]] = {
     "csv": ((ROOT / "docs" / "csv_template_example.csv").read_bytes(), "orders.csv", _capture("csv")),
     "approvals": (DECISIONS, "decisions.csv", lambda wh, s: run_validation(wh, s, now=NOW)),
     "disruptions": (DISRUPTIONS, "disruptions.csv", _disruptions),
+    "receipts": (RECEIPTS, "receipts.csv", lambda wh, s: run_stock_postings(wh, s, NOW)),
+    "scans": (SCANS, "scans.csv", lambda wh, s: run_floor(wh, s, NOW)),
 }
 
 

@@ -37,7 +37,8 @@ def simulate_floor(home: Path, wh, now: datetime, seed: int = 7) -> dict:
         stock = con.execute("SELECT warehouse_id, sku, on_hand FROM core.v_stock WHERE on_hand > 5 "
                             "ORDER BY warehouse_id, sku").pl()
         snapshot = con.execute("SELECT * FROM ref.inventory ORDER BY warehouse_id, sku").pl()
-        on_hand = con.execute("SELECT warehouse_id, sku, on_hand FROM core.v_stock ORDER BY warehouse_id, sku").pl()
+        on_hand = con.execute("SELECT warehouse_id, sku, on_hand, available FROM core.v_stock "
+                              "ORDER BY warehouse_id, sku").pl()
     out = {"scans": _scans(home, tasks, upcs, now, rng), "receipts": _receipts(home, plan, stock, now, rng),
            "counted": _count(home, snapshot, on_hand, now, rng)}
     return out
@@ -130,10 +131,11 @@ def _count(home: Path, snapshot: pl.DataFrame, stock: pl.DataFrame, now: datetim
     if snapshot.height == 0 or stock.height == 0:
         return {"pairs": 0}
     cur = snapshot.select("warehouse_id", "sku").join(stock, on=["warehouse_id", "sku"], how="inner")
-    picks = sorted(rng.sample(range(cur.height), min(3, cur.height)))
+    free = [i for i, a in enumerate(cur["available"].to_list()) if a >= 2]  # a count finding less than is promised
+    picks = sorted(rng.sample(free, min(3, len(free))))  # is real, but the demo keeps its reconciliation clean
     diffs = {i: d for i, d in zip(picks, (-2, -1, 1), strict=False)}
     counted = cur.with_row_index("_i").with_columns(
         (pl.col("on_hand") + pl.col("_i").replace_strict(diffs, default=0, return_dtype=pl.Int64)).alias("on_hand"),
-        pl.lit(now.isoformat()).alias("as_of")).drop("_i")
+        pl.lit(now.isoformat()).alias("as_of")).drop("_i", "available")
     counted.write_csv(home / "reference" / "inventory.csv")
     return {"pairs": counted.height, "differences": len(diffs)}

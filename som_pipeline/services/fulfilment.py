@@ -63,13 +63,23 @@ from som_pipeline.warehouse import (
     watermark,
 )
 
+# The floor's feedback, before validation and allocation (so a short pick is re-planned in the same run):
+# counts and receipts (services/stock.py), scans, and shipping what is picked.
+FLOOR = Step(
+    reads=("ref.inventory", "ref.warehouses", "ref.products", "ref.product_aliases", "ref.cartons",
+           "ref.carrier_rates", "ref.shipping_zones", "core.orders", "core.order_lines", "core.stock_ledger",
+           "core.receipts", "core.pick_scans", "core.shipments", "core.shipment_lines"),
+    writes=("core.stock_ledger", "core.receipts", "core.pick_scans", "core.shipments", "core.shipment_lines",
+            "core.packages", "core.package_contents"),
+    appends=("core.pick_tasks", "core.order_fulfilment", "core.order_events"),
+    feedback=("core.pick_tasks", "core.order_fulfilment"),
+)
+# After allocation: stop what is no longer approved, release the next waves.
 FULFILMENT = Step(
     reads=("core.allocations", "core.orders", "core.order_lines", "core.order_status", "core.stock_ledger",
-           "ref.warehouses", "ref.bin_locations", "ref.cartons", "ref.products", "ref.product_aliases",
-           "ref.carrier_rates", "ref.shipping_zones", "core.pick_waves", "core.pick_tasks", "core.pick_scans",
-           "core.shipments", "core.order_fulfilment"),
-    writes=("core.pick_waves", "core.pick_tasks", "core.pick_scans", "core.shipments", "core.shipment_lines",
-            "core.packages", "core.package_contents", "core.order_fulfilment"),
+           "ref.warehouses", "ref.bin_locations", "core.pick_waves", "core.pick_tasks", "core.order_fulfilment",
+           "core.shipment_lines"),
+    writes=("core.pick_waves", "core.pick_tasks", "core.order_fulfilment"),
     appends=("core.stock_ledger", "core.order_events"),
 )
 LIVE = (APPROVED,)  # validation statuses under which the warehouse works on an order
@@ -98,29 +108,40 @@ class FulfilmentReport:
                 "order_events": self.events}
 
 
-def run_fulfilment(wh: Warehouse, settings: Settings, now: datetime, run_id: str | None = None,
-                   cfg: FulfilmentConfig | None = None) -> FulfilmentReport:
+def run_floor(wh: Warehouse, settings: Settings, now: datetime, run_id: str | None = None,
+              cfg: FulfilmentConfig | None = None) -> FulfilmentReport:
+    """Scans (picks, short picks) and shipping of what is picked: the floor's work since the last run."""
     run_id = run_id or run_id_for(now)
     cfg = cfg or load_fulfilment_config()
     rep = FulfilmentReport()
-    touched: list[pl.DataFrame] = []  # order ids whose fulfilment status may have changed
-    events: list[pl.DataFrame] = []  # extra events (short picks)
+    touched, events = [], []
     with wh.connect() as con:
-        touched.append(_stop_tasks(con, now, run_id, rep))
         files, settled = incoming(con, settings, "scans", now, rep.notes)
         for f in files:
             t, e = _take_scans(con, f, now, run_id, rep)
             touched.append(t)
             events.append(e)
         touched.append(_ship(con, settings, now, run_id, cfg, rep))
-        touched.append(_release(con, now, run_id, rep))
-        ids = pl.concat([t.select("order_id") for t in touched if t.height]).unique() if any(
-            t.height for t in touched) else pl.DataFrame(schema={"order_id": pl.String})
-        _statuses(con, ids, events, now, rep)
+        _statuses(con, _ids(touched), events, now, rep)
     for f in files:
         archive(f)
     rep.notes += [f"{o.source_file}: identical content already processed ({o.status}); archived" for o in settled]
     return rep
+
+
+def run_fulfilment(wh: Warehouse, settings: Settings, now: datetime, run_id: str | None = None) -> FulfilmentReport:
+    """After allocation: stop the tasks of orders no longer approved, release the next waves."""
+    run_id = run_id or run_id_for(now)
+    rep = FulfilmentReport()
+    with wh.connect() as con:
+        touched = [_stop_tasks(con, now, run_id, rep), _release(con, now, run_id, rep)]
+        _statuses(con, _ids(touched), [], now, rep)
+    return rep
+
+
+def _ids(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    parts = [f.select("order_id") for f in frames if f.height]
+    return pl.concat(parts).unique() if parts else pl.DataFrame(schema={"order_id": pl.String})
 
 
 # ------------------------------------------------------------------------------------------------
