@@ -70,7 +70,7 @@ def run_allocation(wh, settings: Settings, now: datetime | None = None):
         if result.backorders.height == 0 or result.allocations.height == previous.height:
             break
         previous, backorders = result.allocations, result.backorders
-    result = replace(result, allocations=_with_frozen(result.allocations, frozen))
+    result = replace(result, allocations=_with_frozen(_stable(result.allocations, t["core.allocations"]), frozen))
     with wh.transaction() as con:
         replace_table(con, "core.allocations", result.allocations)
         replace_table(con, "core.backorders", result.backorders)
@@ -92,6 +92,18 @@ def _split_held(allocations: pl.DataFrame, reservations: pl.DataFrame, held: pl.
         (pl.col("quantity_reserved") - pl.col("held").fill_null(0)).clip(0).alias("quantity_reserved"))
     r = r.filter(pl.col("quantity_reserved") > 0)
     return frozen.drop("held"), r.drop("held"), open_.drop("held")
+
+
+def _stable(planned: pl.DataFrame, open_before: pl.DataFrame) -> pl.DataFrame:
+    """Planned rows whose decision is the open row's of the last run (same line, warehouse, units, carrier
+    service and dates) keep that row as it was: a cost share that moved because a sibling line went to a pick
+    wave is not a new decision, and a rerun rewrites nothing."""
+    same = ["order_id", "line_no", "sku", "warehouse_id", "quantity", "carrier_id", "service", "expected_ship_date",
+            "expected_delivery_date"]
+    if open_before.height == 0 or planned.height == 0:
+        return planned
+    kept = open_before.join(planned.select(same), on=same, how="semi")
+    return pl.concat([planned.join(kept.select(same), on=same, how="anti"), kept.select(planned.columns)])
 
 
 def _with_frozen(allocations: pl.DataFrame, frozen: pl.DataFrame) -> pl.DataFrame:

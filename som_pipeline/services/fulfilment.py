@@ -198,10 +198,11 @@ def _take_scans(con, f, now: datetime, run_id: str, rep: FulfilmentReport) -> tu
                          qty=-pl.col("confirmed_qty"), reason=pl.format("picked for order {}", pl.col("order_id")),
                          source_doc=pl.col("task_id"), source_line=pl.col("scan_id"),
                          occurred_at=pl.col("scanned_at"), recorded_at=now, run_id=run_id),
-        ledger.movements(short, "adjustment", qty=-pl.col("short_qty"), reason=why_short,
+        # the promise is withdrawn before the count is corrected: available never dips below zero between them
+        ledger.movements(short, "release", qty=-pl.col("short_qty"), reason=why_short + pl.lit("; released for re-allocation"),
                          source_doc=pl.col("task_id"), source_line="short", occurred_at=pl.col("scanned_at"),
                          recorded_at=now, run_id=run_id),
-        ledger.movements(short, "release", qty=-pl.col("short_qty"), reason=why_short + pl.lit("; released for re-allocation"),
+        ledger.movements(short, "adjustment", qty=-pl.col("short_qty"), reason=why_short,
                          source_doc=pl.col("task_id"), source_line="short", occurred_at=pl.col("scanned_at"),
                          recorded_at=now, run_id=run_id),
     ])
