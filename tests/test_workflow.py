@@ -251,6 +251,8 @@ def test_service_reads_only_orders_that_can_change_and_ends_like_the_full_workfl
     and stock, new orders competing with them, a manual release -- its tables equal the pure workflow's run
     on every order."""
     from som_pipeline.schemas import TABLES
+    from som_pipeline.fulfilment import ledger as stock_ledger
+    from som_pipeline.services.stock import post
     from som_pipeline.services.validation import run_validation
     from som_pipeline.warehouse import insert_frame, set_watermark
 
@@ -268,6 +270,10 @@ def test_service_reads_only_orders_that_can_change_and_ends_like_the_full_workfl
     with wh.transaction() as con:
         for name in ("customers", "products", "price_lists", "promotions", "inventory", "open_items"):
             insert_frame(con, f"ref.{name}", getattr(r, name))
+        # the stock count opens the ledger (what the stock_ledger asset posts from ref.inventory)
+        post(con, stock_ledger.cycle_count(r.inventory, pl.DataFrame(schema={"warehouse_id": pl.String, "sku": pl.String,
+                                                                        "on_hand": pl.Int64}),
+                                           snapshot_id="count-1", recorded_at=NOW, run_id="test"))
     state, all_o, all_l = State.empty(), None, None
     for i, (o, ln) in enumerate(runs):
         now = NOW + timedelta(hours=i)

@@ -337,6 +337,25 @@ def write_reference(con: duckdb.DuckDBPyConnection, ref_dir: Path, first: date, 
         JOIN nation n ON n.n_name = g.nation JOIN region r ON r.r_regionkey = n.n_regionkey
         LEFT JOIN rzone z ON z.a = w.r_name AND z.b = r.r_name
         ORDER BY 1, 2""", ref_dir / "shipping_zones.parquet")
+    # the warehouse floor: every stocked part slotted by its TPC-H brand (zone) and type (aisles), and the
+    # packing station's cartons (the demo's)
+    counts["bin_locations"] = _copy(con, """
+        WITH s AS (SELECT warehouse_id, sku, 'Z' || right(p_brand, 2) AS zone,
+                          row_number() OVER (PARTITION BY warehouse_id, p_brand ORDER BY sku) - 1 AS k
+                   FROM read_parquet(?) i JOIN part p ON 'P' || lpad(p.p_partkey::VARCHAR, 8, '0') = i.sku)
+        SELECT warehouse_id, sku, zone || '-' || lpad((k // 48 + 1)::VARCHAR, 3, '0') || '-'
+               || lpad((k % 48 // 4 + 1)::VARCHAR, 2, '0') || '-' || (k % 4)::VARCHAR AS bin_id, zone,
+               (k // 48 + 1)::VARCHAR AS aisle, (k % 48 // 4 + 1)::VARCHAR AS bay, (k % 4)::VARCHAR AS level
+        FROM s ORDER BY 1, 2""", ref_dir / "bin_locations.parquet", [str(ref_dir / "inventory.parquet")])
+    from som_pipeline.demo.master_data import CARTONS
+
+    con.execute("CREATE OR REPLACE TEMP TABLE carton (carton_id VARCHAR, l DOUBLE, w DOUBLE, h DOUBLE, kg DOUBLE, "
+                "tare DOUBLE, cost VARCHAR, active BOOLEAN)")
+    con.executemany("INSERT INTO carton VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [list(c) for c in CARTONS])
+    counts["cartons"] = _copy(con, """
+        SELECT carton_id, l::VARCHAR AS inner_length_cm, w::VARCHAR AS inner_width_cm, h::VARCHAR AS inner_height_cm,
+               kg::VARCHAR AS max_weight_kg, tare::VARCHAR AS tare_kg, cost, active::VARCHAR AS active
+        FROM carton ORDER BY 1""", ref_dir / "cartons.parquet")
     return counts
 
 
