@@ -250,8 +250,8 @@ def test_service_reads_only_orders_that_can_change_and_ends_like_the_full_workfl
     sums the kept approved ones in SQL (credit, stock, promo uses). Over three runs -- approvals that use credit
     and stock, new orders competing with them, a manual release -- its tables equal the pure workflow's run
     on every order."""
-    from som_pipeline.schemas import TABLES
     from som_pipeline.fulfilment import ledger as stock_ledger
+    from som_pipeline.schemas import TABLES
     from som_pipeline.services.stock import post
     from som_pipeline.services.validation import run_validation
     from som_pipeline.warehouse import insert_frame, set_watermark

@@ -447,7 +447,9 @@ def _confirmations(con, settings: Settings, shipments: pl.DataFrame, lines: pl.D
         ct = contents.filter(pl.col("shipment_id") == sid)
         try:
             if ch == "edi":
-                text = outbound.x12_856(one.with_columns(pl.lit(None, pl.String).alias("partner_id")), ln, pk, ct,
+                po = one.with_columns(  # our EDI order ref is "<sender>:<BEG03 PO number>": the 856 quotes the PO
+                    pl.col("channel_order_ref").str.split(":").list.last(), pl.lit(None, pl.String).alias("partner_id"))
+                text = outbound.x12_856(po, ln, pk, ct,
                                         sender_id="SOMPIPELINE", receiver_id=(s["customer_ref"] or "PARTNER")[:15],
                                         control_number=int(sha256_text(sid.encode())[:8], 16) % 999_999_999 + 1,
                                         now=now)
