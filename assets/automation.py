@@ -7,6 +7,9 @@
 - ``nightly_reconciliation``: the whole graph plus every reconciliation query, every night.
 - ``daily_planning``: forecast and replenishment plan every morning (04:00).
 - ``daily_sales_schedule``: yesterday's partition of core.daily_sales.
+- ``pick_waves`` (hourly): release the waves that are due before each warehouse's cutoff, take the floor's scans.
+- ``end_of_day_manifests`` (hourly, each warehouse's cutoff in its own time zone): ship what is picked and write
+  the manifests per carrier x warehouse whose cutoff has passed.
 - ``publish_analytics_copy``: after every successful run, copy the warehouse to som_analytics.duckdb
   (atomic rename) so analysts can read it at any time, also during a run.
 """
@@ -24,9 +27,11 @@ from assets.validation import KEYS as VALIDATION_KEYS
 from resources import WarehouseResource
 from som_pipeline.config import Settings
 from som_pipeline.feeds import FEEDS
+from som_pipeline.services.fulfilment import FLOOR
 from som_pipeline.services.landing import list_landing
 
 VIEWS_KEY = dg.AssetKey(["analytics", "views"])
+FLOOR_KEYS = [dg.AssetKey(t.split(".")) for t in FLOOR.writes]  # the stock_ledger multi-asset runs whole
 UNPARTITIONED = dg.AssetSelection.all() - dg.AssetSelection.assets(daily_sales)
 INGEST_GROUPS = ("reference", "capture", "core", "validation", "allocation", "fulfilment")
 INGEST = (
@@ -38,7 +43,7 @@ FEED_ASSETS: dict[str, dg.AssetKey] = {
     "approvals": VALIDATION_KEYS["manual_decisions"],
     "disruptions": DISRUPTIONS_KEY,
     "receipts": dg.AssetKey(["core", "stock_ledger"]),
-    "scans": dg.AssetKey(["core", "pick_tasks"]),
+    "scans": dg.AssetKey(["core", "pick_scans"]),
 }
 
 ingest_job = dg.define_asset_job(
@@ -63,6 +68,17 @@ daily_sales_job = dg.define_asset_job(
     description="core.daily_sales for a day or a range of days (single-run backfills).",
 )
 
+fulfilment_job = dg.define_asset_job(
+    "fulfilment_job",
+    selection=dg.AssetSelection.groups("fulfilment"),
+    description="The floor's feedback (counts, receipts, scans, shipping, manifests), then stop and release waves.",
+)
+floor_job = dg.define_asset_job(
+    "floor_job",
+    selection=dg.AssetSelection.assets(*FLOOR_KEYS),
+    description="Counts, receipts, scans, shipping and the manifests that are due.",
+)
+
 hourly_ingest = dg.ScheduleDefinition(
     name="hourly_ingest", job=ingest_job, cron_schedule="17 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
@@ -77,6 +93,18 @@ planning_schedule = dg.ScheduleDefinition(
     name="daily_planning", job=planning_job, cron_schedule="0 4 * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Forecast and replenishment every morning, after the nightly reconciliation.",
+)
+wave_schedule = dg.ScheduleDefinition(
+    name="pick_waves", job=fulfilment_job, cron_schedule="45 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every hour: release the waves whose ship date has come (each warehouse before its cutoff, in its "
+    "time zone; released after it, the wave ships the next day) and take the floor's scans.",
+)
+manifest_schedule = dg.ScheduleDefinition(
+    name="end_of_day_manifests", job=floor_job, cron_schedule="10 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every hour, so each warehouse's cutoff (in its own time zone) is met within the hour: ship what "
+    "is picked and write the manifest per carrier x warehouse of every ship date whose cutoff has passed.",
 )
 daily_sales_schedule = dg.build_schedule_from_partitioned_job(
     daily_sales_job, minute_of_hour=0, hour_of_day=3, default_status=dg.DefaultScheduleStatus.RUNNING
@@ -118,8 +146,8 @@ def new_files(previous: dict[str, str], current: dict[str, str]) -> dict[str, st
     job=ingest_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts ingest_job when files land in $SOM_HOME/landing/<channel>/ or manual decisions in "
-    "landing/approvals/ (each file once).",
+    description="Starts ingest_job when files land in $SOM_HOME/landing/<feed>/: orders, manual decisions "
+    "(approvals), disruptions, receipts, pick scans (each file once).",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
     previous = json.loads(context.cursor) if context.cursor else {}
@@ -154,6 +182,7 @@ def publish_analytics_copy(context: dg.RunStatusSensorContext, warehouse: Wareho
     context.log.info(f"published {dest} after run {context.dagster_run.run_id}")
 
 
-schedules = [hourly_ingest, nightly_reconciliation, planning_schedule, daily_sales_schedule]
+schedules = [hourly_ingest, nightly_reconciliation, planning_schedule, daily_sales_schedule, wave_schedule,
+             manifest_schedule]
 sensors = [landing_sensor, publish_analytics_copy]
-jobs = [ingest_job, full_job, planning_job, daily_sales_job]
+jobs = [ingest_job, full_job, planning_job, daily_sales_job, fulfilment_job, floor_job]

@@ -67,6 +67,7 @@ def render_summary(s: Settings) -> str:
                     "whose promised date had already passed when allocated)"]
             bo = con.execute("SELECT count(*) AS lines, coalesce(sum(quantity), 0) AS units FROM core.backorders").pl()
             out.append(f"backorders: {bo['lines'][0]} lines, {bo['units'][0]} units (core.backorders)")
+        out += _fulfilment(con)
         rp = con.execute(
             "SELECT priority, kind, sku, from_warehouse AS from_wh, to_warehouse AS to_wh, quantity, "
             "expected_stockout_date AS stockout FROM core.replenishment_plan ORDER BY priority, proposal_id LIMIT 8").pl()
@@ -89,3 +90,42 @@ def render_summary(s: Settings) -> str:
         "Dagster UI: make dev   (= DAGSTER_HOME=$SOM_HOME/dagster_home dagster dev -w workspace.yaml)",
     ]
     return "\n".join(out)
+
+
+def _fulfilment(con) -> list[str]:
+    """Waves, picks, packages, shipments, what was sent, and the stock the ledger holds."""
+    if not con.execute("SELECT count(*) FROM core.stock_ledger").fetchone()[0]:
+        return []
+    out = [""]
+    st = con.execute("SELECT count(*) AS pairs, sum(on_hand) AS on_hand, sum(reserved) AS reserved, "
+                     "sum(picked) AS picked, sum(available) AS available FROM core.v_stock").pl()
+    mv = con.execute("SELECT kind, count(*) AS movements, sum(qty_delta) AS units FROM core.stock_ledger "
+                     "GROUP BY 1 ORDER BY 1").pl()
+    out += ["stock from the ledger (core.v_stock; every balance is a sum of core.stock_ledger):", text_table(st, 2),
+            "ledger movements by kind:", text_table(mv, 20)]
+    wv = con.execute("SELECT w.warehouse_id, count(DISTINCT w.wave_id) AS waves, count(t.task_id) AS tasks, "
+                     "count(*) FILTER (WHERE t.status = 'OPEN') AS open, count(*) FILTER (WHERE t.status = 'PICKED') "
+                     "AS picked, count(*) FILTER (WHERE t.status = 'SHORT') AS short, sum(t.quantity) AS units "
+                     "FROM core.pick_waves w LEFT JOIN core.pick_tasks t USING (wave_id) GROUP BY 1 ORDER BY 1").pl()
+    if wv.height:
+        out += ["", "pick waves and tasks by warehouse (core.pick_waves, core.pick_tasks):", text_table(wv, 10)]
+    sc = con.execute("SELECT outcome, count(*) AS scans FROM core.pick_scans GROUP BY 1 ORDER BY 2 DESC").pl()
+    if sc.height:
+        out += ["scans by outcome (core.pick_scans; the rejected ones are in the quarantine above):", text_table(sc, 10)]
+    sh = con.execute("SELECT s.carrier_id, count(DISTINCT s.shipment_id) AS shipments, sum(s.packages) AS packages, "
+                     "sum(s.units) AS units, sum(s.rated_cost) AS rated_cost, "
+                     "count(*) FILTER (WHERE s.partial) AS partial FROM core.shipments s GROUP BY 1 ORDER BY 1").pl()
+    if sh.height:
+        ut = con.execute("SELECT round(avg(utilisation) FILTER (WHERE carton_id <> 'OWN_BOX'), 3) AS u, "
+                         "count(*) FILTER (WHERE carton_id = 'OWN_BOX') AS own FROM core.packages").fetchone()
+        out += ["", "shipments by carrier (core.shipments, core.packages):", text_table(sh, 10),
+                f"cartons: average volume utilisation {ut[0]}; {ut[1]} package(s) in the item's own box"]
+    docs = con.execute("SELECT kind, channel, count(*) AS documents FROM ops.outbound_documents GROUP BY ALL "
+                       "ORDER BY 1, 2").pl()
+    if docs.height:
+        out += ["confirmations and manifests sent ($SOM_HOME/outbound/, ops.outbound_documents):", text_table(docs, 20)]
+    of = con.execute("SELECT status, count(*) AS orders FROM core.order_fulfilment GROUP BY 1 ORDER BY 2 DESC").pl()
+    if of.height:
+        out += ["orders by fulfilment status (core.order_fulfilment):", text_table(of, 10)]
+    return out
+

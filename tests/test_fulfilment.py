@@ -191,9 +191,19 @@ def test_packages_carry_valid_labels_and_fit_their_cartons(floor) -> None:
 def test_confirmations_are_written_once_per_channel(floor) -> None:
     s, wh, _m = floor
     docs = wh.read("SELECT kind, channel, path FROM ops.outbound_documents")
-    assert set(docs["kind"]) == {"x12_856", "shopify_fulfillment", "amazon_confirm_shipment"}
-    for path in docs["path"]:
+    assert set(docs["kind"]) == {"x12_856", "shopify_fulfillment", "amazon_confirm_shipment", "portal_shipment",
+                                 "manifest"}
+    for path in docs.filter(pl.col("kind") != "portal_shipment")["path"]:
         assert (s.home / "outbound").as_posix() in path
+    # the portal's orders: their shipments written back to the portal database, once
+    import sqlite3
+
+    with sqlite3.connect(s.home / "b2b_portal.sqlite") as db:
+        portal = db.execute("SELECT count(*), count(DISTINCT shipment_id) FROM portal_shipments").fetchone()
+    assert portal[0] == portal[1] == docs.filter(pl.col("kind") == "portal_shipment").height > 0
+    # manifests: one per carrier x warehouse x ship date whose cutoff has passed (WH-NL's, 12:00 UTC, in the demo)
+    man = docs.filter(pl.col("kind") == "manifest")
+    assert man.height >= 1 and all("WH-NL" in p for p in man["path"])
     edi = [p for p in docs.filter(pl.col("kind") == "x12_856")["path"]]
     text = open(edi[0], encoding="utf-8").read()
     segs = [x.strip() for x in text.split("~") if x.strip()]

@@ -191,6 +191,20 @@ portal_order_lines = sa.Table(
     sa.UniqueConstraint("order_id", "line_no"),
 )
 
+# Written back by fulfilment (services/fulfilment.py): what shipped for a portal order, once per shipment.
+portal_shipments = sa.Table(
+    "portal_shipments",
+    portal_tables,
+    sa.Column("shipment_id", sa.String(40), primary_key=True),
+    sa.Column("order_number", sa.String(40), nullable=False, index=True),
+    sa.Column("carrier", sa.String(20), nullable=False),
+    sa.Column("service", sa.String(40), nullable=False),
+    sa.Column("shipped_at", UtcDateTime(), nullable=False),
+    sa.Column("packages", sa.Integer(), nullable=False),
+    sa.Column("tracking_numbers", sa.String(), nullable=False),
+    sa.Column("lines", sa.String(), nullable=False),  # JSON [{"line_no", "sku", "quantity"}]
+)
+
 HEADER_COLUMNS = [c.name for c in portal_orders.columns]
 LINE_COLUMNS = [c.name for c in portal_order_lines.columns if c.name != "order_id"]
 _EDITABLE_HEADER = [c for c in HEADER_COLUMNS if c not in ("order_id", "updated_at")]

@@ -122,6 +122,7 @@ def run_floor(wh: Warehouse, settings: Settings, now: datetime, run_id: str | No
             touched.append(t)
             events.append(e)
         touched.append(_ship(con, settings, now, run_id, cfg, rep))
+        _manifests(con, settings, now, rep)
         _statuses(con, _ids(touched), events, now, rep)
     for f in files:
         archive(f)
@@ -343,7 +344,9 @@ def _ship(con, settings: Settings, now: datetime, run_id: str, cfg: FulfilmentCo
                           "item_kind = 'catalog' AND order_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1",
                           [g["order_id"].unique().to_list()]).pl()
     ships = (g.join(per_ship, on="shipment_id").join(units, on="shipment_id")
-             .join(days.select("warehouse_id", pl.col("local_date").alias("ship_date")), on="warehouse_id", how="left")
+             .join(days.select("warehouse_id", pl.when(pl.lit(now).cast(pl.Datetime("us", "UTC")) > pl.col("cutoff_at"))
+                               .then(pl.col("local_date") + pl.duration(days=1)).otherwise(pl.col("local_date"))
+                               .alias("ship_date")), on="warehouse_id", how="left")  # after the cutoff: tomorrow's truck
              .join(shipped_before, on="order_id", how="left").join(ordered, on="order_id", how="left")
              .with_columns(pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("shipped_at"),
                            ((pl.col("before").fill_null(0) + pl.col("units").sum().over("order_id"))
@@ -471,6 +474,9 @@ def _confirmations(con, settings: Settings, shipments: pl.DataFrame, lines: pl.D
         for kind, doc_id, path, text in docs:
             rows.append({"document_id": doc_id, "kind": kind, "channel": ch, "key": sid, "path": str(path),
                          "sha256": sha256_text(text.encode()), "written_at": now, "_text": text})
+    portal = sh.filter(pl.col("channel") == "b2b_portal")
+    if portal.height:
+        rows += _portal_writeback(settings, portal, sl, packages, now)
     ok = [r for r in rows if r["kind"] != "error"]
     errors = [r for r in rows if r["kind"] == "error"]
     docs = from_rows(OutboundDocumentModel, ok)
@@ -479,8 +485,86 @@ def _confirmations(con, settings: Settings, shipments: pl.DataFrame, lines: pl.D
                     ["document_id"].to_list())
         ok = [r for r in ok if r["document_id"] not in known]
         docs = from_rows(OutboundDocumentModel, ok)
-    files = [(Path(r["path"]), r["_text"]) for r in ok]
+    files = [(Path(r["path"]), r["_text"]) for r in ok if "_text" in r]
     return docs, files, [f"{r['key']}: no {r['channel']} confirmation: {r['_error']}" for r in errors]
+
+
+def _portal_writeback(settings: Settings, shipments: pl.DataFrame, lines: pl.DataFrame, packages: pl.DataFrame,
+                      now: datetime) -> list[dict]:
+    """Portal orders' shipments written back to the portal database (``portal_shipments``, through SQLAlchemy),
+    before the warehouse records them: a rerun finds the rows by key and inserts nothing twice. A portal that
+    cannot be reached is said (an ``error`` row) and its shipments are confirmed by a later run."""
+    import sqlalchemy as sa
+
+    from som_pipeline.fulfilment import outbound
+    from som_pipeline.ingest.b2b import create_portal_schema, portal_shipments
+
+    tn = packages.group_by("shipment_id").agg(pl.col("tracking_number").sort().str.join(",").alias("tracking_numbers"),
+                                              pl.len().cast(pl.Int64).alias("n"))
+    ln = lines.group_by("shipment_id").agg(pl.struct("line_no", "sku", "quantity").sort_by("line_no").alias("lines"))
+    rows = (shipments.join(tn, on="shipment_id").join(ln, on="shipment_id")
+            .select("shipment_id", pl.col("channel_order_ref").alias("order_number"), pl.col("carrier_id").alias("carrier"),
+                    "service", "shipped_at", pl.col("n").alias("packages"), "tracking_numbers",
+                    pl.col("lines").list.eval(pl.element().struct.json_encode()).list.join(",")
+                    .map_elements(lambda x: f"[{x}]", return_dtype=pl.String).alias("lines")))
+    try:
+        engine = sa.create_engine(settings.b2b_db_url)
+        with engine.begin() as conn:
+            create_portal_schema(conn)
+            have = {r[0] for r in conn.execute(sa.select(portal_shipments.c.shipment_id).where(
+                portal_shipments.c.shipment_id.in_(rows["shipment_id"].to_list())))}
+            new = [r for r in rows.iter_rows(named=True) if r["shipment_id"] not in have]
+            if new:
+                conn.execute(portal_shipments.insert(), new)
+        engine.dispose()
+    except sa.exc.SQLAlchemyError as e:
+        return [{"document_id": f"error:{r['shipment_id']}", "kind": "error", "channel": "b2b_portal",
+                 "key": r["shipment_id"], "path": "", "sha256": "", "written_at": now,
+                 "_error": f"portal write-back failed ({type(e).__name__}); retried by the next run"}
+                for r in rows.iter_rows(named=True)]
+    return [{"document_id": outbound.document_id("portal_shipment", r["shipment_id"]), "kind": "portal_shipment",
+             "channel": "b2b_portal", "key": r["shipment_id"], "path": "portal_shipments",
+             "sha256": sha256_text(str(sorted(r.items())).encode()), "written_at": now}
+            for r in rows.iter_rows(named=True)]
+
+
+def _manifests(con, settings: Settings, now: datetime, rep: FulfilmentReport) -> None:
+    """End-of-day manifests: per carrier x warehouse x ship date, once the warehouse's cutoff that day has passed
+    (the trucks have left), written once to ``outbound/manifests/``."""
+    from som_pipeline.fulfilment import outbound
+
+    waiting = con.execute("""
+        SELECT s.* FROM core.shipments s
+        WHERE NOT EXISTS (SELECT 1 FROM ops.outbound_documents d WHERE d.kind = 'manifest'
+             AND d.key = s.carrier_id || '|' || s.warehouse_id || '|' || strftime(s.ship_date, '%Y-%m-%d'))
+    """).pl()
+    if waiting.height == 0:
+        return
+    days = local_dates(con.execute("SELECT * FROM ref.warehouses").pl(), now)
+    due = waiting.join(days, on="warehouse_id").filter(
+        (pl.col("ship_date") < pl.col("local_date"))
+        | ((pl.col("ship_date") == pl.col("local_date")) & (pl.col("cutoff_at") <= now))).drop("local_date", "cutoff_at")
+    if due.height == 0:
+        return
+    pk = select_keys(con, "core.packages", due.select("shipment_id"))
+    m = outbound.manifest(due, pk)
+    rows, files = [], []
+    for r in m.iter_rows(named=True):
+        one = m.filter((pl.col("carrier_id") == r["carrier_id"]) & (pl.col("warehouse_id") == r["warehouse_id"])
+                       & (pl.col("ship_date") == r["ship_date"]))
+        key = f"{r['carrier_id']}|{r['warehouse_id']}|{r['ship_date']:%Y-%m-%d}"
+        text = outbound.manifest_csv(one)
+        path = settings.home / "outbound" / "manifests" / r["carrier_id"] / f"{r['warehouse_id']}-{r['ship_date']:%Y%m%d}.csv"
+        rows.append({"document_id": outbound.document_id("manifest", (r["carrier_id"], r["warehouse_id"],
+                                                                      r["ship_date"].isoformat())),
+                     "kind": "manifest", "channel": r["carrier_id"], "key": key, "path": str(path),
+                     "sha256": sha256_text(text.encode()), "written_at": now})
+        files.append((path, text))
+    with transaction(con):
+        insert_frame(con, "ops.outbound_documents", from_rows(OutboundDocumentModel, rows))
+    for path, text in files:
+        _write_atomic(path, text)
+    rep.documents += len(rows)
 
 
 AMAZON_MARKETPLACE = "ATVPDKIKX0DER"  # amazon.com (the demo's marketplace); per-order marketplaces: an Amazon column
