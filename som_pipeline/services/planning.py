@@ -26,8 +26,8 @@ from som_pipeline.warehouse import read_table, read_tables, transaction
 DEMAND_INPUTS = ("core.orders", "core.order_lines", "core.allocations", "ref.shipping_zones", "ref.warehouses")
 FORECAST = Step(reads=(*DEMAND_INPUTS, "state.daily_demand", "state.forecast_fits"),
                 writes=("state.daily_demand", "state.forecast_fits", "core.demand_forecast", "core.forecast_accuracy"))
-REPLENISHMENT = Step(reads=("core.demand_forecast", "core.forecast_accuracy", "ref.inventory", "core.reservations",
-                            "ref.warehouses", "ref.products", "core.allocations"),
+REPLENISHMENT = Step(reads=("core.demand_forecast", "core.forecast_accuracy", "core.stock_ledger", "core.reservations",
+                            "ref.warehouses", "ref.products", "core.allocations", "core.shipment_lines"),
                      writes=("core.replenishment_plan",))
 
 # Order lines recomputed per batch when the history is (re)built: bounds the memory of a first run or a rebuild.
@@ -293,18 +293,33 @@ def run_forecast(wh, settings: Settings, now: datetime | None = None, *, rebuild
 
 
 def run_replenishment(wh, settings: Settings, now: datetime | None = None) -> pl.DataFrame:
-    """Forecast + accuracy (sigma) + stock - reservations -> core.replenishment_plan (replaced)."""
+    """Forecast + accuracy (sigma) + the ledger's stock - what is allocated and not shipped ->
+    core.replenishment_plan (replaced)."""
     from som_pipeline import planning as fc
     from som_pipeline.warehouse import replace_table
 
     now = now or business_now(settings)
     cfg = fc.load_config(settings.forecast_config)
     with wh.connect() as con:
-        t = read_tables(con, tuple(x for x in REPLENISHMENT.reads if x != "core.forecast_accuracy"))
+        t = read_tables(con, ("core.demand_forecast", "ref.warehouses", "ref.products"))
+        # a reservation keeps its shipped units (the order's promise): what still holds stock is the rest
+        t["core.reservations"] = con.execute("""
+            SELECT r.* REPLACE (r.quantity_reserved - coalesce(x.shipped, 0) AS quantity_reserved)
+            FROM core.reservations r
+            LEFT JOIN (SELECT order_id, line_no, sku, sum(quantity) AS shipped FROM core.shipment_lines
+                       GROUP BY ALL) x USING (order_id, line_no, sku)
+            WHERE r.quantity_reserved > coalesce(x.shipped, 0)""").pl()
+        # stock is the ledger's on hand; allocated units still to leave are the allocations less what shipped
+        t["inventory"] = con.execute("SELECT warehouse_id, sku, on_hand FROM core.v_stock").pl()
+        t["core.allocations"] = con.execute("""
+            SELECT a.* REPLACE (a.quantity - coalesce(x.shipped, 0) AS quantity) FROM core.allocations a
+            LEFT JOIN (SELECT order_id, line_no, sku, warehouse_id, sum(quantity) AS shipped FROM core.shipment_lines
+                       GROUP BY ALL) x USING (order_id, line_no, sku, warehouse_id)
+            WHERE a.quantity > coalesce(x.shipped, 0)""").pl()
         errors = con.execute(
             "SELECT sku, warehouse_id, sigma_daily FROM core.forecast_accuracy WHERE chosen AND sku <> '*'").pl()
     allocations = t["core.allocations"]
-    plan = fc.replenishment_plan(t["core.demand_forecast"], errors, t["ref.inventory"], t["core.reservations"],
+    plan = fc.replenishment_plan(t["core.demand_forecast"], errors, t["inventory"], t["core.reservations"],
                                  t["ref.warehouses"], t["ref.products"], cfg, now,
                                  allocations if allocations.height else None)
     with wh.transaction() as con:
