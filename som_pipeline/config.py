@@ -13,6 +13,7 @@
 | ``SOM_VALIDATION_CONFIG`` | ``$SOM_HOME/validation.toml`` if present | validation thresholds and policies (TOML, merged over ``som_pipeline/validation/defaults.toml``) |
 | ``SOM_EDI_PARTNERS_CONFIG`` | ``$SOM_HOME/edi_partners.toml`` if present | EDI trading partners: which PO1 product id is the SKU (TOML over ``som_pipeline/ingest/x12/partners.toml``) |
 | ``SOM_FORECAST_CONFIG`` | ``$SOM_HOME/forecast.toml`` if present | forecasting and replenishment settings (TOML over ``som_pipeline/planning/defaults.toml``) |
+| ``SOM_FULFILMENT_CONFIG`` | none (defaults in ``som_pipeline/fulfilment/config.py``) | carrier shipper accounts, GS1 company prefix for SSCC labels, dimensional-weight divisor, fragile padding (TOML) |
 | ``DAGSTER_HOME`` | ``$SOM_HOME/dagster_home`` | Dagster instance (set by the CLI when absent) |
 
 No secrets live in code: a database password belongs in the URL in the environment (or a Dagster EnvVar).
