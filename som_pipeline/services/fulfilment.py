@@ -365,6 +365,10 @@ def _ship(con, settings: Settings, now: datetime, run_id: str, cfg: FulfilmentCo
                                            contents.join(pk.select("package_id", "package_no"), on="package_id"),
                                            orders, now)
     rep.notes += problems
+    # the files first, then the commit that records them: a run killed in between left files a rerun rewrites
+    # (same shipments, same paths); a document recorded always has its file
+    for path, text in files:
+        _write_atomic(path, text)
     with transaction(con):
         insert_frame(con, "core.shipments", shipments)
         insert_frame(con, "core.shipment_lines", slines)
@@ -377,8 +381,6 @@ def _ship(con, settings: Settings, now: datetime, run_id: str, cfg: FulfilmentCo
         if sscc_rows.height:
             set_watermark(con, "labels.sscc", watermark(con, "labels.sscc")[0] + sscc_rows.height, None, now)
         insert_frame(con, "ops.outbound_documents", docs)
-    for path, text in files:  # after the commit: a rerun of a killed run rewrites the same bytes
-        _write_atomic(path, text)
     rep.shipments += shipments.height
     rep.packages += packages.height
     rep.units_shipped += int(slines["quantity"].sum() or 0)
@@ -560,10 +562,10 @@ def _manifests(con, settings: Settings, now: datetime, rep: FulfilmentReport) ->
                      "kind": "manifest", "channel": r["carrier_id"], "key": key, "path": str(path),
                      "sha256": sha256_text(text.encode()), "written_at": now})
         files.append((path, text))
+    for path, text in files:  # written before they are recorded (see _ship)
+        _write_atomic(path, text)
     with transaction(con):
         insert_frame(con, "ops.outbound_documents", from_rows(OutboundDocumentModel, rows))
-    for path, text in files:
-        _write_atomic(path, text)
     rep.documents += len(rows)
 
 
