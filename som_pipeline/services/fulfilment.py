@@ -444,12 +444,19 @@ def _confirmations(con, settings: Settings, shipments: pl.DataFrame, lines: pl.D
                                       pl.col("ship_to_line1").alias("ship_to_address1"), "ship_to_city",
                                       "ship_to_region", "ship_to_postal_code", "ship_to_country"),
                         on="order_id", how="left")
-    for s in sh.filter(pl.col("channel").is_in(["shopify", "amazon", "edi"])).iter_rows(named=True):
-        sid, ch = s["shipment_id"], s["channel"]  # one shipment at a time: documents, not a hot path
-        one = sh.filter(pl.col("shipment_id") == sid)
-        ln = sl.filter(pl.col("shipment_id") == sid)
-        pk = packages.filter(pl.col("shipment_id") == sid)
-        ct = contents.filter(pl.col("shipment_id") == sid)
+    todo = sh.filter(pl.col("channel").is_in(["shopify", "amazon", "edi"]))
+    keep = todo.select("shipment_id")
+    # split every frame once (not a filter of the whole frame per shipment): a document is built from its own rows
+    parts = {name: {k[0]: v for k, v in df.join(keep, on="shipment_id", how="semi")
+                    .partition_by("shipment_id", as_dict=True).items()}
+             for name, df in (("sh", todo), ("ln", sl), ("pk", packages), ("ct", contents))}
+    for s in todo.iter_rows(named=True):
+        sid, ch = s["shipment_id"], s["channel"]
+        one, ln, pk, ct = (parts[n].get(sid) for n in ("sh", "ln", "pk", "ct"))
+        if ln is None or pk is None or ct is None:
+            rows.append({"document_id": f"error:{sid}", "kind": "error", "channel": ch, "key": sid, "path": "",
+                         "sha256": "", "written_at": now, "_error": "no lines, packages or contents"})
+            continue
         try:
             if ch == "edi":
                 po = one.with_columns(  # our EDI order ref is "<sender>:<BEG03 PO number>": the 856 quotes the PO
