@@ -33,11 +33,11 @@ The clock is pinned (``NOW``: before every warehouse's cutoff); the landing sett
 Prints a table; exits 1 when a conservation check fails. ``--profile release|floor`` prints that phase's
 cProfile top 15 (by own time and by cumulative time) to stderr.
 
-Measured 2026-12 on the shared 2-core machine (load average 4-8), seed 12, 100k lines (45k orders, 294k units):
-release 2.1-4.1 s at 0.5-0.6 GB peak; floor 137 s at 1.0 GB peak, of which channel confirmations
-(``services.fulfilment._confirmations``: a Python loop filtering the whole frames once per shipment) 98 s,
-packing 22 s, writing 44,772 document files 6 s, taking the scans 5 s; cartons 92.6 % of one box per line's
-volume (utilisation 35.0 % vs 32.4 %). 10k lines: release 0.3-0.8 s, floor 11-13 s (confirmations 5.7 s).
+Measured 2026-12-05 on the 2-core machine, seed 12, 100k lines (45k orders, 294k units, 46k shipments):
+release 1.4 s at 0.53 GB peak; floor 32 s at 1.0 GB peak -- confirmations 13.7 s (44,772 documents), packing
+10.6 s, writing the document files 3.1 s, taking the scans 2.1 s; cartons 92.6 % of one box per line's volume
+(utilisation 35.0 % vs 32.4 %). Before the confirmations were split per shipment once: floor 137 s (98 s of it
+filtering the whole frames per shipment).
 """
 
 from __future__ import annotations

@@ -425,7 +425,6 @@ def _confirmations(con, settings: Settings, shipments: pl.DataFrame, lines: pl.D
     files to write under ``$SOM_HOME/outbound/<channel>/``). A document already recorded is not written again.
     Shopify and Amazon: one API request per package (their bodies hold one tracking number), written as JSON
     ``{method, path, body}`` for the sender; EDI: one X12 856 per shipment."""
-    from som_pipeline.fulfilment import outbound
 
     out_root = settings.home / "outbound"
     rows, files = [], []
@@ -445,8 +444,33 @@ def _confirmations(con, settings: Settings, shipments: pl.DataFrame, lines: pl.D
                                       "ship_to_region", "ship_to_postal_code", "ship_to_country"),
                         on="order_id", how="left")
     todo = sh.filter(pl.col("channel").is_in(["shopify", "amazon", "edi"]))
+    for batch in todo.iter_slices(CONFIRMATION_BATCH):
+        _confirm_batch(batch, sl, packages, contents, out_root, now, rows)
+    portal = sh.filter(pl.col("channel") == "b2b_portal")
+    if portal.height:
+        rows += _portal_writeback(settings, portal, sl, packages, now)
+    ok = [r for r in rows if r["kind"] != "error"]
+    errors = [r for r in rows if r["kind"] == "error"]
+    docs = from_rows(OutboundDocumentModel, ok)
+    if docs.height:
+        known = set(select_keys(con, "ops.outbound_documents", docs.select("document_id"), "document_id")
+                    ["document_id"].to_list())
+        ok = [r for r in ok if r["document_id"] not in known]
+        docs = from_rows(OutboundDocumentModel, ok)
+    files = [(Path(r["path"]), r["_text"]) for r in ok if "_text" in r]
+    return docs, files, [f"{r['key']}: no {r['channel']} confirmation: {r['_error']}" for r in errors]
+
+
+CONFIRMATION_BATCH = 5_000  # shipments whose frames are split at a time (bounds the memory of the split)
+
+
+def _confirm_batch(todo: pl.DataFrame, sl: pl.DataFrame, packages: pl.DataFrame, contents: pl.DataFrame,
+                   out_root: Path, now: datetime, rows: list[dict]) -> None:
+    """The documents of a batch of shipments, appended to ``rows``. Every frame is split once (not filtered whole
+    per shipment): a document is built from its shipment's own rows."""
+    from som_pipeline.fulfilment import outbound
+
     keep = todo.select("shipment_id")
-    # split every frame once (not a filter of the whole frame per shipment): a document is built from its own rows
     parts = {name: {k[0]: v for k, v in df.join(keep, on="shipment_id", how="semi")
                     .partition_by("shipment_id", as_dict=True).items()}
              for name, df in (("sh", todo), ("ln", sl), ("pk", packages), ("ct", contents))}
@@ -483,19 +507,6 @@ def _confirmations(con, settings: Settings, shipments: pl.DataFrame, lines: pl.D
         for kind, doc_id, path, text in docs:
             rows.append({"document_id": doc_id, "kind": kind, "channel": ch, "key": sid, "path": str(path),
                          "sha256": sha256_text(text.encode()), "written_at": now, "_text": text})
-    portal = sh.filter(pl.col("channel") == "b2b_portal")
-    if portal.height:
-        rows += _portal_writeback(settings, portal, sl, packages, now)
-    ok = [r for r in rows if r["kind"] != "error"]
-    errors = [r for r in rows if r["kind"] == "error"]
-    docs = from_rows(OutboundDocumentModel, ok)
-    if docs.height:
-        known = set(select_keys(con, "ops.outbound_documents", docs.select("document_id"), "document_id")
-                    ["document_id"].to_list())
-        ok = [r for r in ok if r["document_id"] not in known]
-        docs = from_rows(OutboundDocumentModel, ok)
-    files = [(Path(r["path"]), r["_text"]) for r in ok if "_text" in r]
-    return docs, files, [f"{r['key']}: no {r['channel']} confirmation: {r['_error']}" for r in errors]
 
 
 def _portal_writeback(settings: Settings, shipments: pl.DataFrame, lines: pl.DataFrame, packages: pl.DataFrame,
