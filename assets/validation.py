@@ -28,19 +28,47 @@ def order_validation(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     for note in report.notes:
         context.log.info(note)
     meta = report.as_metadata()
+    o = report.outcome
     with wh.connect() as con:
-        frames = {t: con.execute(f"SELECT * FROM {t}").pl() for t in VALIDATION.writes}  # noqa: S608 (names from code)
+        # the rows this run wrote, not whole tables (which grow with history): the orders it read, their results,
+        # the events and decisions it appended, the anomaly state of its orders
+        frames = _written(con, o)
+        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in VALIDATION.writes}  # noqa: S608
+        holds_by_reason = dict(con.execute("SELECT reason_code, count(*) FROM core.order_holds GROUP BY 1 "
+                                           "ORDER BY 2 DESC, 1").fetchall())
+        res = con.execute("SELECT coalesce(sum(quantity_reserved), 0), coalesce(sum(quantity_backordered), 0) "
+                          "FROM core.reservations").fetchone()
+        by_decision = dict(con.execute("SELECT decision, count(*) FROM core.reservations GROUP BY 1 ORDER BY 1")
+                           .fetchall())
         rules = [reconciliation_result(con, n, k) for n, k in RULES.items()]
     for t, df in frames.items():
-        m = {"dagster/row_count": df.height, "preview": dg.MetadataValue.md(md_table(df, 5))}
+        m = {"dagster/row_count": counts[t], "rows_written_this_run": df.height,
+             "preview": dg.MetadataValue.md(md_table(df, 5))}
         if t == "core.order_status":
             m.update({k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in meta.items()})
         if t == "core.order_holds":
-            m["by_reason"] = dg.MetadataValue.json(dict(df.group_by("reason_code").len().sort("len", descending=True).rows()))
+            m["by_reason"] = dg.MetadataValue.json(holds_by_reason)
         if t == "core.reservations":
-            m["units_reserved"] = int(df["quantity_reserved"].sum() or 0)
-            m["units_backordered"] = int(df["quantity_backordered"].sum() or 0)
-            m["by_decision"] = dg.MetadataValue.json(dict(df.group_by("decision").len().sort("decision").rows()))
+            m["units_reserved"] = int(res[0])
+            m["units_backordered"] = int(res[1])
+            m["by_decision"] = dg.MetadataValue.json(by_decision)
         yield dg.MaterializeResult(asset_key=table_key(t), metadata=m)
     yield from model_check_results(frames)
     yield from rules
+
+
+def _written(con, o) -> dict:
+    """``{table: the rows this run wrote}`` for the model checks (whole tables would grow with the history)."""
+    from som_pipeline.warehouse import select_keys
+
+    ids = o.status.select("order_id").unique()
+    return {
+        "core.order_status": select_keys(con, "core.order_status", ids),
+        "core.order_holds": select_keys(con, "core.order_holds", ids),
+        "core.reservations": select_keys(con, "core.reservations", ids),
+        "core.manual_decisions": o.decisions,
+        "core.anomaly_baselines": select_keys(con, "core.anomaly_baselines", ids),
+        "core.validation_results": select_keys(con, "core.validation_results", o.evaluated.select("order_id")),
+        "core.order_events": o.events,
+    }
+
