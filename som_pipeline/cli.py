@@ -171,9 +171,12 @@ def cmd_floor(args: argparse.Namespace) -> int:
     from som_pipeline.warehouse import Warehouse
 
     s = _settings(args)
-    now = business_now(s) + timedelta(hours=args.after_hours)
-    done = simulate_floor(s.home, Warehouse(s.warehouse_path, lock_timeout_s=s.lock_timeout_s), now)
-    print(f"floor simulated at {now:%Y-%m-%d %H:%M} UTC: {done}")
+    start = business_now(s)
+    done = simulate_floor(s.home, Warehouse(s.warehouse_path, lock_timeout_s=s.lock_timeout_s), start, hours=args.hours)
+    later = start + timedelta(hours=args.hours)
+    (s.home / "clock").write_text(later.isoformat(), encoding="utf-8")  # the next run comes after the floor's work
+    print(f"floor worked from {start:%Y-%m-%d %H:%M} UTC: {done}; the demo's clock is now {later:%H:%M} UTC "
+          f"($SOM_HOME/clock)")
     return 0
 
 
@@ -504,7 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     fl = sub.add_parser("floor", help="demo: the warehouse floor works the released waves (scans, receipts, count)")
-    fl.add_argument("--after-hours", type=float, default=1.0, help="hours after the business clock (default 1)")
+    fl.add_argument("--hours", type=float, default=3.0,
+                    help="how long the floor works; the demo's clock moves on by this much (default 3)")
     fl.set_defaults(func=cmd_floor)
     t = sub.add_parser("tpch", help="load TPC-H data (generated offline by tpchgen-cli) into SOM_HOME")
     t.add_argument("--sf", type=float, default=0.01, help="TPC-H scale factor (fractions allowed)")

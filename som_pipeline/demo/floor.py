@@ -25,7 +25,8 @@ from pathlib import Path
 import polars as pl
 
 
-def simulate_floor(home: Path, wh, now: datetime, seed: int = 7) -> dict:
+def simulate_floor(home: Path, wh, now: datetime, seed: int = 7, hours: float = 2.0) -> dict:
+    """The floor's work from ``now`` for ``hours``: every scan, receipt and count falls inside that shift."""
     rng = random.Random(seed)
     with wh.connect() as con:
         tasks = con.execute("SELECT t.*, a.alias AS upc FROM core.pick_tasks t LEFT JOIN (SELECT sku, min(alias) AS alias "
@@ -39,21 +40,23 @@ def simulate_floor(home: Path, wh, now: datetime, seed: int = 7) -> dict:
         snapshot = con.execute("SELECT * FROM ref.inventory ORDER BY warehouse_id, sku").pl()
         on_hand = con.execute("SELECT warehouse_id, sku, on_hand, available FROM core.v_stock "
                               "ORDER BY warehouse_id, sku").pl()
-    out = {"scans": _scans(home, tasks, upcs, now, rng), "receipts": _receipts(home, plan, stock, now, rng),
+    out = {"scans": _scans(home, tasks, upcs, now, rng, hours), "receipts": _receipts(home, plan, stock, now, rng),
            "counted": _count(home, snapshot, on_hand, now, rng)}
     return out
 
 
-def _scans(home: Path, tasks: pl.DataFrame, upcs: pl.DataFrame, now: datetime, rng: random.Random) -> dict:
+def _scans(home: Path, tasks: pl.DataFrame, upcs: pl.DataFrame, now: datetime, rng: random.Random,
+           hours: float) -> dict:
     if tasks.height == 0:
         return {"scans": 0}
     other = upcs["upc"].to_list()
     rows: list[dict] = []
     t0 = now + timedelta(minutes=5)
+    step = min(20.0, (hours * 3600 - 600) / max(tasks.height, 1))  # the pickers finish before the shift ends
     n = 0
     for t in tasks.iter_rows(named=True):
         n += 1
-        at = (t0 + timedelta(seconds=20 * n)).isoformat()
+        at = (t0 + timedelta(seconds=round(step * n, 3))).isoformat()
         base = {"task_id": t["task_id"], "warehouse_id": t["warehouse_id"], "user": f"picker{n % 7 + 1:02d}",
                 "station": f"RF-{t['warehouse_id'][-2:]}-{n % 4 + 1}", "scanned_at": at, "action": "pick"}
         code, q = t["upc"] or "000000000000", int(t["quantity"])

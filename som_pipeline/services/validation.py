@@ -231,7 +231,12 @@ def _decision_quarantine(reads: list, out: Outcome, now: datetime) -> pl.DataFra
 
 
 def business_now(settings: Settings) -> datetime:
-    """The planning clock: the validation config's pinned ``as_of`` at 09:00 UTC (demos, replays), else now."""
+    """The planning clock: ``$SOM_HOME/clock`` (an ISO timestamp: a pinned clock for demos and replays, which ``som
+    floor`` moves on past the floor's work), else the validation config's pinned ``as_of`` at 09:00 UTC, else now."""
+    pinned = settings.home / "clock"
+    if pinned.is_file():
+        at = datetime.fromisoformat(pinned.read_text(encoding="utf-8").strip())
+        return at if at.tzinfo else at.replace(tzinfo=UTC)
     as_of = config_for(settings).as_of
     if as_of is None:
         return datetime.now(UTC)
