@@ -29,7 +29,6 @@ from pathlib import Path
 import polars as pl
 
 from som_pipeline.config import Settings
-from som_pipeline.feeds import FEEDS
 from som_pipeline.fulfilment import ledger
 from som_pipeline.fulfilment.config import FulfilmentConfig, load_fulfilment_config
 from som_pipeline.fulfilment.waves import build_waves, local_dates, releasable
@@ -49,9 +48,15 @@ from som_pipeline.schemas import (
     from_rows,
 )
 from som_pipeline.services import Step
-from som_pipeline.services.capture import write_quarantine
-from som_pipeline.services.landing import archive, incoming, ledger_row
-from som_pipeline.services.stock import balances, barcode_map, feed_quarantine, post, run_id_for
+from som_pipeline.services.landing import archive, incoming
+from som_pipeline.services.stock import (
+    balances,
+    barcode_map,
+    feed_quarantine,
+    post,
+    record_feed_file,
+    run_id_for,
+)
 from som_pipeline.warehouse import (
     Warehouse,
     insert_frame,
@@ -216,10 +221,7 @@ def _take_scans(con, f, now: datetime, run_id: str, rep: FulfilmentReport) -> tu
         replace_keys(con, "core.pick_tasks", changed.select("task_id"), conform(changed, PickTaskModel))
         insert_frame(con, "core.pick_scans", scans)
         post(con, moves)
-        write_quarantine(con, q)
-        insert_frame(con, "ops.ingest_files", ledger_row(
-            f.name, "scans", f.sha, f.lf.size, "utf-8", FEEDS["scans"].record_unit, r.received,
-            r.received - q.height, q.height, 0, str(f.dest), now))
+        record_feed_file(con, f, "scans", r.received, q, now)
     rep.scan_files.append(f.name)
     for k, v in out.counts.items():
         rep.scans[k] = rep.scans.get(k, 0) + int(v)

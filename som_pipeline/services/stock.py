@@ -104,6 +104,15 @@ def feed_quarantine(rejected: pl.DataFrame, feed: str, kind: str, source_file: s
     return conform(q, QuarantineModel)
 
 
+def record_feed_file(con, f, feed: str, received: int, quarantine: pl.DataFrame, now: datetime) -> None:
+    """A feed file's quarantine and its ledger row (``received = accepted + quarantined``), in the caller's
+    transaction with the rows it accepted."""
+    write_quarantine(con, quarantine)
+    insert_frame(con, "ops.ingest_files", ledger_row(
+        f.name, feed, f.sha, f.lf.size, "utf-8", FEEDS[feed].record_unit, received,
+        received - quarantine.height, quarantine.height, 0, str(f.dest), now))
+
+
 def run_stock_postings(wh: Warehouse, settings: Settings, now: datetime, run_id: str | None = None) -> StockReport:
     run_id = run_id or run_id_for(now)
     rep = StockReport()
@@ -195,10 +204,7 @@ def _post_receipts(con, files: list, now: datetime, run_id: str, rep: StockRepor
         with transaction(con):
             insert_frame(con, "core.receipts", good)
             post(con, moves)
-            write_quarantine(con, q)
-            insert_frame(con, "ops.ingest_files", ledger_row(
-                f.name, "receipts", f.sha, f.lf.size, "utf-8", FEEDS["receipts"].record_unit, r.received,
-                r.received - q.height, q.height, 0, str(f.dest), now))
+            record_feed_file(con, f, "receipts", r.received, q, now)
         rep.receipt_files.append(f.name)
         rep.receipts += good.height
         rep.receipts_quarantined += q.height
