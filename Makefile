@@ -1,6 +1,7 @@
 # som_pipeline — two commands do everything on a fresh machine:
 #   make run    set up, generate the demo, materialize the whole graph through Dagster, let the demo's warehouse
-#               floor work the released waves (scans, receipts, a count), run again, print a summary
+#               floor work the released waves (scans, receipts, a count), run again, let the carriers report
+#               three days of tracking events, run again, print a summary
 #   make test   the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -23,6 +24,8 @@ run: $(STAMP)
 	$(BIN)/som demo
 	$(BIN)/som run
 	$(BIN)/som floor
+	$(BIN)/som run
+	$(BIN)/som carriers
 	$(BIN)/som run
 
 test: $(STAMP)

@@ -33,7 +33,7 @@ from som_pipeline.services.landing import list_landing
 VIEWS_KEY = dg.AssetKey(["analytics", "views"])
 FLOOR_KEYS = [dg.AssetKey(t.split(".")) for t in FLOOR.writes]  # the stock_ledger multi-asset runs whole
 UNPARTITIONED = dg.AssetSelection.all() - dg.AssetSelection.assets(daily_sales)
-INGEST_GROUPS = ("reference", "capture", "core", "validation", "allocation", "fulfilment")
+INGEST_GROUPS = ("reference", "capture", "core", "validation", "allocation", "fulfilment", "tracking")
 INGEST = (
     dg.AssetSelection.groups(*INGEST_GROUPS) - dg.AssetSelection.assets(daily_sales)
 ) | dg.AssetSelection.assets(VIEWS_KEY)
@@ -44,6 +44,7 @@ FEED_ASSETS: dict[str, dg.AssetKey] = {
     "disruptions": DISRUPTIONS_KEY,
     "receipts": dg.AssetKey(["core", "stock_ledger"]),
     "scans": dg.AssetKey(["core", "pick_scans"]),
+    "carrier_events": dg.AssetKey(["core", "tracking_events"]),
 }
 
 ingest_job = dg.define_asset_job(
@@ -72,6 +73,11 @@ fulfilment_job = dg.define_asset_job(
     "fulfilment_job",
     selection=dg.AssetSelection.groups("fulfilment"),
     description="The floor's feedback (counts, receipts, scans, shipping, manifests), then stop and release waves.",
+)
+tracking_job = dg.define_asset_job(
+    "tracking_job",
+    selection=dg.AssetSelection.groups("tracking"),
+    description="Carrier events, shipment status, ETA and late risk, exceptions, customer notifications.",
 )
 floor_job = dg.define_asset_job(
     "floor_job",
@@ -105,6 +111,12 @@ manifest_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Every hour, so each warehouse's cutoff (in its own time zone) is met within the hour: ship what "
     "is picked and write the manifest per carrier x warehouse of every ship date whose cutoff has passed.",
+)
+risk_schedule = dg.ScheduleDefinition(
+    name="tracking_risk_scan", job=tracking_job, cron_schedule="25 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every hour: ETAs and late risk of every open shipment, exceptions opened and resolved, the "
+    "proactive delay notices (before the promised date passes).",
 )
 daily_sales_schedule = dg.build_schedule_from_partitioned_job(
     daily_sales_job, minute_of_hour=0, hour_of_day=3, default_status=dg.DefaultScheduleStatus.RUNNING
@@ -147,7 +159,7 @@ def new_files(previous: dict[str, str], current: dict[str, str]) -> dict[str, st
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Starts ingest_job when files land in $SOM_HOME/landing/<feed>/: orders, manual decisions "
-    "(approvals), disruptions, receipts, pick scans (each file once).",
+    "(approvals), disruptions, receipts, pick scans, carrier events (each file once).",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
     previous = json.loads(context.cursor) if context.cursor else {}
@@ -183,6 +195,6 @@ def publish_analytics_copy(context: dg.RunStatusSensorContext, warehouse: Wareho
 
 
 schedules = [hourly_ingest, nightly_reconciliation, planning_schedule, daily_sales_schedule, wave_schedule,
-             manifest_schedule]
+             manifest_schedule, risk_schedule]
 sensors = [landing_sensor, publish_analytics_copy]
-jobs = [ingest_job, full_job, planning_job, daily_sales_job, fulfilment_job, floor_job]
+jobs = [ingest_job, full_job, planning_job, daily_sales_job, fulfilment_job, floor_job, tracking_job]

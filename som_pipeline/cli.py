@@ -180,6 +180,22 @@ def cmd_floor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_carriers(args: argparse.Namespace) -> int:
+    """The demo's carriers while time passes: their tracking events for our shipments, the clock moved on."""
+    from som_pipeline.demo.carrier_feed import simulate_carrier_feed
+    from som_pipeline.services.validation import business_now
+    from som_pipeline.warehouse import Warehouse
+
+    s = _settings(args)
+    start = business_now(s)
+    done = simulate_carrier_feed(s.home, Warehouse(s.warehouse_path, lock_timeout_s=s.lock_timeout_s), start,
+                                 args.hours)
+    later = start + timedelta(hours=args.hours)
+    (s.home / "clock").write_text(later.isoformat(), encoding="utf-8")
+    print(f"carriers reported from {start:%Y-%m-%d %H:%M} to {later:%Y-%m-%d %H:%M} UTC: {done} ($SOM_HOME/clock)")
+    return 0
+
+
 class SlotWait(threading.Thread):
     """Ends a CLI run plainly when its steps wait for a slot of ``pool`` too long, or are interrupted waiting.
 
@@ -510,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--hours", type=float, default=3.0,
                     help="how long the floor works; the demo's clock moves on by this much (default 3)")
     fl.set_defaults(func=cmd_floor)
+    ca = sub.add_parser("carriers", help="demo: the carriers' tracking events for our shipments as time passes")
+    ca.add_argument("--hours", type=float, default=72.0, help="how long they report; the clock moves on (default 72)")
+    ca.set_defaults(func=cmd_carriers)
     t = sub.add_parser("tpch", help="load TPC-H data (generated offline by tpchgen-cli) into SOM_HOME")
     t.add_argument("--sf", type=float, default=0.01, help="TPC-H scale factor (fractions allowed)")
     t.add_argument("--days", type=int, default=1,

@@ -38,6 +38,9 @@ FEEDS: dict[str, Feed] = {
                         "Warehouse / region / carrier disruptions (CSV/Parquet) -> ref.disruptions."),
     "receipts": Feed("receipts", "receipt", "stock",
                      "Purchase-order and transfer receipts (CSV / JSON lines) -> core.receipts and the stock ledger."),
+    "carrier_events": Feed("carrier_events", "tracking_event", "tracking",
+                           "Carrier tracking events: X12 214, carrier-aggregator trackers (EasyPost-style JSON), Shopify "
+                           "fulfillment events, Amazon tracking notifications -> core.tracking_events."),
     "scans": Feed("scans", "scan", "fulfilment",
                   "Pick scanner events (CSV / JSON lines) -> core.pick_scans, pick tasks and the stock ledger."),
 }

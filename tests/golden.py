@@ -43,6 +43,7 @@ def run_all(s: Settings, wh: Warehouse, now: datetime = NOW) -> None:
     from som_pipeline.services.planning import run_forecast, run_replenishment
     from som_pipeline.services.reference import load_reference_tables
     from som_pipeline.services.stock import run_stock_postings
+    from som_pipeline.services.tracking import run_tracking
     from som_pipeline.services.validation import run_validation
 
     load_reference_tables(wh, s, list(REFERENCE_TABLES))
@@ -56,16 +57,21 @@ def run_all(s: Settings, wh: Warehouse, now: datetime = NOW) -> None:
         ingest_disruptions(con, s, now)
     run_allocation(wh, s, now=now)
     run_fulfilment(wh, s, now)
+    run_tracking(wh, s, now)
     run_forecast(wh, s, now=now)
     run_replenishment(wh, s, now=now)
 
 
 FLOOR_AT = NOW + timedelta(hours=1)  # the floor works the released waves ...
 SECOND_RUN = NOW + timedelta(hours=3)  # ... and the next run takes its scans, receipts and count
+CARRIER_HOURS = 72  # the carriers report three days of tracking events ...
+LAST_RUN = SECOND_RUN + timedelta(hours=CARRIER_HOURS)  # ... and the last run takes them
 
 
 def demo_pipeline(home: Path) -> tuple[Settings, Warehouse, dict]:
-    """``make run`` with a pinned clock: the demo, a run, the warehouse floor's work, a second run."""
+    """``make run`` with a pinned clock: the demo, a run, the warehouse floor's work, a second run, three days of
+    the carriers' tracking events, a last run."""
+    from som_pipeline.demo.carrier_feed import simulate_carrier_feed
     from som_pipeline.demo.floor import simulate_floor
 
     manifest = generate_demo(home, scale=0.08, days=21)
@@ -74,6 +80,8 @@ def demo_pipeline(home: Path) -> tuple[Settings, Warehouse, dict]:
     run_all(s, wh)
     manifest["floor"] = simulate_floor(home, wh, FLOOR_AT)
     run_all(s, wh, SECOND_RUN)
+    manifest["carriers"] = simulate_carrier_feed(home, wh, SECOND_RUN, CARRIER_HOURS)
+    run_all(s, wh, LAST_RUN)
     return s, wh, manifest
 
 

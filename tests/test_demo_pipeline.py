@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from golden import SECOND_RUN, demo_pipeline, table_hashes
+from golden import LAST_RUN, demo_pipeline, table_hashes
 from golden import run_all as _run_all
 
 from som_pipeline.config import Settings
@@ -73,13 +73,13 @@ def test_reconciles_and_rerun_is_idempotent(pipeline) -> None:
     errors = {name: df.height for name, df in run_reconciliation(wh).items() if name != "channel_totals" and df.height}
     assert errors == {}
     before = table_hashes(s.warehouse_path, s.home)
-    _run_all(s, wh, SECOND_RUN)  # same inputs, same clock as the last run: no table changes, not even a text
+    _run_all(s, wh, LAST_RUN)  # same inputs, same clock as the last run: no table changes, not even a text
     after = table_hashes(s.warehouse_path, s.home)
     # only bookkeeping may move: allocation reads what fulfilment released after it (feedback), so its input
     # digest is new once, and it records that digest (its rows stay the same)
     assert {t: (before[t], after.get(t)) for t in before if before[t] != after.get(t)} in (
         {}, {"ops.watermarks": (before["ops.watermarks"], after["ops.watermarks"])})
-    _run_all(s, wh, SECOND_RUN)  # and from then on nothing moves at all
+    _run_all(s, wh, LAST_RUN)  # and from then on nothing moves at all
     again = table_hashes(s.warehouse_path, s.home)
     assert {t: (after[t], again.get(t)) for t in after if after[t] != again.get(t)} == {}
 

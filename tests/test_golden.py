@@ -23,15 +23,15 @@ def test_demo_tables_match_the_golden_hashes(tmp_path) -> None:
     assert changed == {}, f"tables differ from the golden demo (rows, md5): {changed}"
 
     # the explicit full rebuild (som run --full-rebuild) gives the same tables as the incremental runs
-    from golden import REBUILD_STAMPS, SECOND_RUN, run_all
+    from golden import LAST_RUN, REBUILD_STAMPS, run_all
 
     from som_pipeline.cli import _rebuild_state
     from som_pipeline.services.orders import build_core_orders
 
     got = table_hashes(s.warehouse_path, home, REBUILD_STAMPS)
-    build_core_orders(_wh, full=True, now=SECOND_RUN)
+    build_core_orders(_wh, full=True, now=LAST_RUN)
     _rebuild_state(s)
-    run_all(s, _wh, SECOND_RUN)
+    run_all(s, _wh, LAST_RUN)
     again = table_hashes(s.warehouse_path, home, REBUILD_STAMPS)
     rebuilt = {t: (got.get(t), again.get(t)) for t in sorted(set(got) | set(again)) if got.get(t) != again.get(t)}
     assert rebuilt == {}, f"a full rebuild changed tables: {rebuilt}"

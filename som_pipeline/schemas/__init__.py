@@ -24,6 +24,7 @@ One module per stage, each building on ``base``:
 - ``allocation``: allocations, backorders, ``ref.disruptions``
 - ``fulfilment``: the stock ledger, waves, tasks, scans, receipts, packages, shipments, ``ref.bin_locations``,
   ``ref.cartons``, outbound documents
+- ``tracking``: carrier events, shipment status, transit observations, ETA accuracy, exceptions, notifications
 - ``planning``: demand forecast, forecast accuracy, replenishment plan, ``state.daily_demand``
 - ``ops``: quarantine, ingest ledger and re-drops, EDI acks, portal watermark, Amazon pending
 - ``reference``: ``ref.*`` master data (:data:`REFERENCE_TABLES`)
@@ -127,6 +128,18 @@ from som_pipeline.schemas.reference import (
     ShippingZoneModel,
     WarehouseModel,
 )
+from som_pipeline.schemas.tracking import (
+    EXCEPTION_SUBTYPES,
+    MILESTONES,
+    EtaAccuracyModel,
+    NotificationModel,
+    ShipmentExceptionModel,
+    ShipmentStatusModel,
+    TrackingEventModel,
+    TrackingPendingModel,
+    TransitHistoryModel,
+    TransitObservationModel,
+)
 from som_pipeline.schemas.validation import (
     ANOMALY_LEVELS,
     RESERVATION_DECISIONS,
@@ -162,6 +175,7 @@ REFERENCE_TABLES: dict[str, type[pa.DataFrameModel]] = {
     "open_items": OpenItemModel,
     "bin_locations": BinLocationModel,
     "cartons": CartonModel,
+    "transit_history": TransitHistoryModel,
 }
 
 TABLES: dict[str, type[pa.DataFrameModel]] = {
@@ -204,9 +218,16 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "core.packages": PackageModel,
     "core.package_contents": PackageContentModel,
     "core.order_fulfilment": OrderFulfilmentModel,
+    # tracking
+    "core.tracking_events": TrackingEventModel,
+    "core.tracking_pending": TrackingPendingModel,
+    "core.shipment_status": ShipmentStatusModel,
+    "core.eta_accuracy": EtaAccuracyModel,
+    "core.shipment_exceptions": ShipmentExceptionModel,
     # state: derived statistics over history, updated per run for what changed
     "state.daily_demand": DailyDemandModel,
     "state.forecast_fits": ForecastFitModel,
+    "state.transit_observations": TransitObservationModel,
     # allocation's input from the landing zone (placed here: the data dictionary's order)
     "ref.disruptions": DisruptionModel,
     # ops
@@ -220,6 +241,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "ops.watermarks": WatermarkModel,
     "ops.pending_partitions": PendingPartitionModel,
     "ops.outbound_documents": OutboundDocumentModel,
+    "ops.notifications": NotificationModel,
     # reference
     **{f"ref.{name}": model for name, model in REFERENCE_TABLES.items()},
 }
@@ -246,6 +268,9 @@ __all__ = [
     "MOVEMENT_KINDS", "TASK_STATUSES", "SCAN_OUTCOMES", "FULFILMENT_STATUSES", "BinLocationModel", "CartonModel",
     "StockMovementModel", "ReceiptModel", "PickWaveModel", "PickTaskModel", "PickScanModel", "ShipmentModel",
     "ShipmentLineModel", "PackageModel", "PackageContentModel", "OrderFulfilmentModel", "OutboundDocumentModel",
+    # tracking
+    "MILESTONES", "EXCEPTION_SUBTYPES", "TrackingEventModel", "TrackingPendingModel", "ShipmentStatusModel",
+    "TransitObservationModel", "TransitHistoryModel", "EtaAccuracyModel", "ShipmentExceptionModel", "NotificationModel",
     # ops
     "RECORD_KINDS", "QuarantineModel", "IngestFileModel", "IngestRedropModel", "LandingWaitingModel", "EdiAckModel",
     "B2BWatermarkModel", "AmazonPendingModel", "WatermarkModel",

@@ -10,7 +10,7 @@ import polars as pl
 from som_pipeline.schemas.base import TsUTC, _f, _Strict
 
 RECORD_KINDS = ["file", "order", "order_line", "order_item", "transaction_set", "row", "reference_row", "decision",
-                "receipt", "scan"]
+                "receipt", "scan", "tracking_event"]
 
 
 class QuarantineModel(_Strict):

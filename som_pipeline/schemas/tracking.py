@@ -76,20 +76,30 @@ class ShipmentStatusModel(_Strict):
     updated_at: TsUTC = _f("When the row last changed.")
 
 
-class TransitObservationModel(_Strict):
-    """``state.transit_observations``: one row per delivered shipment -- what the ETA model learns from (appended
-    as shipments are delivered; never recomputed from all events)."""
-
+class _Transit(_Strict):
     shipment_id: str = _f("Shipment.", unique=True)
     carrier_id: str = _f("Carrier.")
     service: str = _f("Service.")
-    origin: str = _f("Warehouse it left.")
-    lane: str = _f("Destination zone as a lane key.")
-    shipped_at: TsUTC = _f("Shipped.")
-    picked_up_at: TsUTC = _f("First PICKED_UP (or the first carrier scan).", nullable=True)
+    origin_warehouse: str = _f("Warehouse it left.")
+    dest_zone: pl.Int64 = _f("Destination zone from that warehouse (ref.shipping_zones): the lane.")
+    shipped_at: TsUTC = _f("Label created (shipped).")
+    picked_up_at: TsUTC = _f("First PICKED_UP.", nullable=True)
     in_transit_at: TsUTC = _f("First IN_TRANSIT.", nullable=True)
     out_for_delivery_at: TsUTC = _f("First OUT_FOR_DELIVERY.", nullable=True)
     delivered_at: TsUTC = _f("DELIVERED.")
+    utc_offset_h: float = _f("The destination's offset from UTC (its local day: weekends, the promised day's end).",
+                             nullable=True)
+    promised_date: pl.Date = _f("Date promised to the customer.", nullable=True)
+
+
+class TransitObservationModel(_Transit):
+    """``state.transit_observations``: one row per delivered shipment -- what the ETA model learns from (a run
+    appends the shipments delivered since the last; never recomputed from all events)."""
+
+
+class TransitHistoryModel(_Transit):
+    """``ref.transit_history``: delivered shipments from the carriers' portals before ours accumulated (bootstraps
+    the ETA model; ``$SOM_HOME/reference/transit_history.parquet``)."""
 
 
 class EtaAccuracyModel(_Strict):

@@ -46,7 +46,8 @@ TRACKING = Step(
            "core.tracking_pending", "core.shipment_status", "state.transit_observations", "core.shipment_exceptions",
            "ref.carrier_rates", "ref.shipping_zones", "ref.customers"),
     writes=("core.tracking_events", "core.tracking_pending", "core.shipment_status", "state.transit_observations",
-            "core.eta_accuracy", "core.shipment_exceptions", "ops.notifications"),
+            "core.eta_accuracy", "core.shipment_exceptions"),
+    appends=("ops.notifications",),  # the outbox: bookkeeping (ops.*), no asset of its own
 )
 
 
@@ -232,7 +233,7 @@ def _statuses(con, ids: pl.DataFrame, now: datetime, rep: TrackingReport) -> Non
     ).with_columns(pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("updated_at"))
     newly = rows.filter(pl.col("delivered_at").is_not_null()).join(
         old.filter(pl.col("delivered_at").is_not_null()).select("shipment_id"), on="shipment_id", how="anti")
-    obs = _observations(con, newly, events)
+    obs = _observations(con, newly, events, now)
     rows = rows.with_columns(*(pl.when(pl.col("delivered_at").is_not_null()).then(None).otherwise(pl.col(c)).alias(c)
                                for c in ("eta_p50", "eta_p90", "p_late", "eta_model")))
     with transaction(con):
@@ -243,30 +244,30 @@ def _statuses(con, ids: pl.DataFrame, now: datetime, rep: TrackingReport) -> Non
     rep.delivered += newly.height
 
 
-def _observations(con, delivered: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+def _observations(con, delivered: pl.DataFrame, events: pl.DataFrame, now: datetime) -> pl.DataFrame:
     """One transit observation per newly delivered shipment (what the ETA model learns from)."""
+    from som_pipeline.tracking.eta import observations_from_events
+
     if delivered.height == 0:
         return pl.DataFrame()
-    first = (events.join(delivered.select("shipment_id"), on="shipment_id", how="semi")
-             .group_by("shipment_id", "milestone").agg(pl.col("event_at").min())
-             .pivot("milestone", index="shipment_id", values="event_at"))
-    for m in ("PICKED_UP", "IN_TRANSIT", "OUT_FOR_DELIVERY"):
-        if m not in first.columns:
-            first = first.with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias(m))
-    lanes = _lanes(con, delivered.select("shipment_id"))
-    return conform(delivered.join(first, on="shipment_id", how="left").join(lanes, on="shipment_id", how="left")
-                   .select("shipment_id", "carrier_id", "service", pl.col("warehouse_id").alias("origin"), "lane",
-                           "shipped_at", pl.col("PICKED_UP").alias("picked_up_at"),
-                           pl.col("IN_TRANSIT").alias("in_transit_at"),
-                           pl.col("OUT_FOR_DELIVERY").alias("out_for_delivery_at"), "delivered_at"),
-                   TransitObservationModel)
+    sh = _lanes(con, delivered.select("shipment_id"), now).join(
+        delivered.select("shipment_id", "carrier_id", "service", "warehouse_id", "shipped_at", "promised_date"),
+        on="shipment_id")
+    obs = observations_from_events(events.join(delivered.select("shipment_id"), on="shipment_id", how="semi"), sh)
+    return conform(obs, TransitObservationModel)
 
 
-def _lanes(con, ids: pl.DataFrame) -> pl.DataFrame:
-    """``shipment_id, lane``: the shipping zone from the origin warehouse to the destination (ref.shipping_zones)."""
+def _lanes(con, ids: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """``shipment_id, dest_zone, utc_offset_h``: the shipping zone from the origin warehouse to the destination
+    (ref.shipping_zones) and the destination's offset from UTC now."""
+    from zoneinfo import ZoneInfo
+
+    from som_pipeline.tracking.notify import time_zone
+
     with registered(con, ids) as k:
-        return con.execute(f"""
-            SELECT s.shipment_id, coalesce(z.zone, zc.zone, 0)::VARCHAR AS lane
+        z = con.execute(f"""
+            SELECT s.shipment_id, coalesce(z.zone, zc.zone, 0)::BIGINT AS dest_zone, o.ship_to_country AS c,
+                   o.ship_to_region AS r
             FROM core.shipments s SEMI JOIN {k} USING (shipment_id)
             JOIN core.orders o USING (order_id)
             LEFT JOIN ref.shipping_zones z ON z.warehouse_id = s.warehouse_id AND z.dest_country = o.ship_to_country
@@ -274,11 +275,26 @@ def _lanes(con, ids: pl.DataFrame) -> pl.DataFrame:
             LEFT JOIN ref.shipping_zones zc ON zc.warehouse_id = s.warehouse_id AND zc.dest_country = o.ship_to_country
                  AND zc.dest_region = '*'
         """).pl()  # noqa: S608
+    offs = {(c, r): now.astimezone(ZoneInfo(time_zone(c, r))).utcoffset().total_seconds() / 3600
+            for c, r in z.select("c", "r").unique().iter_rows()}
+    return z.with_columns(pl.struct("c", "r").map_elements(lambda x: offs[(x["c"], x["r"])], return_dtype=pl.Float64)
+                          .alias("utc_offset_h")).drop("c", "r")
 
 
 # ------------------------------------------------------------------------------------------------
 # 4. ETA
 # ------------------------------------------------------------------------------------------------
+def _history(con, now: datetime):
+    """What the model learns from: our delivered shipments and the carriers' history (ref.transit_history), in the
+    training window."""
+    from som_pipeline.tracking.eta import EtaConfig
+
+    since = now - timedelta(days=EtaConfig().train_window_days)
+    return con.execute("SELECT * FROM state.transit_observations WHERE delivered_at >= ? UNION ALL BY NAME "
+                       "SELECT * FROM ref.transit_history WHERE delivered_at >= ? AND shipment_id NOT IN "
+                       "(SELECT shipment_id FROM state.transit_observations)", [since, since]).pl()
+
+
 def _eta(con, now: datetime, cfg: TrackingConfig, rep: TrackingReport) -> None:
     """P50/P90 and P(late) for every open shipment (the in-flight ones: bounded by what is on the road)."""
     from som_pipeline.tracking import eta as model
@@ -287,19 +303,24 @@ def _eta(con, now: datetime, cfg: TrackingConfig, rep: TrackingReport) -> None:
     rep.open_shipments = open_.height
     if open_.height == 0:
         return
-    hist = con.execute("SELECT * FROM state.transit_observations WHERE delivered_at >= ?",
-                       [now - timedelta(days=model.HISTORY_DAYS)]).pl()
-    lanes = _lanes(con, open_.select("shipment_id"))
-    shipped = select_keys(con, "core.shipments", open_.select("shipment_id"), "shipment_id, warehouse_id, shipped_at")
-    pred = model.predict_open(open_.join(lanes, on="shipment_id", how="left").join(shipped, on="shipment_id"),
-                              hist, now)
+    hist = _history(con, now)
+    if hist.height == 0:
+        rep.notes.append("no delivered history yet (state.transit_observations, ref.transit_history): no ETA")
+        return
+    fitted = model.fit_transit(hist, as_of=now)
+    q = (open_.select("shipment_id", "carrier_id", "service", "milestone", "milestone_at", "promised_date")
+         .join(_lanes(con, open_.select("shipment_id"), now), on="shipment_id", how="left")
+         .join(select_keys(con, "core.shipments", open_.select("shipment_id"), "shipment_id, warehouse_id"),
+               on="shipment_id").rename({"warehouse_id": "origin_warehouse"}))
+    pred = model.predict(q, fitted, now).select("shipment_id", "eta_p50", "eta_p90", "p_late",
+                                                 pl.col("model_level").alias("eta_model"))
     rows = open_.drop("eta_p50", "eta_p90", "p_late", "eta_model").join(pred, on="shipment_id", how="left")
-    changed = rows.join(open_, on=list(rows.columns), how="anti", nulls_equal=True)
+    rows = conform(rows, ShipmentStatusModel)
+    changed = rows.join(conform(open_, ShipmentStatusModel), on=list(rows.columns), how="anti", nulls_equal=True)
     if changed.height:
         changed = changed.with_columns(pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("updated_at"))
         with transaction(con):
-            replace_keys(con, "core.shipment_status", changed.select("shipment_id"),
-                         conform(changed, ShipmentStatusModel))
+            replace_keys(con, "core.shipment_status", changed.select("shipment_id"), changed)
 
 
 # ------------------------------------------------------------------------------------------------
