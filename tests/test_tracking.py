@@ -63,5 +63,5 @@ def test_every_kind_renders_in_every_language(lang: str) -> None:
     from email import message_from_string, policy
 
     msg = message_from_string(text, policy=policy.default)  # RFC 5322: it parses back
-    assert msg["Message-ID"] == "<" + "k" * 40 + "@som.example>" and msg["X-Idempotency-Key"] == "k" * 64
+    assert msg["Message-ID"] == "<" + "k" * 40 + "@som.example>" and str(msg["X-Idempotency-Key"]).strip() == "k" * 64
     assert "SHP-1" in msg.get_content() and msg["To"] == "ana@example.com"
