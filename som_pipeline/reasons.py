@@ -69,6 +69,17 @@ REASONS: dict[str, str] = {
     "UNKNOWN_PRODUCT": "A receipt names a SKU that is not in the catalog, or a barcode no catalog alias stands for.",
     "UNKNOWN_WAREHOUSE": "A receipt names a receiving or sending warehouse that is not in ref.warehouses.",
     "DUPLICATE_RECEIPT": "A receipt line (receipt_id, line_no) already posted from an earlier file: not posted twice.",
+    # --- tracking feed: carrier events (landing/carrier_events) --------------------------------------
+    "UNKNOWN_MILESTONE_CODE": "A carrier status code in none of the milestone tables (X12 AT7, EasyPost, Shopify, "
+    "Amazon): quarantined, never guessed, until it is mapped.",
+    "MISSING_TRACKING_NUMBER": "A carrier event with no tracking number and no shipment reference: it cannot be "
+    "attached to a shipment.",
+    "BAD_EVENT_TIME": "A carrier event's time is missing, not a date/time, or cannot be placed in UTC (an unknown "
+    "X12 time code, or local time with no state/province).",
+    "UNSUPPORTED_TRANSACTION_SET": "An X12 transaction set the tracking reader does not read (e.g. an 850 among "
+    "214 status messages).",
+    "UNKNOWN_TRACKING_NUMBER": "A carrier event for a tracking number none of our packages has, still unmatched "
+    "after tracking's pending_max_hours.",
 }
 
 # Codes that only a later run can produce (a second upload of a file): not expected in a one-shot demo.
@@ -125,7 +136,10 @@ VALIDATION_REASONS: dict[str, str] = {
 APPROVAL_CODES = frozenset({"UNKNOWN_ORDER", "HOLD_NOT_OPEN", "BAD_DECISION"})
 # Codes only the fulfilment feeds produce (the demo's floor simulation, after a first run, writes them)
 FULFILMENT_CODES = frozenset({"BAD_ACTION", "BAD_BARCODE", "BAD_RECEIPT_KIND", "DUPLICATE_SCAN", "UNKNOWN_TASK",
-                              "TASK_CLOSED", "UNKNOWN_PRODUCT", "UNKNOWN_WAREHOUSE", "DUPLICATE_RECEIPT"})
+                              "TASK_CLOSED", "UNKNOWN_PRODUCT", "UNKNOWN_WAREHOUSE", "DUPLICATE_RECEIPT",
+                              # tracking's feed (the demo's carriers send clean events, one stray parcel pending)
+                              "UNKNOWN_MILESTONE_CODE", "MISSING_TRACKING_NUMBER", "BAD_EVENT_TIME",
+                              "UNSUPPORTED_TRANSACTION_SET", "UNKNOWN_TRACKING_NUMBER"})
 
 
 def describe(code: str) -> str:

@@ -20,7 +20,8 @@ class _Event(_Strict):
     carrier: str = _f("Carrier (UPS, FEDEX, DHL, USPS, or as the source named it).", nullable=True)
     tracking_number: str = _f("Tracking number (null: a Shopify event names the fulfillment instead).", nullable=True)
     shipment_ref: str = _f("The source's reference of the shipment when it gives no tracking number.", nullable=True)
-    milestone: str = _f("Normalised milestone.", isin=MILESTONES)
+    milestone: str = _f("Normalised milestone (null: information, not a scan -- an estimate, an appointment).",
+                        isin=MILESTONES, nullable=True)
     exception_subtype: str = _f("EXCEPTION only: DELAY | FAILED_ATTEMPT | DAMAGED | ADDRESS_ISSUE | "
                                 "RETURN_TO_SENDER | LOST.", nullable=True, isin=EXCEPTION_SUBTYPES)
     carrier_code: str = _f("The carrier's own status code (AT7 code, tracker status/status_detail...).")
