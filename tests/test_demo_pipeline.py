@@ -37,7 +37,12 @@ def test_every_reason_code_appears(pipeline) -> None:
     assert {"DUPLICATE_SCAN", "UNKNOWN_TASK", "BAD_BARCODE", "UNKNOWN_PRODUCT"} <= found
     validated = set(wh.read("SELECT DISTINCT reason_code FROM core.validation_results WHERE reason_code IS NOT NULL")
                     ["reason_code"])
-    assert set(VALIDATION_REASONS) - validated == set()
+    # BACKORDER lines filled by the floor day's receipts and transfers are evaluated again (their results replaced):
+    # by the last run none is left waiting -- the backorders filled, which the reservations show
+    assert set(VALIDATION_REASONS) - validated <= {"BACKORDER"}
+    if "BACKORDER" not in validated:
+        assert wh.read("SELECT count(*) AS n FROM core.reservations WHERE decision = 'BACKORDER'")["n"][0] == 0
+        assert wh.read("SELECT count(*) AS n FROM core.receipts")["n"][0] > 0
     assert APPROVAL_CODES <= quarantined
 
 
@@ -93,9 +98,11 @@ def test_demo_files_all_archived(pipeline) -> None:
 
 def test_allocation_routes_around_the_disruption_and_plans_replenishment(pipeline) -> None:
     _s, wh, _m = pipeline
-    a = wh.read("SELECT carrier_id, service, warehouse_id, quantity FROM core.allocations")
+    a = wh.read("SELECT carrier_id, service, warehouse_id, quantity, allocated_at FROM core.allocations")
     assert a.height > 0
-    assert a.filter((a["carrier_id"] == "DHL") & (a["service"] == "EXPRESS")).height == 0  # closed carrier service
+    # the closed carrier service got nothing while its outage lasted (the demo's last run is after it ended)
+    ends = wh.read("SELECT ends_at FROM ref.disruptions WHERE disruption_id = 'DHL-EXP-OUTAGE'")["ends_at"][0]
+    assert a.filter((a["carrier_id"] == "DHL") & (a["service"] == "EXPRESS") & (a["allocated_at"] < ends)).height == 0
     approved_units = wh.read("SELECT coalesce(sum(r.quantity_reserved), 0) AS n FROM core.reservations r "
                              "WHERE order_status = 'APPROVED'")["n"][0]
     assert 0 < a["quantity"].sum() <= approved_units

@@ -22,6 +22,7 @@ from som_pipeline.services.channels import capture_channel
 from som_pipeline.services.disruptions import ingest_disruptions
 from som_pipeline.services.fulfilment import run_floor
 from som_pipeline.services.stock import run_stock_postings
+from som_pipeline.services.tracking import run_tracking
 from som_pipeline.services.validation import run_validation
 from som_pipeline.sqlfiles import sql_file
 from som_pipeline.warehouse import Warehouse
@@ -61,6 +62,8 @@ CASES: dict[str, tuple[bytes, str, Callable[[Warehouse, Settings], object]]] = {
     "disruptions": (DISRUPTIONS, "disruptions.csv", _disruptions),
     "receipts": (RECEIPTS, "receipts.csv", lambda wh, s: run_stock_postings(wh, s, NOW)),
     "scans": (SCANS, "scans.csv", lambda wh, s: run_floor(wh, s, NOW)),
+    "carrier_events": ((FIXTURES / "tracking_events" / "easypost_tracker_create_response.json").read_bytes(),
+                       "trackers.json", lambda wh, s: run_tracking(wh, s, NOW)),
 }
 
 

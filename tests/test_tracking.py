@@ -65,3 +65,67 @@ def test_every_kind_renders_in_every_language(lang: str) -> None:
     msg = message_from_string(text, policy=policy.default)  # RFC 5322: it parses back
     assert msg["Message-ID"] == "<" + "k" * 40 + "@som.example>" and str(msg["X-Idempotency-Key"]).strip() == "k" * 64
     assert "SHP-1" in msg.get_content() and msg["To"] == "ana@example.com"
+
+
+# ------------------------------------------------------------------------------------------------
+# the demo's three days of carrier events, end to end
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory):
+    from golden import demo_pipeline
+
+    return demo_pipeline(tmp_path_factory.mktemp("tracking"))
+
+
+def test_events_attach_dedup_and_wait_for_unknown_labels(demo) -> None:
+    s, wh, m = demo
+    ev = wh.read("SELECT source, count(*) AS n FROM core.tracking_events GROUP BY 1")
+    sources = dict(ev.rows())
+    assert sources["label"] > 0 and sources["x12_214"] > 0 and sources["easypost"] > 0
+    files = wh.read("SELECT sum(records_received) AS r, sum(records_accepted) AS a, sum(records_quarantined) AS q "
+                    "FROM ops.ingest_files WHERE channel = 'carrier_events'").row(0, named=True)
+    assert files["r"] == files["a"] + files["q"] > 0
+    # the simulator's duplicates were kept once; the stray parcel waits for a label of ours
+    assert wh.read("SELECT count(*) AS n FROM core.tracking_events")["n"][0] == wh.read(
+        "SELECT count(DISTINCT event_id) AS n FROM core.tracking_events")["n"][0]
+    pending = wh.read("SELECT tracking_number FROM core.tracking_pending")
+    assert pending["tracking_number"].to_list() == ["1Z999AA10123456784"]
+
+
+def test_statuses_never_go_back_and_open_shipments_have_etas(demo) -> None:
+    from som_pipeline.services.analytics import run_reconciliation_query
+    from som_pipeline.sqlfiles import sql_file
+
+    _s, wh, _m = demo
+    with wh.connect() as con:
+        assert run_reconciliation_query(con, sql_file("reconciliation", "tracking_never_backwards")).height == 0
+        assert run_reconciliation_query(con, sql_file("reconciliation", "notifications_once")).height == 0
+    st = wh.read("SELECT * FROM core.shipment_status")
+    delivered = st.filter(pl.col("delivered_at").is_not_null())
+    open_ = st.filter(pl.col("delivered_at").is_null())
+    assert delivered.height > 0 and open_.height > 0
+    assert (delivered["milestone"] == "DELIVERED").all()
+    assert open_["eta_p50"].null_count() == 0 and (open_["eta_p90"] >= open_["eta_p50"]).all()
+    assert open_["p_late"].is_between(0, 1).all()
+    # every delivered shipment became one transit observation
+    assert wh.read("SELECT count(*) AS n FROM state.transit_observations")["n"][0] == delivered.height
+    acc = wh.read("SELECT * FROM core.eta_accuracy WHERE carrier_id = '*'").row(0, named=True)
+    assert acc["n"] > 0 and acc["mae_p50_h"] < acc["mae_static_h"]  # the model beats the static table
+
+
+def test_exceptions_and_notifications_are_kept_once(demo) -> None:
+    from golden import LAST_RUN, run_all
+
+    s, wh, _m = demo
+    ex = wh.read("SELECT kind, count(*) AS n FROM core.shipment_exceptions WHERE resolved_at IS NULL GROUP BY 1")
+    assert ex.height > 0
+    n = wh.read("SELECT kind, language, channel, path FROM ops.notifications")
+    assert {"shipped", "delivered"} <= set(n["kind"]) and "en" in set(n["language"])
+    for p in n["path"][:20]:
+        assert (s.home / "outbound" / "notifications").as_posix() in p
+    before = (wh.read("SELECT count(*) AS n FROM ops.notifications")["n"][0],
+              wh.read("SELECT count(*) AS n FROM core.shipment_exceptions")["n"][0])
+    run_all(s, wh, LAST_RUN)  # the same clock again: nothing is told twice, no problem re-created
+    after = (wh.read("SELECT count(*) AS n FROM ops.notifications")["n"][0],
+             wh.read("SELECT count(*) AS n FROM core.shipment_exceptions")["n"][0])
+    assert after == before

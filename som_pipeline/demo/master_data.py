@@ -945,7 +945,9 @@ def write_reference(ref: Reference, out_dir: Path) -> dict[str, int]:
     counts = {}
     for table, model in schemas.REFERENCE_TABLES.items():
         cols = list(schemas.polars_schema(model))
-        rows = ref.tables[table]
+        rows = ref.tables.get(table)
+        if rows is None:  # not master data of the demo's start (transit_history: the carriers send it later)
+            continue
         data = {c: [_cell(r.get(c)) for r in rows] for c in cols}
         pl.DataFrame(data, schema={c: pl.String for c in cols}).write_csv(out_dir / f"{table}.csv")
         counts[table] = len(rows)

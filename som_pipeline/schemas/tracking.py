@@ -104,15 +104,18 @@ class TransitHistoryModel(_Transit):
 
 
 class EtaAccuracyModel(_Strict):
-    """``core.eta_accuracy``: the ETA model's backtest against the static transit-days table, per carrier x
-    service (and '*' overall)."""
+    """``core.eta_accuracy``: the ETA model's rolling-origin backtest against the static transit-days table the
+    allocation plans with, per carrier x service ('*' x '*': all)."""
 
     carrier_id: str = _f("Carrier ('*': all).")
     service: str = _f("Service ('*': all).")
-    predictions: pl.Int64 = _f("Predictions scored.", ge=0)
-    p90_coverage: float = _f("Share delivered on or before the P90 estimate (target 0.88-0.92).", nullable=True)
-    p50_mae_hours: float = _f("Mean absolute error of the P50 estimate, hours.", nullable=True)
-    static_mae_hours: float = _f("The same for ship date + transit_days of ref.carrier_rates.", nullable=True)
+    n: pl.Int64 = _f("Predictions scored (shipments in transit at an origin, delivered later).", ge=0)
+    coverage_p90: float = _f("Share delivered on or before the P90 estimate (target 0.88-0.92).", nullable=True)
+    mae_p50_h: float = _f("Mean absolute error of the P50 estimate, hours.", nullable=True)
+    mae_static_h: float = _f("The same for ship date + transit_days of ref.carrier_rates.", nullable=True)
+    bias_p50_h: float = _f("Mean signed error of the P50 (negative: early).", nullable=True)
+    n_static: pl.Int64 = _f("Predictions the static table could score (a rate row for the lane).", ge=0)
+    folds: pl.Int64 = _f("Origins of the backtest.", ge=0)
     evaluated_at: TsUTC = _f("When.")
 
 

@@ -92,6 +92,7 @@ def run_tracking(wh: Warehouse, settings: Settings, now: datetime, cfg: Tracking
         if ids is not None:
             _statuses(con, ids, now, rep)
         _eta(con, now, cfg, rep)
+        _backtest(con, now, rep)
         _exceptions(con, now, cfg, rep)
         _notifications(con, settings, now, cfg, rep)
     for f in files:
@@ -284,12 +285,12 @@ def _lanes(con, ids: pl.DataFrame, now: datetime) -> pl.DataFrame:
 # ------------------------------------------------------------------------------------------------
 # 4. ETA
 # ------------------------------------------------------------------------------------------------
-def _history(con, now: datetime):
+def _history(con, now: datetime, extra_days: int = 0):
     """What the model learns from: our delivered shipments and the carriers' history (ref.transit_history), in the
-    training window."""
+    training window (``extra_days`` more for the backtest's earlier origins)."""
     from som_pipeline.tracking.eta import EtaConfig
 
-    since = now - timedelta(days=EtaConfig().train_window_days)
+    since = now - timedelta(days=EtaConfig().train_window_days + extra_days)
     return con.execute("SELECT * FROM state.transit_observations WHERE delivered_at >= ? UNION ALL BY NAME "
                        "SELECT * FROM ref.transit_history WHERE delivered_at >= ? AND shipment_id NOT IN "
                        "(SELECT shipment_id FROM state.transit_observations)", [since, since]).pl()
@@ -321,6 +322,31 @@ def _eta(con, now: datetime, cfg: TrackingConfig, rep: TrackingReport) -> None:
         changed = changed.with_columns(pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("updated_at"))
         with transaction(con):
             replace_keys(con, "core.shipment_status", changed.select("shipment_id"), changed)
+
+
+BACKTEST_DAYS = 56  # the backtest's origins reach this far before the training window
+
+
+def _backtest(con, now: datetime, rep: TrackingReport) -> None:
+    """The model's honest score (``core.eta_accuracy``), once per day: a rolling-origin backtest on the history."""
+    from som_pipeline.schemas import EtaAccuracyModel
+    from som_pipeline.tracking import eta as model
+    from som_pipeline.warehouse import replace_table
+
+    last = con.execute("SELECT max(evaluated_at) FROM core.eta_accuracy").fetchone()[0]
+    if last is not None and last.date() == now.date():
+        return
+    hist = _history(con, now, extra_days=BACKTEST_DAYS)
+    if hist.height == 0:
+        return
+    try:
+        acc = model.backtest(hist, con.execute("SELECT * FROM ref.carrier_rates").pl())
+    except ValueError as e:  # too little history yet: said, tried again tomorrow
+        rep.notes.append(f"ETA backtest skipped: {e}")
+        return
+    acc = acc.with_columns(pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("evaluated_at"))
+    with transaction(con):
+        replace_table(con, "core.eta_accuracy", conform(acc, EtaAccuracyModel))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -394,11 +420,11 @@ def _notifications(con, settings: Settings, now: datetime, cfg: TrackingConfig, 
                         WHEN e.milestone = 'OUT_FOR_DELIVERY' THEN 'out_for_delivery'
                         WHEN e.milestone = 'DELIVERED' THEN 'delivered'
                         WHEN e.milestone = 'EXCEPTION' AND e.exception_subtype = 'FAILED_ATTEMPT' THEN 'failed_attempt'
-                   END AS kind, e.event_at AS at
+                   END AS kind, e.event_at AS t
             FROM core.tracking_events e
             WHERE e.milestone IN ('LABEL_CREATED', 'OUT_FOR_DELIVERY', 'DELIVERED', 'EXCEPTION')
         ), one AS (  -- one message per shipment and kind (the first event that tells it)
-            SELECT shipment_id, kind, arg_min(event_id, at) AS event_id, min(at) AS at FROM m
+            SELECT shipment_id, kind, arg_min(event_id, t) AS event_id, min(t) AS t FROM m
             WHERE kind IS NOT NULL GROUP BY ALL
             UNION ALL
             SELECT shipment_id, 'delayed', exception_id, opened_at FROM core.shipment_exceptions WHERE kind = 'LATE_RISK'
