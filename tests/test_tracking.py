@@ -129,3 +129,29 @@ def test_exceptions_and_notifications_are_kept_once(demo) -> None:
     after = (wh.read("SELECT count(*) AS n FROM ops.notifications")["n"][0],
              wh.read("SELECT count(*) AS n FROM core.shipment_exceptions")["n"][0])
     assert after == before
+
+
+def test_the_edi_channel_routes_status_messages_to_tracking(tmp_path) -> None:
+    """A file of 214s dropped in landing/edi goes to tracking (recorded, not captured as orders); again: a re-drop."""
+    from golden import demo_settings
+
+    from som_pipeline.services.channels import capture_channel
+    from som_pipeline.services.tracking import run_tracking
+    from som_pipeline.warehouse import Warehouse
+    from tests.conftest import FIXTURES
+
+    s = demo_settings(tmp_path)
+    wh = Warehouse(s.warehouse_path)
+    data = (FIXTURES / "tracking_events" / "edinet_x12.214.edi").read_bytes()
+    (s.landing_dir("edi") / "status.edi").write_bytes(data)
+    capture_channel("edi", wh, s, now=T)
+    assert [p.name for p in s.landing_dir("carrier_events").iterdir()] == ["edi-status.edi"]
+    row = wh.read("SELECT records_received, records_accepted, records_quarantined, archived_to FROM ops.ingest_files "
+                  "WHERE channel = 'edi'").row(0, named=True)
+    assert (row["records_received"], row["records_accepted"], row["records_quarantined"]) == (1, 1, 0)
+    run_tracking(wh, s, T)  # the event is not for a label of ours: it waits
+    assert wh.read("SELECT count(*) AS n FROM core.tracking_pending")["n"][0] == 1
+    (s.landing_dir("edi") / "again.edi").write_bytes(data)
+    capture_channel("edi", wh, s, now=T)
+    assert list(s.landing_dir("carrier_events").iterdir()) == []
+    assert wh.read("SELECT count(*) AS n FROM ops.ingest_redrops WHERE channel = 'edi'")["n"][0] == 1

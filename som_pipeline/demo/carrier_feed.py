@@ -5,7 +5,8 @@ carriers that differ, weekday effects, delays, failed attempts, lost parcels, du
 and writes the events the carriers have *sent* by the end of the window into ``landing/carrier_events/``:
 
 - B2B shipments (EDI, portal, sales reps): **X12 214** status messages (B10 with the tracking number, one LX/AT7
-  per status, time code UT), as a freight carrier's EDI feed;
+  per status, time code UT), as a freight carrier's EDI feed, into ``landing/edi/`` (the EDI channel routes 214s
+  to tracking);
 - channel shipments (Shopify, Amazon): **carrier-aggregator trackers** (EasyPost-style Tracker objects with their
   ``tracking_details``), and a few as ``tracker.updated`` webhook events;
 - one tracker for a parcel that is not ours (a carrier's mix-up: it waits in ``core.tracking_pending``).
@@ -63,8 +64,9 @@ def simulate_carrier_feed(home: Path, wh, start: datetime, hours: float, seed: i
     b2b = ev.filter(pl.col("channel").is_in(B2B))
     retail = ev.filter(~pl.col("channel").is_in(B2B))
     files = 0
+    edi = home / "landing" / "edi"  # the carriers' EDI mailbox: the EDI channel routes the 214s to tracking
     for (carrier,), g in b2b.group_by("carrier_id", maintain_order=True):
-        (d / f"214_{carrier}_{start:%Y%m%d}.edi").write_text(_x12_214(g, carrier, start), encoding="utf-8")
+        (edi / f"214_{carrier}_{start:%Y%m%d}.edi").write_text(_x12_214(g, carrier, start), encoding="utf-8")
         files += 1
     trackers = _trackers(retail)
     stray = {"object": "Tracker", "id": "trk_stray", "tracking_code": "1Z999AA10123456784", "carrier": "UPS",

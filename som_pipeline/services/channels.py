@@ -83,6 +83,7 @@ def capture_edi(wh: Warehouse, settings: Settings, b2b_url: str | None = None,
     used (in ops.edi_acks or an earlier file of this run), write a 997 (or a TA1 for a duplicate) per interchange."""
     from som_pipeline.ingest.x12 import flag_duplicate_interchanges, load_sku_rules, parse_x12
 
+    route_status_messages(wh, settings, now or datetime.now(UTC))
     sku_rules = load_sku_rules(settings.edi_partners_config)
     # the catalog and its aliases: a PO1 whose preferred id is a GTIN/UPC resolves to the SKU it stands for
     sku_rules = replace(sku_rules, catalog=frozenset(wh.read("SELECT sku FROM ref.products")["sku"]),
@@ -104,6 +105,50 @@ def capture_edi(wh: Warehouse, settings: Settings, b2b_url: str | None = None,
         return Prepared(flag_duplicate_interchanges(result, seen, lf.name))
 
     return capture_files(wh, settings, "edi", prepare=prepare, now=now, in_transaction=_edi_acks(settings))
+
+
+def route_status_messages(wh: Warehouse, settings: Settings, now: datetime) -> list[str]:
+    """The EDI channel routes by transaction set: a file in ``landing/edi`` whose sets are all 214 (carrier
+    shipment status) goes to tracking (``landing/carrier_events``), recorded in the ledger as the edi feed's file
+    with every set accepted and handed on (a re-drop is then recognised). 850s stay here; a file mixing 214s with
+    850s is captured here and its 214 sets are quarantined ``X12_UNSUPPORTED_SET`` (send status messages apart)."""
+    import os
+
+    from som_pipeline.feeds import FEEDS
+    from som_pipeline.hashing import sha256_text
+    from som_pipeline.ingest.common import DecodeError, decode_text
+    from som_pipeline.ingest.x12.tokenizer import X12Error, split_segments
+    from som_pipeline.services.landing import ledger_lookup, list_landing
+
+    moved = []
+    for lf in list_landing(settings.landing_dir("edi"), "edi", settings.landing_settle_s):
+        try:
+            data = lf.path.read_bytes()
+        except OSError:
+            continue
+        try:
+            text = decode_text(data)[0].lstrip("\ufeff")
+            sets = [seg.el(1) for seg in split_segments(text) if seg.id == "ST"]
+        except (DecodeError, X12Error):
+            continue  # unreadable: the capture quarantines it
+        if not sets or any(x != "214" for x in sets):
+            continue
+        sha = sha256_text(data)
+        dest = settings.landing_dir("carrier_events") / f"edi-{lf.name}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.part")
+        tmp.write_bytes(data)
+        with wh.transaction() as con:
+            if ledger_lookup(con, "edi", [sha]):
+                tmp.unlink(missing_ok=True)  # already routed once: the landing protocol settles the re-drop
+                continue
+            insert_frame(con, "ops.ingest_files", ledger_row(
+                lf.name, "edi", sha, lf.size, "utf-8", FEEDS["edi"].record_unit, len(sets), len(sets), 0, 0,
+                str(dest), now))
+        os.replace(tmp, dest)
+        lf.path.unlink(missing_ok=True)
+        moved.append(lf.name)
+    return moved
 
 
 def _edi_acks(settings: Settings) -> Callable:
