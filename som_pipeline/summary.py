@@ -68,6 +68,7 @@ def render_summary(s: Settings) -> str:
             bo = con.execute("SELECT count(*) AS lines, coalesce(sum(quantity), 0) AS units FROM core.backorders").pl()
             out.append(f"backorders: {bo['lines'][0]} lines, {bo['units'][0]} units (core.backorders)")
         out += _fulfilment(con)
+        out += _tracking(con)
         rp = con.execute(
             "SELECT priority, kind, sku, from_warehouse AS from_wh, to_warehouse AS to_wh, quantity, "
             "expected_stockout_date AS stockout FROM core.replenishment_plan ORDER BY priority, proposal_id LIMIT 8").pl()
@@ -127,5 +128,35 @@ def _fulfilment(con) -> list[str]:
     of = con.execute("SELECT status, count(*) AS orders FROM core.order_fulfilment GROUP BY 1 ORDER BY 2 DESC").pl()
     if of.height:
         out += ["orders by fulfilment status (core.order_fulfilment):", text_table(of, 10)]
+    return out
+
+
+def _tracking(con) -> list[str]:
+    """Where the shipments are, how late they may be, what needs a person, what the customers were told."""
+    if not con.execute("SELECT count(*) FROM core.shipment_status").fetchone()[0]:
+        return []
+    st = con.execute("SELECT milestone, count(*) AS shipments, round(avg(p_late), 2) AS avg_p_late, "
+                     "count(*) FILTER (WHERE open_exception IS NOT NULL) AS with_exception "
+                     "FROM core.shipment_status GROUP BY 1 ORDER BY 2 DESC").pl()
+    out = ["", "shipments by milestone (core.shipment_status; never backwards):", text_table(st, 10)]
+    ev = con.execute("SELECT source, count(*) AS events FROM core.tracking_events GROUP BY 1 ORDER BY 1").pl()
+    pend = con.execute("SELECT count(*) FROM core.tracking_pending").fetchone()[0]
+    out += [f"carrier events by source (core.tracking_events); {pend} waiting for a label (core.tracking_pending):",
+            text_table(ev, 10)]
+    acc = con.execute("SELECT carrier_id, service, n, round(coverage_p90, 3) AS p90_coverage, "
+                      "round(mae_p50_h, 1) AS mae_p50_h, round(mae_static_h, 1) AS mae_static_h "
+                      "FROM core.eta_accuracy ORDER BY carrier_id = '*', carrier_id, service").pl()
+    if acc.height:
+        out += ["ETA backtest (core.eta_accuracy; P90 coverage target 0.88-0.92, MAE vs the static transit table):",
+                text_table(acc, 12)]
+    ex = con.execute("SELECT kind, severity, owner_queue, count(*) FILTER (WHERE resolved_at IS NULL) AS open, "
+                     "count(*) FILTER (WHERE resolved_at IS NOT NULL) AS resolved FROM core.shipment_exceptions "
+                     "GROUP BY ALL ORDER BY 1").pl()
+    if ex.height:
+        out += ["shipment exceptions (core.shipment_exceptions):", text_table(ex, 10)]
+    nt = con.execute("SELECT kind, channel, language, count(*) AS messages FROM ops.notifications GROUP BY ALL "
+                     "ORDER BY 1, 2, 3").pl()
+    if nt.height:
+        out += ["customer notifications ($SOM_HOME/outbound/notifications/, ops.notifications):", text_table(nt, 20)]
     return out
 
