@@ -81,7 +81,7 @@ def test_events_attach_dedup_and_wait_for_unknown_labels(demo) -> None:
     s, wh, m = demo
     ev = wh.read("SELECT source, count(*) AS n FROM core.tracking_events GROUP BY 1")
     sources = dict(ev.rows())
-    assert sources["label"] > 0 and sources["x12_214"] > 0 and sources["easypost"] > 0
+    assert all(sources.get(k, 0) > 0 for k in ("label", "x12_214", "easypost", "shopify", "amazon")), sources
     files = wh.read("SELECT sum(records_received) AS r, sum(records_accepted) AS a, sum(records_quarantined) AS q "
                     "FROM ops.ingest_files WHERE channel = 'carrier_events'").row(0, named=True)
     assert files["r"] == files["a"] + files["q"] > 0

@@ -7,8 +7,9 @@ and writes the events the carriers have *sent* by the end of the window into ``l
 - B2B shipments (EDI, portal, sales reps): **X12 214** status messages (B10 with the tracking number, one LX/AT7
   per status, time code UT), as a freight carrier's EDI feed, into ``landing/edi/`` (the EDI channel routes 214s
   to tracking);
-- channel shipments (Shopify, Amazon): **carrier-aggregator trackers** (EasyPost-style Tracker objects with their
-  ``tracking_details``), and a few as ``tracker.updated`` webhook events;
+- Amazon's orders: Amazon's **SHIPMENT_TRACKING_MILESTONE_CHANGED** notifications; every 5th Shopify shipment:
+  Shopify **fulfillment events**; the other channel shipments: **carrier-aggregator trackers** (EasyPost-style
+  Tracker objects with their ``tracking_details``), a few as ``tracker.updated`` webhook events;
 - one tracker for a parcel that is not ours (a carrier's mix-up: it waits in ``core.tracking_pending``).
 
 It also writes ``reference/transit_history.parquet`` once: the carriers' delivered history of the months before
@@ -41,6 +42,7 @@ def simulate_carrier_feed(home: Path, wh, start: datetime, hours: float, seed: i
         sh = con.execute("""
             SELECT s.shipment_id, s.carrier_id, s.service, s.warehouse_id, s.shipped_at, s.order_id, o.channel,
                    (SELECT min(p.tracking_number) FROM core.packages p WHERE p.shipment_id = s.shipment_id) AS tn,
+                   (SELECT min(p.package_id) FROM core.packages p WHERE p.shipment_id = s.shipment_id) AS package_id,
                    coalesce(z.zone, zc.zone, 4) AS dest_zone, o.ship_to_city, o.ship_to_region, o.ship_to_country
             FROM core.shipments s JOIN core.orders o USING (order_id)
             LEFT JOIN ref.shipping_zones z ON z.warehouse_id = s.warehouse_id AND z.dest_country = o.ship_to_country
@@ -57,7 +59,8 @@ def simulate_carrier_feed(home: Path, wh, start: datetime, hours: float, seed: i
                                          "shipped_at"), seed)
     ev = ev.filter((pl.col("received_at") <= end) & (pl.col("event_at") <= end)
                    & (pl.col("milestone") != "LABEL_CREATED"))  # our own label is the first event
-    ev = ev.join(sh.select("shipment_id", "tn", "channel", "ship_to_city", "ship_to_region", "ship_to_country"),
+    ev = ev.join(sh.select("shipment_id", "tn", "package_id", "channel", "ship_to_city", "ship_to_region",
+                           "ship_to_country"),
                  on="shipment_id")
     d = home / "landing" / "carrier_events"
     d.mkdir(parents=True, exist_ok=True)
@@ -67,6 +70,20 @@ def simulate_carrier_feed(home: Path, wh, start: datetime, hours: float, seed: i
     edi = home / "landing" / "edi"  # the carriers' EDI mailbox: the EDI channel routes the 214s to tracking
     for (carrier,), g in b2b.group_by("carrier_id", maintain_order=True):
         (edi / f"214_{carrier}_{start:%Y%m%d}.edi").write_text(_x12_214(g, carrier, start), encoding="utf-8")
+        files += 1
+    # Amazon's own tracking notifications for its orders; Shopify's fulfillment events for every 5th Shopify
+    # shipment (the fulfillment id Shopify returned for the package's request is stood in by our package id)
+    amazon = retail.filter(pl.col("channel") == "amazon")
+    shop_ids = retail.filter(pl.col("channel") == "shopify").select("shipment_id").unique().sort("shipment_id")
+    shop_ev = retail.join(shop_ids.gather_every(5), on="shipment_id", how="semi")
+    retail = retail.join(amazon.select("shipment_id"), on="shipment_id", how="anti").join(
+        shop_ev.select("shipment_id"), on="shipment_id", how="anti")
+    for i, note in enumerate(_amazon(amazon)):
+        (d / f"amazon_{start:%Y%m%d}_{i:04d}.json").write_text(json.dumps(note, indent=1), encoding="utf-8")
+        files += 1
+    if shop_ev.height:
+        (d / f"shopify_events_{start:%Y%m%d}.json").write_text(json.dumps(_shopify(shop_ev), indent=1),
+                                                               encoding="utf-8")
         files += 1
     trackers = _trackers(retail)
     stray = {"object": "Tracker", "id": "trk_stray", "tracking_code": "1Z999AA10123456784", "carrier": "UPS",
@@ -133,6 +150,40 @@ def _trackers(ev: pl.DataFrame) -> list[dict]:
                     "carrier": s["carrier_id"][0], "status": last["status"], "status_detail": last["status_detail"],
                     "signed_by": "J. DOE" if last["status"] == "delivered" else None, "tracking_details": details})
     return out
+
+
+AMAZON_CODE = {"PICKED_UP": "SHIPPED", "OUT_FOR_DELIVERY": "OUT_FOR_DELIVERY", "DELIVERED": "DELIVERED"}
+SHOPIFY_CODE = {"PICKED_UP": "carrier_picked_up", "IN_TRANSIT": "in_transit", "OUT_FOR_DELIVERY": "out_for_delivery",
+                "DELIVERED": "delivered"}
+SHOPIFY_EXCEPTION = {"DELAY": "delayed", "FAILED_ATTEMPT": "attempted_delivery", "LOST": "failure"}
+
+
+def _amazon(ev: pl.DataFrame) -> list[dict]:
+    """One SHIPMENT_TRACKING_MILESTONE_CHANGED notification per shipment: its latest milestone and the history
+    (Amazon reports the milestones it knows: shipped, out for delivery, delivered)."""
+    out = []
+    for _sid, s in ev.filter(pl.col("milestone").is_in(list(AMAZON_CODE))).sort("event_at").group_by(
+            "shipment_id", maintain_order=True):
+        hist = [{"status": {"code": AMAZON_CODE[r["milestone"]]}, "occurredAt": r["event_at"].strftime(
+            "%Y-%m-%dT%H:%M:%SZ"), "location": {"address": {"city": r["ship_to_city"], "region": r["ship_to_region"],
+                                                            "countryCode": r["ship_to_country"]}}}
+                for r in s.iter_rows(named=True)]
+        out.append({"notificationVersion": "1.0", "notificationType": "SHIPMENT_TRACKING_MILESTONE_CHANGED",
+                    "payloadVersion": "2026-01-30", "eventTime": hist[-1]["occurredAt"],
+                    "payload": {"shipmentTrackingMilestoneChangedNotification": {"trackingDetail": {
+                        "identifier": {"aftn": s["tn"][0]}, "latestMilestone": hist[-1], "milestoneHistory": hist}}}})
+    return out
+
+
+def _shopify(ev: pl.DataFrame) -> dict:
+    rows = []
+    for i, r in enumerate(ev.sort("received_at", "event_at").iter_rows(named=True), 1):
+        status = (SHOPIFY_EXCEPTION.get(r["exception"], "delayed") if r["milestone"] == "EXCEPTION"
+                  else SHOPIFY_CODE[r["milestone"]])
+        rows.append({"id": 9_000_000 + i, "fulfillment_id": r["package_id"], "status": status, "message": None,
+                     "happened_at": r["event_at"].strftime("%Y-%m-%dT%H:%M:%SZ"), "city": r["ship_to_city"],
+                     "province": r["ship_to_region"], "country": r["ship_to_country"]})
+    return {"fulfillment_events": rows}
 
 
 def _history(home: Path, end: datetime, seed: int) -> int:

@@ -142,7 +142,7 @@ def _read_file(con, f, now: datetime, rep: TrackingReport):
         r = parsers.read_x12_214(data, f.name)
     elif b"fulfillment_event" in head:
         r = parsers.read_shopify_fulfillment_event(data, f.name)
-    elif b"ShipmentTrackingMilestone" in head or b"trackingMilestone" in head.lower() or b"NotificationType" in head:
+    elif b"shipmenttrackingmilestone" in head.lower():
         r = parsers.read_amazon_tracking_notification(data, f.name)
     else:
         r = parsers.read_tracker_json(data, f.name)
