@@ -36,6 +36,9 @@ class Step:
 
 # Tables summarised by the watermark of the stage that writes them (cheaper than hashing their rows).
 WATERMARKED = {"core.orders": "core_orders", "core.order_lines": "core_orders"}
+# Append-only tables summarised by their size and last posting number (never rewritten: that is all that changes;
+# hashing them would read the whole history and the run ids they carry)
+APPEND_ONLY = {"core.stock_ledger": "seq"}
 # Run-time stamps left out of an input's digest: when a reservation was made or lapses does not change what
 # allocation does with it (and would make the digest differ between equal tables).
 RUN_STAMPS = {"core.reservations": ("reserved_at", "expires_at")}
@@ -53,7 +56,9 @@ def inputs_fingerprint(con, step: Step, *extra: object) -> str:
     for t in sorted({*step.inputs, *step.feedback}):
         if t not in TABLES:
             raise KeyError(f"{t} is not a declared table")
-        if t in WATERMARKED:
+        if t in APPEND_ONLY:
+            row = con.execute(f"SELECT count(*), coalesce(max({APPEND_ONLY[t]}), 0) FROM {t}").fetchone()  # noqa: S608
+        elif t in WATERMARKED:
             row = con.execute("SELECT position, fingerprint FROM ops.watermarks WHERE consumer = ?",
                               [WATERMARKED[t]]).fetchone()
         elif t in RUN_STAMPS:  # the columns a reader acts on: not the run-time stamps
