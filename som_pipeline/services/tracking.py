@@ -158,16 +158,21 @@ def _attach(con, fresh: list, now: datetime, cfg: TrackingConfig, rep: TrackingR
              for _, r in fresh if r.events.height]
     pending = con.execute("SELECT * FROM core.tracking_pending").pl()
     cand = pl.concat([conform(p, TrackingPendingModel) for p in parts] + [pending]) if parts else pending
+    arrived = cand.height
     cand = cand.unique("event_id", keep="last", maintain_order=True)  # a pending one keeps its first_seen_at
+    repeats = arrived - cand.height  # the same event twice in this run's files (or already pending): counted once
     if pending.height:
         cand = cand.join(pending.select("event_id", pl.col("first_seen_at").alias("_fs")), on="event_id",
                          how="left").with_columns(pl.coalesce("_fs", "first_seen_at").alias("first_seen_at")).drop("_fs")
     with registered(con, cand.select("tracking_number", "shipment_ref").unique()) as c:
         keys = con.execute(f"""
-            SELECT DISTINCT c.tracking_number, c.shipment_ref, p.package_id, p.shipment_id FROM {c} c
+            SELECT c.tracking_number, c.shipment_ref, p.package_id, p.shipment_id FROM {c} c
             JOIN core.packages p ON p.tracking_number = c.tracking_number
-                 OR p.shipment_id = c.shipment_ref OR p.package_id = c.shipment_ref
-        """).pl()  # noqa: S608
+            UNION SELECT c.tracking_number, c.shipment_ref, p.package_id, p.shipment_id FROM {c} c
+            JOIN core.packages p ON p.shipment_id = c.shipment_ref
+            UNION SELECT c.tracking_number, c.shipment_ref, p.package_id, p.shipment_id FROM {c} c
+            JOIN core.packages p ON p.package_id = c.shipment_ref
+        """).pl()  # noqa: S608 (three equality joins: an OR of them would be a nested loop)
     by_tn = keys.filter(pl.col("tracking_number").is_not_null()).unique("tracking_number").select(
         "tracking_number", "package_id", "shipment_id")
     by_ref = keys.filter(pl.col("tracking_number").is_null()).unique("shipment_ref").select(
@@ -193,7 +198,7 @@ def _attach(con, fresh: list, now: datetime, cfg: TrackingConfig, rep: TrackingR
 
         write_quarantine(con, expired_q)
     rep.events_attached += new.height
-    rep.events_duplicate += found.height - new.height
+    rep.events_duplicate += found.height - new.height + repeats
     rep.pending = waiting.height
     rep.expired += too_old.height
     return new.select("shipment_id").unique()

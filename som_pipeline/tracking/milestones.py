@@ -297,7 +297,7 @@ CARRIERS: dict[str, str] = {
     "USPS": "USPS", "USPOSTALSERVICE": "USPS", "UNITEDSTATESPOSTALSERVICE": "USPS",
     "DHL": "DHL", "DHLEXPRESS": "DHL", "DHLECOMMERCE": "DHL", "DHLECOMMERCESOLUTIONS": "DHL",
     # SCACs of the parcel networks
-    "UPSN": "UPS", "FDEG": "FEDEX", "FDEN": "FEDEX", "FDE": "FEDEX",
+    "UPSN": "UPS", "FDEG": "FEDEX", "FDEN": "FEDEX", "FDE": "FEDEX", "DHLC": "DHL", "DHLG": "DHL", "DHXP": "DHL",
 }
 
 

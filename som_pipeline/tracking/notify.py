@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.mime.text import MIMEText
 from email.utils import format_datetime
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, StrictUndefined
 
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP  # readable text in the .eml, not base64
 KINDS = ("shipped", "out_for_delivery", "delivered", "delayed", "failed_attempt")
 QUIET_FROM, QUIET_UNTIL = 21, 8
 SENDER = "Order updates <orders@som.example>"
@@ -133,22 +138,29 @@ def not_before(at: datetime, tz: str) -> datetime:
     return datetime(day.year, day.month, day.day, QUIET_UNTIL, tzinfo=ZoneInfo(tz)).astimezone(at.tzinfo)
 
 
-def render(kind: str, lang: str, fields: dict) -> tuple[str, str]:
-    """``(subject, body)`` of ``kind`` in ``lang`` (unknown language: English)."""
+@cache
+def _compiled(kind: str, lang: str):
     subject, body = TEMPLATES.get(lang, TEMPLATES["en"])[kind]
-    return _ENV.from_string(subject).render(**fields), _ENV.from_string(body).render(**fields)
+    return _ENV.from_string(subject), _ENV.from_string(body)
+
+
+def render(kind: str, lang: str, fields: dict) -> tuple[str, str]:
+    """``(subject, body)`` of ``kind`` in ``lang`` (unknown language: English); each template compiled once."""
+    subject, body = _compiled(kind, lang)
+    return subject.render(**fields), body.render(**fields)
 
 
 def email(to: str, subject: str, body: str, at: datetime, key: str) -> str:
-    """An RFC 5322 message (``.eml`` text) with a stable Message-ID from the idempotency key."""
-    m = EmailMessage()
+    """An RFC 5322 message (``.eml`` text): UTF-8 body (quoted-printable), RFC 2047 subject, a stable Message-ID
+    from the idempotency key. Built with the compat32 classes: the default policy's header parsing cost ~0.8 ms a
+    message, 8x this (bench_tracking)."""
+    m = MIMEText(body, "plain", _UTF8_QP)
     m["From"] = SENDER
     m["To"] = to
-    m["Subject"] = subject
+    m["Subject"] = Header(subject, "utf-8")
     m["Date"] = format_datetime(at)
     m["Message-ID"] = f"<{key[:40]}@som.example>"  # stable: a rerun renders the same bytes
     m["X-Idempotency-Key"] = key
-    m.set_content(body)
     return m.as_string()
 
 
