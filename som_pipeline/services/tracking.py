@@ -415,8 +415,6 @@ def _exceptions(con, now: datetime, cfg: TrackingConfig, rep: TrackingReport) ->
 # 6. notifications
 # ------------------------------------------------------------------------------------------------
 def _notifications(con, settings: Settings, now: datetime, cfg: TrackingConfig, rep: TrackingReport) -> None:
-    from som_pipeline.services.fulfilment import _write_atomic
-    from som_pipeline.tracking import notify
 
     due = con.execute("""
         WITH m AS (
@@ -446,9 +444,20 @@ def _notifications(con, settings: Settings, now: datetime, cfg: TrackingConfig, 
         return
     due = due.with_columns(sha256_series(pl.concat_str([pl.col("shipment_id"), pl.col("kind"), pl.col("event_id")],
                                                        separator="|"), due).alias("notification_id"))
+    for batch in due.iter_slices(NOTIFY_BATCH):  # rendered, written and recorded a batch at a time (bounded memory)
+        _notify_batch(con, settings, batch, now, rep)
+
+
+NOTIFY_BATCH = 20_000
+
+
+def _notify_batch(con, settings: Settings, due: pl.DataFrame, now: datetime, rep: TrackingReport) -> None:
+    from som_pipeline.services.fulfilment import _write_atomic
+    from som_pipeline.tracking import notify
+
     out_dir = settings.home / "outbound" / "notifications"
     rows, files = [], []
-    for r in due.iter_rows(named=True):  # one message per row: rendering text, not a hot path
+    for r in due.iter_rows(named=True):  # one message per row: rendering text
         lang = notify.language(r["ship_to_country"])
         tz = notify.time_zone(r["ship_to_country"], r["ship_to_region"])
         email_to = r["customer_ref"] if r["customer_ref"] and "@" in r["customer_ref"] else None
