@@ -145,6 +145,9 @@ def route_status_messages(wh: Warehouse, settings: Settings, now: datetime) -> l
             insert_frame(con, "ops.ingest_files", ledger_row(
                 lf.name, "edi", sha, lf.size, "utf-8", FEEDS["edi"].record_unit, len(sets), len(sets), 0, 0,
                 str(dest), now))
+        # complete (written whole, renamed) and as old as the file that arrived: it is not left to settle, and it
+        # keeps its arrival order among the carrier events
+        os.utime(tmp, ns=(lf.mtime_ns, lf.mtime_ns))
         os.replace(tmp, dest)
         lf.path.unlink(missing_ok=True)
         moved.append(lf.name)
