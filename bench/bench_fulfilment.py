@@ -43,17 +43,11 @@ filtering the whole frames per shipment).
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
-import json
 import os
-import pstats
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -63,12 +57,13 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from phases import MARK, emit, measured, settings_for, warehouse_for  # noqa: E402, F401 (bench/ is on sys.path)
+from phases import child as _child  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)  # 05:00 NJ, 02:00 CA, 04:00 TX, 11:00 NL: before every cutoff
 FLOOR_AT = NOW + timedelta(hours=1)
-MARK = "@@BENCH@@ "
 
 WAREHOUSES = [  # id, name, country, region, postal, lat, lon, capacity, cutoff, tz, handling
     ("WH-NJ", "East Coast DC (Edison, NJ)", "US", "NJ", "08837", 40.5187, -74.3496, 4200, dtime(15), "America/New_York", "3.50"),
@@ -101,65 +96,18 @@ CATEGORIES = ["Cleaning", "Safety & PPE", "Lighting", "Electrical", "Office", "B
 # ------------------------------------------------------------------------------------------------
 # measuring
 # ------------------------------------------------------------------------------------------------
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-@contextmanager
-def measured(out: dict, key: str, profile: bool = False):
-    """Times the block into ``out[key]``: seconds, RSS before (MB), sampled peak RSS (MB)."""
-    peak = [_rss_mb()]
-    base = peak[0]
-    stop = threading.Event()
-
-    def sample():
-        while not stop.wait(0.02):
-            peak[0] = max(peak[0], _rss_mb())
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    prof = cProfile.Profile() if profile else None
-    t0 = time.perf_counter()
-    if prof:
-        prof.enable()
-    try:
-        yield
-    finally:
-        if prof:
-            prof.disable()
-        dt = time.perf_counter() - t0
-        stop.set()
-        th.join()
-        peak[0] = max(peak[0], _rss_mb())
-        out[key] = {"s": dt, "base_mb": base, "peak_sampled_mb": peak[0]}
-        if prof:
-            for order in ("tottime", "cumulative"):
-                buf = io.StringIO()
-                pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(order).print_stats(15)
-                print(f"\n===== cProfile {key}: top 15 by {order} =====\n{buf.getvalue()}", file=sys.stderr)
 
 
 def maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
 
 
-def emit(d: dict) -> None:
-    print(MARK + json.dumps(d, default=str), flush=True)
 
 
-def settings_for(home: Path):
-    from som_pipeline.config import Settings
-
-    s = Settings(home=home, b2b_db_url=f"sqlite:///{home / 'b2b.sqlite'}", landing_settle_s=0.0)
-    s.ensure_dirs()
-    return s
 
 
-def warehouse_for(settings):
-    from som_pipeline.warehouse import Warehouse
-
-    return Warehouse(settings.warehouse_path, lock_timeout_s=60, memory_limit=settings.duckdb_memory_limit)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -674,16 +622,11 @@ def phase_verify(home: Path) -> dict:
 # ------------------------------------------------------------------------------------------------
 # driver
 # ------------------------------------------------------------------------------------------------
+
+
 def child(phase: str, home: Path, args: list[str]) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_phase", phase, "--_home", str(home), *args]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-    out = [ln for ln in p.stdout.splitlines() if ln.startswith(MARK)]
-    rest = [ln for ln in p.stdout.splitlines() if not ln.startswith(MARK)]
-    if rest:
-        print("\n".join(rest))
-    if p.returncode or not out:
-        sys.exit(f"phase {phase} failed (exit {p.returncode})")
-    return json.loads(out[-1][len(MARK):])
+    """This script's ``phase`` in a child process of its own (``phases.child``)."""
+    return _child(__file__, phase, home, args)
 
 
 def main() -> int:
@@ -779,3 +722,4 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
