@@ -49,7 +49,6 @@ import shutil
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from decimal import Decimal
@@ -59,6 +58,7 @@ import numpy as np
 import polars as pl
 from phases import MARK, emit, measured, settings_for, warehouse_for  # noqa: E402, F401 (bench/ is on sys.path)
 from phases import child as _child  # noqa: E402
+from phases import step_timers as _step_timers  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -432,34 +432,10 @@ STEPS = {  # (module, function) timed inside a phase (cumulative seconds, calls)
 }
 
 
-@contextmanager
+
+
 def step_timers(phase: str, out: dict):
-    """Wrap the service's steps to time them (the wrappers only count; restored afterwards)."""
-    import importlib
-
-    saved = []
-    for mod_name, fn in STEPS[phase]:
-        mod = importlib.import_module(mod_name)
-        f = getattr(mod, fn, None)
-        if f is None:
-            continue
-        acc = out.setdefault(fn, {"s": 0.0, "calls": 0})
-
-        def wrapped(*a, _f=f, _acc=acc, **k):
-            t0 = time.perf_counter()
-            try:
-                return _f(*a, **k)
-            finally:
-                _acc["s"] += time.perf_counter() - t0
-                _acc["calls"] += 1
-
-        setattr(mod, fn, wrapped)
-        saved.append((mod, fn, f))
-    try:
-        yield
-    finally:
-        for mod, fn, f in saved:
-            setattr(mod, fn, f)
+    return _step_timers(STEPS[phase], out)
 
 
 def phase_release(home: Path, profile: bool) -> dict:

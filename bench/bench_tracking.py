@@ -59,7 +59,6 @@ import shutil
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -68,6 +67,7 @@ import numpy as np
 import polars as pl
 from phases import MARK, emit, measured, settings_for, warehouse_for  # noqa: E402, F401 (bench/ is on sys.path)
 from phases import child as _child  # noqa: E402
+from phases import step_timers as _step_timers  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -117,35 +117,6 @@ STEPS = [  # (module, function) timed inside a run (cumulative seconds, calls); 
 ]
 
 
-@contextmanager
-def step_timers(out: dict):
-    """Wrap the service's steps to time them (the wrappers only count; restored afterwards). Nested steps
-    (``_lanes`` inside ``_eta``...) are timed inside their caller's time too."""
-    import importlib
-
-    saved = []
-    for mod_name, fn in STEPS:
-        mod = importlib.import_module(mod_name)
-        f = getattr(mod, fn, None)
-        if f is None:
-            continue
-        acc = out.setdefault(fn, {"s": 0.0, "calls": 0})
-
-        def wrapped(*a, _f=f, _acc=acc, **k):
-            t0 = time.perf_counter()
-            try:
-                return _f(*a, **k)
-            finally:
-                _acc["s"] += time.perf_counter() - t0
-                _acc["calls"] += 1
-
-        setattr(mod, fn, wrapped)
-        saved.append((mod, fn, f))
-    try:
-        yield
-    finally:
-        for mod, fn, f in saved:
-            setattr(mod, fn, f)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -153,6 +124,10 @@ def step_timers(out: dict):
 # ------------------------------------------------------------------------------------------------
 def money(cents) -> pl.Series:
     return (pl.Series(cents).cast(pl.Int64).cast(pl.Decimal(38, 2)) / 100).cast(pl.Decimal(18, 2))
+
+
+def step_timers(out: dict):
+    return _step_timers(STEPS, out)
 
 
 def reference() -> dict[str, pl.DataFrame]:

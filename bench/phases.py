@@ -88,3 +88,34 @@ def child(script: str, phase: str, home: Path, args: list[str]) -> dict:
     if p.returncode or not out:
         sys.exit(f"phase {phase} failed (exit {p.returncode})")
     return json.loads(out[-1][len(MARK):])
+
+
+@contextmanager
+def step_timers(steps, out: dict):
+    """Wrap ``steps`` (module, function name) to time them into ``out`` (the wrappers only count; restored
+    afterwards; a step a module no longer has is skipped). Nested steps are timed inside their caller's time too."""
+    import importlib
+
+    saved = []
+    for mod_name, fn in steps:
+        mod = importlib.import_module(mod_name)
+        f = getattr(mod, fn, None)
+        if f is None:
+            continue
+        acc = out.setdefault(fn, {"s": 0.0, "calls": 0})
+
+        def wrapped(*a, _f=f, _acc=acc, **k):
+            t0 = time.perf_counter()
+            try:
+                return _f(*a, **k)
+            finally:
+                _acc["s"] += time.perf_counter() - t0
+                _acc["calls"] += 1
+
+        setattr(mod, fn, wrapped)
+        saved.append((mod, fn, f))
+    try:
+        yield
+    finally:
+        for mod, fn, f in saved:
+            setattr(mod, fn, f)
