@@ -427,7 +427,7 @@ def _counts(con) -> dict:
 STEPS = {  # (module, function) timed inside a phase (cumulative seconds, calls); a missing name is skipped
     "release": [("som_pipeline.services.fulfilment", f) for f in ("_stop_tasks", "_release", "_statuses")],
     "floor": [("som_pipeline.services.fulfilment", f) for f in ("_take_scans", "_ship", "_shippable", "_confirmations",
-                                                                "_write_atomic", "_statuses")]
+                                                                "write_atomic", "_statuses")]
              + [("som_pipeline.fulfilment.packing", "pack_shipments")],
 }
 

@@ -113,7 +113,7 @@ STEPS = [  # (module, function) timed inside a run (cumulative seconds, calls); 
     ("som_pipeline.tracking.parsers", "read_x12_214"), ("som_pipeline.tracking.parsers", "read_tracker_json"),
     ("som_pipeline.tracking.eta", "fit_transit"), ("som_pipeline.tracking.eta", "predict"),
     ("som_pipeline.tracking.eta", "backtest"), ("som_pipeline.tracking.notify", "render"),
-    ("som_pipeline.services.fulfilment", "_write_atomic"),
+    ("som_pipeline.services.landing", "write_atomic"),
 ]
 
 

@@ -126,6 +126,8 @@ def route_status_messages(wh: Warehouse, settings: Settings, now: datetime) -> l
             data = lf.path.read_bytes()
         except OSError:
             continue
+        if b"214" not in data:  # no status message can be in it: left to the capture, not tokenized twice
+            continue
         try:
             text = decode_text(data)[0].lstrip("\ufeff")
             sets = [seg.el(1) for seg in split_segments(text) if seg.id == "ST"]

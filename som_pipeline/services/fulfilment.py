@@ -48,7 +48,7 @@ from som_pipeline.schemas import (
     from_rows,
 )
 from som_pipeline.services import Step
-from som_pipeline.services.landing import archive, incoming
+from som_pipeline.services.landing import archive, incoming, write_atomic
 from som_pipeline.services.stock import (
     balances,
     barcode_map,
@@ -370,7 +370,7 @@ def _ship(con, settings: Settings, now: datetime, run_id: str, cfg: FulfilmentCo
     # the files first, then the commit that records them: a run killed in between left files a rerun rewrites
     # (same shipments, same paths); a document recorded always has its file
     for path, text in files:
-        _write_atomic(path, text)
+        write_atomic(path, text)
     with transaction(con):
         insert_frame(con, "core.shipments", shipments)
         insert_frame(con, "core.shipment_lines", slines)
@@ -527,8 +527,8 @@ def _portal_writeback(settings: Settings, shipments: pl.DataFrame, lines: pl.Dat
     rows = (shipments.join(tn, on="shipment_id").join(ln, on="shipment_id")
             .select("shipment_id", pl.col("channel_order_ref").alias("order_number"), pl.col("carrier_id").alias("carrier"),
                     "service", "shipped_at", pl.col("n").alias("packages"), "tracking_numbers",
-                    pl.col("lines").list.eval(pl.element().struct.json_encode()).list.join(",")
-                    .map_elements(lambda x: f"[{x}]", return_dtype=pl.String).alias("lines")))
+                    pl.concat_str([pl.lit("["), pl.col("lines").list.eval(pl.element().struct.json_encode())
+                                   .list.join(","), pl.lit("]")]).alias("lines")))
     try:
         engine = sa.create_engine(settings.b2b_db_url)
         with engine.begin() as conn:
@@ -583,7 +583,7 @@ def _manifests(con, settings: Settings, now: datetime, rep: FulfilmentReport) ->
                      "sha256": sha256_text(text.encode()), "written_at": now})
         files.append((path, text))
     for path, text in files:  # written before they are recorded (see _ship)
-        _write_atomic(path, text)
+        write_atomic(path, text)
     with transaction(con):
         insert_frame(con, "ops.outbound_documents", from_rows(OutboundDocumentModel, rows))
     rep.documents += len(rows)
@@ -601,19 +601,6 @@ def _fulfillment_orders(order_ref: str, lines: pl.DataFrame) -> list[dict]:
              for r in lines.iter_rows(named=True) if str(r.get("channel_line_ref") or "").isdigit()]
     fo_id = int(order_ref) if str(order_ref).isdigit() else 1
     return [{"id": fo_id, "status": "open", "assigned_location_id": None, "line_items": items}]
-
-
-def _cols(con, table: str) -> set[str]:
-    schema, name = table.split(".")
-    return {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
-                                      [schema, name]).fetchall()}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -297,6 +297,14 @@ def reland_if_grown(f: NewFile) -> bool:
     return True
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write an outbound file whole: a temporary name beside it, then an atomic rename (a reader never sees half)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def archive(f: NewFile) -> Path:
     """After the file's transaction committed: move it to its archive path."""
     return move_to(f.lf.path, f.dest)

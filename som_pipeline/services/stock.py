@@ -137,10 +137,9 @@ def _post_snapshot(con, now: datetime, run_id: str, rep: StockReport) -> None:
     snap = con.execute("SELECT warehouse_id, sku, on_hand, as_of FROM ref.inventory").pl()
     with registered(con, snap.select("warehouse_id", "sku", "as_of")) as s:
         at_count = con.execute(  # every pair the ledger knows, with its on-hand at the count's time
-            "SELECT l.warehouse_id, l.sku, coalesce(sum(l.qty_delta) FILTER (WHERE l.occurred_at <= s.as_of AND "  # noqa: S608
-            "l.kind IN ('opening', 'receipt', 'transfer_in', 'transfer_out', 'return_receipt', 'scrap', 'adjustment', "
-            f"'ship')), 0)::BIGINT AS on_hand FROM core.stock_ledger l JOIN {s} s USING (warehouse_id, sku) GROUP BY ALL"
-        ).pl()
+            "SELECT m.warehouse_id, m.sku, coalesce(last(m.qty_after ORDER BY m.occurred_at, m.seq) "  # noqa: S608
+            "FILTER (WHERE m.occurred_at <= s.as_of), 0)::BIGINT AS on_hand "
+            f"FROM core.v_stock_movements m JOIN {s} s USING (warehouse_id, sku) GROUP BY ALL").pl()
     moves = ledger.cycle_count(snap, at_count, snapshot_id=f"snapshot:{sha[:16]}", recorded_at=now, run_id=run_id)
     with transaction(con):
         post(con, moves)

@@ -281,10 +281,11 @@ def _lanes(con, ids: pl.DataFrame, now: datetime) -> pl.DataFrame:
             LEFT JOIN ref.shipping_zones zc ON zc.warehouse_id = s.warehouse_id AND zc.dest_country = o.ship_to_country
                  AND zc.dest_region = '*'
         """).pl()  # noqa: S608
-    offs = {(c, r): now.astimezone(ZoneInfo(time_zone(c, r))).utcoffset().total_seconds() / 3600
-            for c, r in z.select("c", "r").unique().iter_rows()}
-    return z.with_columns(pl.struct("c", "r").map_elements(lambda x: offs[(x["c"], x["r"])], return_dtype=pl.Float64)
-                          .alias("utc_offset_h")).drop("c", "r")
+    places = z.select("c", "r").unique()  # a handful of destinations: their offset now, joined back
+    offs = places.with_columns(pl.Series("utc_offset_h", [
+        now.astimezone(ZoneInfo(time_zone(c, r))).utcoffset().total_seconds() / 3600 for c, r in places.iter_rows()],
+        dtype=pl.Float64))
+    return z.join(offs, on=["c", "r"], how="left", nulls_equal=True).drop("c", "r")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -397,7 +398,8 @@ def _exceptions(con, now: datetime, cfg: TrackingConfig, rep: TrackingReport) ->
     resolved = (was_open.join(st.select("shipment_id"), on="shipment_id", how="semi")
                 .join(now_true.select("exception_id"), on="exception_id", how="anti")
                 .with_columns(pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("resolved_at")))
-    reopened = con.execute("SELECT exception_id FROM core.shipment_exceptions WHERE resolved_at IS NOT NULL").pl()
+    reopened = select_keys(con, "core.shipment_exceptions", opened.select("exception_id"),
+                           "exception_id, resolved_at").filter(pl.col("resolved_at").is_not_null())
     opened = opened.with_columns(  # a problem that comes back opens again under a new id (history kept)
         pl.when(pl.col("exception_id").is_in(reopened["exception_id"].implode()))
         .then(pl.format("{}:{}", pl.col("exception_id"), pl.lit(now.strftime("%Y%m%dT%H%M%S"))))
@@ -426,11 +428,14 @@ def _notifications(con, settings: Settings, now: datetime, cfg: TrackingConfig, 
                    END AS kind, e.event_at AS t
             FROM core.tracking_events e
             WHERE e.milestone IN ('LABEL_CREATED', 'OUT_FOR_DELIVERY', 'DELIVERED', 'EXCEPTION')
+              -- only the shipments this run gave events to: the others were told when theirs arrived
+              AND e.shipment_id IN (SELECT shipment_id FROM core.tracking_events WHERE recorded_at = $now)
         ), one AS (  -- one message per shipment and kind (the first event that tells it)
             SELECT shipment_id, kind, arg_min(event_id, t) AS event_id, min(t) AS t FROM m
             WHERE kind IS NOT NULL GROUP BY ALL
             UNION ALL
-            SELECT shipment_id, 'delayed', exception_id, opened_at FROM core.shipment_exceptions WHERE kind = 'LATE_RISK'
+            SELECT shipment_id, 'delayed', exception_id, opened_at FROM core.shipment_exceptions
+            WHERE kind = 'LATE_RISK' AND opened_at = $now
         )
         SELECT one.*, s.order_id, s.carrier_id, st.eta_p90, st.promised_date, st.signed_by, st.delivered_at,
                o.ship_to_name, o.ship_to_country, o.ship_to_region, o.customer_ref, o.channel,
@@ -439,7 +444,7 @@ def _notifications(con, settings: Settings, now: datetime, cfg: TrackingConfig, 
         FROM one JOIN core.shipments s USING (shipment_id) JOIN core.orders o ON o.order_id = s.order_id
         LEFT JOIN core.shipment_status st ON st.shipment_id = one.shipment_id
         WHERE NOT EXISTS (SELECT 1 FROM ops.notifications n WHERE n.shipment_id = one.shipment_id AND n.kind = one.kind)
-    """).pl()
+    """, {"now": now}).pl()
     if due.height == 0:
         return
     due = due.with_columns(sha256_series(pl.concat_str([pl.col("shipment_id"), pl.col("kind"), pl.col("event_id")],
@@ -452,7 +457,7 @@ NOTIFY_BATCH = 20_000
 
 
 def _notify_batch(con, settings: Settings, due: pl.DataFrame, now: datetime, rep: TrackingReport) -> None:
-    from som_pipeline.services.fulfilment import _write_atomic
+    from som_pipeline.services.landing import write_atomic
     from som_pipeline.tracking import notify
 
     out_dir = settings.home / "outbound" / "notifications"
@@ -479,7 +484,7 @@ def _notify_batch(con, settings: Settings, due: pl.DataFrame, now: datetime, rep
                      "not_before": notify.not_before(now, tz), "path": str(path), "created_at": now})
         files.append((path, text))
     for path, text in files:  # written before they are recorded (as the fulfilment documents)
-        _write_atomic(path, text)
+        write_atomic(path, text)
     with transaction(con):
         insert_frame(con, "ops.notifications", conform(pl.DataFrame(rows), NotificationModel))
     rep.notifications += len(rows)
