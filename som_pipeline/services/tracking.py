@@ -164,21 +164,23 @@ def _attach(con, fresh: list, now: datetime, cfg: TrackingConfig, rep: TrackingR
     if pending.height:
         cand = cand.join(pending.select("event_id", pl.col("first_seen_at").alias("_fs")), on="event_id",
                          how="left").with_columns(pl.coalesce("_fs", "first_seen_at").alias("first_seen_at")).drop("_fs")
-    with registered(con, cand.select("tracking_number", "shipment_ref").unique()) as c:
-        keys = con.execute(f"""
-            SELECT c.tracking_number, c.shipment_ref, p.package_id, p.shipment_id FROM {c} c
-            JOIN core.packages p ON p.tracking_number = c.tracking_number
-            UNION SELECT c.tracking_number, c.shipment_ref, p.package_id, p.shipment_id FROM {c} c
-            JOIN core.packages p ON p.shipment_id = c.shipment_ref
-            UNION SELECT c.tracking_number, c.shipment_ref, p.package_id, p.shipment_id FROM {c} c
-            JOIN core.packages p ON p.package_id = c.shipment_ref
-        """).pl()  # noqa: S608 (three equality joins: an OR of them would be a nested loop)
-    by_tn = keys.filter(pl.col("tracking_number").is_not_null()).unique("tracking_number").select(
-        "tracking_number", "package_id", "shipment_id")
-    by_ref = keys.filter(pl.col("tracking_number").is_null()).unique("shipment_ref").select(
-        "shipment_ref", pl.col("package_id").alias("_p"), pl.col("shipment_id").alias("_s"))
+    # a tracking number names one package; an event without one names its package or shipment by reference
+    # (a shipment-level event has no package). Equality joins only: each key matches at most one row.
+    with registered(con, cand.select("tracking_number").drop_nulls().unique()) as t:
+        by_tn = con.execute(f"SELECT p.tracking_number, p.package_id, p.shipment_id FROM core.packages p "  # noqa: S608
+                            f"SEMI JOIN {t} USING (tracking_number)").pl()
+    with registered(con, cand.filter(pl.col("tracking_number").is_null()).select("shipment_ref").drop_nulls()
+                    .unique()) as r:
+        by_ref = con.execute(f"""
+            SELECT r.shipment_ref, p.package_id AS _p, p.shipment_id AS _s FROM {r} r
+            JOIN core.packages p ON p.package_id = r.shipment_ref
+            UNION ALL SELECT r.shipment_ref, NULL, s.shipment_id FROM {r} r
+            JOIN core.shipments s ON s.shipment_id = r.shipment_ref
+        """).pl()  # noqa: S608
+    no_tn = pl.col("tracking_number").is_null()
     m = cand.join(by_tn, on="tracking_number", how="left").join(by_ref, on="shipment_ref", how="left").with_columns(
-        pl.coalesce("shipment_id", "_s").alias("shipment_id"), pl.coalesce("package_id", "_p").alias("package_id"))
+        pl.coalesce("shipment_id", pl.when(no_tn).then(pl.col("_s"))).alias("shipment_id"),
+        pl.coalesce("package_id", pl.when(no_tn).then(pl.col("_p"))).alias("package_id"))
     found = m.filter(pl.col("shipment_id").is_not_null())
     known = select_keys(con, "core.tracking_events", found.select("event_id"), "event_id")
     new = found.join(known, on="event_id", how="anti").with_columns(
