@@ -132,6 +132,51 @@ def test_fallback_levels_when_cells_are_thin():
     assert model.filter(pl.col("level") == "lane", pl.col("dest_zone") == "7").height == 0
 
 
+def test_kaplan_meier_quantiles_of_censored_values():
+    # 0.1 observed (S = 3/4), 0.2 censored, 0.3 observed with two at risk (S = 3/8), 0.4 observed (S = 0)
+    u, ev = np.array([0.4, 0.2, 0.1, 0.3]), np.array([True, False, True, True])
+    assert E._km_quantiles(u, ev, np.array([0.2, 0.25, 0.5, 0.625, 0.7, 1.0])).tolist() == [
+        0.1, 0.1, 0.3, 0.3, 0.4, 0.4]
+    # all censored above 0.5: the upper levels are never reached -> 1
+    assert E._km_quantiles(np.array([0.1, 0.6, 0.7]), np.array([True, False, False]),
+                           np.array([0.3, 0.9])).tolist() == [0.1, 1.0]
+    # no censoring: the empirical quantiles
+    x = np.random.default_rng(1).random(1001)
+    assert np.allclose(E._km_quantiles(x, np.ones(x.size, bool), np.array([0.5, 0.9])),
+                       np.quantile(x, [0.5, 0.9], method="inverted_cdf"))
+
+
+def _drifted(n: int = 30_000, slow_from_day: float = 52.0, factor: float = 1.6) -> pl.DataFrame:
+    """Log-normal transits over 60 days; shipments from ``slow_from_day`` on take ``factor`` x as long."""
+    h = _lognormal_history(n)
+    slow = pl.col("shipped_at") >= T0 + timedelta(days=slow_from_day)
+    return h.with_columns(pl.when(slow).then(pl.col("shipped_at") + (pl.col("delivered_at") - pl.col("shipped_at"))
+                                             * factor).otherwise(pl.col("delivered_at")).alias("delivered_at"))
+
+
+def test_calibration_catches_a_slowdown_and_is_the_identity_when_the_model_holds():
+    as_of = T0 + timedelta(days=58)
+    cover = {}
+    for name, hist in (("steady", _lognormal_history(30_000)), ("slowed", _drifted())):
+        test = E.milestone_at(hist, as_of)
+        for cd in (0.0, 7.0):
+            cfg = E.EtaConfig(operating_days={"X": "1111111"}, calib_days=cd)
+            model = E.fit_transit(hist, cfg, as_of=as_of, open_=test)
+            cal = model.filter(pl.col("level") == "calibration")
+            assert cal.height == (2 if cd else 0)  # carrier x service and the all-carrier map
+            pred = E.predict(test, model, as_of, cfg).join(test.select("shipment_id", "delivered_at"),
+                                                           on="shipment_id")
+            cover[name, cd] = (pred["delivered_at"] <= pred["eta_p90"]).mean()
+            if cd and name == "steady":
+                assert cal["p90"].to_list() == pytest.approx([0.9, 0.9], abs=0.03)
+            if cd and name == "slowed":
+                assert cal["p90"].min() > 0.95
+    assert cover["steady", 7.0] == pytest.approx(cover["steady", 0.0], abs=0.03)
+    assert cover["slowed", 0.0] < 0.75 < 0.85 < cover["slowed", 7.0]
+    # without the open shipments there is no calibration (recent deliveries alone are the fast ones)
+    assert E.fit_transit(_drifted(), ALL_DAYS, as_of=as_of).filter(pl.col("level") == "calibration").height == 0
+
+
 def test_predictions_monotone_and_progress_narrows(sim_history, sim_model):
     now = datetime(2026, 11, 11, 15, tzinfo=UTC)
     open_ = E.milestone_at(sim_history, now)
@@ -196,7 +241,7 @@ def test_state_update_is_incremental_and_idempotent(sim_history):
     whole = E.update_state(known.head(0), known, as_of)
     assert state.equals(again) and state.equals(whole)
     assert state["delivered_at"].min() >= as_of - timedelta(days=E.EtaConfig().train_window_days)
-    assert E.fit_transit(state).equals(E.fit_transit(sim_history, as_of=as_of))
+    assert E.fit_transit(state, as_of=as_of).equals(E.fit_transit(sim_history, as_of=as_of))
 
 
 # --- the simulator -------------------------------------------------------------------------------------------

@@ -316,11 +316,19 @@ def _eta(con, now: datetime, cfg: TrackingConfig, rep: TrackingReport) -> None:
     if hist.height == 0:
         rep.notes.append("no delivered history yet (state.transit_observations, ref.transit_history): no ETA")
         return
-    fitted = model.fit_transit(hist, as_of=now)
     q = (open_.select("shipment_id", "carrier_id", "service", "milestone", "milestone_at", "promised_date")
          .join(_lanes(con, open_.select("shipment_id"), now), on="shipment_id", how="left")
-         .join(select_keys(con, "core.shipments", open_.select("shipment_id"), "shipment_id, warehouse_id"),
-               on="shipment_id").rename({"warehouse_id": "origin_warehouse"}))
+         .join(select_keys(con, "core.shipments", open_.select("shipment_id"),
+                           "shipment_id, warehouse_id AS origin_warehouse, shipped_at"), on="shipment_id"))
+    with registered(con, open_.select("shipment_id")) as k:  # the open ones' milestone times: censored evidence
+        times = con.execute(f"""
+            SELECT shipment_id,
+                   min(event_at) FILTER (WHERE milestone = 'PICKED_UP') AS picked_up_at,
+                   min(event_at) FILTER (WHERE milestone = 'IN_TRANSIT') AS in_transit_at,
+                   min(event_at) FILTER (WHERE milestone = 'OUT_FOR_DELIVERY') AS out_for_delivery_at
+            FROM core.tracking_events SEMI JOIN {k} USING (shipment_id) GROUP BY shipment_id""").pl()  # noqa: S608
+    q = q.join(times, on="shipment_id", how="left")
+    fitted = model.fit_transit(hist, as_of=now, open_=q)
     pred = model.predict(q, fitted, now).select("shipment_id", "eta_p50", "eta_p90", "p_late",
                                                  pl.col("model_level").alias("eta_model"))
     rows = open_.drop("eta_p50", "eta_p90", "p_late", "eta_model").join(pred, on="shipment_id", how="left")
