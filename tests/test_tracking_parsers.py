@@ -477,6 +477,24 @@ def test_amazon_example():
     assert e["location"].endswith("/trackingDetail/milestoneHistory/0")
 
 
+def test_amazon_shipping_v2_event_codes_in_any_case():
+    doc = amazon_doc()
+    td = doc["payload"]["shipmentTrackingMilestoneChangedNotification"]["trackingDetail"]
+    codes_ = ["ReadyForReceive", "PickupDone", "ArrivedAtCarrierFacility", "DELIVERY_ATTEMPTED", "out-for-delivery",
+              "Undeliverable", "AvailableForPickup"]
+    td["latestMilestone"] = None
+    td["milestoneHistory"] = [{"status": {"code": c}, "occurredAt": f"2026-06-1{i}T10:00:00Z"}
+                              for i, c in enumerate(codes_)]
+    tf = check(read_amazon_tracking_notification(jbytes(doc), "v2.json"))
+    assert tf.rejected.height == 0
+    assert tf.events.select("milestone", "exception_subtype").rows() == [
+        (M.LABEL_CREATED, None), (M.PICKED_UP, None), (M.IN_TRANSIT, None), (M.EXCEPTION, "FAILED_ATTEMPT"),
+        (M.OUT_FOR_DELIVERY, None), (M.EXCEPTION, "ADDRESS_ISSUE"), (M.AVAILABLE_FOR_PICKUP, None)]
+    assert tf.events["carrier_code"].to_list() == codes_  # the carrier's own code is kept as sent
+    assert [M.amazon_key(c) for c in ("PickupDone", "PICKUP_DONE", "pickup done", None)] == [
+        "PICKUP_DONE", "PICKUP_DONE", "PICKUP_DONE", None]
+
+
 def test_amazon_schema_file_is_not_a_notification():
     data = (FIX / "amazon_ShipmentTrackingMilestoneChangedNotification.schema.json").read_bytes()
     tf = check(read_amazon_tracking_notification(data, "schema.json"))

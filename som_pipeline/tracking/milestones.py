@@ -35,6 +35,7 @@ Where the tables come from
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 import polars as pl
@@ -276,7 +277,9 @@ SHOPIFY_STATUS: dict[str, Mapped] = {
 }
 
 # ------------------------------------------------------------------------------------------------
-# Amazon SHIPMENT_TRACKING_MILESTONE_CHANGED status.code (the codes the schema's example shows)
+# Amazon tracking codes, compared as UPPER_SNAKE (:func:`amazon_key`): the SHIPMENT_TRACKING_MILESTONE_CHANGED
+# status.code values of the schema's example, and the Amazon Shipping API v2 tracking EventCode values
+# (ReadyForReceive, PickupDone, ...; documented with getTracking) that the same feeds carry
 # ------------------------------------------------------------------------------------------------
 AMAZON_STATUS: dict[str, Mapped] = {
     "ORDER_PREPARING": _m(INFO, "Order is preparing to ship"),  # before any carrier scan
@@ -284,7 +287,31 @@ AMAZON_STATUS: dict[str, Mapped] = {
     "SHIPPED": _m(PICKED_UP, "Shipment has departed origin"),
     "OUT_FOR_DELIVERY": _m(OUT_FOR_DELIVERY, "Shipment is out for delivery"),
     "DELIVERED": _m(DELIVERED, "Shipment delivered"),
+    # Amazon Shipping v2 EventCode
+    "READY_FOR_RECEIVE": _m(LABEL_CREATED, "Ready for the carrier to receive"),
+    "PICKUP_DONE": _m(PICKED_UP, "Picked up by the carrier"),
+    "PICKUP_CANCELLED": _m(EXCEPTION, "Pickup cancelled", DELAY),
+    "ARRIVED_AT_CARRIER_FACILITY": _m(IN_TRANSIT, "Arrived at a carrier facility"),
+    "DEPARTED": _m(IN_TRANSIT, "Departed a carrier facility"),
+    "IN_TRANSIT": _m(IN_TRANSIT, "In transit"),
+    "DELIVERY_ATTEMPTED": _m(EXCEPTION, "Delivery attempted", FAILED_ATTEMPT),
+    "AVAILABLE_FOR_PICKUP": _m(AVAILABLE_FOR_PICKUP, "Available for pickup"),
+    "UNDELIVERABLE": _m(EXCEPTION, "Undeliverable", ADDRESS_ISSUE),
+    "REJECTED": _m(EXCEPTION, "Rejected by the recipient", RETURN_TO_SENDER),
+    "RETURN_INITIATED": _m(EXCEPTION, "Return to sender initiated", RETURN_TO_SENDER),
+    "LOST": _m(EXCEPTION, "Lost", LOST),
+    "DAMAGED": _m(EXCEPTION, "Damaged", DAMAGED),
+    "DELAYED": _m(EXCEPTION, "Delayed", DELAY),
 }
+
+
+def amazon_key(code: str | None) -> str | None:
+    """An Amazon tracking code as its mapping key: UPPER_SNAKE whether it came as ``PickupDone``,
+    ``PICKUP_DONE`` or ``pickup-done``."""
+    if code is None:
+        return None
+    c = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", code.strip())
+    return re.sub(r"[\s\-]+", "_", c).upper() or None
 
 # ------------------------------------------------------------------------------------------------
 # Carriers: SCACs and names as sources send them -> UPS / FEDEX / USPS / DHL (else kept as given)

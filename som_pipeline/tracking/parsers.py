@@ -88,6 +88,7 @@ from som_pipeline.tracking.milestones import (
     EXCEPTION,
     X12_APPOINTMENT_KEY,
     X12_AT7_REASON,
+    amazon_key,
     code_table,
     easypost_key,
     normalise_carrier,
@@ -725,7 +726,7 @@ def _amazon_rows(n: dict[str, Any], ptr: str, cands: list[dict[str, Any]], rejec
             when = get_text(m, "occurredAt", q)
             problem = ("MISSING_FIELD", "the milestone has no status code") if code is None else None
             cands.append(_cand(
-                source="amazon", carrier=AMAZON_CARRIER, tracking_number=aftn, shipment_ref=None, key=code,
+                source="amazon", carrier=AMAZON_CARRIER, tracking_number=aftn, shipment_ref=None, key=amazon_key(code),
                 carrier_code=f"{code}/{sub}" if sub else code, carrier_text=get_text(st, "description", f"{q}/status"),
                 event_ts=when, event_local=when, location_city=_loc_text(addr.get("city")),
                 location_region=_loc_text(addr.get("region")) or _loc_text(addr.get("stateOrRegion")),
