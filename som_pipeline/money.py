@@ -69,3 +69,24 @@ def parse_int(s: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     value = pl.when(present & literal).then(digits).otherwise(None).cast(pl.Int64, strict=False)
     ok = ~present | (literal & value.is_not_null())
     return value, ok
+
+
+def to_cents(x: pl.Expr) -> pl.Expr:
+    """A MONEY amount as integer cents (Int64), exactly."""
+    return (x.cast(pl.Decimal(38, 2)) * 100).cast(pl.Int64)
+
+
+def cents_to_money(cents: pl.Expr) -> pl.Expr:
+    """Integer cents -> Decimal(18, 2), exactly."""
+    from decimal import Decimal
+
+    return (cents.cast(pl.Decimal(38, 0)) * pl.lit(Decimal("0.01"), dtype=pl.Decimal(38, 2))).cast(MONEY)
+
+
+def share_cents(total_cents: pl.Expr, part: pl.Expr, whole: pl.Expr) -> pl.Expr:
+    """``total_cents x part / whole`` rounded half away from zero to a cent, in integer arithmetic (exact; ``whole``
+    > 0). Used cumulatively (share(c1) - share(c0)) the pieces of a total always add up to it."""
+    n = total_cents * part
+    w = whole.cast(pl.Int64)
+    return pl.when(n >= 0).then((2 * n + w) // (2 * w)).otherwise(-((-2 * n + w) // (2 * w)))
+

@@ -35,7 +35,7 @@ from som_pipeline.allocation.options import (
     eager,
 )
 from som_pipeline.allocation.solver import Problem, SolveReport, plan_cost, solve
-from som_pipeline.money import MONEY
+from som_pipeline.money import cents_to_money
 from som_pipeline.schemas import AllocationModel, BackorderModel, conform, polars_schema
 
 ALLOCATION_SCHEMA = polars_schema(AllocationModel)
@@ -49,11 +49,6 @@ class AllocationResult:
     allocations: pl.DataFrame
     backorders: pl.DataFrame
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def cents_to_money(cents: pl.Expr) -> pl.Expr:
-    """Integer cents -> Decimal(18, 2), exactly."""
-    return (cents.cast(pl.Decimal(38, 0)) * pl.lit(Decimal("0.01"), dtype=pl.Decimal(38, 2))).cast(MONEY)
 
 
 def e4_to_cents(v: pl.Expr) -> pl.Expr:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 
 from som_pipeline.config import Settings
 
@@ -485,3 +486,25 @@ def load_tpch(home: Path | str, *, sf: float = 0.01, days: int = 1, end_date: da
 
 
 __all__ = ["DEFAULT_END_DATE", "NATIONS", "TpchError", "TpchLoad", "generate", "load_tpch", "sf_text"]
+
+
+def lineitem_invoice_todo(lineitem: Path) -> pl.DataFrame:
+    """TPC-H line items as invoice work (:func:`som_pipeline.billing.invoicing.price_lines`' input): every line
+    item one B2B order line shipped whole and invoiced. Its extended price is the order line's amount, its discount
+    a rate (discount_amount = round(rate x amount), as capture computes it), its tax a table rate; the Q1 columns
+    (l_returnflag, l_linestatus, l_shipdate) ride along."""
+    from som_pipeline.money import MONEY, RATE
+
+    li = pl.scan_parquet(lineitem).with_columns(
+        pl.col("l_extendedprice").cast(MONEY), pl.col("l_discount").cast(RATE), pl.col("l_tax").cast(RATE))
+    return li.select(
+        pl.col("l_orderkey").cast(pl.String).alias("shipment_id"), pl.col("l_orderkey").cast(pl.String).alias("order_id"),
+        pl.col("l_linenumber").cast(pl.Int64).alias("line_no"), pl.col("l_quantity").cast(pl.Int64).alias("quantity"),
+        pl.col("l_quantity").cast(pl.Int64).alias("ordered_qty"), pl.lit(0, pl.Int64).alias("prior_qty"),
+        pl.col("l_shipdate").cast(pl.Datetime("us")).alias("basis_at"), pl.col("l_extendedprice").alias("line_amount"),
+        (pl.col("l_extendedprice").cast(pl.Decimal(38, 2)) * pl.col("l_discount").cast(pl.Decimal(38, 6)))
+        .round(2, mode="half_away_from_zero").cast(MONEY).alias("discount_amount"),
+        pl.col("l_discount").alias("discount_rate"), pl.lit("table").alias("tax_source"),
+        pl.lit(0).cast(MONEY).alias("tax_amount"), pl.col("l_tax").alias("tax_rate"),
+        pl.lit(False).alias("prices_include_tax"), "l_returnflag", "l_linestatus", "l_shipdate").collect()
+
