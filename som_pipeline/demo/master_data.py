@@ -883,6 +883,7 @@ def build_reference(seed: int, start: date, end: date) -> Reference:
     tables["carrier_rates"] = rate_rows
     tables["shipping_zones"] = zone_rows
     tables["open_items"] = open_items
+    _billing_tables(tables, customers, start)
 
     # --- deliberately bad rows (every REF_* reason, 5 rows in all) -----------------------------
     bad: list[dict[str, Any]] = []
@@ -914,6 +915,59 @@ def build_reference(seed: int, start: date, end: date) -> Reference:
     return Reference(start=start, end=end, products=products, customers=customers, prices=prices,
                      price_gens=gens, promotions=promo_rows, warehouses=warehouses, inventory=inventory,
                      carriers=carriers, open_items=open_items, tables=tables, bad_rows=bad, special=special)
+
+
+# ------------------------------------------------------------------------------------------------
+# Billing reference data
+# ------------------------------------------------------------------------------------------------
+#: States that tax shipping charges when the goods are taxable (the demo's simplification of the real rules).
+SHIPPING_TAXED_STATES = ("NY", "NJ", "TX", "GA", "WA", "MN", "TN", "OH", "CO")
+B2B_CHANNELS = ("edi", "b2b_portal", "csv")
+
+
+def iban(country: str, bban: str) -> str:
+    """An IBAN with valid ISO 13616 check digits (mod 97) for ``bban`` (letters and digits)."""
+    digits = "".join(str(int(ch, 36)) for ch in (bban + country + "00").upper())
+    return f"{country}{98 - int(digits) % 97:02d}{bban}"
+
+
+def _billing_tables(tables: dict[str, list[dict[str, Any]]], customers: dict[str, Customer], start: date) -> None:
+    """ref.tax_rates (the rates capture uses, per state / country, goods and -- where taxed -- shipping; a city
+    surcharge by postal prefix), ref.billing_policies (prepaid consumer channels, B2B on shipment; one EDI customer
+    billed on delivery), ref.legal_entities, ref.customer_bank_accounts (every B2B customer's paying account)."""
+    since = date(start.year - 1, 1, 1)
+    rows = []
+    for st, rate in sorted(US_STATE_TAX.items()):
+        rows.append({"jurisdiction": f"US-{st}", "country": "US", "region": st, "postal_prefix": "*",
+                     "tax_class": "standard", "rate": rate, "valid_from": since, "valid_to": None})
+        if st in SHIPPING_TAXED_STATES:
+            rows.append({**rows[-1], "tax_class": "shipping"})
+    rows.append({"jurisdiction": "US (other states)", "country": "US", "region": "*", "postal_prefix": "*",
+                 "tax_class": "standard", "rate": "0.07", "valid_from": since, "valid_to": None})
+    for c, rate in sorted(COUNTRY_TAX.items()):
+        for cls in ("standard", "shipping"):  # VAT / GST follows the goods onto the shipping charge
+            rows.append({"jurisdiction": c, "country": c, "region": "*", "postal_prefix": "*", "tax_class": cls,
+                         "rate": rate, "valid_from": since, "valid_to": None})
+    tables["tax_rates"] = rows
+    edi_customers = sorted(c.customer_id for c in customers.values() if "edi" in c.channels)
+    tables["billing_policies"] = [
+        {"channel": ch, "customer_id": "*", "basis": "shipment", "prepaid": ch in ("shopify", "amazon"),
+         "legal_entity": "US01"} for ch in ("amazon", "b2b_portal", "csv", "edi", "shopify")
+    ] + [{"channel": "edi", "customer_id": cid, "basis": "delivery", "prepaid": False, "legal_entity": "US01"}
+         for cid in edi_customers[:1]]
+    tables["legal_entities"] = [{"legal_entity": "US01", "name": "SOM Trading Inc.",
+                                 "address": "100 Commerce Way, Austin, TX 78701, US", "tax_id": "US-EIN 74-1234567",
+                                 "edi_id": "SOMTRADING"}]
+    accounts = []
+    for k, c in enumerate(sorted(customers.values(), key=lambda c: c.customer_id)):
+        if not set(c.channels) & set(B2B_CHANNELS):
+            continue
+        bank = ("SOMB", "CITI", "WFBI", "BOFA")[k % 4]
+        country = c.country if c.country in COUNTRY_TAX else "GB" if c.country != "US" else "US"
+        acct = (iban(country, f"{bank}{k * 7919 % 10**8:08d}{k:06d}") if country != "US"
+                else f"{('021000021', '121000248', '026009593', '011000138')[k % 4]}{k * 104729 % 10**10:010d}")
+        accounts.append({"account": acct, "customer_id": c.customer_id, "holder_name": c.name.upper()})
+    tables["customer_bank_accounts"] = accounts
 
 
 # ------------------------------------------------------------------------------------------------

@@ -58,6 +58,25 @@ from som_pipeline.schemas.base import (
     polars_schema,
     validate,
 )
+from som_pipeline.schemas.billing import (
+    AROpenItemModel,
+    BankLineModel,
+    BankStatementModel,
+    BillingPolicyModel,
+    CreditNoteLineModel,
+    CreditNoteModel,
+    CustomerBankAccountModel,
+    CustomerCreditModel,
+    DocumentNumberModel,
+    InvoiceLineModel,
+    InvoiceModel,
+    LegalEntityModel,
+    PaymentAllocationModel,
+    PaymentModel,
+    PaymentSuspenseModel,
+    TaxRateModel,
+    WriteOffModel,
+)
 from som_pipeline.schemas.capture import (
     AmazonHeaderModel,
     AmazonItemsModel,
@@ -176,6 +195,10 @@ REFERENCE_TABLES: dict[str, type[pa.DataFrameModel]] = {
     "bin_locations": BinLocationModel,
     "cartons": CartonModel,
     "transit_history": TransitHistoryModel,
+    "tax_rates": TaxRateModel,
+    "billing_policies": BillingPolicyModel,
+    "legal_entities": LegalEntityModel,
+    "customer_bank_accounts": CustomerBankAccountModel,
 }
 
 TABLES: dict[str, type[pa.DataFrameModel]] = {
@@ -224,6 +247,19 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "core.shipment_status": ShipmentStatusModel,
     "core.eta_accuracy": EtaAccuracyModel,
     "core.shipment_exceptions": ShipmentExceptionModel,
+    # billing
+    "core.invoices": InvoiceModel,
+    "core.invoice_lines": InvoiceLineModel,
+    "core.credit_notes": CreditNoteModel,
+    "core.credit_note_lines": CreditNoteLineModel,
+    "core.bank_statements": BankStatementModel,
+    "core.bank_lines": BankLineModel,
+    "core.payments": PaymentModel,
+    "core.payment_allocations": PaymentAllocationModel,
+    "core.payment_suspense": PaymentSuspenseModel,
+    "core.customer_credits": CustomerCreditModel,
+    "core.write_offs": WriteOffModel,
+    "core.ar_open_items": AROpenItemModel,
     # state: derived statistics over history, updated per run for what changed
     "state.daily_demand": DailyDemandModel,
     "state.forecast_fits": ForecastFitModel,
@@ -242,6 +278,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "ops.pending_partitions": PendingPartitionModel,
     "ops.outbound_documents": OutboundDocumentModel,
     "ops.notifications": NotificationModel,
+    "ops.document_numbers": DocumentNumberModel,
     # reference
     **{f"ref.{name}": model for name, model in REFERENCE_TABLES.items()},
 }
@@ -271,6 +308,11 @@ __all__ = [
     # tracking
     "MILESTONES", "EXCEPTION_SUBTYPES", "TrackingEventModel", "TrackingPendingModel", "ShipmentStatusModel",
     "TransitObservationModel", "TransitHistoryModel", "EtaAccuracyModel", "ShipmentExceptionModel", "NotificationModel",
+    # billing
+    "TaxRateModel", "BillingPolicyModel", "LegalEntityModel", "CustomerBankAccountModel", "InvoiceModel",
+    "InvoiceLineModel", "CreditNoteModel", "CreditNoteLineModel", "BankStatementModel", "BankLineModel", "PaymentModel",
+    "PaymentAllocationModel", "PaymentSuspenseModel", "CustomerCreditModel", "WriteOffModel", "AROpenItemModel",
+    "DocumentNumberModel",
     # ops
     "RECORD_KINDS", "QuarantineModel", "IngestFileModel", "IngestRedropModel", "LandingWaitingModel", "EdiAckModel",
     "B2BWatermarkModel", "AmazonPendingModel", "WatermarkModel",

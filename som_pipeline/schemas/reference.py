@@ -69,6 +69,7 @@ class ProductModel(_Strict):
     hazmat: bool = _f("Hazardous material (no air shipping).")
     fragile: bool = _f("Fragile: packed padded, only with fragile items (a file without the column: not fragile).",
                        nullable=True)
+    tax_class: str = _f("Tax class for ref.tax_rates (null: 'standard').", nullable=True)
     restricted_countries: str = _f("Countries the item may not ship to, '|'-separated ISO-2 codes.", nullable=True)
     substitutes: str = _f("Acceptable substitute SKUs in order of preference, '|'-separated.", nullable=True)
     active: bool = _f("Orderable.")

@@ -22,6 +22,7 @@ from som_pipeline.schemas import (
 )
 from som_pipeline.services import Step, inputs_fingerprint
 from som_pipeline.services.anomaly import anomaly_state_for_run, write_anomaly_state
+from som_pipeline.services.billing import receivables
 from som_pipeline.services.capture import write_quarantine
 from som_pipeline.services.landing import archive, incoming, ledger_row
 from som_pipeline.validation import ValidationConfig, load_config
@@ -46,7 +47,8 @@ STATE_TABLES = ("core.order_status", "core.order_holds", "core.reservations", "c
 VALIDATION = Step(
     reads=("core.orders", "core.order_lines", *(f"ref.{t}" for t in REF_TABLES), "core.stock_ledger", *STATE_TABLES),
     writes=(*STATE_TABLES, "core.validation_results", "core.order_events"),
-    feedback=("core.shipment_lines", "core.pick_tasks"),
+    # what later stages left: shipped units and short picks (stock), our receivables (the credit check)
+    feedback=("core.shipment_lines", "core.pick_tasks", "core.ar_open_items", "core.invoices"),
 )
 
 
@@ -117,7 +119,7 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
         orders = select_keys(con, "core.orders", ids)
         lines = select_keys(con, "core.order_lines", ids)
         ref = Reference(*(read_table(con, f"ref.{t}") for t in REF_TABLES[:4]), stock_for_reservations(con),
-                        read_table(con, "ref.open_items"))
+                        receivables(con))
         anomaly = anomaly_state_for_run(con, cfg)  # the anomaly baselines' state: only the groups touched
         state = State(*(select_keys(con, t, ids) for t in STATE_TABLES[:4]), anomaly=anomaly.history)
         others = _kept_approved_elsewhere(con, ids, cfg)
@@ -188,8 +190,11 @@ def _kept_approved_elsewhere(con, ids: pl.DataFrame, cfg: ValidationConfig) -> O
     SKU, committed credit per customer (not prepaid), promo uses -- summed in SQL, as the workflow would."""
     history = "o.order_date >= ?" if cfg.history_before else "?::DATE IS NULL"
     with registered(con, ids) as given:
-        sql = ("CREATE OR REPLACE TEMP TABLE _kept AS SELECT o.order_id, o.customer_id, o.order_total, "  # noqa: S608
+        # an order's committed credit is what is not invoiced yet: an invoice is in the receivables instead
+        sql = ("CREATE OR REPLACE TEMP TABLE _kept AS SELECT o.order_id, o.customer_id, "  # noqa: S608
+               "greatest(o.order_total - coalesce(i.invoiced, 0), 0)::DECIMAL(18, 2) AS order_total, "
                "o.payment_status, o.promo_code FROM core.orders o JOIN core.order_status s USING (order_id) "
+               "LEFT JOIN (SELECT order_id, sum(total) AS invoiced FROM core.invoices GROUP BY 1) i USING (order_id) "
                f"WHERE s.status = ? AND s.version = o.version AND o.cancelled_at IS NULL AND {history} "
                f"AND o.order_id NOT IN (SELECT order_id FROM {given})")
         con.execute(sql, [APPROVED, cfg.history_before])

@@ -1,0 +1,541 @@
+"""Billing service: shipments -> invoices (and their documents), channel captures and bank payments -> matched to
+invoices, credit notes, and the receivables the credit check reads.
+
+One run, each step over what is new since the last (the cost follows the run's new work):
+
+1. **Opening balances**: ``ref.open_items`` rows not yet in ``core.ar_open_items`` enter it (kind ``opening``).
+2. **Invoices** (``billing.invoicing``): every shipment without an invoice whose policy says it is due (basis
+   ``shipment``: shipped; ``delivery``: tracking's ``delivered_at``) gets one, priced by the module's rules,
+   numbered gapless per legal entity and year inside the transaction that posts it (``ops.document_numbers``).
+   A shipment that cannot be billed yet (an unpriced line, no tax rate for a table-taxed line) waits, said in the
+   report. Documents: a PDF per invoice in ``outbound/invoices/``, an X12 810 per EDI invoice in
+   ``outbound/edi/`` -- written before the commit that records them (``ops.outbound_documents``), so a killed run
+   leaves files a rerun rewrites identically (same numbers: the counters were not advanced).
+3. **Credit notes**: an invoiced order the channel cancelled gets its uncredited units credited (CANCELLATION).
+4. **Channel captures**: a prepaid order (policy ``prepaid`` and the channel says paid) records its capture as a
+   payment (``CAP-<order>``, uncleared until its payout is banked) and applies it to its invoices (PREPAYMENT);
+   what is not applied yet is held for the customer (``core.customer_credits``, PREPAYMENT_HELD).
+5. **Receivables**: the open items touched this run are recomputed from invoices, credit notes, allocations and
+   write-offs (``core.ar_open_items``: residual and payment state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+
+from som_pipeline.billing.invoicing import (
+    credit_lines,
+    invoice_totals,
+    number_documents,
+    price_lines,
+    shipping_lines,
+)
+from som_pipeline.config import Settings
+from som_pipeline.hashing import sha256_series
+from som_pipeline.money import MONEY
+from som_pipeline.schemas import (
+    AROpenItemModel,
+    CreditNoteLineModel,
+    CreditNoteModel,
+    CustomerCreditModel,
+    InvoiceLineModel,
+    InvoiceModel,
+    OutboundDocumentModel,
+    PaymentAllocationModel,
+    PaymentModel,
+    conform,
+    from_rows,
+)
+from som_pipeline.services import Step
+from som_pipeline.services.landing import write_atomic
+from som_pipeline.warehouse import Warehouse, insert_frame, registered, replace_keys, select_keys, transaction
+
+BILLING = Step(
+    reads=("core.shipments", "core.shipment_lines", "core.orders", "core.order_lines", "core.shipment_status",
+           "ref.products", "ref.customers", "ref.tax_rates", "ref.billing_policies", "ref.legal_entities",
+           "ref.customer_bank_accounts", "ref.open_items",
+           "core.invoices", "core.invoice_lines", "core.credit_notes", "core.credit_note_lines", "core.payments",
+           "core.payment_allocations", "core.customer_credits", "core.write_offs", "core.ar_open_items",
+           "ops.document_numbers"),
+    writes=("core.invoices", "core.invoice_lines", "core.credit_notes", "core.credit_note_lines", "core.payments",
+            "core.payment_allocations", "core.customer_credits", "core.write_offs", "core.ar_open_items"),
+    appends=("ops.document_numbers", "ops.outbound_documents"),
+)
+
+#: Channels whose orders carry the channel's own tax (Shopify tax_lines, Amazon ItemTax).
+CHANNEL_TAX = ("shopify", "amazon")
+
+
+@dataclass(frozen=True)
+class BillingConfig:
+    """Defaults where ``ref.billing_policies`` / ``ref.legal_entities`` say nothing (documented in docs/billing.md)."""
+
+    legal_entity: str = "US01"
+    prepaid_channels: tuple[str, ...] = ("shopify", "amazon")
+    prepaid_statuses: tuple[str, ...] = ("paid",)
+    seller_name: str = "SOM Trading Inc."
+    seller_address: str = "100 Commerce Way, Austin, TX 78701, US"
+
+
+@dataclass
+class BillingReport:
+    invoices: int = 0
+    invoice_lines: int = 0
+    invoiced_total: dict[str, str] = field(default_factory=dict)
+    waiting: int = 0
+    credit_notes: int = 0
+    captures: int = 0
+    documents: int = 0
+    open_items: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def as_metadata(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "notes"}
+
+
+def run_billing(wh: Warehouse, settings: Settings, now: datetime, cfg: BillingConfig | None = None) -> BillingReport:
+    cfg = cfg or BillingConfig()
+    rep = BillingReport()
+    with wh.connect() as con:
+        touched = [_opening_items(con, now)]
+        touched.append(_invoice(con, settings, now, cfg, rep))
+        touched.append(_cancellations(con, settings, now, cfg, rep))
+        touched.append(_captures(con, now, cfg, rep))
+        _refresh_ar(con, pl.concat(touched).unique(), now, rep)
+    return rep
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. opening balances
+# ------------------------------------------------------------------------------------------------
+def _opening_items(con, now: datetime) -> pl.DataFrame:
+    new = con.execute("""
+        SELECT invoice_id AS item_id FROM ref.open_items o
+        WHERE NOT EXISTS (SELECT 1 FROM core.ar_open_items a WHERE a.item_id = o.invoice_id)""").pl()
+    return new
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. invoices
+# ------------------------------------------------------------------------------------------------
+def policies(con, orders: pl.DataFrame, cfg: BillingConfig) -> pl.DataFrame:
+    """``order_id, basis, prepaid, legal_entity`` for ``orders`` (order_id, channel, customer_id, payment_status):
+    the customer's own policy row, else its channel's ('*'), else the defaults. ``prepaid`` also needs the channel
+    to say the order is paid."""
+    pol = con.execute("SELECT * FROM ref.billing_policies").pl()
+    own = pol.filter(pl.col("customer_id") != "*").select("channel", "customer_id", *[
+        pl.col(c).alias(f"_c_{c}") for c in ("basis", "prepaid", "legal_entity")])
+    chan = pol.filter(pl.col("customer_id") == "*").select("channel", *[
+        pl.col(c).alias(f"_h_{c}") for c in ("basis", "prepaid", "legal_entity")])
+    o = (orders.join(own, on=["channel", "customer_id"], how="left")
+         .join(chan, on="channel", how="left"))
+    paid = pl.col("payment_status").str.to_lowercase().is_in(list(cfg.prepaid_statuses)).fill_null(False)
+    return o.select(
+        "order_id",
+        pl.coalesce("_c_basis", "_h_basis", pl.lit("shipment")).alias("basis"),
+        (pl.coalesce("_c_prepaid", "_h_prepaid", pl.col("channel").is_in(list(cfg.prepaid_channels))) & paid)
+        .alias("prepaid"),
+        pl.coalesce("_c_legal_entity", "_h_legal_entity", pl.lit(cfg.legal_entity)).alias("legal_entity"))
+
+
+def _candidates(con, cfg: BillingConfig) -> pl.DataFrame:
+    """Shipments without an invoice, with their order's billing policy and the date that makes them due."""
+    sh = con.execute("""
+        SELECT s.shipment_id, s.order_id, s.ship_date, s.shipped_at, st.delivered_at,
+               o.channel, o.customer_id, o.payment_status, o.currency
+        FROM core.shipments s JOIN core.orders o USING (order_id)
+        LEFT JOIN core.shipment_status st USING (shipment_id)
+        WHERE NOT EXISTS (SELECT 1 FROM core.invoices i WHERE i.shipment_id = s.shipment_id)""").pl()
+    if sh.height == 0:
+        return sh
+    pol = policies(con, sh.select("order_id", "channel", "customer_id", "payment_status").unique("order_id"), cfg)
+    sh = sh.join(pol, on="order_id", how="left")
+    by_delivery = pl.col("basis") == "delivery"
+    return (sh.filter(~by_delivery | pl.col("delivered_at").is_not_null())
+            .with_columns(pl.when(by_delivery).then(pl.col("delivered_at").dt.date()).otherwise(pl.col("ship_date"))
+                          .alias("invoice_date"),
+                          pl.when(by_delivery).then(pl.col("delivered_at")).otherwise(pl.col("shipped_at"))
+                          .alias("basis_at")))
+
+
+def tax_rate_lookup(rates: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` (country, region, postal_code, tax_class, on: Date) with ``rate`` and ``jurisdiction``: the most
+    specific ``ref.tax_rates`` row valid on the date -- a postal prefix (the longest) over the region over the
+    country ('*')."""
+    r = rates.with_columns(
+        pl.when(pl.col("postal_prefix") != "*").then(10 + pl.col("postal_prefix").str.len_chars())
+        .when(pl.col("region") != "*").then(1).otherwise(0).alias("_spec"))
+    keyed = rows.with_row_index("_row")
+    cand = (keyed.join(r, left_on=["country", "tax_class"], right_on=["country", "tax_class"], how="inner")
+            .filter((pl.col("region_right") == "*") | (pl.col("region_right") == pl.col("region")),
+                    (pl.col("postal_prefix") == "*")
+                    | pl.col("postal_code").fill_null("").str.starts_with(pl.col("postal_prefix")),
+                    pl.col("valid_from") <= pl.col("on"),
+                    pl.col("valid_to").is_null() | (pl.col("valid_to") >= pl.col("on")))
+            .sort("_row", "_spec", "valid_from", descending=[False, True, True])
+            .unique("_row", keep="first")
+            .select("_row", "rate", "jurisdiction"))
+    return keyed.join(cand, on="_row", how="left").drop("_row")
+
+
+def _invoice(con, settings: Settings, now: datetime, cfg: BillingConfig, rep: BillingReport) -> pl.DataFrame:
+    todo = _candidates(con, cfg)
+    if todo.height == 0:
+        return pl.DataFrame(schema={"item_id": pl.String})
+    ids = todo.select("shipment_id")
+    sl = select_keys(con, "core.shipment_lines", ids, "shipment_id, order_id, line_no, sku, quantity")
+    orders_ = todo.select("order_id").unique()
+    ol = select_keys(con, "core.order_lines", orders_)
+    o = select_keys(con, "core.orders", orders_)
+    with registered(con, orders_) as k:
+        prior = con.execute(f"""
+            SELECT l.order_id, l.order_line_no AS line_no, sum(l.quantity)::BIGINT AS prior_qty
+            FROM core.invoice_lines l SEMI JOIN {k} USING (order_id) WHERE l.kind = 'item' GROUP BY ALL""").pl()  # noqa: S608
+        shipping_billed = con.execute(f"""
+            SELECT DISTINCT order_id FROM core.invoice_lines SEMI JOIN {k} USING (order_id)
+            WHERE kind = 'shipping'""").pl()  # noqa: S608
+    products = con.execute("SELECT sku, name, tax_class FROM ref.products").pl()
+    lines = (sl.join(todo.select("shipment_id", "basis_at", "invoice_date"), on="shipment_id")
+             .join(ol.select("order_id", "line_no", pl.col("quantity").alias("ordered_qty"), "unit_price",
+                             "line_amount", "discount_amount", "discount_rate", "tax_amount",
+                             pl.col("tax_rate").alias("_line_rate"), "description", "item_kind"),
+                   on=["order_id", "line_no"], how="left")
+             .join(o.select("order_id", "channel", "prices_include_tax", pl.col("ship_to_country").alias("country"),
+                            pl.col("ship_to_region").alias("region"), pl.col("ship_to_postal_code")
+                            .alias("postal_code")), on="order_id", how="left")
+             .join(prior, on=["order_id", "line_no"], how="left")
+             .join(products.select("sku", "tax_class", pl.col("name").alias("_pname")), on="sku", how="left")
+             .with_columns(pl.col("prior_qty").fill_null(0),
+                           pl.col("tax_class").fill_null("standard"),
+                           pl.when(pl.col("channel").is_in(CHANNEL_TAX)).then(pl.lit("channel"))
+                           .otherwise(pl.lit("table")).alias("tax_source")))
+    rates = con.execute("SELECT * FROM ref.tax_rates").pl()
+    looked = tax_rate_lookup(rates, lines.select("country", "region", "postal_code", "tax_class",
+                                                 pl.col("invoice_date").alias("on")))
+    lines = lines.with_columns(
+        pl.when(pl.col("tax_source") == "channel").then(pl.col("_line_rate")).otherwise(looked["rate"])
+        .alias("tax_rate"),
+        pl.when(pl.col("tax_source") == "table").then(looked["jurisdiction"]).alias("tax_jurisdiction"))
+    # what cannot be billed yet: the whole shipment waits (a partial invoice would number around the gap)
+    problems = lines.select(
+        "shipment_id",
+        pl.when(pl.col("line_amount").is_null()).then(pl.lit("a line has no price yet"))
+        .when((pl.col("tax_source") == "table") & pl.col("tax_rate").is_null())
+        .then(pl.format("no tax rate in ref.tax_rates for {}/{}/{} class {}", pl.col("country"),
+                        pl.col("region"), pl.col("postal_code"), pl.col("tax_class")))
+        .alias("why")).drop_nulls("why").unique("shipment_id", keep="first")
+    if problems.height:
+        rep.waiting += problems.height
+        rep.notes += [f"{s}: not invoiced yet: {w}" for s, w in problems.sort("shipment_id").head(20).rows()]
+        lines = lines.join(problems, on="shipment_id", how="anti")
+        todo = todo.join(problems, on="shipment_id", how="anti")
+    if todo.height == 0:
+        return pl.DataFrame(schema={"item_id": pl.String})
+    priced = price_lines(lines)
+    if priced.excess.height:
+        rep.notes.append(f"{priced.excess['units'].sum()} shipped units beyond the ordered quantity are not billed "
+                         f"(first: {priced.excess.row(0)})")
+    items = priced.lines.with_columns(pl.lit("item").alias("kind"))
+    # shipping: on the order's first invoice (the batch's earliest shipment of an order not charged before)
+    first = (todo.join(shipping_billed, on="order_id", how="anti").sort("basis_at", "shipment_id")
+             .unique("order_id", keep="first").select("shipment_id", "order_id", "invoice_date"))
+    ship_rate = tax_rate_lookup(rates, first.join(o.select("order_id", pl.col("ship_to_country").alias("country"),
+                                                           pl.col("ship_to_region").alias("region"),
+                                                           pl.col("ship_to_postal_code").alias("postal_code")),
+                                                  on="order_id", how="left")
+                                .select("country", "region", "postal_code", pl.lit("shipping").alias("tax_class"),
+                                        pl.col("invoice_date").alias("on")))
+    first = first.with_columns(ship_rate["rate"].alias("shipping_rate"), ship_rate["jurisdiction"]
+                               .alias("tax_jurisdiction")).join(
+        o.select("order_id", "channel", "shipping_total", "shipping_tax", "prices_include_tax"), on="order_id")
+    first = first.with_columns(pl.when(pl.col("channel").is_in(CHANNEL_TAX)).then(pl.lit("channel"))
+                               .otherwise(pl.lit("table")).alias("tax_source"))
+    ship = shipping_lines(first).with_columns(
+        pl.lit("shipping").alias("kind"), pl.lit(None, pl.Int64).alias("line_no"), pl.lit(None, pl.String).alias("sku"),
+        pl.lit("Shipping and handling").alias("description"), pl.lit(1, pl.Int64).alias("billed_qty"),
+        pl.lit(0, pl.Int64).alias("c0"), pl.lit(None, pl.Decimal(18, 4)).alias("unit_price"),
+        pl.when(pl.col("tax_source") == "table").then(pl.col("tax_jurisdiction")).alias("tax_jurisdiction"))
+    all_lines = pl.concat([
+        items.select(*_LINE_OUT, pl.coalesce("description", "_pname").alias("description")),
+        ship.with_columns(pl.when((pl.col("tax_source") == "table") & pl.col("shipping_rate").is_null())
+                          .then(pl.lit("none")).otherwise(pl.col("tax_source")).alias("tax_source"))
+        .select(*_LINE_OUT, "description")], how="vertical_relaxed")
+    # invoice headers, numbered in issue order
+    cust = con.execute("SELECT customer_id, payment_terms_days FROM ref.customers").pl()
+    heads = (todo.select("shipment_id", "order_id", "channel", "customer_id", "currency", "basis", "prepaid",
+                         "legal_entity", "invoice_date", "basis_at")
+             .join(cust, on="customer_id", how="left")
+             .with_columns(pl.col("invoice_date").dt.year().cast(pl.Int32).alias("fiscal_year"),
+                           pl.when(pl.col("prepaid")).then(pl.col("invoice_date"))
+                           .otherwise(pl.col("invoice_date") + pl.duration(days=pl.col("payment_terms_days")
+                                                                           .fill_null(0)))
+                           .alias("due_date"))
+             .sort("legal_entity", "fiscal_year", "invoice_date", "basis_at", "shipment_id"))
+    last = con.execute("SELECT legal_entity, fiscal_year, last_seq FROM ops.document_numbers WHERE kind = 'invoice'"
+                       ).pl()
+    heads = number_documents(heads, last, "invoice").rename({"number": "invoice_id"})
+    all_lines = (all_lines.join(heads.select("shipment_id", "invoice_id"), on="shipment_id")
+                 .with_columns(pl.when(pl.col("kind") == "item").then(0).otherwise(1).alias("_k"))
+                 .sort("invoice_id", "_k", "order_line_no", nulls_last=True)
+                 .with_columns(pl.int_range(1, pl.len() + 1).over("invoice_id").cast(pl.Int64).alias("line_no"))
+                 .drop("_k"))
+    inv_lines = conform(all_lines, InvoiceLineModel)
+    totals = invoice_totals(inv_lines)
+    invoices = conform(heads.join(totals, on="invoice_id").with_columns(
+        pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("issued_at")), InvoiceModel)
+    counters = (heads.group_by("legal_entity", "fiscal_year").agg(pl.col("seq").max().alias("last_seq"))
+                .with_columns(pl.lit("invoice").alias("kind")))
+    docs, files = _documents(con, settings, invoices, inv_lines, o, cfg, now)
+    for path, data in files:  # before the commit that records them (see the module docstring)
+        _write_bytes(path, data)
+    with transaction(con):
+        insert_frame(con, "core.invoices", invoices)
+        insert_frame(con, "core.invoice_lines", inv_lines)
+        _advance_counters(con, counters)
+        if docs.height:
+            insert_frame(con, "ops.outbound_documents", docs)
+    rep.invoices += invoices.height
+    rep.invoice_lines += inv_lines.height
+    rep.documents += docs.height
+    for (cur,), part in invoices.group_by("currency"):
+        rep.invoiced_total[cur] = str(part["total"].sum())
+    return invoices.select(pl.col("invoice_id").alias("item_id"))
+
+
+_LINE_OUT = ("shipment_id", "order_id", pl.col("line_no").alias("order_line_no"), "kind", "sku",
+             pl.col("billed_qty").alias("quantity"), "unit_price", pl.col("c0").alias("first_unit"),
+             "extended_amount", "discount_amount", "net_amount", "tax_rate", "tax_amount", "line_total", "tax_source",
+             "tax_jurisdiction", "net_unrounded", "tax_unrounded")
+
+
+def _advance_counters(con, counters: pl.DataFrame) -> None:
+    """Set the numbering counters to the last number posted (inside the posting transaction)."""
+    with registered(con, counters.select("legal_entity", "kind", "fiscal_year", "last_seq")) as k:
+        con.execute(f"""DELETE FROM ops.document_numbers d USING {k} k
+                        WHERE d.legal_entity = k.legal_entity AND d.kind = k.kind
+                          AND d.fiscal_year = k.fiscal_year""")  # noqa: S608
+        con.execute(f"INSERT INTO ops.document_numbers SELECT legal_entity, kind, fiscal_year::INTEGER, last_seq::BIGINT "  # noqa: S608
+                    f"FROM {k}")
+
+
+def _write_bytes(path: Path, data: bytes | str) -> None:
+    if isinstance(data, str):
+        write_atomic(path, data)
+        return
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _documents(con, settings: Settings, invoices: pl.DataFrame, lines: pl.DataFrame, orders: pl.DataFrame,
+               cfg: BillingConfig, now: datetime) -> tuple[pl.DataFrame, list[tuple[Path, bytes | str]]]:
+    """The invoices' documents (filled in by the documents step; see ``_render``)."""
+    return _render(con, settings, invoices, lines, orders, cfg, now, "invoice")
+
+
+def _render(con, settings, docs_frame, lines, orders, cfg, now, kind):  # replaced when the documents land
+    return from_rows(OutboundDocumentModel, []), []
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. credit notes for cancelled orders
+# ------------------------------------------------------------------------------------------------
+def _cancellations(con, settings: Settings, now: datetime, cfg: BillingConfig, rep: BillingReport) -> pl.DataFrame:
+    """Invoiced orders cancelled at the channel: every invoice line's units not credited yet are credited."""
+    inv = con.execute("""
+        SELECT i.* FROM core.invoices i JOIN core.orders o USING (order_id)
+        WHERE o.cancelled_at IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM core.credit_notes c WHERE c.invoice_id = i.invoice_id
+                          AND c.reason = 'CANCELLATION')""").pl()
+    if inv.height == 0:
+        return pl.DataFrame(schema={"item_id": pl.String})
+    heads = inv.select("invoice_id", "legal_entity", "order_id", "customer_id", "currency",
+                       pl.lit("CANCELLATION").alias("reason"),
+                       pl.format("cancelled:{}", pl.col("invoice_id")).alias("source_ref"),
+                       pl.lit("the order was cancelled at the channel after it was invoiced").alias("note"))
+    return _post_credit_notes(con, heads, None, now, rep)
+
+
+def _post_credit_notes(con, heads: pl.DataFrame, amounts: pl.DataFrame | None, now: datetime,
+                       rep: BillingReport) -> pl.DataFrame:
+    """Post credit notes: ``heads`` one per note (invoice_id, legal_entity, order_id, customer_id, currency,
+    reason, source_ref, note); ``amounts`` (invoice_id, invoice_line_no, credit_qty | credit_amount) or None
+    (credit every unit not credited yet)."""
+    il = select_keys(con, "core.invoice_lines", heads.select("invoice_id"))
+    with registered(con, heads.select("invoice_id")) as k:
+        done = con.execute(f"""
+            SELECT l.invoice_id, l.invoice_line_no AS line_no, sum(l.quantity)::BIGINT AS credited_qty
+            FROM core.credit_note_lines l SEMI JOIN {k} USING (invoice_id) GROUP BY ALL""").pl()  # noqa: S608
+    il = (il.join(done, on=["invoice_id", "line_no"], how="left")
+          .with_columns(pl.col("credited_qty").fill_null(0), pl.col("quantity").alias("billed_qty"),
+                        pl.lit(False).alias("prices_include_tax")))
+    if amounts is None:
+        il = il.with_columns((pl.col("billed_qty") - pl.col("credited_qty")).alias("credit_qty"),
+                             pl.lit(None, MONEY).alias("credit_amount")).filter(pl.col("credit_qty") > 0)
+    else:
+        il = il.join(amounts.rename({"invoice_line_no": "line_no"}), on=["invoice_id", "line_no"], how="inner")
+    cl = credit_lines(il).filter(pl.col("line_total") > 0)
+    heads = heads.join(cl.select("invoice_id").unique(), on="invoice_id", how="semi")
+    if heads.height == 0:
+        return pl.DataFrame(schema={"item_id": pl.String})
+    heads = (heads.with_columns(pl.lit(now.date()).alias("credit_date"),
+                                pl.lit(now.year).cast(pl.Int32).alias("fiscal_year"))
+             .sort("legal_entity", "fiscal_year", "source_ref"))
+    last = con.execute("SELECT legal_entity, fiscal_year, last_seq FROM ops.document_numbers "
+                       "WHERE kind = 'credit_note'").pl()
+    heads = number_documents(heads, last, "credit_note").rename({"number": "credit_note_id"})
+    cl = (cl.join(heads.select("invoice_id", "credit_note_id"), on="invoice_id")
+          .rename({"line_no": "invoice_line_no"}).sort("credit_note_id", "invoice_line_no")
+          .with_columns(pl.int_range(1, pl.len() + 1).over("credit_note_id").cast(pl.Int64).alias("line_no"),
+                        pl.col("qty").alias("quantity")))
+    lines = conform(cl, CreditNoteLineModel)
+    notes = conform(heads.join(invoice_totals(lines.with_columns(pl.col("kind")), key="credit_note_id"),
+                               on="credit_note_id")
+                    .with_columns(pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("issued_at")), CreditNoteModel)
+    counters = (heads.group_by("legal_entity", "fiscal_year").agg(pl.col("seq").max().alias("last_seq"))
+                .with_columns(pl.lit("credit_note").alias("kind")))
+    with transaction(con):
+        insert_frame(con, "core.credit_notes", notes)
+        insert_frame(con, "core.credit_note_lines", lines)
+        _advance_counters(con, counters)
+    rep.credit_notes += notes.height
+    return notes.select(pl.col("invoice_id").alias("item_id"))
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. channel captures (prepaid orders)
+# ------------------------------------------------------------------------------------------------
+def _captures(con, now: datetime, cfg: BillingConfig, rep: BillingReport) -> pl.DataFrame:
+    """Prepaid orders invoiced: their capture is a payment (recorded once), applied to their invoices oldest
+    first; the part not applied yet is held (PREPAYMENT_HELD) until the next invoice of the order."""
+    inv = con.execute("""
+        SELECT i.invoice_id, i.order_id, i.customer_id, i.currency, i.total, i.invoice_date,
+               o.order_total, o.order_date, o.channel, o.payment_status
+        FROM core.invoices i JOIN core.orders o USING (order_id)
+        WHERE i.prepaid AND NOT EXISTS (SELECT 1 FROM core.payment_allocations a
+                                        WHERE a.item_id = i.invoice_id AND a.method = 'PREPAYMENT')""").pl()
+    if inv.height == 0:
+        return pl.DataFrame(schema={"item_id": pl.String})
+    orders_ = inv.select("order_id").unique()
+    known = select_keys(con, "core.payments", orders_, "payment_id, order_id, amount")
+    new_pay = (inv.unique("order_id").join(known, on="order_id", how="anti")
+               .select(pl.format("CAP-{}", pl.col("order_id")).alias("payment_id"),
+                       pl.lit("channel_capture").alias("source"), "currency", pl.col("order_total").alias("amount"),
+                       pl.col("order_date").alias("value_date"), "order_id",
+                       pl.format("{} capture of order {}", pl.col("channel"), pl.col("order_id")).alias("remittance"),
+                       pl.lit(False).alias("cleared"), pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("received_at"))
+               .filter(pl.col("amount") > 0))
+    pays = pl.concat([known.select("payment_id", "order_id", "amount"),
+                      new_pay.select("payment_id", "order_id", "amount")])
+    with registered(con, pays.select("payment_id")) as k:
+        used = con.execute(f"""SELECT payment_id, sum(amount) AS used FROM core.payment_allocations
+                               SEMI JOIN {k} USING (payment_id) GROUP BY 1""").pl()  # noqa: S608
+    pays = pays.join(used, on="payment_id", how="left").with_columns(
+        (pl.col("amount") - pl.col("used").fill_null(0)).cast(MONEY).alias("left"))
+    # oldest invoice first: each takes min(its total, what the capture has left after the earlier ones)
+    alloc = (inv.join(pays.select("payment_id", "order_id", "left"), on="order_id")
+             .sort("order_id", "invoice_date", "invoice_id")
+             .with_columns((pl.col("total").cum_sum().over("order_id") - pl.col("total")).alias("_before"))
+             .with_columns(pl.min_horizontal(pl.col("total"), pl.max_horizontal(pl.col("left") - pl.col("_before"),
+                                                                                 pl.lit(0).cast(MONEY)))
+                           .cast(MONEY).alias("amount"))
+             .filter(pl.col("amount") > 0))
+    alloc = conform(alloc.with_columns(
+        sha256_series(pl.format("{}|{}|PREPAYMENT", pl.col("payment_id"), pl.col("invoice_id")), alloc)
+        .alias("allocation_id"), pl.col("invoice_id").alias("item_id"), pl.lit("PREPAYMENT").alias("method"),
+        pl.lit(1.0).alias("score"),
+        pl.format("the {} capture of order {} pays its invoice", pl.col("channel"), pl.col("order_id"))
+        .alias("explanation"), pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("allocated_at")),
+        PaymentAllocationModel)
+    held = (pays.join(alloc.group_by("payment_id").agg(pl.col("amount").sum().alias("now")), on="payment_id",
+                      how="left")
+            .with_columns((pl.col("left") - pl.col("now").fill_null(0)).cast(MONEY).alias("amount"))
+            .join(inv.unique("order_id").select("order_id", "customer_id", "currency"), on="order_id"))
+    credits = conform(held.filter(pl.col("amount") > 0).with_columns(
+        pl.lit("PREPAYMENT_HELD").alias("reason"), pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("created_at")),
+        CustomerCreditModel)
+    with transaction(con):
+        insert_frame(con, "core.payments", conform(new_pay, PaymentModel))
+        insert_frame(con, "core.payment_allocations", alloc)
+        replace_keys(con, "core.customer_credits", pays.select("payment_id"), credits)
+    rep.captures += new_pay.height
+    return alloc.select("item_id")
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. receivables
+# ------------------------------------------------------------------------------------------------
+def _refresh_ar(con, items: pl.DataFrame, now: datetime, rep: BillingReport) -> None:
+    """Recompute the open items ``items`` (item_id) from what the tables say (never incremented in place: a rerun
+    gives the same rows)."""
+    if items.height == 0:
+        return
+    with registered(con, items.select("item_id").unique()) as k:
+        ar = con.execute(f"""
+            WITH base AS (
+                SELECT invoice_id AS item_id, 'invoice' AS kind, customer_id, currency, total AS amount,
+                       invoice_date, due_date FROM core.invoices SEMI JOIN {k} ON invoice_id = {k}.item_id
+                UNION ALL
+                SELECT invoice_id, 'opening', customer_id, currency, amount_open, invoice_date, due_date
+                FROM ref.open_items SEMI JOIN {k} ON invoice_id = {k}.item_id),
+            cr AS (SELECT invoice_id AS item_id, sum(total) AS credited FROM core.credit_notes
+                   SEMI JOIN {k} ON invoice_id = {k}.item_id GROUP BY 1),
+            pa AS (SELECT a.item_id, sum(a.amount) AS paid,
+                          sum(a.amount) FILTER (WHERE NOT p.cleared) AS in_payment
+                   FROM core.payment_allocations a JOIN core.payments p USING (payment_id)
+                   SEMI JOIN {k} USING (item_id) GROUP BY 1),
+            wo AS (SELECT item_id, sum(amount) AS written_off FROM core.write_offs SEMI JOIN {k} USING (item_id)
+                   GROUP BY 1)
+            SELECT b.*, coalesce(credited, 0)::DECIMAL(18, 2) AS credited, coalesce(paid, 0)::DECIMAL(18, 2) AS paid,
+                   coalesce(in_payment, 0)::DECIMAL(18, 2) AS in_payment,
+                   coalesce(written_off, 0)::DECIMAL(18, 2) AS written_off
+            FROM base b LEFT JOIN cr USING (item_id) LEFT JOIN pa USING (item_id) LEFT JOIN wo USING (item_id)
+        """).pl()  # noqa: S608
+    if ar.height == 0:
+        return
+    ar = ar.with_columns((pl.col("amount") - pl.col("credited") - pl.col("paid") - pl.col("written_off"))
+                         .cast(MONEY).alias("residual"))
+    ar = ar.with_columns(payment_state_expr().alias("payment_state"),
+                         pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("updated_at"))
+    ar = conform(ar, AROpenItemModel)
+    old = select_keys(con, "core.ar_open_items", ar.select("item_id")).drop("updated_at")
+    changed = ar.join(conform(old.with_columns(pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("updated_at")),
+                              AROpenItemModel).drop("updated_at"),
+                      on=[c for c in ar.columns if c != "updated_at"], how="anti", nulls_equal=True)
+    if changed.height:
+        with transaction(con):
+            replace_keys(con, "core.ar_open_items", changed.select("item_id"), changed)
+    rep.open_items += changed.height
+
+
+def payment_state_expr() -> pl.Expr:
+    """not_paid | partial | in_payment | paid | over_paid | written_off from an open item's amounts."""
+    due = pl.col("amount") - pl.col("credited")
+    settled = pl.col("paid") + pl.col("written_off")
+    return (pl.when(pl.col("paid") > due).then(pl.lit("over_paid"))
+            .when((settled >= due) & (pl.col("written_off") > 0) & (pl.col("paid") < due)).then(pl.lit("written_off"))
+            .when((settled >= due) & (pl.col("in_payment") > 0)).then(pl.lit("in_payment"))
+            .when(settled >= due).then(pl.lit("paid"))
+            .when(pl.col("paid") > 0).then(pl.lit("partial"))
+            .otherwise(pl.lit("not_paid")))
+
+
+def receivables(con) -> pl.DataFrame:
+    """The open items the credit check reads (``ref.open_items``' columns): our receivables with something still
+    owed, and the opening items billing has not taken over yet (before its first run)."""
+    return con.execute("""
+        SELECT item_id AS invoice_id, customer_id, residual AS amount_open, currency, invoice_date, due_date
+        FROM core.ar_open_items WHERE residual > 0 AND customer_id IS NOT NULL
+        UNION ALL
+        SELECT invoice_id, customer_id, amount_open, currency, invoice_date, due_date FROM ref.open_items o
+        WHERE NOT EXISTS (SELECT 1 FROM core.ar_open_items a WHERE a.item_id = o.invoice_id)
+        ORDER BY 1""").pl()
+
+
