@@ -19,7 +19,8 @@ REASONS: dict[str, str] = {
     "X12_CONTROL_NUMBER": "An envelope trailer's control number does not match its header (SE02/ST02, GE02/GS06, IEA02/ISA13).",
     "X12_ENVELOPE_COUNT": "GE01 or IEA01 (number of sets or groups) does not match what was received. An envelope "
     "problem: reported in the 997 and ops.edi_acks.envelope_errors; the sound sets inside are kept.",
-    "X12_UNSUPPORTED_SET": "A transaction set other than 850 (purchase order): acknowledged as not supported, not ingested.",
+    "X12_UNSUPPORTED_SET": "A transaction set other than 850 (purchase order) that no reader takes (214 carrier status "
+    "messages are routed to tracking instead): acknowledged as not supported, not ingested.",
     "X12_VERSION_UNSUPPORTED": "An 850 in an X12 version the reader does not map (GS08, or ST03 when it names one; "
     "supported: 003040-003070, 004010-004060, 005010): acknowledged as version not supported (997 AK5 code 1, "
     "AK9 code 2), not ingested.",

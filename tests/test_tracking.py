@@ -132,7 +132,9 @@ def test_exceptions_and_notifications_are_kept_once(demo) -> None:
 
 
 def test_the_edi_channel_routes_status_messages_to_tracking(tmp_path) -> None:
-    """A file of 214s dropped in landing/edi goes to tracking (recorded, not captured as orders); again: a re-drop."""
+    """A file of 214s dropped in landing/edi goes to tracking (not captured as orders: the edi ledger row counts no
+    record of it, tracking counts its events) and is acknowledged with a 997; again: a re-drop. Mixed files and the
+    997s in detail: tests/test_edi_routing.py."""
     from golden import demo_settings
 
     from som_pipeline.services.channels import capture_channel
@@ -145,12 +147,16 @@ def test_the_edi_channel_routes_status_messages_to_tracking(tmp_path) -> None:
     data = (FIXTURES / "tracking_events" / "edinet_x12.214.edi").read_bytes()
     (s.landing_dir("edi") / "status.edi").write_bytes(data)
     capture_channel("edi", wh, s, now=T)
-    assert [p.name for p in s.landing_dir("carrier_events").iterdir()] == ["edi-status.edi"]
+    [routed] = list(s.landing_dir("carrier_events").iterdir())
+    assert routed.name.startswith("edi-status-") and routed.name.endswith("-214.edi")
     row = wh.read("SELECT records_received, records_accepted, records_quarantined, archived_to FROM ops.ingest_files "
                   "WHERE channel = 'edi'").row(0, named=True)
-    assert (row["records_received"], row["records_accepted"], row["records_quarantined"]) == (1, 1, 0)
+    assert (row["records_received"], row["records_accepted"], row["records_quarantined"]) == (0, 0, 0)
+    ack = wh.read("SELECT interchange_control, sets_received, sets_accepted FROM ops.edi_acks")
+    assert ack.rows() == [("000082265", 1, 1)]
     run_tracking(wh, s, T)  # the event is not for a label of ours: it waits
     assert wh.read("SELECT count(*) AS n FROM core.tracking_pending")["n"][0] == 1
+    assert wh.read("SELECT records_received FROM ops.ingest_files WHERE channel = 'carrier_events'").rows() == [(1,)]
     (s.landing_dir("edi") / "again.edi").write_bytes(data)
     capture_channel("edi", wh, s, now=T)
     assert list(s.landing_dir("carrier_events").iterdir()) == []

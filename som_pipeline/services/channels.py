@@ -74,16 +74,24 @@ def capture_plain(channel: str, wh: Warehouse, settings: Settings, now: datetime
 
 
 # ------------------------------------------------------------------------------------------------
-# EDI (X12 850) + 997 acknowledgments
+# EDI (X12 850; 214s routed to tracking) + 997 acknowledgments
 # ------------------------------------------------------------------------------------------------
+ROUTED_SETS = frozenset({"214"})  # transaction sets the EDI channel hands on (to tracking) instead of capturing
+
+
 @captures("edi")
 def capture_edi(wh: Warehouse, settings: Settings, b2b_url: str | None = None,
                 now: datetime | None = None) -> CaptureReport:
-    """X12 files: parse with the trading partners' SKU rules, flag interchanges whose ISA13 their sender already
-    used (in ops.edi_acks or an earlier file of this run), write a 997 (or a TA1 for a duplicate) per interchange."""
+    """X12 files: parse with the trading partners' SKU rules, routing the 214 sets to tracking
+    (:func:`route_status_messages`); flag interchanges whose ISA13 their sender already used (in ops.edi_acks or
+    an earlier file of this run); write a 997 (or a TA1 for a duplicate) per interchange.
+
+    A file's ledger row counts the sets this channel judges (850s, and anything that is not a 214): accepted +
+    quarantined. Its 214 sets are not records of the file here (not counted, not quarantined
+    ``X12_UNSUPPORTED_SET``): they are handed on, and tracking counts them (one record per AT7) under the file it
+    receives. The 997 of an interchange answers all its groups, the 214 ones with the tracking reader's verdict."""
     from som_pipeline.ingest.x12 import flag_duplicate_interchanges, load_sku_rules, parse_x12
 
-    route_status_messages(wh, settings, now or datetime.now(UTC))
     sku_rules = load_sku_rules(settings.edi_partners_config)
     # the catalog and its aliases: a PO1 whose preferred id is a GTIN/UPC resolves to the SKU it stands for
     sku_rules = replace(sku_rules, catalog=frozenset(wh.read("SELECT sku FROM ref.products")["sku"]),
@@ -96,7 +104,7 @@ def capture_edi(wh: Warehouse, settings: Settings, b2b_url: str | None = None,
     legacy = {(s, icn): where for (q, s, icn), where in seen.items() if not q}
 
     def prepare(lf: LandedFile, data: bytes, sha: str, at: datetime) -> Prepared:
-        result = parse_x12(data, lf.name, sku_rules=sku_rules)
+        result = parse_x12(data, lf.name, sku_rules=sku_rules, routed_sets=ROUTED_SETS, judge_routed=_judge_214)
         for ic in result.extras.get("interchanges") or []:
             k = ((ic.get("sender_qualifier") or "").strip(), (ic.get("sender_id") or "").strip(),
                  (ic.get("isa_control_number") or "").strip())
@@ -104,56 +112,67 @@ def capture_edi(wh: Warehouse, settings: Settings, b2b_url: str | None = None,
                 seen[k] = legacy[(k[1], k[2])]
         return Prepared(flag_duplicate_interchanges(result, seen, lf.name))
 
-    return capture_files(wh, settings, "edi", prepare=prepare, now=now, in_transaction=_edi_acks(settings))
+    acks = _edi_acks(settings)
+
+    def in_transaction(con: duckdb.DuckDBPyConnection, done: list[tuple[LandedFile, str, Captured, datetime]]):
+        route_status_messages(settings, done)
+        return acks(con, done)
+
+    return capture_files(wh, settings, "edi", prepare=prepare, now=now, in_transaction=in_transaction)
 
 
-def route_status_messages(wh: Warehouse, settings: Settings, now: datetime) -> list[str]:
-    """The EDI channel routes by transaction set: a file in ``landing/edi`` whose sets are all 214 (carrier
-    shipment status) goes to tracking (``landing/carrier_events``), recorded in the ledger as the edi feed's file
-    with every set accepted and handed on (a re-drop is then recognised). 850s stay here; a file mixing 214s with
-    850s is captured here and its 214 sets are quarantined ``X12_UNSUPPORTED_SET`` (send status messages apart)."""
+def _judge_214(s, se, text: str) -> dict:
+    """The tracking reader's verdict on one 214 set (what it will make of it): the 997 answers with it. A 997 is a
+    functional acknowledgment: it says whether the reader can read the set (AK5 R with the set's codes when not,
+    e.g. a 214 with no AT7 is code 5), not what becomes of its events (an unknown status code is tracking's
+    quarantine, not the 997's)."""
+    from som_pipeline.tracking.parsers import judge_214
+
+    try:
+        return judge_214(s, se, text)[2]
+    except Exception as e:  # noqa: BLE001 - a reader bug never stops the capture; tracking's reader quarantines it
+        return {"parse_status": "rejected", "reason_code": "UNREADABLE_FILE", "ak5_codes": ["5"], "ak3": [],
+                "message": f"internal error judging the 214 ({type(e).__name__}: {e}); please report it"}
+
+
+def route_status_messages(settings: Settings, done: list[tuple[LandedFile, str, Captured, datetime]]) -> list[Path]:
+    """The EDI channel routes by transaction set: the 214 sets (carrier shipment status) of each file go to
+    tracking, whatever else the file holds; the 850s (and anything else) stay with this capture.
+
+    For each captured file with routed sets, ``landing/carrier_events/edi-<name>-<sha256[:12]>-214.edi`` holds,
+    per interchange, its ISA, each functional group with 214 sets (GS, those sets, GE with their count) and an
+    IEA (:func:`~som_pipeline.ingest.x12.routing.routed_x12`: byte-faithful segments, original separators and
+    encoding). A group is routed by its sets' ST01, not its GS01 (a 214 in a group labelled PO still goes). The
+    original file is archived as any EDI file; its ledger row does not count the 214 sets (tracking counts them
+    in the routed file), so every set is counted exactly once.
+
+    Routing happens inside the capture (not in a pass before it) so that one parse decides, per set, whether it is
+    this file's record or handed on, and the duplicate check, the 997 and the ledger row all see the same answer.
+    Called inside the capture's transaction, before it commits: a crash after the commit never loses the 214s. A
+    crash before it leaves a routed file whose original is read again next run, giving the same bytes under the
+    same name (the content hash in the name also keeps two originals with the same name apart); tracking's
+    ledger recognises content it already read. A byte-identical re-drop of the original is settled by the landing
+    protocol before it is parsed (nothing is routed again); the same interchange in another file is a duplicate
+    (TA1, its sets quarantined here, not routed). The routed file keeps the original's modification time: it is
+    complete, not left to settle, and keeps its place in arrival order among the carrier events."""
     import os
 
-    from som_pipeline.feeds import FEEDS
-    from som_pipeline.hashing import sha256_text
-    from som_pipeline.ingest.common import DecodeError, decode_text
-    from som_pipeline.ingest.x12.tokenizer import X12Error, split_segments
-    from som_pipeline.services.landing import ledger_lookup, list_landing
+    from som_pipeline.ingest.x12 import encode_like, routed_x12
+    from som_pipeline.services.landing import safe_name
 
-    moved = []
-    for lf in list_landing(settings.landing_dir("edi"), "edi", settings.landing_settle_s):
-        try:
-            data = lf.path.read_bytes()
-        except OSError:
+    written = []
+    for lf, sha, cap, _at in done:
+        text, n = routed_x12(cap.extras.get("interchanges") or [])
+        if not n:
             continue
-        if b"214" not in data:  # no status message can be in it: left to the capture, not tokenized twice
-            continue
-        try:
-            text = decode_text(data)[0].lstrip("\ufeff")
-            sets = [seg.el(1) for seg in split_segments(text) if seg.id == "ST"]
-        except (DecodeError, X12Error):
-            continue  # unreadable: the capture quarantines it
-        if not sets or any(x != "214" for x in sets):
-            continue
-        sha = sha256_text(data)
-        dest = settings.landing_dir("carrier_events") / f"edi-{lf.name}"
+        dest = settings.landing_dir("carrier_events") / f"edi-{safe_name(Path(lf.name).stem, 80)}-{sha[:12]}-214.edi"
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.part")
-        tmp.write_bytes(data)
-        with wh.transaction() as con:
-            if ledger_lookup(con, "edi", [sha]):
-                tmp.unlink(missing_ok=True)  # already routed once: the landing protocol settles the re-drop
-                continue
-            insert_frame(con, "ops.ingest_files", ledger_row(
-                lf.name, "edi", sha, lf.size, "utf-8", FEEDS["edi"].record_unit, len(sets), len(sets), 0, 0,
-                str(dest), now))
-        # complete (written whole, renamed) and as old as the file that arrived: it is not left to settle, and it
-        # keeps its arrival order among the carrier events
+        tmp.write_bytes(encode_like(text, cap.encoding))
         os.utime(tmp, ns=(lf.mtime_ns, lf.mtime_ns))
         os.replace(tmp, dest)
-        lf.path.unlink(missing_ok=True)
-        moved.append(lf.name)
-    return moved
+        written.append(dest)
+    return written
 
 
 def _edi_acks(settings: Settings) -> Callable:

@@ -11,6 +11,8 @@ All pure functions of the text they are given, in the order a file goes through 
 - :mod:`.po850`: the 850 reader (field mapping decisions in its docstring): one raw row per PO1.
 - :mod:`.parse`: :func:`parse_x12`, bytes -> ``ParseResult`` (one record per transaction set).
 - :mod:`.duplicates`: :func:`flag_duplicate_interchanges` (an ISA13 its sender already used).
+- :mod:`.routing`: :func:`routed_x12`, the sets ``parse_x12(routed_sets=...)`` left out (214s for tracking) as an
+  X12 file of their own.
 - :mod:`.ack997`: :func:`build_997` (one 997 per received interchange, one FA group per received sender;
   a TA1 for a duplicate), :func:`ack_group_count`, :func:`ack_file_name`, :func:`accepted_set_ids`.
 """
@@ -20,6 +22,7 @@ from som_pipeline.ingest.x12.duplicates import flag_duplicate_interchanges, inte
 from som_pipeline.ingest.x12.parse import CHANNEL, FILE_RECORD_ID, RECORD_UNIT, parse_x12
 from som_pipeline.ingest.x12.po850 import DEFAULT_CURRENCY, SUPPORTED_SET
 from som_pipeline.ingest.x12.products import EdiPartnersConfigError, SkuRules, load_sku_rules
+from som_pipeline.ingest.x12.routing import encode_like, routed_x12
 from som_pipeline.ingest.x12.tokenizer import (
     ISA_LENGTH,
     ISA_WIDTHS,
@@ -53,6 +56,8 @@ __all__ = [
     "interchange_key",
     "load_sku_rules",
     "build_997",
+    "encode_like",
     "parse_x12",
+    "routed_x12",
     "split_segments",
 ]

@@ -11,6 +11,9 @@ AK1..AK9 are the same in every release from 003010 on; GS04 is YYMMDD before 004
 received group. Group control numbers (GS06) are ``ack_control_number`` + 0, 1, ... (:func:`ack_group_count`
 of them are used; the caller does not reuse them).
 
+A routed set (a 214 the EDI channel hands on to tracking, :mod:`.routing`) is answered in the same 997 as the
+other sets of its interchange, with the verdict of the reader it goes to (``AK5*A``, or ``AK5*R`` with its codes).
+
 A duplicate interchange (``interchange["duplicate_of"]`` set by :func:`.duplicates.flag_duplicate_interchanges`)
 is not acknowledged twice: it is answered with an interchange holding only a TA1 (TA104 ``R``, TA105 ``025``
 duplicate interchange control number; X12 interchange note codes, element I18) and no FA group.
@@ -30,8 +33,11 @@ from som_pipeline.ingest.x12.versions import DEFAULT_VERSION, version_code
 
 def accepted_set_ids(captured: Captured) -> set[str]:
     """Record ids of the sets :func:`normalise` finally accepted (X12 order_key = record_id, and
-    ``capture_id`` = ``<sha256[:16]>/<order_key>``): the input :func:`build_997` needs."""
-    return {cid.split("/", 1)[1] for cid in captured.headers["capture_id"].to_list()}
+    ``capture_id`` = ``<sha256[:16]>/<order_key>``), and of the routed sets (214s handed on to tracking) that
+    their reader accepts: the input :func:`build_997` needs."""
+    routed = {s["record_id"] for ic in captured.extras.get("interchanges") or [] for g in ic.get("groups", [])
+              for s in g.get("sets", []) if s.get("routed") and s.get("parse_status") == "accepted"}
+    return {cid.split("/", 1)[1] for cid in captured.headers["capture_id"].to_list()} | routed
 
 
 def build_997(interchange: dict[str, Any], accepted_record_ids: set[str], ack_control_number: int,

@@ -13,6 +13,12 @@ usually a set whose ST broke).
 are quarantined ``X12_VERSION_UNSUPPORTED``), 3 = GE missing, 4 = GE02/GS06 differ, 5 = GE01 count wrong.
 A TA1 segment between ISA and GS (an interchange acknowledgment, as in our own 997 files) is noted in the
 interchange entry's ``ta1``, not rejected.
+
+Routed sets (``routed_sets``, e.g. 214s that go to tracking) are closed by :func:`.transaction_set.route_set`
+instead: outcome entries with ``routed`` and ``raw``, no record here. Only sets inside a functional group are
+routed (a set with no GS cannot be acknowledged: it is rejected here as any other). Each interchange entry keeps
+its ISA's text (``isa_raw``) and each group entry its GS's (``raw``), so that :mod:`.routing` can copy the routed
+sets into an interchange of their own.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from som_pipeline.ingest.x12.tokenizer import (
     read_isa,
     skip_ws,
 )
-from som_pipeline.ingest.x12.transaction_set import RECORD_KIND, OpenSet, close_set
+from som_pipeline.ingest.x12.transaction_set import RECORD_KIND, OpenSet, RoutedJudge, close_set, route_set
 from som_pipeline.ingest.x12.versions import set_version, supported_list
 
 
@@ -39,9 +45,12 @@ class EnvelopeWalker:
     """Walks a decoded X12 text once; collects ``rows`` (sound sets), ``rejected`` records and the
     ``interchanges`` entries (ISA fields, separators, groups, per-set outcomes, envelope errors)."""
 
-    def __init__(self, text: str, sku_rules: SkuRules = DEFAULT_RULES) -> None:
+    def __init__(self, text: str, sku_rules: SkuRules = DEFAULT_RULES, routed_sets: frozenset[str] = frozenset(),
+                 judge_routed: RoutedJudge | None = None) -> None:
         self.text = text
         self.sku_rules = sku_rules
+        self.routed_sets = routed_sets
+        self.judge_routed = judge_routed
         self.rows: list[dict[str, Any]] = []
         self.rejected: list[Rejection] = []
         self.interchanges: list[dict[str, Any]] = []
@@ -114,6 +123,7 @@ class EnvelopeWalker:
     def _open_interchange(self, isa: Isa) -> None:
         self._flush_stray()
         self.ic = interchange_entry(isa)
+        self.ic["isa_raw"] = self.text[isa.segment.start:isa.segment.end]
         self.interchanges.append(self.ic)
 
     def _close_interchange(self, iea: Segment | None) -> None:
@@ -132,6 +142,7 @@ class EnvelopeWalker:
         assert self.ic is not None
         self._flush_stray()
         self.group = group_entry(gs)
+        self.group["raw"] = self.text[gs.start:gs.end]
         self.ic["groups"].append(self.group)
 
     def _close_group(self, ge: Segment | None) -> None:
@@ -161,6 +172,9 @@ class EnvelopeWalker:
             return
         self.cur = None
         self._note_repeated_st02(s)
+        if s.segments[0].el(1).strip() in self.routed_sets and not s.group["implicit"]:
+            s.group["sets"].append(route_set(s, se, self.text, self.judge_routed))
+            return
         verdict = close_set(s, se, self.text, self.sku_rules)
         self.rows.extend(verdict.rows)
         if verdict.rejection is not None:

@@ -5,10 +5,16 @@ codes), and the verdict: rows from the 850 reader, or one rejected record.
 reader does not map, :mod:`.versions`, quarantined ``X12_VERSION_UNSUPPORTED``), 2 = trailer missing, 3 = ST02/SE02 do
 not match, 4 = SE01 segment count wrong, 5 = segments in error, 6 = missing/invalid set id, 7 = missing
 control number. The AK3 notes name the broken segments (element 720 codes from the tokenizer).
+
+A set whose ST01 the caller routes elsewhere (``parse_x12(routed_sets=...)``, e.g. a 214 handed on to tracking) is
+not judged as an 850: :func:`route_set` gives it an outcome entry with ``routed`` (its ST01) and ``raw`` (its text,
+to be copied to the file handed on), and no rows and no rejection: it is not a record of this file, the reader it
+goes to counts it. Its 997 verdict is that reader's (``judge``), else the syntax checks below without the ST01 one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +93,40 @@ def close_set(s: OpenSet, se: Segment | None, text: str, sku_rules: SkuRules = D
     outcome.update(parse_status="rejected", reason_code=reason, message=message,
                    ak5_codes=list(dict.fromkeys(syntax.ak5))[:5])
     return SetVerdict([], Rejection(record_id, RECORD_KIND, location, reason, message, raw, order_ref), outcome)
+
+
+# The verdict of the reader a routed set goes to: (the set, its SE or None, the text) -> an outcome entry with at
+# least parse_status ("accepted" | "rejected"), reason_code, message, ak5_codes, ak3 (e.g. tracking's judge_214).
+RoutedJudge = Callable[["OpenSet", Segment | None, str], dict[str, Any]]
+
+
+def route_set(s: OpenSet, se: Segment | None, text: str, judge: RoutedJudge | None = None) -> dict[str, Any]:
+    """The outcome entry of a set handed on to another reader: no rows, no rejection (see the module doc).
+
+    ``parse_status`` etc. are ``judge``'s verdict (what the reader it goes to will make of it), for the 997; without
+    a judge, the syntax checks (ST02, broken segments, SE) only."""
+    segs = s.segments
+    st = segs[0]
+    path = s.path
+    outcome: dict[str, Any] = {"ordinal": s.ordinal, "record_id": f"{path} #{s.ordinal}",
+                               "location": f"{path} (segments {st.no}-{segs[-1].no}, line {st.line})",
+                               "st01": st.el(1), "st02": st.el(2), "version": s.group.get("version"),
+                               "routed": st.el(1).strip(), "raw": text[st.start:segs[-1].end]}
+    if judge is not None:
+        verdict = judge(s, se, text)
+        outcome.update({k: verdict.get(k) for k in ("parse_status", "reason_code", "message", "ak3")},
+                       ak5_codes=list(verdict.get("ak5_codes") or []))
+        return outcome
+    syntax = SetSyntax()
+    if not st.el(2).strip():
+        syntax.problems.append(("X12_SYNTAX", "ST02 (transaction set control number) is missing"))
+        syntax.ak5.append("7")
+    _check_segments(syntax, segs)
+    _check_se(syntax, segs, se)
+    reason, message = rejection_reason(syntax.problems) if syntax.problems else (None, None)
+    outcome.update(parse_status="rejected" if syntax.problems else "accepted", reason_code=reason, message=message,
+                   ak3=syntax.ak3, ak5_codes=list(dict.fromkeys(syntax.ak5))[:5])
+    return outcome
 
 
 def rejection_reason(problems: list[tuple[str, str]]) -> tuple[str, str]:
