@@ -1,0 +1,1 @@
+"""Billing: invoices, payments, receivables (pure core)."""
