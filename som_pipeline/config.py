@@ -9,6 +9,7 @@
 | ``SOM_DUCKDB_MEMORY_LIMIT`` | ``2GB`` | DuckDB memory limit for the warehouse and the CSV reader |
 | ``SOM_B2B_COMMIT_LAG_S`` | ``60`` | portal rows stamped less than this long ago wait for the next run (late commits) |
 | ``SOM_LANDING_SETTLE_S`` | ``1`` | a landing file is taken when its size and mtime are unchanged for this long |
+| ``SOM_INVOICE_PDFS`` | ``all`` | which invoices get a PDF in ``$SOM_HOME/outbound/invoices`` (``all``, ``b2b``: EDI, portal and sales-rep channels, ``none``); ~30 ms each |
 | ``SOM_REF_MAX_SHRINK`` | ``0.5`` | a reference file losing more than this share of its table's rows (or empty) is refused |
 | ``SOM_VALIDATION_CONFIG`` | ``$SOM_HOME/validation.toml`` if present | validation thresholds and policies (TOML, merged over ``som_pipeline/validation/defaults.toml``) |
 | ``SOM_EDI_PARTNERS_CONFIG`` | ``$SOM_HOME/edi_partners.toml`` if present | EDI trading partners: which PO1 product id is the SKU (TOML over ``som_pipeline/ingest/x12/partners.toml``) |
@@ -39,6 +40,7 @@ class Settings:
     b2b_commit_lag_s: float = 60.0
     ref_max_shrink: float = 0.5
     landing_settle_s: float = 1.0
+    invoice_pdfs: str = "all"
 
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None) -> Settings:
@@ -52,6 +54,7 @@ class Settings:
             b2b_commit_lag_s=float(os.environ.get("SOM_B2B_COMMIT_LAG_S", "60")),
             ref_max_shrink=float(os.environ.get("SOM_REF_MAX_SHRINK", "0.5")),
             landing_settle_s=float(os.environ.get("SOM_LANDING_SETTLE_S", "1")),
+            invoice_pdfs=os.environ.get("SOM_INVOICE_PDFS", "all").strip().lower(),
         )
 
     # --- layout under SOM_HOME -------------------------------------------------------------

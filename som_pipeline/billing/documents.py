@@ -625,6 +625,13 @@ def _printable(text: Any, covered: frozenset[int]) -> str:
     return "".join(out)
 
 
+def _latin1_only(inv: CheckedInvoice) -> bool:
+    """Every text of the invoice and its lines is in Latin-1 (what the PDF core fonts draw)."""
+    texts = [v for v in inv.header.values() if isinstance(v, str)]
+    texts += [v for ln in inv.lines for v in ln.values() if isinstance(v, str)]
+    return all(ord(ch) < 256 for text in texts for ch in text)
+
+
 def invoice_pdf(invoice: Mapping[str, Any] | pl.DataFrame, lines: pl.DataFrame | Sequence[Mapping[str, Any]], *,
                 font_files: tuple[str, str] | None = None) -> bytes:
     """The invoice (or credit note) as an A4 PDF for people; see the module doc.
@@ -638,7 +645,9 @@ def invoice_pdf(invoice: Mapping[str, Any] | pl.DataFrame, lines: pl.DataFrame |
 
     inv = check_invoice(invoice, lines)
     h, cur = inv.header, inv.header["currency"]
-    fonts = font_files if font_files is not None else find_unicode_font()
+    # the core font when every character is Latin-1 (most invoices: no TrueType font to parse and subset, ~5x
+    # faster); DejaVu Sans only when the text needs it
+    fonts = font_files if font_files is not None else None if _latin1_only(inv) else find_unicode_font()
     title = "Credit note" if inv.is_credit else "Invoice"
 
     class _Doc(FPDF):

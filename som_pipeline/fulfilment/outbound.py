@@ -108,7 +108,8 @@ SHOPIFY_COMPANY = {"UPS": "UPS", "FEDEX": "FedEx", "DHL": "DHL Express", "USPS":
 AMAZON_CARRIER = {"UPS": "UPS", "FEDEX": "FedEx", "DHL": "DHL", "USPS": "USPS"}
 SHOPIFY_API_VERSION = "2025-01"
 
-DOCUMENT_KINDS = ("x12_856", "shopify_fulfillment", "amazon_confirm_shipment", "manifest", "portal_shipment")
+DOCUMENT_KINDS = ("x12_856", "shopify_fulfillment", "amazon_confirm_shipment", "manifest", "portal_shipment",
+                  "invoice_pdf", "x12_810", "credit_note_pdf")
 
 _GTIN_QUALIFIER = {12: "UP", 13: "EN", 14: "UK"}
 _FEDEX_GROUND = re.compile(r"GROUND|HOME", re.I)

@@ -245,7 +245,8 @@ class OutboundDocumentModel(_Strict):
     """``ops.outbound_documents``: every document sent to a channel or carrier, written once."""
 
     document_id: str = _f("sha256 of kind and key: a rerun finds it and writes nothing.", unique=True)
-    kind: str = _f("x12_856 | shopify_fulfillment | amazon_confirm_shipment | portal_shipment | manifest.")
+    kind: str = _f("x12_856 | shopify_fulfillment | amazon_confirm_shipment | portal_shipment | manifest | "
+                   "invoice_pdf | x12_810 | credit_note_pdf.")
     channel: str = _f("Channel or carrier it goes to.")
     key: str = _f("What it confirms: shipment id, or carrier|warehouse|date for a manifest.")
     path: str = _f("File under $SOM_HOME/outbound/ (portal: the portal table).")

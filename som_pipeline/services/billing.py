@@ -35,7 +35,7 @@ from som_pipeline.billing.invoicing import (
     shipping_lines,
 )
 from som_pipeline.config import Settings
-from som_pipeline.hashing import sha256_series
+from som_pipeline.hashing import sha256_series, sha256_text
 from som_pipeline.money import MONEY
 from som_pipeline.schemas import (
     AROpenItemModel,
@@ -68,6 +68,8 @@ BILLING = Step(
 
 #: Channels whose orders carry the channel's own tax (Shopify tax_lines, Amazon ItemTax).
 CHANNEL_TAX = ("shopify", "amazon")
+#: Business customers' channels (``SOM_INVOICE_PDFS=b2b``: only their invoices get a PDF).
+B2B_CHANNELS = ("edi", "b2b_portal", "csv")
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,7 @@ def _invoice(con, settings: Settings, now: datetime, cfg: BillingConfig, rep: Bi
     ship = shipping_lines(first).with_columns(
         pl.lit("shipping").alias("kind"), pl.lit(None, pl.Int64).alias("line_no"), pl.lit(None, pl.String).alias("sku"),
         pl.lit("Shipping and handling").alias("description"), pl.lit(1, pl.Int64).alias("billed_qty"),
-        pl.lit(0, pl.Int64).alias("c0"), pl.lit(None, pl.Decimal(18, 4)).alias("unit_price"),
+        pl.lit(0, pl.Int64).alias("c0"), pl.col("extended_amount").cast(pl.Decimal(18, 4)).alias("unit_price"),
         pl.when(pl.col("tax_source") == "table").then(pl.col("tax_jurisdiction")).alias("tax_jurisdiction"))
     all_lines = pl.concat([
         items.select(*_LINE_OUT, pl.coalesce("description", "_pname").alias("description")),
@@ -289,7 +291,7 @@ def _invoice(con, settings: Settings, now: datetime, cfg: BillingConfig, rep: Bi
         pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("issued_at")), InvoiceModel)
     counters = (heads.group_by("legal_entity", "fiscal_year").agg(pl.col("seq").max().alias("last_seq"))
                 .with_columns(pl.lit("invoice").alias("kind")))
-    docs, files = _documents(con, settings, invoices, inv_lines, o, cfg, now)
+    docs, files = _documents(con, settings, invoices, inv_lines, o, cfg, now, rep)
     for path, data in files:  # before the commit that records them (see the module docstring)
         _write_bytes(path, data)
     with transaction(con):
@@ -322,6 +324,20 @@ def _advance_counters(con, counters: pl.DataFrame) -> None:
                     f"FROM {k}")
 
 
+def _render_one(job: tuple) -> tuple[bytes | str | None, str | None]:
+    """``(data, error)`` of one document job ``(kind, path, header, lines, writer arguments)``."""
+    from som_pipeline.billing import documents as D
+    from som_pipeline.fulfilment.outbound import OutboundError
+
+    kind, _path, h, lines, kw = job
+    try:
+        if kind == "x12_810":
+            return D.x12_810([h], lines, **kw), None
+        return D.invoice_pdf(h, lines), None
+    except OutboundError as e:
+        return None, str(e)
+
+
 def _write_bytes(path: Path, data: bytes | str) -> None:
     if isinstance(data, str):
         write_atomic(path, data)
@@ -335,13 +351,59 @@ def _write_bytes(path: Path, data: bytes | str) -> None:
 
 
 def _documents(con, settings: Settings, invoices: pl.DataFrame, lines: pl.DataFrame, orders: pl.DataFrame,
-               cfg: BillingConfig, now: datetime) -> tuple[pl.DataFrame, list[tuple[Path, bytes | str]]]:
-    """The invoices' documents (filled in by the documents step; see ``_render``)."""
-    return _render(con, settings, invoices, lines, orders, cfg, now, "invoice")
+               cfg: BillingConfig, now: datetime, rep: BillingReport) -> tuple[pl.DataFrame, list[tuple[Path, bytes | str]]]:
+    """A PDF per invoice (``outbound/invoices/<number>.pdf``) and an X12 810 per EDI invoice
+    (``outbound/edi/<number>.810.edi``), each recorded once in ``ops.outbound_documents``. A document the
+    writer refuses (``OutboundError``: its arithmetic does not add up) is not written and is said in the report."""
+    from som_pipeline.fulfilment.outbound import document_id
 
-
-def _render(con, settings, docs_frame, lines, orders, cfg, now, kind):  # replaced when the documents land
-    return from_rows(OutboundDocumentModel, []), []
+    if invoices.height == 0:
+        return from_rows(OutboundDocumentModel, []), []
+    ent = con.execute("SELECT * FROM ref.legal_entities").pl()
+    ent = {r["legal_entity"]: r for r in ent.iter_rows(named=True)}
+    cust = con.execute("SELECT customer_id, name, payment_terms_days FROM ref.customers").pl()
+    heads = (invoices.join(orders.select("order_id", "customer_po", "channel_order_ref", "customer_ref",
+                                         "ship_to_name", pl.col("ship_to_line1").alias("ship_to_address1"),
+                                         "ship_to_city", "ship_to_region", "ship_to_postal_code", "ship_to_country",
+                                         "prices_include_tax", pl.col("order_date").alias("po_date")),
+                           on="order_id", how="left")
+             .join(cust, on="customer_id", how="left")
+             .with_columns(pl.lit("invoice").alias("kind"),
+                           pl.coalesce("name", "ship_to_name", pl.lit("Customer")).alias("bill_to_name"),
+                           (pl.col("due_date") - pl.col("invoice_date")).dt.total_days().alias("payment_terms_days"),
+                           pl.when(pl.col("prepaid")).then(pl.col("total")).otherwise(pl.lit(0).cast(MONEY))
+                           .alias("prepaid_amount"))
+             .with_columns((pl.col("total") - pl.col("prepaid_amount")).cast(MONEY).alias("amount_due")))
+    refs = select_keys(con, "core.order_lines", invoices.select("order_id").unique(),
+                       "order_id, line_no AS order_line_no, line_ref AS channel_line_ref")
+    ln = lines.join(refs, on=["order_id", "order_line_no"], how="left")
+    by_inv = ln.partition_by("invoice_id", as_dict=True)
+    root = settings.outbound
+    jobs: list[tuple[str, Path, dict, list[dict], dict]] = []
+    for h in heads.iter_rows(named=True):
+        e = ent.get(h["legal_entity"], {})
+        h.update(seller_name=e.get("name") or cfg.seller_name, seller_address=e.get("address") or cfg.seller_address,
+                 seller_tax_id=e.get("tax_id"))
+        mine = by_inv[(h["invoice_id"],)].to_dicts()
+        if settings.invoice_pdfs == "all" or (settings.invoice_pdfs == "b2b" and h["channel"] in B2B_CHANNELS):
+            jobs.append(("invoice_pdf", root / "invoices" / f"{h['invoice_id']}.pdf", h, mine, {}))
+        if h["channel"] == "edi":
+            edi = {**h, "customer_po": h["customer_po"] or (h["channel_order_ref"] or "").split(":")[-1]}
+            jobs.append(("x12_810", root / "edi" / f"{h['invoice_id']}.810.edi", edi, mine, {
+                "sender_id": e.get("edi_id") or "SOMPIPELINE", "receiver_id": (h["customer_ref"] or "PARTNER")[:15],
+                "control_number": int(sha256_text(h["invoice_id"])[:8], 16) % 999_999_999 + 1, "now": now}))
+    rows: list[dict] = []
+    files: list[tuple[Path, bytes | str]] = []
+    for (kind, path, h, _mine, _kw), (data, err) in zip(jobs, map(_render_one, jobs), strict=True):
+        if err is not None:
+            rows.append({"_error": f"{h['invoice_id']}: no {kind}: {err}"})
+            continue
+        raw = data.encode() if isinstance(data, str) else data
+        rows.append({"document_id": document_id(kind, h["invoice_id"]), "kind": kind, "channel": h["channel"],
+                     "key": h["invoice_id"], "path": str(path), "sha256": sha256_text(raw), "written_at": now})
+        files.append((path, data))
+    rep.notes += [r["_error"] for r in rows if "_error" in r]
+    return from_rows(OutboundDocumentModel, [r for r in rows if "_error" not in r]), files
 
 
 # ------------------------------------------------------------------------------------------------
