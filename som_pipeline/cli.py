@@ -196,6 +196,22 @@ def cmd_carriers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bank(args: argparse.Namespace) -> int:
+    """The demo's bank: customers' payments for the open invoices (MT940, BAI2, camt.053) and a Shopify payout."""
+    from som_pipeline.demo.bank import simulate_bank
+    from som_pipeline.services.validation import business_now
+    from som_pipeline.warehouse import Warehouse
+
+    s = _settings(args)
+    now = business_now(s)
+    done = simulate_bank(s.home, Warehouse(s.warehouse_path, lock_timeout_s=s.lock_timeout_s), now.date())
+    later = now + timedelta(hours=args.hours)
+    (s.home / "clock").write_text(later.isoformat(), encoding="utf-8")
+    print(f"bank statements of {now:%Y-%m-%d}: {done['payments']} customer payments in {', '.join(done['files'])} "
+          f"(landing/bank, landing/payouts); the demo's clock is now {later:%Y-%m-%d %H:%M} UTC")
+    return 0
+
+
 class SlotWait(threading.Thread):
     """Ends a CLI run plainly when its steps wait for a slot of ``pool`` too long, or are interrupted waiting.
 
@@ -529,6 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
     ca = sub.add_parser("carriers", help="demo: the carriers' tracking events for our shipments as time passes")
     ca.add_argument("--hours", type=float, default=72.0, help="how long they report; the clock moves on (default 72)")
     ca.set_defaults(func=cmd_carriers)
+    bk = sub.add_parser("bank", help="demo: the bank's statements of what customers paid, and a channel payout")
+    bk.add_argument("--hours", type=float, default=24.0, help="the clock moves on by this much (default 24)")
+    bk.set_defaults(func=cmd_bank)
     t = sub.add_parser("tpch", help="load TPC-H data (generated offline by tpchgen-cli) into SOM_HOME")
     t.add_argument("--sf", type=float, default=0.01, help="TPC-H scale factor (fractions allowed)")
     t.add_argument("--days", type=int, default=1,

@@ -41,6 +41,15 @@ FEEDS: dict[str, Feed] = {
     "carrier_events": Feed("carrier_events", "tracking_event", "tracking",
                            "Carrier tracking events: X12 214, carrier-aggregator trackers (EasyPost-style JSON), Shopify "
                            "fulfillment events, Amazon tracking notifications -> core.tracking_events."),
+    "bank": Feed("bank", "bank_line", "billing",
+                 "Bank statements: SWIFT MT940, BAI2, ISO 20022 camt.053 -> core.bank_statements, core.bank_lines, "
+                 "the customers' payments (core.payments) matched to invoices."),
+    "payouts": Feed("payouts", "payout_line", "billing",
+                    "Channel payouts: Shopify payouts with their transactions, Amazon settlement reports: charges, "
+                    "refunds, fees and the deposit, reconciled to the bank."),
+    "payment_decisions": Feed("payment_decisions", "decision", "billing",
+                              "Manual payment match decisions (CSV: payment_id, action match|credit|write_off|refund, "
+                              "invoice_id, amount, note), applied on the next run."),
     "scans": Feed("scans", "scan", "fulfilment",
                   "Pick scanner events (CSV / JSON lines) -> core.pick_scans, pick tasks and the stock ledger."),
 }

@@ -81,6 +81,26 @@ REASONS: dict[str, str] = {
     "214 status messages).",
     "UNKNOWN_TRACKING_NUMBER": "A carrier event for a tracking number none of our packages has, still unmatched "
     "after tracking's pending_max_hours.",
+    # --- billing: bank statements, payouts, payment decisions --------------------------------
+    "BANK_SYNTAX": "A bank statement, payout or settlement record (or the whole file) does not follow its "
+    "format's layout: a missing or malformed MT940 tag, a BAI2 record the bai2 parser refuses, XML that is "
+    "not well formed or lacks a required camt element, a TSV row with the wrong number of fields.",
+    "BANK_SCHEMA": "A camt.053 document breaks its ISO 20022 XSD at this entry or statement (the message "
+    "quotes the validator).",
+    "BANK_BAD_AMOUNT": "A money amount is missing, not a decimal, negative where the format carries the sign "
+    "apart, or has more decimals than cents (never rounded).",
+    "BANK_BAD_DATE": "A booking, value, payout or posted date is missing or not a real calendar date.",
+    "BANK_BALANCE_MISMATCH": "A statement whose opening balance plus its lines does not equal its closing "
+    "balance (payout: its transactions' net does not equal the payout; settlement: its rows do not add "
+    "up to total-amount). Its lines are kept and the statement is flagged balanced = false.",
+    "BANK_CONTROL_TOTAL": "A BAI2 trailer's control total or record count disagrees with the records: the "
+    "lines are kept, the file may be incomplete.",
+    "BANK_BATCH_MISMATCH": "A camt.053 batch entry whose transaction details carry amounts that do not add up "
+    "to the entry amount (or only some carry one): it cannot be split into lines.",
+    "BANK_NO_MONEY_MOVEMENT": "An entry that moves no money yet: camt status pending/information, a BAI2 "
+    "non-monetary or status type code in a detail record. Reported, not a line.",
+    "PAYMENT_DECISION_INVALID": "A manual payment decision (landing/payment_decisions) that cannot be applied: "
+    "unknown payment or invoice, an amount beyond what is left, an unknown action; the payment stays in suspense.",
 }
 
 # Codes that only a later run can produce (a second upload of a file): not expected in a one-shot demo.
@@ -141,6 +161,10 @@ FULFILMENT_CODES = frozenset({"BAD_ACTION", "BAD_BARCODE", "BAD_RECEIPT_KIND", "
                               # tracking's feed (the demo's carriers send clean events, one stray parcel pending)
                               "UNKNOWN_MILESTONE_CODE", "MISSING_TRACKING_NUMBER", "BAD_EVENT_TIME",
                               "UNSUPPORTED_TRANSACTION_SET", "UNKNOWN_TRACKING_NUMBER"})
+# Codes only the billing feeds produce (bank statements, payouts, payment decisions)
+BILLING_CODES = frozenset({"BANK_SYNTAX", "BANK_SCHEMA", "BANK_BAD_AMOUNT", "BANK_BAD_DATE", "BANK_BALANCE_MISMATCH",
+                           "BANK_CONTROL_TOTAL", "BANK_BATCH_MISMATCH", "BANK_NO_MONEY_MOVEMENT",
+                           "PAYMENT_DECISION_INVALID"})
 
 
 def describe(code: str) -> str:

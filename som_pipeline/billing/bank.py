@@ -126,28 +126,14 @@ from lxml import etree
 
 from som_pipeline.hashing import sha256_series
 from som_pipeline.ingest.common import DecodeError, decode_text
+from som_pipeline.reasons import REASONS as ALL_REASONS
 
 MONEY = pl.Decimal(18, 2)
 
-REASONS: dict[str, str] = {
-    "BANK_SYNTAX": "A bank statement, payout or settlement record (or the whole file) does not follow its "
-    "format's layout: a missing or malformed MT940 tag, a BAI2 record the bai2 parser refuses, XML that is "
-    "not well formed or lacks a required camt element, a TSV row with the wrong number of fields.",
-    "BANK_SCHEMA": "A camt.053 document breaks its ISO 20022 XSD at this entry or statement (the message "
-    "quotes the validator).",
-    "BANK_BAD_AMOUNT": "A money amount is missing, not a decimal, negative where the format carries the sign "
-    "apart, or has more decimals than cents (never rounded).",
-    "BANK_BAD_DATE": "A booking, value, payout or posted date is missing or not a real calendar date.",
-    "BANK_BALANCE_MISMATCH": "A statement whose opening balance plus its lines does not equal its closing "
-    "balance (payout: its transactions' net does not equal the payout; settlement: its rows do not add "
-    "up to total-amount). Its lines are kept and the statement is flagged balanced = false.",
-    "BANK_CONTROL_TOTAL": "A BAI2 trailer's control total or record count disagrees with the records: the "
-    "lines are kept, the file may be incomplete.",
-    "BANK_BATCH_MISMATCH": "A camt.053 batch entry whose transaction details carry amounts that do not add up "
-    "to the entry amount (or only some carry one): it cannot be split into lines.",
-    "BANK_NO_MONEY_MOVEMENT": "An entry that moves no money yet: camt status pending/information, a BAI2 "
-    "non-monetary or status type code in a detail record. Reported, not a line.",
-}
+#: This reader's reason codes (their texts live in :data:`som_pipeline.reasons.REASONS`, the one table).
+REASONS: dict[str, str] = {k: ALL_REASONS[k] for k in (
+    "BANK_SYNTAX", "BANK_SCHEMA", "BANK_BAD_AMOUNT", "BANK_BAD_DATE", "BANK_BALANCE_MISMATCH", "BANK_CONTROL_TOTAL",
+    "BANK_BATCH_MISMATCH", "BANK_NO_MONEY_MOVEMENT")}
 
 _FORMATS = ("mt940", "bai2", "camt053", "shopify_payout", "amazon_settlement")
 

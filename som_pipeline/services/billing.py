@@ -39,6 +39,8 @@ from som_pipeline.hashing import sha256_series, sha256_text
 from som_pipeline.money import MONEY
 from som_pipeline.schemas import (
     AROpenItemModel,
+    BankLineModel,
+    BankStatementModel,
     CreditNoteLineModel,
     CreditNoteModel,
     CustomerCreditModel,
@@ -47,21 +49,25 @@ from som_pipeline.schemas import (
     OutboundDocumentModel,
     PaymentAllocationModel,
     PaymentModel,
+    PaymentSuspenseModel,
+    WriteOffModel,
     conform,
     from_rows,
 )
 from som_pipeline.services import Step
-from som_pipeline.services.landing import write_atomic
+from som_pipeline.services.landing import archive, incoming, write_atomic
+from som_pipeline.services.stock import feed_quarantine, record_feed_file
 from som_pipeline.warehouse import Warehouse, insert_frame, registered, replace_keys, select_keys, transaction
 
 BILLING = Step(
-    reads=("core.shipments", "core.shipment_lines", "core.orders", "core.order_lines", "core.shipment_status",
+    reads=("core.bank_statements", "core.bank_lines", "core.payment_suspense", "core.shipments", "core.shipment_lines", "core.orders", "core.order_lines", "core.shipment_status",
            "ref.products", "ref.customers", "ref.tax_rates", "ref.billing_policies", "ref.legal_entities",
            "ref.customer_bank_accounts", "ref.open_items",
            "core.invoices", "core.invoice_lines", "core.credit_notes", "core.credit_note_lines", "core.payments",
            "core.payment_allocations", "core.customer_credits", "core.write_offs", "core.ar_open_items",
            "ops.document_numbers"),
-    writes=("core.invoices", "core.invoice_lines", "core.credit_notes", "core.credit_note_lines", "core.payments",
+    writes=("core.invoices", "core.invoice_lines", "core.credit_notes", "core.credit_note_lines",
+            "core.bank_statements", "core.bank_lines", "core.payment_suspense", "core.payments",
             "core.payment_allocations", "core.customer_credits", "core.write_offs", "core.ar_open_items"),
     appends=("ops.document_numbers", "ops.outbound_documents"),
 )
@@ -92,11 +98,18 @@ class BillingReport:
     credit_notes: int = 0
     captures: int = 0
     documents: int = 0
+    bank_files: int = 0
+    bank_lines: int = 0
+    payments: int = 0
+    allocated: int = 0
+    suspense: int = 0
+    cleared_captures: int = 0
     open_items: int = 0
     notes: list[str] = field(default_factory=list)
+    _archive: list = field(default_factory=list, repr=False)
 
     def as_metadata(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "notes"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("notes", "_archive")}
 
 
 def run_billing(wh: Warehouse, settings: Settings, now: datetime, cfg: BillingConfig | None = None) -> BillingReport:
@@ -107,7 +120,12 @@ def run_billing(wh: Warehouse, settings: Settings, now: datetime, cfg: BillingCo
         touched.append(_invoice(con, settings, now, cfg, rep))
         touched.append(_cancellations(con, settings, now, cfg, rep))
         touched.append(_captures(con, now, cfg, rep))
+        _bank_files(con, settings, now, rep)
+        touched.append(_clear_payouts(con, rep))
+        touched.append(_match(con, settings, now, rep))
         _refresh_ar(con, pl.concat(touched).unique(), now, rep)
+    for f in rep._archive:
+        archive(f)
     return rep
 
 
@@ -529,6 +547,235 @@ def _captures(con, now: datetime, cfg: BillingConfig, rep: BillingReport) -> pl.
         replace_keys(con, "core.customer_credits", pays.select("payment_id"), credits)
     rep.captures += new_pay.height
     return alloc.select("item_id")
+
+
+# ------------------------------------------------------------------------------------------------
+# 6. bank statements and channel payouts -> payments
+# ------------------------------------------------------------------------------------------------
+BANK_FORMATS = ("mt940", "bai2", "camt053")
+#: A bank credit from one of these payers is a channel's payout, not a customer's payment.
+PAYOUT_PAYERS = ("SHOPIFY", "AMAZON")
+
+
+def _bank_files(con, settings: Settings, now: datetime, rep: BillingReport) -> None:
+    """Every new file of ``landing/bank`` and ``landing/payouts``: statements and lines (kept whole, dedup by id),
+    the rejected records quarantined, one ledger row per file; the customers' credits become payments."""
+    from som_pipeline.billing.bank import read_bank_file
+
+    for feed in ("bank", "payouts"):
+        files, settled = incoming(con, settings, feed, now, rep.notes)
+        rep.notes += [f"{o.source_file}: identical content already processed ({o.status}); archived" for o in settled]
+        for f in files:
+            data = f.read()
+            if data is None:
+                rep.notes.append(f"{f.name}: changed while read; left for the next run")
+                continue
+            bf = read_bank_file(data, f.name)
+            at = pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("received_at")
+            st = conform(bf.statements.with_columns(at), BankStatementModel)
+            ln = conform(bf.lines.with_columns(at), BankLineModel)
+            st = st.join(select_keys(con, "core.bank_statements", st.select("statement_id"), "statement_id"),
+                         on="statement_id", how="anti")
+            ln = ln.join(select_keys(con, "core.bank_lines", ln.select("line_id"), "line_id"), on="line_id",
+                         how="anti")
+            pay = _payments_from_lines(ln, now)
+            with transaction(con):
+                insert_frame(con, "core.bank_statements", st)
+                insert_frame(con, "core.bank_lines", ln)
+                insert_frame(con, "core.payments", pay)
+                record_feed_file(con, f, feed, bf.received,
+                                 feed_quarantine(bf.rejected, feed, BANK_RECORD_KIND[feed], f.name, f.sha, now), now)
+            rep._archive.append(f)
+            rep.bank_files += 1
+            rep.bank_lines += ln.height
+            rep.payments += pay.height
+            unbalanced = st.filter(~pl.col("balanced").fill_null(True))
+            rep.notes += [f"{f.name}: statement {r} does not balance (see the quarantine)" for r in
+                          unbalanced["statement_id"].to_list()]
+
+
+BANK_RECORD_KIND = {"bank": "bank_line", "payouts": "payout_line"}
+
+
+def _payments_from_lines(ln: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """The customers' payments among new bank lines: credits of the bank formats, except the channels' payouts."""
+    payer = pl.col("payer_name").fill_null("").str.to_uppercase()
+    payout = pl.any_horizontal([payer.str.contains(p, literal=True) for p in PAYOUT_PAYERS])
+    return conform(ln.filter(pl.col("format").is_in(BANK_FORMATS), pl.col("amount") > 0, pl.col("kind") != "fee",
+                             ~payout)
+                   .select(pl.col("line_id").alias("payment_id"), pl.lit("bank").alias("source"), "currency",
+                           "amount", pl.coalesce("value_date", "booking_date").alias("value_date"), "payer_name",
+                           "payer_account", "remittance", "end_to_end_id", pl.lit(True).alias("cleared"),
+                           pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("received_at")), PaymentModel)
+
+
+def _clear_payouts(con, rep: BillingReport) -> pl.DataFrame:
+    """A channel capture is cleared (paid, not only in payment) once the payout carrying its order's charge is on a
+    bank statement: the payout's deposit line and a bank credit from the channel of the same amount and currency
+    within three days."""
+    cleared = con.execute("""
+        WITH banked AS (
+            SELECT DISTINCT p.statement_id FROM core.bank_lines p
+            JOIN core.bank_lines b ON b.format IN ('mt940', 'bai2', 'camt053') AND b.amount = p.amount
+                 AND b.currency = p.currency AND abs(date_diff('day', b.booking_date, p.booking_date)) <= 3
+                 AND (upper(coalesce(b.payer_name, '')) LIKE '%SHOPIFY%' OR upper(coalesce(b.payer_name, ''))
+                      LIKE '%AMAZON%')
+            WHERE p.format IN ('shopify_payout', 'amazon_settlement') AND p.kind = 'payout'),
+        orders_paid AS (
+            SELECT DISTINCT o.order_id FROM core.bank_lines c JOIN banked USING (statement_id)
+            JOIN core.orders o ON o.channel_order_ref = c.order_ref
+                 AND o.channel = CASE WHEN c.format = 'shopify_payout' THEN 'shopify' ELSE 'amazon' END
+            WHERE c.order_ref IS NOT NULL)
+        SELECT p.payment_id FROM core.payments p JOIN orders_paid USING (order_id)
+        WHERE p.source = 'channel_capture' AND NOT p.cleared""").pl()
+    if cleared.height == 0:
+        return pl.DataFrame(schema={"item_id": pl.String})
+    with registered(con, cleared) as k, transaction(con):
+        con.execute(f"UPDATE core.payments SET cleared = true WHERE payment_id IN (SELECT payment_id FROM {k})")  # noqa: S608
+    rep.cleared_captures += cleared.height
+    return select_keys(con, "core.payment_allocations", cleared, "item_id")
+
+
+# ------------------------------------------------------------------------------------------------
+# 7. matching: new payments, and those waiting in suspense, against the open items
+# ------------------------------------------------------------------------------------------------
+def _decisions(con, settings: Settings, now: datetime, rep: BillingReport) -> tuple[pl.DataFrame, list]:
+    """Manual decisions of ``landing/payment_decisions`` (CSV: payment_id, action, invoice_id, amount, note
+    [, customer_id]); unreadable rows are quarantined ``PAYMENT_DECISION_INVALID``."""
+    files, settled = incoming(con, settings, "payment_decisions", now, rep.notes)
+    rep.notes += [f"{o.source_file}: identical content already processed ({o.status}); archived" for o in settled]
+    frames, reads = [], []
+    for f in files:
+        data = f.read()
+        if data is None:
+            continue
+        d, rej, received = read_payment_decisions(data, f.name)
+        frames.append(d)
+        reads.append((f, rej, received))
+    schema = {"payment_id": pl.String, "action": pl.String, "invoice_id": pl.String, "amount": MONEY,
+              "note": pl.String, "customer_id": pl.String, "_file": pl.String, "_loc": pl.String, "_raw": pl.String}
+    return (pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame(schema=schema)), reads
+
+
+DECISION_ACTIONS = ("match", "credit", "write_off", "refund")
+
+
+def read_payment_decisions(data: bytes, name: str) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """``(decisions, rejected, received)`` of a decisions CSV (every field read as text, then checked)."""
+    import io
+
+    from som_pipeline.money import parse_decimal
+
+    rej_schema = {"location": pl.String, "order_ref": pl.String, "reason_code": pl.String, "message": pl.String,
+                  "raw": pl.String}
+    try:
+        df = pl.read_csv(io.BytesIO(data), infer_schema=False, truncate_ragged_lines=False)
+    except Exception as e:  # noqa: BLE001 - bad input: one rejected record, never a traceback
+        return (pl.DataFrame(), pl.DataFrame([{"location": "file", "order_ref": None, "reason_code":
+                "PAYMENT_DECISION_INVALID", "message": f"not a readable CSV: {e}", "raw": data[:2000].decode(
+                    "utf-8", "replace")}], schema=rej_schema), 1)
+    for c in ("payment_id", "action", "invoice_id", "amount", "note", "customer_id"):
+        if c not in df.columns:
+            df = df.with_columns(pl.lit(None, pl.String).alias(c))
+    amount, ok_amt = parse_decimal(pl.col("amount"), 2)
+    df = df.with_row_index("_i").with_columns(
+        pl.col("action").str.strip_chars().str.to_lowercase(), amount.cast(MONEY).alias("_amount"),
+        ok_amt.alias("_ok_amt"), pl.format("line {}", pl.col("_i") + 2).alias("_loc"),
+        pl.concat_str([pl.col(c).fill_null("") for c in ("payment_id", "action", "invoice_id", "amount", "note")],
+                      separator=",").alias("_raw"), pl.lit(name).alias("_file"))
+    why = (pl.when(pl.col("payment_id").is_null()).then(pl.lit("payment_id is empty"))
+           .when(~pl.col("action").is_in(DECISION_ACTIONS)).then(pl.format("action '{}' is not one of {}",
+                                                                           pl.col("action").fill_null(""),
+                                                                           pl.lit("|".join(DECISION_ACTIONS))))
+           .when(~pl.col("_ok_amt")).then(pl.format("amount '{}' is not a decimal with at most 2 places",
+                                                    pl.col("amount")))
+           .when((pl.col("action") == "match") & pl.col("invoice_id").is_null())
+           .then(pl.lit("a match names no invoice_id")))
+    df = df.with_columns(why.alias("_why"))
+    rej = df.filter(pl.col("_why").is_not_null()).select(
+        pl.col("_loc").alias("location"), pl.col("payment_id").alias("order_ref"),
+        pl.lit("PAYMENT_DECISION_INVALID").alias("reason_code"), pl.col("_why").alias("message"),
+        pl.col("_raw").alias("raw"))
+    ok = df.filter(pl.col("_why").is_null()).select(
+        "payment_id", "action", "invoice_id", pl.col("_amount").alias("amount"), "note", "customer_id", "_file",
+        "_loc", "_raw")
+    return ok, rej, df.height
+
+
+def _match(con, settings: Settings, now: datetime, rep: BillingReport) -> pl.DataFrame:
+    from som_pipeline.billing.matching import match_payments
+
+    decisions, reads = _decisions(con, settings, now, rep)
+    todo = con.execute("""
+        SELECT p.payment_id, p.currency, coalesce(s.amount, p.amount) AS amount, p.value_date, p.payer_name,
+               p.payer_account, p.remittance, p.end_to_end_id
+        FROM core.payments p LEFT JOIN core.payment_suspense s USING (payment_id)
+        WHERE p.source = 'bank' AND (s.payment_id IS NOT NULL OR NOT EXISTS (
+              SELECT 1 FROM core.payment_allocations a WHERE a.payment_id = p.payment_id)
+              AND NOT EXISTS (SELECT 1 FROM core.customer_credits c WHERE c.payment_id = p.payment_id))""").pl()
+    # a decision only applies to a payment still to place (in suspense or new)
+    named = decisions.join(todo.select("payment_id"), on="payment_id", how="anti")
+    bad_named = named.with_columns(pl.lit("the payment is unknown or already placed").alias("message"))
+    decisions = decisions.join(todo.select("payment_id"), on="payment_id", how="semi")
+    touched = pl.DataFrame(schema={"item_id": pl.String})
+    result = None
+    if todo.height:
+        items = con.execute("""
+            SELECT a.item_id AS invoice_id, a.customer_id, a.currency, a.residual, a.invoice_date, a.due_date,
+                   list_filter([i.order_id, o.channel_order_ref, o.customer_po,
+                                split_part(o.channel_order_ref, ':', -1)], x -> x IS NOT NULL) AS order_refs
+            FROM core.ar_open_items a LEFT JOIN core.invoices i ON i.invoice_id = a.item_id
+            LEFT JOIN core.orders o ON o.order_id = i.order_id
+            WHERE a.residual > 0 AND a.customer_id IS NOT NULL
+              AND a.currency IN (SELECT DISTINCT currency FROM core.payments WHERE source = 'bank')""").pl()
+        accounts = con.execute("SELECT customer_id, account FROM ref.customer_bank_accounts").pl()
+        customers = con.execute("SELECT customer_id, name FROM ref.customers").pl()
+        result = match_payments(todo, items, accounts, customers,
+                                decisions.select("payment_id", "action", "invoice_id", "amount", "note",
+                                                 "customer_id") if decisions.height else None)
+    # quarantine: unreadable decision rows, and decisions that could not be applied
+    errs = [bad_named.select("payment_id", "action", "invoice_id", "message", "_file", "_loc", "_raw")]
+    if result is not None and result.decision_errors.height:
+        errs.append(result.decision_errors.select("payment_id", "action", "invoice_id", "message").join(
+            decisions.select("payment_id", "action", "invoice_id", "_file", "_loc", "_raw"),
+            on=["payment_id", "action", "invoice_id"], how="left", nulls_equal=True).unique(["_file", "_loc"]))
+    errs = pl.concat(errs, how="diagonal_relaxed")
+    at = pl.lit(now).cast(pl.Datetime("us", "UTC"))
+    with transaction(con):
+        for f, rej, received in reads:
+            mine = errs.filter(pl.col("_file") == f.name).select(
+                pl.col("_loc").alias("location"), pl.col("payment_id").alias("order_ref"),
+                pl.lit("PAYMENT_DECISION_INVALID").alias("reason_code"), "message", pl.col("_raw").alias("raw"))
+            record_feed_file(con, f, "payment_decisions", received,
+                             feed_quarantine(pl.concat([rej, mine]), "payment_decisions", "decision", f.name, f.sha,
+                                             now), now)
+            rep._archive.append(f)
+        if result is not None:
+            cust = todo.select("payment_id", "currency")
+            al = result.allocations.join(cust, on="payment_id", how="left")
+            al = conform(al.with_columns(
+                sha256_series(pl.format("{}|{}|{}", pl.col("payment_id"), pl.col("invoice_id"), pl.col("method")),
+                              al).alias("allocation_id"), pl.col("invoice_id").alias("item_id"),
+                at.alias("allocated_at")), PaymentAllocationModel)
+            al = al.join(select_keys(con, "core.payment_allocations", al.select("allocation_id"), "allocation_id"),
+                         on="allocation_id", how="anti")
+            wo = conform(result.write_offs.join(cust, on="payment_id", how="left").with_columns(
+                pl.col("invoice_id").alias("item_id"), at.alias("written_off_at")), WriteOffModel)
+            un = conform(result.unapplied.join(cust, on="payment_id", how="left").with_columns(
+                at.alias("created_at")), CustomerCreditModel)
+            old = select_keys(con, "core.payment_suspense", todo.select("payment_id"), "payment_id, first_seen_at")
+            su = conform(result.suspense.join(cust, on="payment_id", how="left").join(old, on="payment_id",
+                                                                                     how="left")
+                         .with_columns(pl.coalesce("first_seen_at", at).alias("first_seen_at"),
+                                       at.alias("last_tried_at")), PaymentSuspenseModel)
+            insert_frame(con, "core.payment_allocations", al)
+            insert_frame(con, "core.write_offs", wo)
+            replace_keys(con, "core.customer_credits", un.select("payment_id", "reason"), un)
+            replace_keys(con, "core.payment_suspense", todo.select("payment_id"), su)
+            rep.allocated += al.height
+            rep.suspense = su.height
+            touched = pl.concat([al.select("item_id"), wo.select("item_id")])
+    return touched
 
 
 # ------------------------------------------------------------------------------------------------
