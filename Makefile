@@ -1,7 +1,8 @@
 # som_pipeline — two commands do everything on a fresh machine:
 #   make run    set up, generate the demo, materialize the whole graph through Dagster, let the demo's warehouse
 #               floor work the released waves (scans, receipts, a count), run again, let the carriers report
-#               three days of tracking events, run again, print a summary
+#               three days of tracking events, run again (invoices), let the bank report the customers'
+#               payments and a channel payout, run again (matching, receivables), print a summary
 #   make test   the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -26,6 +27,8 @@ run: $(STAMP)
 	$(BIN)/som floor
 	$(BIN)/som run
 	$(BIN)/som carriers
+	$(BIN)/som run
+	$(BIN)/som bank
 	$(BIN)/som run
 
 test: $(STAMP)

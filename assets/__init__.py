@@ -9,6 +9,7 @@ and, if it reads a landing feed, to ``FEED_ASSETS`` in ``assets/automation.py``.
 
 from assets.allocation import allocation
 from assets.analytics import analyst_views, reconciliation
+from assets.billing import billing
 from assets.capture import capture_assets
 from assets.fulfilment import fulfilment, stock_ledger
 from assets.orders import core_orders, daily_sales
@@ -18,6 +19,6 @@ from assets.tracking import tracking
 from assets.validation import order_validation
 
 all_assets = [reference_data, disruption_feed, *capture_assets, core_orders, stock_ledger, order_validation, allocation,
-              fulfilment, tracking, demand_forecast, replenishment_plan, daily_sales, analyst_views, reconciliation]
+              fulfilment, tracking, billing, demand_forecast, replenishment_plan, daily_sales, analyst_views, reconciliation]
 
 __all__ = ["all_assets"]

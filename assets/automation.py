@@ -33,7 +33,7 @@ from som_pipeline.services.landing import list_landing
 VIEWS_KEY = dg.AssetKey(["analytics", "views"])
 FLOOR_KEYS = [dg.AssetKey(t.split(".")) for t in FLOOR.writes]  # the stock_ledger multi-asset runs whole
 UNPARTITIONED = dg.AssetSelection.all() - dg.AssetSelection.assets(daily_sales)
-INGEST_GROUPS = ("reference", "capture", "core", "validation", "allocation", "fulfilment", "tracking")
+INGEST_GROUPS = ("reference", "capture", "core", "validation", "allocation", "fulfilment", "tracking", "billing")
 INGEST = (
     dg.AssetSelection.groups(*INGEST_GROUPS) - dg.AssetSelection.assets(daily_sales)
 ) | dg.AssetSelection.assets(VIEWS_KEY)
@@ -45,6 +45,10 @@ FEED_ASSETS: dict[str, dg.AssetKey] = {
     "receipts": dg.AssetKey(["core", "stock_ledger"]),
     "scans": dg.AssetKey(["core", "pick_scans"]),
     "carrier_events": dg.AssetKey(["core", "tracking_events"]),
+    # the bank and payout folders (and manual payment decisions) -> billing
+    "bank": dg.AssetKey(["core", "bank_lines"]),
+    "payouts": dg.AssetKey(["core", "bank_lines"]),
+    "payment_decisions": dg.AssetKey(["core", "payment_allocations"]),
 }
 
 ingest_job = dg.define_asset_job(
@@ -78,6 +82,12 @@ tracking_job = dg.define_asset_job(
     "tracking_job",
     selection=dg.AssetSelection.groups("tracking"),
     description="Carrier events, shipment status, ETA and late risk, exceptions, customer notifications.",
+)
+billing_job = dg.define_asset_job(
+    "billing_job",
+    selection=dg.AssetSelection.groups("billing"),
+    description="Invoices for what shipped (PDF, X12 810), credit notes, bank statements and payouts, payment "
+                "matching, receivables.",
 )
 floor_job = dg.define_asset_job(
     "floor_job",
@@ -197,4 +207,4 @@ def publish_analytics_copy(context: dg.RunStatusSensorContext, warehouse: Wareho
 schedules = [hourly_ingest, nightly_reconciliation, planning_schedule, daily_sales_schedule, wave_schedule,
              manifest_schedule, risk_schedule]
 sensors = [landing_sensor, publish_analytics_copy]
-jobs = [ingest_job, full_job, planning_job, daily_sales_job, fulfilment_job, floor_job, tracking_job]
+jobs = [ingest_job, full_job, planning_job, daily_sales_job, fulfilment_job, floor_job, tracking_job, billing_job]

@@ -201,7 +201,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 # views the pipeline itself reads (sql/views/<file>, view name), created with the tables; the analytics asset
 # refreshes them with the other views
-PIPELINE_VIEWS = (("05_core_stock", "v_stock"), ("06_core_stock_movements", "v_stock_movements"))
+PIPELINE_VIEWS = (("05_core_stock", "v_stock"), ("06_core_stock_movements", "v_stock_movements"),
+                  ("07_core_ar_aging", "v_ar_aging"))
 
 
 def _check_table(table: str) -> None:

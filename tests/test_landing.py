@@ -18,6 +18,7 @@ import pytest
 from som_pipeline.config import Settings
 from som_pipeline.feeds import FEEDS
 from som_pipeline.services.analytics import run_reconciliation_query
+from som_pipeline.services.billing import run_billing
 from som_pipeline.services.channels import capture_channel
 from som_pipeline.services.disruptions import ingest_disruptions
 from som_pipeline.services.fulfilment import run_floor
@@ -37,6 +38,9 @@ DISRUPTIONS = (b"disruption_id,scope,target,starts_at,ends_at,severity,extra_day
                b"D-T1,warehouse,WH-NJ,2026-11-25T00:00:00Z,2026-11-28T00:00:00Z,degraded,1,snow\n")
 
 
+PAYMENT_DECISIONS = (b"payment_id,action,invoice_id,amount,note\n"
+                     b"NO-SUCH-PAYMENT,match,INV-US01-2026-000001,10.00,typo\n"
+                     b"P-2,pay,,,not an action\n")
 RECEIPTS = (b"receipt_id,line_no,kind,reference,warehouse_id,sku,quantity,received_at\n"
             b"GRN-1,1,po,PO-77,WH-NJ,NO-SUCH-SKU,5,2026-11-26T08:00:00Z\n")
 SCANS = (b"scan_id,task_id,warehouse_id,barcode,quantity,user,station,scanned_at\n"
@@ -64,6 +68,11 @@ CASES: dict[str, tuple[bytes, str, Callable[[Warehouse, Settings], object]]] = {
     "scans": (SCANS, "scans.csv", lambda wh, s: run_floor(wh, s, NOW)),
     "carrier_events": ((FIXTURES / "tracking_events" / "easypost_tracker_create_response.json").read_bytes(),
                        "trackers.json", lambda wh, s: run_tracking(wh, s, NOW)),
+    "bank": ((FIXTURES / "bank" / "mt940_abnamro.sta").read_bytes(), "statement.sta",
+             lambda wh, s: run_billing(wh, s, NOW)),
+    "payouts": ((FIXTURES / "bank" / "payouts_transactions.json").read_bytes(), "payout.json",
+                lambda wh, s: run_billing(wh, s, NOW)),
+    "payment_decisions": (PAYMENT_DECISIONS, "decisions.csv", lambda wh, s: run_billing(wh, s, NOW)),
 }
 
 
