@@ -10,8 +10,8 @@ from decimal import Decimal
 
 import polars as pl
 import pytest
-
 from builders import customers, lines, orders
+
 from som_pipeline import schemas
 from som_pipeline.billing.bank import write_mt940
 from som_pipeline.services import billing as B
