@@ -38,6 +38,7 @@ def run_all(s: Settings, wh: Warehouse, now: datetime = NOW) -> None:
     """Every stage in graph order, as the assets call them."""
     from som_pipeline.schemas import REFERENCE_TABLES
     from som_pipeline.services.allocation import run_allocation
+    from som_pipeline.services.billing import run_billing
     from som_pipeline.services.channels import capture_channel
     from som_pipeline.services.disruptions import ingest_disruptions
     from som_pipeline.services.fulfilment import run_floor, run_fulfilment
@@ -60,6 +61,7 @@ def run_all(s: Settings, wh: Warehouse, now: datetime = NOW) -> None:
     run_allocation(wh, s, now=now)
     run_fulfilment(wh, s, now)
     run_tracking(wh, s, now)
+    run_billing(wh, s, now)
     run_forecast(wh, s, now=now)
     run_replenishment(wh, s, now=now)
 
@@ -67,12 +69,14 @@ def run_all(s: Settings, wh: Warehouse, now: datetime = NOW) -> None:
 FLOOR_AT = NOW + timedelta(hours=1)  # the floor works the released waves ...
 SECOND_RUN = NOW + timedelta(hours=3)  # ... and the next run takes its scans, receipts and count
 CARRIER_HOURS = 72  # the carriers report three days of tracking events ...
-LAST_RUN = SECOND_RUN + timedelta(hours=CARRIER_HOURS)  # ... and the last run takes them
+THIRD_RUN = SECOND_RUN + timedelta(hours=CARRIER_HOURS)  # ... the third run takes them (and invoices) ...
+LAST_RUN = THIRD_RUN + timedelta(hours=24)  # ... the bank reports the payments, the last run matches them
 
 
 def demo_pipeline(home: Path) -> tuple[Settings, Warehouse, dict]:
     """``make run`` with a pinned clock: the demo, a run, the warehouse floor's work, a second run, three days of
-    the carriers' tracking events, a last run."""
+    the carriers' tracking events, a third run, the bank's statements, a last run."""
+    from som_pipeline.demo.bank import simulate_bank
     from som_pipeline.demo.carrier_feed import simulate_carrier_feed
     from som_pipeline.demo.floor import simulate_floor
 
@@ -83,6 +87,8 @@ def demo_pipeline(home: Path) -> tuple[Settings, Warehouse, dict]:
     manifest["floor"] = simulate_floor(home, wh, FLOOR_AT)
     run_all(s, wh, SECOND_RUN)
     manifest["carriers"] = simulate_carrier_feed(home, wh, SECOND_RUN, CARRIER_HOURS)
+    run_all(s, wh, THIRD_RUN)
+    manifest["bank"] = simulate_bank(home, wh, THIRD_RUN.date())
     run_all(s, wh, LAST_RUN)
     return s, wh, manifest
 

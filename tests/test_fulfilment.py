@@ -192,7 +192,7 @@ def test_confirmations_are_written_once_per_channel(floor) -> None:
     s, wh, _m = floor
     docs = wh.read("SELECT kind, channel, path FROM ops.outbound_documents")
     assert set(docs["kind"]) == {"x12_856", "shopify_fulfillment", "amazon_confirm_shipment", "portal_shipment",
-                                 "manifest"}
+                                 "manifest", "invoice_pdf", "x12_810"}  # billing's invoices share the ledger
     for path in docs.filter(pl.col("kind") != "portal_shipment")["path"]:
         assert (s.home / "outbound").as_posix() in path
     # the portal's orders: their shipments written back to the portal database, once
