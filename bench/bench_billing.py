@@ -11,8 +11,11 @@
 3. **day**: the same service once the day's shipments arrived: its cost follows the new work, not the history.
 4. **verify**: the blocking billing checks (shipped lines invoiced once, invoice totals, receivables) return no row.
 
-Each phase runs in its own process (``bench/phases.py``), so its peak RSS is its own. Measured numbers: the README's
-benchmark table.
+Each phase runs in its own process (``bench/phases.py``), so its peak RSS is its own.
+
+Measured 2026-12-05 on the 2-core machine: 1,048,745 shipped lines -> 298,745 invoices (1,132,079 lines) in 24.1 s
+at 1.61 GB peak (before posting the backlog in batches of ``INVOICE_BATCH`` shipments: 24.6 s at 4.87 GB); the next
+day's 20,977 lines in 0.8 s at 0.49 GB; the checks find nothing.
 """
 
 from __future__ import annotations

@@ -203,6 +203,13 @@ def cmd_bank(args: argparse.Namespace) -> int:
     from som_pipeline.warehouse import Warehouse
 
     s = _settings(args)
+    if args.score:
+        from som_pipeline.demo.bank import score_matching
+
+        sc = score_matching(s.home, Warehouse(s.warehouse_path, lock_timeout_s=s.lock_timeout_s))
+        print(f"matching vs the demo's truth: precision {sc['precision']:.3f}, recall {sc['recall']:.3f} "
+              f"({sc['true_positives']} of {sc['truth']} pairs); recall by scenario {sc['recall_by_scenario']}")
+        return 0
     now = business_now(s)
     done = simulate_bank(s.home, Warehouse(s.warehouse_path, lock_timeout_s=s.lock_timeout_s), now.date())
     later = now + timedelta(hours=args.hours)
@@ -547,6 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     ca.set_defaults(func=cmd_carriers)
     bk = sub.add_parser("bank", help="demo: the bank's statements of what customers paid, and a channel payout")
     bk.add_argument("--hours", type=float, default=24.0, help="the clock moves on by this much (default 24)")
+    bk.add_argument("--score", action="store_true",
+                    help="instead: precision/recall of the last run's matching against the demo's truth")
     bk.set_defaults(func=cmd_bank)
     t = sub.add_parser("tpch", help="load TPC-H data (generated offline by tpchgen-cli) into SOM_HOME")
     t.add_argument("--sf", type=float, default=0.01, help="TPC-H scale factor (fractions allowed)")

@@ -184,4 +184,22 @@ def simulate_bank(home: Path, wh, today: date, seed: int = 5) -> dict:
     return {"payments": len(pays), "files": written}
 
 
-__all__ = ["simulate_bank"]
+def score_matching(home: Path, wh) -> dict:
+    """Precision and recall of the matcher's allocations of the demo's bank payments against the truth
+    :func:`simulate_bank` wrote, overall and per scenario."""
+    from som_pipeline.billing.matching import evaluate
+
+    truth = pl.read_csv(home / "demo_truth" / "payments.csv", schema_overrides={"end_to_end_id": pl.String})
+    with wh.connect() as con:
+        pays = con.execute("SELECT payment_id, end_to_end_id FROM core.payments WHERE source = 'bank'").pl()
+        alloc = con.execute("SELECT a.payment_id, a.item_id AS invoice_id FROM core.payment_allocations a "
+                            "JOIN core.payments p USING (payment_id) WHERE p.source = 'bank'").pl()
+    t = truth.join(pays, on="end_to_end_id").select("payment_id", "invoice_id", "scenario")
+    out = evaluate(alloc, t.select("payment_id", "invoice_id"))
+    found = t.join(alloc.with_columns(pl.lit(True).alias("_hit")), on=["payment_id", "invoice_id"], how="left")
+    out["recall_by_scenario"] = {r["scenario"]: round(r["recall"], 4) for r in found.group_by("scenario").agg(
+        pl.col("_hit").fill_null(False).mean().alias("recall")).sort("scenario").iter_rows(named=True)}
+    return out
+
+
+__all__ = ["score_matching", "simulate_bank"]
