@@ -145,16 +145,13 @@ import polars as pl
 
 # The 856 writer's envelope rules, cleaners and error (private there; see the module doc).
 from som_pipeline.fulfilment.outbound import (
-    ISA_VERSION,
-    SEPARATORS,
-    X12_VERSION,
     OutboundError,
     _dec_text,
     _gtin,
     _ident,
-    _isa_id,
     _Set,
     _text,
+    open_interchange,
 )
 from som_pipeline.ingest.x12.ack997 import _Writer
 from som_pipeline.iso_codes import CURRENCIES
@@ -471,15 +468,9 @@ def x12_810(invoices: pl.DataFrame | Sequence[Mapping[str, Any]], lines: pl.Data
                                     f"{ours!r}")
     checked = [check_invoice(r, _lines_of(lines, str(r.get("invoice_id") or "").strip(), alone=len(rows) == 1))
                for r in rows]
-    w = _Writer(SEPARATORS, "\n")
-    icn = f"{control_number:09d}"
-    gcn = str(control_number)
-    w.seg("ISA", "00", " " * 10, "00", " " * 10,
-          _ident(sender_qualifier, 2, "ISA05").ljust(2), _isa_id(sender_id, "ISA06 sender id"),
-          _ident(receiver_qualifier, 2, "ISA07").ljust(2), _isa_id(receiver_id, "ISA08 receiver id"),
-          now.strftime("%y%m%d"), now.strftime("%H%M"), "U", ISA_VERSION, icn, "0", usage, SEPARATORS.component)
-    w.seg("GS", "IN", _ident(gs_sender or sender_id, 15, "GS02"), _ident(gs_receiver or receiver_id, 15, "GS03"),
-          now.strftime("%Y%m%d"), now.strftime("%H%M"), gcn, "X", X12_VERSION)
+    w, icn, gcn = open_interchange("IN", sender_id=sender_id, receiver_id=receiver_id, control_number=control_number,
+                                   now=now, usage=usage, sender_qualifier=sender_qualifier,
+                                   receiver_qualifier=receiver_qualifier, gs_sender=gs_sender, gs_receiver=gs_receiver)
     checked.sort(key=lambda inv: inv.id)
     for k, inv in enumerate(checked, 1):
         _write_810_set(w, inv, f"{k:04d}", tax_type)

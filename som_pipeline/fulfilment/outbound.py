@@ -361,6 +361,24 @@ def _isa_id(v: str, what: str) -> str:
     return s.ljust(15)
 
 
+def open_interchange(functional_id: str, *, sender_id: str, receiver_id: str, control_number: int, now: datetime,
+                     usage: str = "P", sender_qualifier: str = "ZZ", receiver_qualifier: str = "ZZ",
+                     gs_sender: str | None = None, gs_receiver: str | None = None) -> tuple[_Writer, str, str]:
+    """A writer holding the ISA and GS (GS01 ``functional_id``) of an outbound interchange, with the interchange
+    and group control numbers its trailers repeat (``w.seg("GE", sets, gcn)``, ``w.seg("IEA", 1, icn)``)."""
+    w = _Writer(SEPARATORS, "\n")
+    icn = f"{control_number:09d}"
+    gcn = str(control_number)
+    w.seg("ISA", "00", " " * 10, "00", " " * 10,
+          _ident(sender_qualifier, 2, "ISA05").ljust(2), _isa_id(sender_id, "ISA06 sender id"),
+          _ident(receiver_qualifier, 2, "ISA07").ljust(2), _isa_id(receiver_id, "ISA08 receiver id"),
+          now.strftime("%y%m%d"), now.strftime("%H%M"), "U", ISA_VERSION, icn, "0", usage, SEPARATORS.component)
+    w.seg("GS", functional_id, _ident(gs_sender or sender_id, 15, "GS02"),
+          _ident(gs_receiver or receiver_id, 15, "GS03"), now.strftime("%Y%m%d"), now.strftime("%H%M"), gcn, "X",
+          X12_VERSION)
+    return w, icn, gcn
+
+
 def x12_856(shipments: pl.DataFrame, lines: pl.DataFrame, packages: pl.DataFrame, contents: pl.DataFrame, *,
             sender_id: str, receiver_id: str, control_number: int, now: datetime,
             tz: str | Mapping[str, str] | None = None, sender_qualifier: str = "ZZ", receiver_qualifier: str = "ZZ",
@@ -384,15 +402,9 @@ def x12_856(shipments: pl.DataFrame, lines: pl.DataFrame, packages: pl.DataFrame
         if r.get("partner_id") not in (None, "") and str(r["partner_id"]).strip() != receiver_id.strip():
             raise OutboundError(f"shipment {r['shipment_id']}: partner {r['partner_id']!r} is not the interchange "
                                 f"receiver {receiver_id!r}")
-    w = _Writer(SEPARATORS, "\n")
-    icn = f"{control_number:09d}"
-    gcn = str(control_number)
-    w.seg("ISA", "00", " " * 10, "00", " " * 10,
-          _ident(sender_qualifier, 2, "ISA05").ljust(2), _isa_id(sender_id, "ISA06 sender id"),
-          _ident(receiver_qualifier, 2, "ISA07").ljust(2), _isa_id(receiver_id, "ISA08 receiver id"),
-          now.strftime("%y%m%d"), now.strftime("%H%M"), "U", ISA_VERSION, icn, "0", usage, SEPARATORS.component)
-    w.seg("GS", "SH", _ident(gs_sender or sender_id, 15, "GS02"), _ident(gs_receiver or receiver_id, 15, "GS03"),
-          now.strftime("%Y%m%d"), now.strftime("%H%M"), gcn, "X", X12_VERSION)
+    w, icn, gcn = open_interchange("SH", sender_id=sender_id, receiver_id=receiver_id, control_number=control_number,
+                                   now=now, usage=usage, sender_qualifier=sender_qualifier,
+                                   receiver_qualifier=receiver_qualifier, gs_sender=gs_sender, gs_receiver=gs_receiver)
     rows = shipments.sort("shipment_id").iter_rows(named=True)
     n_sets = 0
     for k, row in enumerate(rows, 1):
