@@ -69,6 +69,7 @@ def render_summary(s: Settings) -> str:
             out.append(f"backorders: {bo['lines'][0]} lines, {bo['units'][0]} units (core.backorders)")
         out += _fulfilment(con)
         out += _tracking(con)
+        out += _billing(con)
         rp = con.execute(
             "SELECT priority, kind, sku, from_warehouse AS from_wh, to_warehouse AS to_wh, quantity, "
             "expected_stockout_date AS stockout FROM core.replenishment_plan ORDER BY priority, proposal_id LIMIT 8").pl()
@@ -158,5 +159,25 @@ def _tracking(con) -> list[str]:
                      "ORDER BY 1, 2, 3").pl()
     if nt.height:
         out += ["customer notifications ($SOM_HOME/outbound/notifications/, ops.notifications):", text_table(nt, 20)]
+    return out
+
+
+def _billing(con) -> list[str]:
+    """What was invoiced, what was paid and how it was matched, what is still owed."""
+    if not con.execute("SELECT count(*) FROM core.invoices").fetchone()[0]:
+        return []
+    inv = con.execute("SELECT channel, currency, count(*) AS invoices, sum(total) AS total, "
+                      "count(*) FILTER (WHERE prepaid) AS prepaid FROM core.invoices GROUP BY ALL ORDER BY 1, 2").pl()
+    out = ["", "invoices by channel (core.invoices; PDFs in $SOM_HOME/outbound/invoices, EDI 810s in outbound/edi):",
+           text_table(inv, 12)]
+    pm = con.execute("SELECT method, count(*) AS allocations, sum(amount) AS amount, round(avg(score), 3) AS score "
+                     "FROM core.payment_allocations GROUP BY 1 ORDER BY 2 DESC").pl()
+    su = con.execute("SELECT count(*), coalesce(sum(amount), 0) FROM core.payment_suspense").fetchone()
+    if pm.height:
+        out += [f"payments matched (core.payment_allocations); {su[0]} in suspense for a person "
+                f"(core.payment_suspense, {su[1]}):", text_table(pm, 10)]
+    ar = con.execute("SELECT payment_state, count(*) AS items, sum(residual) AS residual FROM core.ar_open_items "
+                     "GROUP BY 1 ORDER BY 1").pl()
+    out += ["receivables by payment state (core.ar_open_items; aging: core.v_ar_aging):", text_table(ar, 10)]
     return out
 
