@@ -41,9 +41,12 @@ HISTORICAL = "HISTORICAL"  # placed before the validation start (workflow.histor
 IN_FULFILMENT = "IN_FULFILMENT"  # lines released to a pick wave, nothing shipped yet
 PARTIALLY_SHIPPED = "PARTIALLY_SHIPPED"  # some units shipped, more to come
 SHIPPED = "SHIPPED"  # every unit of the order shipped
+# closure (services/closure.py): core.order_closure and its events
+CLOSED = "CLOSED"  # delivered, invoiced and paid (net of returns, credits, refunds), its return window passed
+REOPENED = "REOPENED"  # a closed order that something changed again (a return, a chargeback)
 
 STATUSES: tuple[str, ...] = (APPROVED, ON_HOLD, REJECTED, CANCELLED, HISTORICAL, IN_FULFILMENT, PARTIALLY_SHIPPED,
-                             SHIPPED)
+                             SHIPPED, CLOSED, REOPENED)
 FULFILMENT_PROGRESS: tuple[str, ...] = (IN_FULFILMENT, PARTIALLY_SHIPPED, SHIPPED)
 VALIDATION_OUTCOMES: tuple[str, ...] = (APPROVED, ON_HOLD, REJECTED)  # what the checks (and approvers) decide
 
@@ -72,6 +75,9 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition((APPROVED, IN_FULFILMENT, PARTIALLY_SHIPPED), FULFILMENT_PROGRESS,
                "fulfilment: lines released to a pick wave, a task closed short (its units re-allocated or "
                "backordered: the status stays), units shipped in part or in whole"),
+    Transition((NEW, *STATUSES), (CLOSED,), "closure: delivered, invoiced and paid net of returns, credits and "
+               "refunds, and its return window passed"),
+    Transition((CLOSED,), (REOPENED,), "closure: a later return, credit or chargeback opened it again"),
 )
 
 
@@ -115,6 +121,6 @@ def order_events(changes: pl.DataFrame) -> pl.DataFrame:
     return conform(out, OrderEventModel).sort("order_id", "at")
 
 
-__all__ = ["APPROVED", "CANCELLED", "EVENT_COLUMNS", "FULFILMENT_PROGRESS", "HISTORICAL", "IN_FULFILMENT", "NEW",
+__all__ = ["APPROVED", "CANCELLED", "CLOSED", "REOPENED", "EVENT_COLUMNS", "FULFILMENT_PROGRESS", "HISTORICAL", "IN_FULFILMENT", "NEW",
            "ON_HOLD", "PARTIALLY_SHIPPED", "REJECTED", "SHIPPED", "STATUSES",
            "TRANSITIONS", "VALIDATION_OUTCOMES", "Transition", "details", "forbidden", "is_allowed", "order_events"]

@@ -147,6 +147,16 @@ from som_pipeline.schemas.reference import (
     ShippingZoneModel,
     WarehouseModel,
 )
+from som_pipeline.schemas.returns import (
+    GRADES,
+    RETURN_REASONS,
+    OrderClosureModel,
+    ReconciliationBreakModel,
+    RefundModel,
+    ReturnPolicyModel,
+    ReturnReceiptModel,
+    ReturnRequestModel,
+)
 from som_pipeline.schemas.tracking import (
     EXCEPTION_SUBTYPES,
     MILESTONES,
@@ -199,6 +209,7 @@ REFERENCE_TABLES: dict[str, type[pa.DataFrameModel]] = {
     "billing_policies": BillingPolicyModel,
     "legal_entities": LegalEntityModel,
     "customer_bank_accounts": CustomerBankAccountModel,
+    "return_policies": ReturnPolicyModel,
 }
 
 TABLES: dict[str, type[pa.DataFrameModel]] = {
@@ -260,6 +271,11 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "core.customer_credits": CustomerCreditModel,
     "core.write_offs": WriteOffModel,
     "core.ar_open_items": AROpenItemModel,
+    # returns and closure
+    "core.return_requests": ReturnRequestModel,
+    "core.return_receipts": ReturnReceiptModel,
+    "core.refunds": RefundModel,
+    "core.order_closure": OrderClosureModel,
     # state: derived statistics over history, updated per run for what changed
     "state.daily_demand": DailyDemandModel,
     "state.forecast_fits": ForecastFitModel,
@@ -279,6 +295,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "ops.outbound_documents": OutboundDocumentModel,
     "ops.notifications": NotificationModel,
     "ops.document_numbers": DocumentNumberModel,
+    "ops.reconciliation_breaks": ReconciliationBreakModel,
     # reference
     **{f"ref.{name}": model for name, model in REFERENCE_TABLES.items()},
 }
@@ -313,6 +330,9 @@ __all__ = [
     "InvoiceLineModel", "CreditNoteModel", "CreditNoteLineModel", "BankStatementModel", "BankLineModel", "PaymentModel",
     "PaymentAllocationModel", "PaymentSuspenseModel", "CustomerCreditModel", "WriteOffModel", "AROpenItemModel",
     "DocumentNumberModel",
+    # returns and closure
+    "RETURN_REASONS", "GRADES", "ReturnPolicyModel", "ReturnRequestModel", "ReturnReceiptModel", "RefundModel",
+    "OrderClosureModel", "ReconciliationBreakModel",
     # ops
     "RECORD_KINDS", "QuarantineModel", "IngestFileModel", "IngestRedropModel", "LandingWaitingModel", "EdiAckModel",
     "B2BWatermarkModel", "AmazonPendingModel", "WatermarkModel",

@@ -13,7 +13,7 @@ from som_pipeline.schemas.base import Money, TsUTC, _f, _Strict
 
 ANOMALY_LEVELS = ["customer_sku", "customer", "sku_population", "order_value"]
 STATUSES = ["APPROVED", "ON_HOLD", "REJECTED", "CANCELLED", "HISTORICAL", "IN_FULFILMENT", "PARTIALLY_SHIPPED",
-            "SHIPPED"]
+            "SHIPPED", "CLOSED", "REOPENED"]
 VALIDATION_RULES = ["customer", "compliance", "price", "promo", "quantity", "credit", "inventory"]
 RESERVATION_DECISIONS = ["RESERVE", "SPLIT", "BACKORDER", "SUBSTITUTE", "WAIT_SHIP_COMPLETE"]
 
