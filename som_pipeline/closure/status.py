@@ -101,7 +101,9 @@ state did not change, and orders missing tonight, give no event.
 Performance
 -----------
 See :mod:`som_pipeline.closure.synthetic` (``python -m som_pipeline.closure.synthetic``): 1,000,000 order lines
-(~333k orders) through :func:`line_status` + :func:`order_status` + ``breaks.detect_breaks``.
+(333,334 orders) through :func:`line_status` + :func:`order_status` + ``breaks.detect_breaks`` (with a
+night's break inputs: 333k shipments, invoices and refunds, 50k stock pairs): 0.05 s + 0.42 s + 0.04 s = 0.5 s
+on 2 CPUs, peak RSS 0.66 GB for the process (0.37 GB of it the generated inputs).
 """
 
 from __future__ import annotations
