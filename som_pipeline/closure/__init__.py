@@ -1,0 +1,1 @@
+"""Order closure: status, reconciliation breaks and the nightly report (pure Polars)."""
