@@ -367,7 +367,7 @@ def test_receipts_deterministic_under_shuffles():
     for seed in range(3):
         o = RU.judge_receipts(rc.sample(fraction=1.0, shuffle=True, seed=seed), RMAS)
         assert o.movements.equals(base.movements) and o.exceptions.equals(base.exceptions)
-    assert base.accepted["matched_qty"].to_list() == [1, 1, 1, 0][:3]
+    assert base.accepted["matched_qty"].to_list() == [1, 1, 1]
 
 
 # ------------------------------------------------------------------------------------------------
