@@ -2,7 +2,8 @@
 #   make run    set up, generate the demo, materialize the whole graph through Dagster, let the demo's warehouse
 #               floor work the released waves (scans, receipts, a count), run again, let the carriers report
 #               three days of tracking events, run again (invoices), let the bank report the customers'
-#               payments and a channel payout, run again (matching, receivables), print a summary
+#               payments and a channel payout and the customers their returns, run again (matching,
+#               receivables, returns, closure and the reconciliation report), print a summary
 #   make test   the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -29,6 +30,7 @@ run: $(STAMP)
 	$(BIN)/som carriers
 	$(BIN)/som run
 	$(BIN)/som bank
+	$(BIN)/som returns
 	$(BIN)/som run
 
 test: $(STAMP)

@@ -15,10 +15,11 @@ from assets.fulfilment import fulfilment, stock_ledger
 from assets.orders import core_orders, daily_sales
 from assets.planning import demand_forecast, replenishment_plan
 from assets.reference import disruption_feed, reference_data
+from assets.returns import closure, returns
 from assets.tracking import tracking
 from assets.validation import order_validation
 
 all_assets = [reference_data, disruption_feed, *capture_assets, core_orders, stock_ledger, order_validation, allocation,
-              fulfilment, tracking, billing, demand_forecast, replenishment_plan, daily_sales, analyst_views, reconciliation]
+              fulfilment, tracking, billing, returns, closure, demand_forecast, replenishment_plan, daily_sales, analyst_views, reconciliation]
 
 __all__ = ["all_assets"]

@@ -33,7 +33,8 @@ from som_pipeline.services.landing import list_landing
 VIEWS_KEY = dg.AssetKey(["analytics", "views"])
 FLOOR_KEYS = [dg.AssetKey(t.split(".")) for t in FLOOR.writes]  # the stock_ledger multi-asset runs whole
 UNPARTITIONED = dg.AssetSelection.all() - dg.AssetSelection.assets(daily_sales)
-INGEST_GROUPS = ("reference", "capture", "core", "validation", "allocation", "fulfilment", "tracking", "billing")
+INGEST_GROUPS = ("reference", "capture", "core", "validation", "allocation", "fulfilment", "tracking", "billing",
+                 "returns")
 INGEST = (
     dg.AssetSelection.groups(*INGEST_GROUPS) - dg.AssetSelection.assets(daily_sales)
 ) | dg.AssetSelection.assets(VIEWS_KEY)
@@ -49,6 +50,8 @@ FEED_ASSETS: dict[str, dg.AssetKey] = {
     "bank": dg.AssetKey(["core", "bank_lines"]),
     "payouts": dg.AssetKey(["core", "bank_lines"]),
     "payment_decisions": dg.AssetKey(["core", "payment_allocations"]),
+    "returns": dg.AssetKey(["core", "return_requests"]),
+    "return_receipts": dg.AssetKey(["core", "return_receipts"]),
 }
 
 ingest_job = dg.define_asset_job(
@@ -103,7 +106,8 @@ hourly_ingest = dg.ScheduleDefinition(
 nightly_reconciliation = dg.ScheduleDefinition(
     name="nightly_reconciliation", job=full_job, cron_schedule="30 2 * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Re-materialize the graph and run every sql/reconciliation query.",
+    description="Re-materialize the graph: every order's closure, the reconciliation breaks carried from night to "
+    "night (ops.reconciliation_breaks), the HTML report in $SOM_HOME/reports/, and every sql/reconciliation query.",
 )
 planning_schedule = dg.ScheduleDefinition(
     name="daily_planning", job=planning_job, cron_schedule="0 4 * * *",

@@ -115,9 +115,9 @@ def _setup(home: Path, n_lines: int, n_new: int) -> dict:
 
 
 def _run(home: Path, today: bool) -> dict:
-    from som_pipeline.services.billing import run_billing
-
     from dataclasses import replace
+
+    from som_pipeline.services.billing import run_billing
 
     s = replace(settings_for(home), invoice_pdfs="none")
     wh = warehouse_for(s)

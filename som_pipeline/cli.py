@@ -219,6 +219,19 @@ def cmd_bank(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_returns(args: argparse.Namespace) -> int:
+    """The demo's returns: requests for delivered lines (a few that must be refused), a Shopify refund, receipts."""
+    from som_pipeline.demo.returns import simulate_returns
+    from som_pipeline.services.validation import business_now
+    from som_pipeline.warehouse import Warehouse
+
+    s = _settings(args)
+    now = business_now(s)
+    done = simulate_returns(s.home, Warehouse(s.warehouse_path, lock_timeout_s=s.lock_timeout_s), now)
+    print(f"returns of {now:%Y-%m-%d}: {done} (landing/returns, landing/return_receipts)")
+    return 0
+
+
 class SlotWait(threading.Thread):
     """Ends a CLI run plainly when its steps wait for a slot of ``pool`` too long, or are interrupted waiting.
 
@@ -557,6 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("--score", action="store_true",
                     help="instead: precision/recall of the last run's matching against the demo's truth")
     bk.set_defaults(func=cmd_bank)
+    rt = sub.add_parser("returns", help="demo: customers' return requests, a Shopify refund, what came back")
+    rt.set_defaults(func=cmd_returns)
     t = sub.add_parser("tpch", help="load TPC-H data (generated offline by tpchgen-cli) into SOM_HOME")
     t.add_argument("--sf", type=float, default=0.01, help="TPC-H scale factor (fractions allowed)")
     t.add_argument("--days", type=int, default=1,

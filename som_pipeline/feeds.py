@@ -50,6 +50,12 @@ FEEDS: dict[str, Feed] = {
     "payment_decisions": Feed("payment_decisions", "decision", "billing",
                               "Manual payment match decisions (CSV: payment_id, action match|credit|write_off|refund, "
                               "invoice_id, amount, note), applied on the next run."),
+    "returns": Feed("returns", "return_request", "returns",
+                    "Return requests (CSV / JSON: order, line, quantity, reason, requested_at, note, exchange SKU) "
+                    "and Shopify refunds -> core.return_requests (RMAs or refusals), refunds and credit notes."),
+    "return_receipts": Feed("return_receipts", "return_receipt", "returns",
+                            "What came back against an RMA, graded restock | refurbish | scrap (CSV) -> "
+                            "core.return_receipts and the stock ledger."),
     "scans": Feed("scans", "scan", "fulfilment",
                   "Pick scanner events (CSV / JSON lines) -> core.pick_scans, pick tasks and the stock ledger."),
 }

@@ -101,6 +101,32 @@ REASONS: dict[str, str] = {
     "non-monetary or status type code in a detail record. Reported, not a line.",
     "PAYMENT_DECISION_INVALID": "A manual payment decision (landing/payment_decisions) that cannot be applied: "
     "unknown payment or invoice, an amount beyond what is left, an unknown action; the payment stays in suspense.",
+    # --- returns: requests refused, receipts held ----------------------------------------
+    # readers
+    "BAD_RETURN_REASON": "A return request's reason is not one of DAMAGED, WRONG_ITEM, DEFECTIVE, NOT_AS_DESCRIBED, "
+    "NO_LONGER_NEEDED, SIZE_FIT, OTHER (case-insensitive).",
+    "BAD_RETURN_GRADE": "A return receipt's grade is not restock, refurbish or scrap (case-insensitive).",
+    # requests
+    "UNKNOWN_ORDER_LINE": "A return names an order that is not ours (or is ambiguous across orders), or a line the "
+    "order does not have (by line number, channel line id or SKU; a SKU on several lines is ambiguous).",
+    "RETURN_NOT_DELIVERED": "A return for an order line of which nothing has been delivered yet (a refund before "
+    "delivery is a cancellation).",
+    "ITEM_NOT_RETURNABLE": "The product's category is not returnable under the channel's return policy "
+    "(ref.return_policies.non_returnable_categories, e.g. Hazmat).",
+    "RETURN_WINDOW_CLOSED": "The return was requested after the line's last delivery plus the policy's window "
+    "(the last instant of the window is still inside).",
+    "RETURN_QTY_EXCEEDS_DELIVERED": "The units requested exceed what is left to return of the line: delivered - "
+    "returned before - accepted earlier in the same batch (by request time).",
+    "DUPLICATE_RETURN_REQUEST": "The same request (request_id) names the same order line twice in one batch: the "
+    "first stands.",
+    # receipts
+    "UNKNOWN_RMA": "A return receipt names an RMA (or an RMA line) that does not exist: the units are held aside, "
+    "not put to stock, until a person decides.",
+    "WRONG_ITEM_RECEIVED": "The SKU received is not the RMA line's: the units are held aside, not put to stock.",
+    "OVER_RECEIVED": "More units received than the RMA line authorised (counting earlier receipts): the excess is "
+    "held aside, the authorised units are put to stock.",
+    "SHORT_RECEIVED": "Fewer units received than the RMA line authorised (after this batch's receipts): reported "
+    "with the difference; closed when a receipt said it was final.",
 }
 
 # Codes that only a later run can produce (a second upload of a file): not expected in a one-shot demo.
@@ -161,6 +187,12 @@ FULFILMENT_CODES = frozenset({"BAD_ACTION", "BAD_BARCODE", "BAD_RECEIPT_KIND", "
                               # tracking's feed (the demo's carriers send clean events, one stray parcel pending)
                               "UNKNOWN_MILESTONE_CODE", "MISSING_TRACKING_NUMBER", "BAD_EVENT_TIME",
                               "UNSUPPORTED_TRANSACTION_SET", "UNKNOWN_TRACKING_NUMBER"})
+# Codes only the returns feeds produce (requests refused are recorded in core.return_requests, receipts held in
+# core.return_receipts; only unreadable rows are quarantined)
+RETURNS_CODES = frozenset({"BAD_RETURN_REASON", "BAD_RETURN_GRADE", "UNKNOWN_ORDER_LINE", "RETURN_NOT_DELIVERED",
+                           "ITEM_NOT_RETURNABLE", "RETURN_WINDOW_CLOSED", "RETURN_QTY_EXCEEDS_DELIVERED",
+                           "DUPLICATE_RETURN_REQUEST", "UNKNOWN_RMA", "WRONG_ITEM_RECEIVED", "OVER_RECEIVED",
+                           "SHORT_RECEIVED"})
 # Codes only the billing feeds produce (bank statements, payouts, payment decisions)
 BILLING_CODES = frozenset({"BANK_SYNTAX", "BANK_SCHEMA", "BANK_BAD_AMOUNT", "BANK_BAD_DATE", "BANK_BALANCE_MISMATCH",
                            "BANK_CONTROL_TOTAL", "BANK_BATCH_MISMATCH", "BANK_NO_MONEY_MOVEMENT",

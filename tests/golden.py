@@ -40,11 +40,13 @@ def run_all(s: Settings, wh: Warehouse, now: datetime = NOW) -> None:
     from som_pipeline.services.allocation import run_allocation
     from som_pipeline.services.billing import run_billing
     from som_pipeline.services.channels import capture_channel
+    from som_pipeline.services.closure import run_closure
     from som_pipeline.services.disruptions import ingest_disruptions
     from som_pipeline.services.fulfilment import run_floor, run_fulfilment
     from som_pipeline.services.orders import build_core_orders
     from som_pipeline.services.planning import run_forecast, run_replenishment
     from som_pipeline.services.reference import load_reference_tables
+    from som_pipeline.services.returns import run_returns
     from som_pipeline.services.stock import run_stock_postings
     from som_pipeline.services.tracking import run_tracking
     from som_pipeline.services.validation import run_validation
@@ -62,6 +64,8 @@ def run_all(s: Settings, wh: Warehouse, now: datetime = NOW) -> None:
     run_fulfilment(wh, s, now)
     run_tracking(wh, s, now)
     run_billing(wh, s, now)
+    run_returns(wh, s, now)
+    run_closure(wh, s, now)
     run_forecast(wh, s, now=now)
     run_replenishment(wh, s, now=now)
 
@@ -79,6 +83,7 @@ def demo_pipeline(home: Path) -> tuple[Settings, Warehouse, dict]:
     from som_pipeline.demo.bank import simulate_bank
     from som_pipeline.demo.carrier_feed import simulate_carrier_feed
     from som_pipeline.demo.floor import simulate_floor
+    from som_pipeline.demo.returns import simulate_returns
 
     manifest = generate_demo(home, scale=0.08, days=21)
     s = demo_settings(home)
@@ -89,6 +94,7 @@ def demo_pipeline(home: Path) -> tuple[Settings, Warehouse, dict]:
     manifest["carriers"] = simulate_carrier_feed(home, wh, SECOND_RUN, CARRIER_HOURS)
     run_all(s, wh, THIRD_RUN)
     manifest["bank"] = simulate_bank(home, wh, THIRD_RUN.date())
+    manifest["returns"] = simulate_returns(home, wh, THIRD_RUN)
     run_all(s, wh, LAST_RUN)
     return s, wh, manifest
 

@@ -15,7 +15,7 @@ import pytest
 from som_pipeline import schemas
 from som_pipeline.demo import generate_demo
 from som_pipeline.demo.formats import CSV_COLUMNS
-from som_pipeline.reasons import APPROVAL_CODES, BILLING_CODES, FULFILMENT_CODES, REASONS
+from som_pipeline.reasons import APPROVAL_CODES, BILLING_CODES, FULFILMENT_CODES, REASONS, RETURNS_CODES
 
 ARGS = {"scale": 0.05, "days": 14}
 SCENARIOS = {
@@ -24,7 +24,7 @@ SCENARIOS = {
     "inactive_sku", "over_credit_limit", "ship_complete_short", "out_of_stock_with_substitute",
     "duplicate_po_across_channels", "shopify_resent_changed", "shopify_resent_identical", "shopify_cancelled",
 }
-CAPTURE_CODES = {c for c in REASONS if not c.startswith("REF_") and c not in APPROVAL_CODES | FULFILMENT_CODES | BILLING_CODES}
+CAPTURE_CODES = {c for c in REASONS if not c.startswith("REF_") and c not in APPROVAL_CODES | FULFILMENT_CODES | BILLING_CODES | RETURNS_CODES}
 
 
 @pytest.fixture(scope="module")

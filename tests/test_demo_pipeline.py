@@ -16,6 +16,7 @@ from som_pipeline.reasons import (
     FULFILMENT_CODES,
     LATER_RUN_CODES,
     REASONS,
+    RETURNS_CODES,
     VALIDATION_REASONS,
 )
 from som_pipeline.services.analytics import run_reconciliation
@@ -32,7 +33,7 @@ def test_every_reason_code_appears(pipeline) -> None:
     quarantined = set(wh.read("SELECT DISTINCT reason_code FROM ops.quarantine")["reason_code"])
     envelope = wh.read("SELECT envelope_errors FROM ops.edi_acks WHERE envelope_errors IS NOT NULL")
     found = quarantined | ({"X12_ENVELOPE_COUNT"} if envelope["envelope_errors"].str.contains("X12_ENVELOPE_COUNT").any() else set())
-    assert set(REASONS) - LATER_RUN_CODES - FULFILMENT_CODES - BILLING_CODES - found == set()
+    assert set(REASONS) - LATER_RUN_CODES - FULFILMENT_CODES - BILLING_CODES - RETURNS_CODES - found == set()
     # the floor's injected mistakes (demo/floor.py): a retried scan, a mistyped task, a bad check digit, a receipt
     # of an unknown SKU
     assert {"DUPLICATE_SCAN", "UNKNOWN_TASK", "BAD_BARCODE", "UNKNOWN_PRODUCT"} <= found

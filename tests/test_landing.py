@@ -22,6 +22,7 @@ from som_pipeline.services.billing import run_billing
 from som_pipeline.services.channels import capture_channel
 from som_pipeline.services.disruptions import ingest_disruptions
 from som_pipeline.services.fulfilment import run_floor
+from som_pipeline.services.returns import run_returns
 from som_pipeline.services.stock import run_stock_postings
 from som_pipeline.services.tracking import run_tracking
 from som_pipeline.services.validation import run_validation
@@ -41,6 +42,12 @@ DISRUPTIONS = (b"disruption_id,scope,target,starts_at,ends_at,severity,extra_day
 PAYMENT_DECISIONS = (b"payment_id,action,invoice_id,amount,note\n"
                      b"NO-SUCH-PAYMENT,match,INV-US01-2026-000001,10.00,typo\n"
                      b"P-2,pay,,,not an action\n")
+RETURN_REQUESTS = (b"request_id,order_ref,line_no,quantity,reason,requested_at\n"
+                   b"R-1,CSV-NOPE-1,1,1,DAMAGED,2026-11-26T08:00:00Z\n"
+                   b"R-2,CSV-NOPE-1,1,0,DAMAGED,2026-11-26T08:00:00Z\n")
+RETURN_RECEIPTS = (b"rma_id,line_no,sku,quantity,grade,received_at,warehouse_id\n"
+                   b"RMA-NOPE,1,S1,1,restock,2026-11-26T08:00:00Z,WH-NJ\n"
+                   b"RMA-NOPE,1,S1,1,polish,2026-11-26T08:00:00Z,WH-NJ\n")
 RECEIPTS = (b"receipt_id,line_no,kind,reference,warehouse_id,sku,quantity,received_at\n"
             b"GRN-1,1,po,PO-77,WH-NJ,NO-SUCH-SKU,5,2026-11-26T08:00:00Z\n")
 SCANS = (b"scan_id,task_id,warehouse_id,barcode,quantity,user,station,scanned_at\n"
@@ -73,6 +80,8 @@ CASES: dict[str, tuple[bytes, str, Callable[[Warehouse, Settings], object]]] = {
     "payouts": ((FIXTURES / "bank" / "payouts_transactions.json").read_bytes(), "payout.json",
                 lambda wh, s: run_billing(wh, s, NOW)),
     "payment_decisions": (PAYMENT_DECISIONS, "decisions.csv", lambda wh, s: run_billing(wh, s, NOW)),
+    "returns": (RETURN_REQUESTS, "returns.csv", lambda wh, s: run_returns(wh, s, NOW)),
+    "return_receipts": (RETURN_RECEIPTS, "receipts.csv", lambda wh, s: run_returns(wh, s, NOW)),
 }
 
 

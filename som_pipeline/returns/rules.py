@@ -88,37 +88,16 @@ import polars as pl
 from som_pipeline.fulfilment.scans import first_problem
 from som_pipeline.hashing import sha256_series
 from som_pipeline.money import RATE
+from som_pipeline.reasons import REASONS as ALL_REASONS
 
 # Reason codes this package emits that reasons.py does not list yet (the integrator moves them there). Codes it
 # also uses that exist: MISSING_FIELD, BAD_QUANTITY, BAD_LINE_NO, BAD_DATE, BAD_AMOUNT, DUPLICATE_LINE,
 # UNSUPPORTED_DOCUMENT, INVALID_JSON, EMPTY_FILE, BAD_ENCODING, UNREADABLE_FILE, CSV_*.
-REASONS: dict[str, str] = {
-    # readers
-    "BAD_RETURN_REASON": "A return request's reason is not one of DAMAGED, WRONG_ITEM, DEFECTIVE, NOT_AS_DESCRIBED, "
-    "NO_LONGER_NEEDED, SIZE_FIT, OTHER (case-insensitive).",
-    "BAD_RETURN_GRADE": "A return receipt's grade is not restock, refurbish or scrap (case-insensitive).",
-    # requests
-    "UNKNOWN_ORDER_LINE": "A return names an order that is not ours (or is ambiguous across orders), or a line the "
-    "order does not have (by line number, channel line id or SKU; a SKU on several lines is ambiguous).",
-    "RETURN_NOT_DELIVERED": "A return for an order line of which nothing has been delivered yet (a refund before "
-    "delivery is a cancellation).",
-    "ITEM_NOT_RETURNABLE": "The product's category is not returnable under the channel's return policy "
-    "(ref.return_policies.non_returnable_categories, e.g. Hazmat).",
-    "RETURN_WINDOW_CLOSED": "The return was requested after the line's last delivery plus the policy's window "
-    "(the last instant of the window is still inside).",
-    "RETURN_QTY_EXCEEDS_DELIVERED": "The units requested exceed what is left to return of the line: delivered - "
-    "returned before - accepted earlier in the same batch (by request time).",
-    "DUPLICATE_RETURN_REQUEST": "The same request (request_id) names the same order line twice in one batch: the "
-    "first stands.",
-    # receipts
-    "UNKNOWN_RMA": "A return receipt names an RMA (or an RMA line) that does not exist: the units are held aside, "
-    "not put to stock, until a person decides.",
-    "WRONG_ITEM_RECEIVED": "The SKU received is not the RMA line's: the units are held aside, not put to stock.",
-    "OVER_RECEIVED": "More units received than the RMA line authorised (counting earlier receipts): the excess is "
-    "held aside, the authorised units are put to stock.",
-    "SHORT_RECEIVED": "Fewer units received than the RMA line authorised (after this batch's receipts): reported "
-    "with the difference; closed when a receipt said it was final.",
-}
+#: This stage's reason codes (their texts live in :data:`som_pipeline.reasons.REASONS`, the one table).
+REASONS: dict[str, str] = {k: ALL_REASONS[k] for k in (
+    "BAD_RETURN_REASON", "BAD_RETURN_GRADE", "UNKNOWN_ORDER_LINE", "RETURN_NOT_DELIVERED", "ITEM_NOT_RETURNABLE",
+    "RETURN_WINDOW_CLOSED", "RETURN_QTY_EXCEEDS_DELIVERED", "DUPLICATE_RETURN_REQUEST", "UNKNOWN_RMA",
+    "WRONG_ITEM_RECEIVED", "OVER_RECEIVED", "SHORT_RECEIVED")}
 
 SELLER_FAULT = ("DAMAGED", "WRONG_ITEM", "DEFECTIVE", "NOT_AS_DESCRIBED")
 CHANNEL_DECIDED = "refunded"

@@ -30,19 +30,24 @@ class ReturnPolicyModel(_Strict):
 class ReturnRequestModel(_Strict):
     """``core.return_requests``: every return request received, accepted (an RMA) or refused with a reason."""
 
-    request_id: str = _f("The sender's id, or a hash of its content.", unique=True)
-    source: str = _f("returns_file | shopify_refund | amazon_return.")
+    class Config:
+        strict = True
+        unique = ["request_id", "order_ref", "line_no", "sku"]
+
+    request_id: str = _f("The sender's id, or a hash of its content (with the line: one RMA may have several).")
+    source: str = _f("return_request | shopify_refund.")
     order_id: str = _f("Our order (null: the reference matched none).", nullable=True)
     order_ref: str = _f("The order reference as sent.")
     line_no: pl.Int64 = _f("Order line (null: unknown).", nullable=True)
     sku: str = _f("SKU.", nullable=True)
     quantity: pl.Int64 = _f("Units asked back.", gt=0)
-    reason: str = _f("Why the customer returns it.", isin=RETURN_REASONS)
+    reason: str = _f("Why the customer returns it.", isin=RETURN_REASONS, nullable=True)
     requested_at: TsUTC = _f("When asked.")
     customer_note: str = _f("The customer's words.", nullable=True)
     exchange_sku: str = _f("An exchange for this SKU (a new order line through capture).", nullable=True)
     status: str = _f("accepted | refused.", isin=["accepted", "refused"])
     rma_id: str = _f("RMA of an accepted request.", nullable=True)
+    rma_line_no: pl.Int64 = _f("Line of the RMA.", nullable=True)
     refusal_code: str = _f("RETURN_WINDOW_CLOSED | RETURN_QTY_EXCEEDS_DELIVERED | ITEM_NOT_RETURNABLE | "
                            "UNKNOWN_ORDER_LINE | RETURN_NOT_DELIVERED.", nullable=True)
     refusal_message: str = _f("Why refused, in words.", nullable=True)
@@ -102,13 +107,14 @@ class OrderClosureModel(_Strict):
     credited_amount: Money = _f("Σ credit notes.")
     paid_amount: Money = _f("Σ payments allocated to its invoices.")
     refunded_amount: Money = _f("Σ refunds.")
-    hours_to_approval: float = _f("Order -> approval.", nullable=True)
-    hours_to_allocation: float = _f("Approval -> allocation.", nullable=True)
-    hours_to_ship: float = _f("Allocation -> first shipment.", nullable=True)
-    hours_to_delivery: float = _f("First shipment -> last delivery.", nullable=True)
-    hours_to_invoice: float = _f("Last delivery -> first invoice (negative: invoiced at shipment).", nullable=True)
-    hours_to_payment: float = _f("First invoice -> paid.", nullable=True)
-    hours_to_close: float = _f("Order -> closed.", nullable=True)
+    hours_order_to_approval: float = _f("Order -> approval.", nullable=True)
+    hours_approval_to_allocation: float = _f("Approval -> allocation.", nullable=True)
+    hours_allocation_to_ship: float = _f("Allocation -> first shipment.", nullable=True)
+    hours_ship_to_delivery: float = _f("First shipment -> last delivery.", nullable=True)
+    hours_delivery_to_invoice: float = _f("Last delivery -> first invoice (negative: invoiced at shipment).",
+                                          nullable=True)
+    hours_invoice_to_payment: float = _f("First invoice -> paid.", nullable=True)
+    hours_order_to_closed: float = _f("Order -> closed.", nullable=True)
     updated_at: TsUTC = _f("Last change.")
 
 

@@ -460,6 +460,11 @@ def _post_credit_notes(con, heads: pl.DataFrame, amounts: pl.DataFrame | None, n
     """Post credit notes: ``heads`` one per note (invoice_id, legal_entity, order_id, customer_id, currency,
     reason, source_ref, note); ``amounts`` (invoice_id, invoice_line_no, credit_qty | credit_amount) or None
     (credit every unit not credited yet)."""
+    # a note already posted for the same cause (a rerun after a kill) is not posted again
+    done_refs = select_keys(con, "core.credit_notes", heads.select("source_ref"), "source_ref")
+    heads = heads.join(done_refs, on="source_ref", how="anti")
+    if heads.height == 0:
+        return pl.DataFrame(schema={"item_id": pl.String})
     il = select_keys(con, "core.invoice_lines", heads.select("invoice_id"))
     with registered(con, heads.select("invoice_id")) as k:
         done = con.execute(f"""

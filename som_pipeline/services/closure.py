@@ -45,6 +45,7 @@ CLOSURE = Step(
     appends=("core.order_events",),
 )
 
+BLOCKING_SEP = ","  # closure.status joins an order's blocking reasons with it (blocking_text)
 #: Return window (days after the last delivery) where ``ref.return_policies`` has no row for the channel.
 DEFAULT_WINDOW = {"shopify": 30, "amazon": 30, "edi": 14, "b2b_portal": 14, "csv": 14}
 
@@ -79,9 +80,9 @@ def run_closure(wh: Warehouse, settings: Settings, now: datetime, report: bool =
 # ------------------------------------------------------------------------------------------------
 def _candidates(con) -> pl.DataFrame:
     return con.execute("""
-        SELECT o.order_id FROM core.orders o JOIN core.order_status s USING (order_id)
+        SELECT o.order_id FROM core.orders o LEFT JOIN core.order_status s USING (order_id)
         LEFT JOIN core.order_closure c USING (order_id)
-        WHERE s.status <> 'HISTORICAL' AND (c.order_id IS NULL OR NOT c.closed
+        WHERE s.status IS DISTINCT FROM 'HISTORICAL' AND (c.order_id IS NULL OR NOT c.closed
               OR EXISTS (SELECT 1 FROM core.return_requests r WHERE r.order_id = o.order_id
                          AND r.received_at > c.closed_at)
               OR EXISTS (SELECT 1 FROM core.credit_notes n WHERE n.order_id = o.order_id AND n.issued_at > c.closed_at)
@@ -134,26 +135,26 @@ def gather_facts(con, ids: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
                    JOIN core.payments p USING (payment_id) SEMI JOIN {k} ON i.order_id = {k}.order_id GROUP BY 1),
             rf AS (SELECT order_id, sum(refund_total) AS refunded, max(refunded_at) AS last_at FROM core.refunds
                    SEMI JOIN {k} USING (order_id) WHERE kind = 'refund' GROUP BY 1),
-            ap AS (SELECT order_id, min(at) AS at FROM core.order_events SEMI JOIN {k} USING (order_id)
+            ap AS (SELECT order_id, min(e."at") AS t FROM core.order_events e SEMI JOIN {k} USING (order_id)
                    WHERE to_status = 'APPROVED' GROUP BY 1),
-            al AS (SELECT order_id, min(allocated_at) AS at FROM core.allocations SEMI JOIN {k} USING (order_id)
+            al AS (SELECT order_id, min(allocated_at) AS t FROM core.allocations SEMI JOIN {k} USING (order_id)
                    GROUP BY 1),
-            sh AS (SELECT order_id, min(shipped_at) AS at FROM core.shipments SEMI JOIN {k} USING (order_id) GROUP BY 1),
-            dl AS (SELECT s.order_id, max(st.delivered_at) AS at FROM core.shipments s
+            sh AS (SELECT order_id, min(shipped_at) AS t FROM core.shipments SEMI JOIN {k} USING (order_id) GROUP BY 1),
+            dl AS (SELECT s.order_id, max(st.delivered_at) AS t FROM core.shipments s
                    JOIN core.shipment_status st USING (shipment_id) SEMI JOIN {k} ON s.order_id = {k}.order_id
                    GROUP BY 1),
-            rr AS (SELECT order_id, max(received_at) AS at FROM core.return_receipts SEMI JOIN {k} USING (order_id)
+            rr AS (SELECT order_id, max(received_at) AS t FROM core.return_receipts SEMI JOIN {k} USING (order_id)
                    GROUP BY 1),
             pol AS (SELECT channel, customer_id, window_days FROM ref.return_policies)
-            SELECT o.order_id, o.channel, o.order_ts, ap.at AS approved_at, al.at AS allocated_at,
-                   sh.at AS first_shipped_at, dl.at AS last_delivered_at, inv.first_at AS first_invoiced_at,
+            SELECT o.order_id, o.channel, o.order_ts, ap.t AS approved_at, al.t AS allocated_at,
+                   sh.t AS first_shipped_at, dl.t AS last_delivered_at, inv.first_at AS first_invoiced_at,
                    pa.last_at AS paid_at, coalesce(inv.invoiced, 0)::DECIMAL(18, 2) AS invoiced_amount,
                    coalesce(cn.credited, 0)::DECIMAL(18, 2) AS credited_amount,
                    coalesce(pa.paid, 0)::DECIMAL(18, 2) AS paid_amount,
                    coalesce(pa.in_pay, 0)::DECIMAL(18, 2) AS in_payment_amount,
                    coalesce(rf.refunded, 0)::DECIMAL(18, 2) AS refunded_amount,
                    coalesce(pc.window_days, pch.window_days) AS return_window_days,
-                   o.cancelled_at IS NOT NULL AS cancelled, rr.at AS last_return_at,
+                   o.cancelled_at IS NOT NULL AS cancelled, rr.t AS last_return_at,
                    cn.last_at AS last_credited_at, rf.last_at AS last_refunded_at, pa.last_at AS last_paid_at
             FROM core.orders o SEMI JOIN {k} USING (order_id)
             LEFT JOIN inv USING (order_id) LEFT JOIN cn USING (order_id) LEFT JOIN pa USING (order_id)
@@ -175,13 +176,14 @@ def _closure(con, now: datetime, rep: ClosureReport) -> None:
     cands = _candidates(con)
     for ids in cands.iter_slices(CHUNK):
         lines, orders = gather_facts(con, ids)
-        st = order_status(orders, line_status(lines), now)
+        ls = line_status(lines)
+        st = order_status(orders, ls, now).join(_order_level(ls), on="order_id", how="left").with_columns(
+            pl.col("delivery_status").fill_null("none"), pl.col("invoicing_status").fill_null("nothing"))
         prev = _previous(con, ids)
         ev = transitions(prev, st, now)
         rows = conform(st.with_columns(
             pl.col("blocking_text").replace("", None).alias("blocking"),
-            pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("updated_at")).rename(
-            {k: v for k, v in _CYCLE_RENAME.items() if k in st.columns}), OrderClosureModel)
+            pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("updated_at")), OrderClosureModel)
         old = conform(prev, OrderClosureModel) if prev.height else rows.head(0)
         cmp = [c for c in rows.columns if c != "updated_at"]
         changed = rows.join(old.select(cmp), on=cmp, how="anti", nulls_equal=True)
@@ -196,10 +198,18 @@ def _closure(con, now: datetime, rep: ClosureReport) -> None:
         rep.reopened += ev.filter(pl.col("event") == REOPENED).height
 
 
-_CYCLE_RENAME = {"hours_order_to_approval": "hours_to_approval", "hours_approval_to_allocation": "hours_to_allocation",
-                 "hours_allocation_to_ship": "hours_to_ship", "hours_ship_to_delivery": "hours_to_delivery",
-                 "hours_delivery_to_invoice": "hours_to_invoice", "hours_invoice_to_payment": "hours_to_payment",
-                 "hours_order_to_closed": "hours_to_close"}
+def _order_level(ls: pl.DataFrame) -> pl.DataFrame:
+    """An order's delivery and invoicing status from its lines' (``closure.status.line_status``): 'full' when every
+    line with units due is, 'none' / 'nothing' when none has anything, else 'partial' ('over' when a line is)."""
+    due = ls.filter(pl.col("due_qty") > 0)
+    return due.group_by("order_id").agg(
+        pl.when((pl.col("delivery_status") == "full").all()).then(pl.lit("full"))
+        .when((pl.col("delivery_status") == "none").all()).then(pl.lit("none")).otherwise(pl.lit("partial"))
+        .alias("delivery_status"),
+        pl.when((pl.col("invoicing_status") == "over").any()).then(pl.lit("over"))
+        .when((pl.col("invoicing_status") == "full").all()).then(pl.lit("full"))
+        .when((pl.col("invoicing_status") == "nothing").all()).then(pl.lit("nothing")).otherwise(pl.lit("partial"))
+        .alias("invoicing_status"))
 
 
 def _previous(con, ids: pl.DataFrame) -> pl.DataFrame:
@@ -271,7 +281,7 @@ def gather_break_facts(con) -> dict[str, pl.DataFrame]:
                              "WHERE format IN ('mt940', 'bai2', 'camt053')").pl(),
         "payouts": q("""
             SELECT statement_id AS payout_id, CASE WHEN format = 'shopify_payout' THEN 'shopify' ELSE 'amazon' END
-                   AS channel, -sum(amount) FILTER (WHERE kind = 'payout') AS amount
+                   AS channel, sum(amount) FILTER (WHERE kind = 'payout') AS amount
             FROM core.bank_lines WHERE format IN ('shopify_payout', 'amazon_settlement') GROUP BY ALL
             HAVING count(*) FILTER (WHERE kind = 'payout') > 0""").pl(),
         "payout_lines": q("""
@@ -303,15 +313,12 @@ def _breaks(con, now: datetime, rep: ClosureReport) -> pl.DataFrame:
 def _report(con, settings: Settings, breaks: pl.DataFrame, now: datetime) -> str:
     from som_pipeline.closure.breaks import money_at_risk
     from som_pipeline.closure.report import render_report
+    from som_pipeline.closure.status import cycle_time_summary
 
-    closed = con.execute("""
-        SELECT channel, count(*) FILTER (WHERE closed) AS closed, count(*) FILTER (WHERE NOT closed) AS open
-        FROM core.order_closure GROUP BY 1 ORDER BY 1""").pl()
-    cycle = con.execute("""
-        SELECT stage, median(hours) AS median_hours, count(hours) AS orders FROM (
-            UNPIVOT core.order_closure ON hours_to_approval, hours_to_allocation, hours_to_ship, hours_to_delivery,
-                hours_to_invoice, hours_to_payment, hours_to_close INTO NAME stage VALUE hours)
-        GROUP BY 1 ORDER BY 1""").pl()
+    closed = con.execute("SELECT * FROM core.order_closure").pl().with_columns(
+        pl.col("blocking").fill_null("").str.split(BLOCKING_SEP).list.eval(pl.element().filter(pl.element() != ""))
+        .alias("blocking"))
+    cycle = cycle_time_summary(closed)
     html = render_report(breaks, closed, cycle, money_at_risk(breaks), now)
     path = settings.home / "reports" / f"reconciliation-{now:%Y-%m-%d}.html"
     write_atomic(path, html)
