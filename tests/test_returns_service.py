@@ -4,17 +4,17 @@ CLOSED event, a late return refused, and the nightly breaks and report."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from html.parser import HTMLParser
 
 import polars as pl
+from test_billing_service import NOW, book  # noqa: F401 (the fixture)
 
 from som_pipeline import schemas
 from som_pipeline.services.billing import run_billing
 from som_pipeline.services.closure import run_closure
 from som_pipeline.services.returns import run_returns
 from som_pipeline.warehouse import insert_frame
-from test_billing_service import NOW, book  # noqa: F401 (the fixture)
 
 
 def _delivered(wh, shipment_id: str, order_id: str, at: datetime) -> None:

@@ -34,7 +34,7 @@ def simulate_returns(home: Path, wh, now: datetime, seed: int = 9) -> dict:
             FROM core.shipment_lines sl JOIN core.shipments s USING (shipment_id)
             JOIN core.shipment_status st USING (shipment_id) JOIN core.orders o ON o.order_id = sl.order_id
             JOIN core.order_lines l ON l.order_id = sl.order_id AND l.line_no = sl.line_no
-            WHERE st.delivered_at IS NOT NULL GROUP BY ALL ORDER BY 1, 2""").pl()
+            WHERE st.delivered_at IS NOT NULL GROUP BY ALL ORDER BY ALL""").pl()
         undelivered = con.execute("""
             SELECT l.order_id, l.line_no FROM core.order_lines l JOIN core.order_status s USING (order_id)
             WHERE s.status = 'APPROVED' AND NOT EXISTS (SELECT 1 FROM core.shipment_lines x

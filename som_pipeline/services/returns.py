@@ -140,8 +140,8 @@ def _requests(con, f, feed: str, rf, now: datetime, rep: ReturnsReport) -> None:
         if notes.height:
             inv = select_keys(con, "core.invoices", notes.select("invoice_id").unique(),
                               "invoice_id, legal_entity, order_id, customer_id, currency")
-            heads = inv.join(notes.select("invoice_id", "rma_id").unique("invoice_id", keep="first"),
-                             on="invoice_id").select(
+            # one credit note per invoice and batch, named after the batch's first RMA on it (deterministic)
+            heads = inv.join(notes.group_by("invoice_id").agg(pl.col("rma_id").min()), on="invoice_id").select(
                 "invoice_id", "legal_entity", "order_id", "customer_id", "currency",
                 pl.lit("RETURN").alias("reason"), pl.format("return:{}:{}", pl.col("rma_id"), pl.col("invoice_id"))
                 .alias("source_ref"), pl.format("goods returned under {}", pl.col("rma_id")).alias("note"))
@@ -159,8 +159,11 @@ def _requests(con, f, feed: str, rf, now: datetime, rep: ReturnsReport) -> None:
     out = conform(pl.DataFrame(), RefundModel).clear()
     if refunds.height:
         cn = con.execute("SELECT credit_note_id, source_ref FROM core.credit_notes WHERE reason = 'RETURN'").pl()
-        rows = refunds.with_columns(pl.format("return:{}:{}", pl.col("rma_id"), pl.col("invoice_id")).alias("source_ref"))
-        rows = rows.join(cn, on="source_ref", how="left")
+        first = refunds.group_by("invoice_id").agg(pl.col("rma_id").min().alias("_first"))
+        rows = refunds.join(first, on="invoice_id", how="left").with_columns(
+            pl.format("return:{}:{}", pl.col("_first"), pl.col("invoice_id")).alias("source_ref"))
+        rows = rows.join(cn, on="source_ref", how="left").with_columns(
+            pl.when(pl.col("kind") == "credit_note").then(pl.col("credit_note_id")).alias("credit_note_id"))
         rows = rows.group_by("rma_id", "order_id", "kind", "invoice_id", "credit_note_id", "currency").agg(
             pl.col("credit_qty").sum().alias("quantity"), pl.col("net_amount").sum(), pl.col("tax_amount").sum(),
             pl.col("restocking_fee").sum(),
