@@ -9,6 +9,8 @@
 2. **backlog**: ``run_billing`` (``SOM_INVOICE_PDFS=none``: documents are timed apart, ~25 ms a PDF) invoices every
    shipment -- candidates, pricing (``invoicing.price_lines``), numbering, posting, receivables.
 3. **day**: the same service once the day's shipments arrived: its cost follows the new work, not the history.
+5. **closure**: ``run_closure`` over every order of the book (statuses from every stage's tables, the nightly
+   breaks carried, the HTML report).
 4. **verify**: the blocking billing checks (shipped lines invoiced once, invoice totals, receivables) return no row.
 
 Each phase runs in its own process (``bench/phases.py``), so its peak RSS is its own.
@@ -132,6 +134,20 @@ def _run(home: Path, today: bool) -> dict:
     return out
 
 
+def _closure(home: Path) -> dict:
+    from som_pipeline.services.closure import run_closure
+
+    s = settings_for(home)
+    wh = warehouse_for(s)
+    out: dict = {}
+    with measured(out, "closure"):
+        rep = run_closure(wh, s, NOW)
+    out["orders"], out["open_breaks"] = rep.orders_evaluated, rep.open_breaks
+    with wh.connect() as con:
+        out["order_lines"] = con.execute("SELECT count(*) FROM core.order_lines").fetchone()[0]
+    return out
+
+
 def _verify(home: Path) -> dict:
     from som_pipeline.services.analytics import run_reconciliation_query
     from som_pipeline.sqlfiles import sql_file
@@ -151,16 +167,17 @@ def main() -> int:
     a = ap.parse_args()
     if a._phase:
         emit({"setup": lambda: _setup(a._home, a.lines, a.new), "backlog": lambda: _run(a._home, False),
-              "day": lambda: _run(a._home, True), "verify": lambda: _verify(a._home)}[a._phase]())
+              "day": lambda: _run(a._home, True), "verify": lambda: _verify(a._home),
+              "closure": lambda: _closure(a._home)}[a._phase]())
         return 0
     home = Path(tempfile.mkdtemp(prefix="bench_billing_"))
     res = {p: child(__file__, p, home, ["--lines", str(a.lines), "--new", str(a.new)])
-           for p in ("setup", "backlog", "day", "verify")}
+           for p in ("setup", "backlog", "day", "verify", "closure")}
     print(f"billing bench: {res['setup']['shipment_lines']:,} shipped lines, then {res['setup']['today_lines']:,} "
           f"the next day (PDFs off)")
-    for p in ("setup", "backlog", "day"):
-        t = res[p].get("setup") or res[p].get("billing")
-        extra = {k: v for k, v in res[p].items() if k not in ("setup", "billing")}
+    for p in ("setup", "backlog", "day", "closure"):
+        t = res[p].get("setup") or res[p].get("billing") or res[p].get("closure")
+        extra = {k: v for k, v in res[p].items() if k not in ("setup", "billing", "closure")}
         print(f"{p:<8}{t['s']:>8.1f} s  peak {t['peak_sampled_mb'] / 1024:>5.2f} GB  {extra}")
     print(f"checks (rows found, 0 = pass): {res['verify']}")
     return 0 if not any(res["verify"].values()) else 1

@@ -934,7 +934,8 @@ def iban(country: str, bban: str) -> str:
 def _billing_tables(tables: dict[str, list[dict[str, Any]]], customers: dict[str, Customer], start: date) -> None:
     """ref.tax_rates (the rates capture uses, per state / country, goods and -- where taxed -- shipping; a city
     surcharge by postal prefix), ref.billing_policies (prepaid consumer channels, B2B on shipment; one EDI customer
-    billed on delivery), ref.legal_entities, ref.customer_bank_accounts (every B2B customer's paying account)."""
+    billed on delivery), ref.legal_entities, ref.customer_bank_accounts (every B2B customer's paying account),
+    ref.return_policies (consumer channels 30 days and no fee; B2B 14 days and 15 % when not the seller's fault)."""
     since = date(start.year - 1, 1, 1)
     rows = []
     for st, rate in sorted(US_STATE_TAX.items()):
@@ -968,6 +969,10 @@ def _billing_tables(tables: dict[str, list[dict[str, Any]]], customers: dict[str
                 else f"{('021000021', '121000248', '026009593', '011000138')[k % 4]}{k * 104729 % 10**10:010d}")
         accounts.append({"account": acct, "customer_id": c.customer_id, "holder_name": c.name.upper()})
     tables["customer_bank_accounts"] = accounts
+    tables["return_policies"] = [
+        {"channel": ch, "customer_id": "*", "window_days": 30 if ch in ("shopify", "amazon") else 14,
+         "restocking_fee_rate": "0" if ch in ("shopify", "amazon") else "0.15", "refund_shipping_on_fault": True,
+         "non_returnable_categories": "Hazmat"} for ch in ("amazon", "b2b_portal", "csv", "edi", "shopify")]
 
 
 # ------------------------------------------------------------------------------------------------

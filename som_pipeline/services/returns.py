@@ -32,7 +32,8 @@ RETURNS = Step(
            "core.invoices", "core.invoice_lines", "core.credit_note_lines", "ref.products", "ref.return_policies",
            "ref.billing_policies", "core.return_requests", "core.return_receipts", "core.refunds"),
     writes=("core.return_requests", "core.return_receipts", "core.refunds"),
-    appends=("core.stock_ledger", "core.credit_notes", "core.credit_note_lines", "ops.document_numbers"),
+    appends=("core.stock_ledger", "core.credit_notes", "core.credit_note_lines", "core.ar_open_items",
+             "ops.document_numbers"),
 )
 
 
@@ -99,7 +100,7 @@ def _requests(con, f, feed: str, rf, now: datetime, rep: ReturnsReport) -> None:
     from som_pipeline.billing.invoicing import credit_lines  # noqa: F401 (the arithmetic returns.money reuses)
     from som_pipeline.returns.money import refund_lines
     from som_pipeline.returns.rules import judge_requests, policies_from_frame
-    from som_pipeline.services.billing import BillingConfig, _post_credit_notes, policies
+    from som_pipeline.services.billing import BillingConfig, _post_credit_notes, _refresh_ar, policies
 
     req = rf.requests
     known = select_keys(con, "core.return_requests", req.select("request_id").unique(), "DISTINCT request_id")
@@ -154,7 +155,8 @@ def _requests(con, f, feed: str, rf, now: datetime, rep: ReturnsReport) -> None:
         from som_pipeline.services.billing import BillingReport
 
         brep = BillingReport()
-        _post_credit_notes(con, heads, amounts, now, brep)
+        touched = _post_credit_notes(con, heads, amounts, now, brep)
+        _refresh_ar(con, touched, now, brep)  # the credited invoices' receivables, as billing keeps them
         rep.credit_notes += brep.credit_notes
     out = conform(pl.DataFrame(), RefundModel).clear()
     if refunds.height:
