@@ -133,10 +133,20 @@ def run_billing(wh: Warehouse, settings: Settings, now: datetime, cfg: BillingCo
 # 1. opening balances
 # ------------------------------------------------------------------------------------------------
 def _opening_items(con, now: datetime) -> pl.DataFrame:
-    new = con.execute("""
+    """Open items to (re)compute besides this run's work: opening items not taken over yet, and -- after a run
+    killed between posting and the receivables -- invoices without an open item and items whose documents are
+    newer than their row."""
+    return con.execute("""
         SELECT invoice_id AS item_id FROM ref.open_items o
-        WHERE NOT EXISTS (SELECT 1 FROM core.ar_open_items a WHERE a.item_id = o.invoice_id)""").pl()
-    return new
+        WHERE NOT EXISTS (SELECT 1 FROM core.ar_open_items a WHERE a.item_id = o.invoice_id)
+        UNION SELECT invoice_id FROM core.invoices i
+        WHERE NOT EXISTS (SELECT 1 FROM core.ar_open_items a WHERE a.item_id = i.invoice_id)
+        UNION SELECT a.item_id FROM core.payment_allocations a JOIN core.ar_open_items r USING (item_id)
+        WHERE a.allocated_at > r.updated_at
+        UNION SELECT c.invoice_id FROM core.credit_notes c JOIN core.ar_open_items r ON r.item_id = c.invoice_id
+        WHERE c.issued_at > r.updated_at
+        UNION SELECT w.item_id FROM core.write_offs w JOIN core.ar_open_items r USING (item_id)
+        WHERE w.written_off_at > r.updated_at""").pl()
 
 
 # ------------------------------------------------------------------------------------------------
