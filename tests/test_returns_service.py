@@ -29,20 +29,32 @@ def test_returns_credit_notes_stock_and_closure(book, settings):  # noqa: F811
     run_billing(book, settings, NOW)
     _delivered(book, "S-A", "CSV-1", NOW - timedelta(days=2))
     (settings.landing_dir("returns") / "r.csv").write_text(
-        "request_id,order_ref,line_no,quantity,reason,requested_at\n"
-        "R1,CSV-1,2,1,DAMAGED,2026-11-20T10:00:00Z\n"
-        "R2,CSV-1,2,5,DAMAGED,2026-11-20T11:00:00Z\n"
-        "R3,CSV-1,9,1,OTHER,2026-11-20T11:00:00Z\n")
+        "request_id,order_ref,line_no,quantity,reason,requested_at,exchange_sku\n"
+        "R1,CSV-1,2,1,DAMAGED,2026-11-20T10:00:00Z,\n"
+        "R2,CSV-1,2,5,DAMAGED,2026-11-20T11:00:00Z,\n"
+        "R3,CSV-1,9,1,OTHER,2026-11-20T11:00:00Z,\n"
+        "R4,CSV-1,1,1,SIZE_FIT,2026-11-20T12:00:00Z,S7\n")
     rep = run_returns(book, settings, NOW)
+    # the exchange: a new order in the CSV template, captured like any order
+    ex = sorted(settings.landing_dir("csv").glob("exchange_*.csv"))
+    assert rep.exchanges == 1 and len(ex) == 1
+    from som_pipeline.services.channels import capture_channel
+
+    capture_channel("csv", book, settings, now=NOW)  # (core orders are built from stage by the next run)
+    exch = book.read("SELECT h.channel_order_ref, h.customer_po, l.sku, l.quantity FROM stage.order_headers h "
+                     "JOIN stage.order_lines l USING (capture_id) WHERE h.channel_order_ref LIKE 'EXCH-%'")
+    assert exch.select("sku", "quantity").rows() == [("S7", 1)] and exch["customer_po"].item().startswith("EXCHANGE RMA-")
     rq = book.read("SELECT request_id, status, refusal_code, rma_id FROM core.return_requests ORDER BY 1")
     assert rq.select("request_id", "status", "refusal_code").rows() == [
         ("R1", "accepted", None), ("R2", "refused", "RETURN_QTY_EXCEEDS_DELIVERED"),
-        ("R3", "refused", "UNKNOWN_ORDER_LINE")]
+        ("R3", "refused", "UNKNOWN_ORDER_LINE"), ("R4", "accepted", None)]
     cn = book.read("SELECT * FROM core.credit_notes").row(0, named=True)
     line = book.read("SELECT * FROM core.invoice_lines WHERE order_id = 'CSV-1' AND order_line_no = 2").row(
         0, named=True)
     assert (rep.credit_notes, cn["reason"], cn["invoice_id"]) == (1, "RETURN", line["invoice_id"])
-    assert cn["total"] == line["line_total"] / 2  # one of the two units billed on that line, exactly
+    credited = book.read("SELECT line_total FROM core.credit_note_lines WHERE invoice_line_no = ?",
+                         [line["line_no"]])["line_total"].item()
+    assert credited == line["line_total"] / 2  # one of the two units billed on that line, exactly
     # the receipt puts the unit back to stock
     rma = rq.filter(pl.col("request_id") == "R1")["rma_id"].item()
     (settings.landing_dir("return_receipts") / "g.csv").write_text(

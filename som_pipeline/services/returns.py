@@ -47,6 +47,7 @@ class ReturnsReport:
     credit_notes: int = 0
     receipts: int = 0
     receipt_exceptions: int = 0
+    exchanges: int = 0
     notes: list[str] = field(default_factory=list)
 
     def as_metadata(self) -> dict:
@@ -72,7 +73,7 @@ def run_returns(wh: Warehouse, settings: Settings, now: datetime, run_id: str | 
                 if got.kind == "return_receipts":
                     _receipts(con, f, feed, got.file, now, run_id, rep)
                 else:
-                    _requests(con, f, feed, got.file, now, rep)
+                    _requests(con, settings, f, feed, got.file, now, rep)
                 archive(f)
                 rep.files += 1
     return rep
@@ -96,7 +97,7 @@ def _line_facts(con, refs: pl.DataFrame) -> pl.DataFrame:
             LEFT JOIN dl USING (order_id, line_no) LEFT JOIN rt USING (order_id, line_no)""").pl()  # noqa: S608
 
 
-def _requests(con, f, feed: str, rf, now: datetime, rep: ReturnsReport) -> None:
+def _requests(con, settings: Settings, f, feed: str, rf, now: datetime, rep: ReturnsReport) -> None:
     from som_pipeline.billing.invoicing import credit_lines  # noqa: F401 (the arithmetic returns.money reuses)
     from som_pipeline.returns.money import refund_lines
     from som_pipeline.returns.rules import judge_requests, policies_from_frame
@@ -176,6 +177,8 @@ def _requests(con, f, feed: str, rf, now: datetime, rep: ReturnsReport) -> None:
         out = conform(rows, RefundModel)
         out = out.join(select_keys(con, "core.refunds", out.select("refund_id"), "refund_id"), on="refund_id",
                        how="anti")
+    if acc.height:  # exchanges: new orders through the normal flow, written before the commit (a rerun rewrites them)
+        _exchanges(con, settings, acc, now, rep)
     with transaction(con):
         insert_frame(con, "core.return_requests", recorded)
         insert_frame(con, "core.refunds", out)
@@ -185,6 +188,44 @@ def _requests(con, f, feed: str, rf, now: datetime, rep: ReturnsReport) -> None:
     rep.requests += recorded.height
     rep.accepted += recorded.filter(pl.col("status") == "accepted").height
     rep.refused += recorded.filter(pl.col("status") == "refused").height
+
+
+EXCHANGE_COLUMNS = ("channel_order_ref", "order_ts", "customer_ref", "customer_po", "currency", "ship_to_name",
+                    "ship_to_company", "ship_to_line1", "ship_to_line2", "ship_to_city", "ship_to_region",
+                    "ship_to_postal_code", "ship_to_country", "ship_method", "ship_complete", "line_no", "sku",
+                    "description", "quantity", "uom", "unit_price", "discount_pct", "tax_rate", "promo_code")
+
+
+def _exchanges(con, settings: Settings, acc: pl.DataFrame, now: datetime, rep: ReturnsReport) -> None:
+    """An accepted return asking for another SKU is an exchange: a new order (``EXCH-<rma>``, the customer's PO
+    ``EXCHANGE <rma>``) in the CSV order template, for the same customer and address at the returned line's price,
+    dropped into ``landing/csv`` -- captured, validated, allocated and billed like any order (the returned units
+    are credited as for any return). One file per RMA: re-written identically by a rerun, a re-drop for capture."""
+    from som_pipeline.services.landing import write_atomic
+
+    ex = acc.filter(pl.col("exchange_sku").is_not_null() & (pl.col("exchange_sku").str.strip_chars() != ""))
+    if ex.height == 0:
+        return
+    o = select_keys(con, "core.orders", ex.select("order_id").unique())
+    ol = select_keys(con, "core.order_lines", ex.select("order_id").unique(), "order_id, line_no, unit_price, tax_rate")
+    rows = (ex.select("rma_id", "rma_line_no", "order_id", "line_no", pl.col("exchange_sku").str.strip_chars()
+                      .alias("sku"), "quantity", pl.col("sku").alias("sku_returned"))
+            .join(ol, on=["order_id", "line_no"], how="left").join(o, on="order_id", how="left")
+            .sort("rma_id", "rma_line_no")
+            .select(pl.format("EXCH-{}", pl.col("rma_id")).alias("channel_order_ref"),
+                    pl.lit(now.strftime("%Y-%m-%dT%H:%M:%SZ")).alias("order_ts"), "customer_ref",
+                    pl.format("EXCHANGE {}", pl.col("rma_id")).alias("customer_po"), "currency", "ship_to_name",
+                    "ship_to_company", "ship_to_line1", "ship_to_line2", "ship_to_city", "ship_to_region",
+                    "ship_to_postal_code", "ship_to_country", "ship_method", pl.lit("no").alias("ship_complete"),
+                    pl.col("rma_line_no").alias("line_no"), "sku",
+                    pl.format("Exchange for {} ({})", pl.col("sku_returned"), pl.col("rma_id")).alias("description"),
+                    "quantity", pl.lit("EA").alias("uom"), "unit_price", pl.lit(None, pl.String).alias("discount_pct"),
+                    "tax_rate", pl.lit(None, pl.String).alias("promo_code"))
+            .with_columns(pl.all().cast(pl.String)))
+    for (ref,), part in rows.group_by("channel_order_ref", maintain_order=True):
+        write_atomic(settings.landing_dir("csv") / f"exchange_{ref.removeprefix('EXCH-')}.csv",
+                     part.select(EXCHANGE_COLUMNS).write_csv())
+        rep.exchanges += 1
 
 
 def _receipts(con, f, feed: str, rf, now: datetime, run_id: str, rep: ReturnsReport) -> None:
