@@ -5,7 +5,7 @@ receivables equal their documents."""
 
 import dagster as dg
 
-from assets.checks import model_check_results, model_check_specs, reconciliation_result, reconciliation_spec
+from assets.checks import json_metadata, model_check_specs, reconciliation_spec, step_results
 from assets.lineage import table_key, table_specs
 from resources import WarehouseResource
 from som_pipeline.reporting import md_table
@@ -47,19 +47,7 @@ def billing(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     for note in rep.notes:
         context.log.info(note)
     with wh.connect() as con:
-        frames = {t: con.execute(f"SELECT * FROM {t} WHERE {THIS_RUN[t]}", {"now": now}).pl()  # noqa: S608
-                  for t in BILLING.writes}
-        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in BILLING.writes}  # noqa: S608
         aging = con.execute("SELECT * FROM core.v_ar_aging").pl()
-        rules = [reconciliation_result(con, n, k) for n, k in RULES.items()]
-    for t in BILLING.writes:
-        df = frames[t]
-        m = {"dagster/row_count": counts[t], "rows_written_this_run": df.height,
-             "preview": dg.MetadataValue.md(md_table(df, 5))}
-        if t == "core.invoices":
-            m.update({k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in rep.as_metadata().items()})
-        if t == "core.ar_open_items":
-            m["aging"] = dg.MetadataValue.md(md_table(aging, 20))
-        yield dg.MaterializeResult(asset_key=table_key(t), metadata=m)
-    yield from model_check_results(frames)
-    yield from rules
+    yield from step_results(wh, BILLING.writes, now, THIS_RUN, RULES, {
+        "core.invoices": json_metadata(rep.as_metadata()),
+        "core.ar_open_items": {"aging": dg.MetadataValue.md(md_table(aging, 20))}})

@@ -90,3 +90,29 @@ def reconciliation_result(con, name: str, asset: dg.AssetKey, check: str | None 
     f = sql_file("reconciliation", name)
     severity = dg.AssetCheckSeverity.WARN if f.severity == "warn" else dg.AssetCheckSeverity.ERROR
     return rule_check_result(asset, check or name, run_reconciliation_query(con, f, **params), f.summary, severity)
+
+
+def step_results(wh, writes: tuple[str, ...], now, this_run: dict[str, str], rules: dict[str, dg.AssetKey],
+                 meta: dict[str, dict] | None = None):
+    """What a stage's multi-asset yields after its service ran: per table it writes a MaterializeResult (row count,
+    the rows this run wrote -- ``this_run[table]``, SQL from code with ``$now`` bound to the run's clock -- a
+    preview, and ``meta[table]``), the model checks of those rows, and its reconciliation rules (``rules``: rule
+    name -> the asset it checks)."""
+    from assets.lineage import table_key
+
+    with wh.connect() as con:
+        frames = {t: con.execute(f"SELECT * FROM {t} WHERE {this_run[t]}",  # noqa: S608 (names and SQL from code)
+                                 {"now": now} if "$now" in this_run[t] else {}).pl() for t in writes}
+        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in writes}  # noqa: S608
+        checks = [reconciliation_result(con, n, k) for n, k in rules.items()]
+    for t in writes:
+        m = {"dagster/row_count": counts[t], "rows_written_this_run": frames[t].height,
+             "preview": dg.MetadataValue.md(md_table(frames[t], 5)), **(meta or {}).get(t, {})}
+        yield dg.MaterializeResult(asset_key=table_key(t), metadata=m)
+    yield from model_check_results(frames)
+    yield from checks
+
+
+def json_metadata(d: dict) -> dict:
+    """A service report's metadata with its dicts as JSON values."""
+    return {k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in d.items()}

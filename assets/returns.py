@@ -4,10 +4,9 @@ CLOSED order with an open quantity or balance; returned <= delivered, refunded <
 
 import dagster as dg
 
-from assets.checks import model_check_results, model_check_specs, reconciliation_result, reconciliation_spec
+from assets.checks import model_check_specs, reconciliation_spec, step_results
 from assets.lineage import table_key, table_specs
 from resources import WarehouseResource
-from som_pipeline.reporting import md_table
 from som_pipeline.services.closure import CLOSURE, run_closure
 from som_pipeline.services.returns import RETURNS, run_returns
 from som_pipeline.services.validation import business_now
@@ -22,22 +21,6 @@ _NOW = {"core.return_requests": "received_at = $now",
         "ops.reconciliation_breaks": "last_seen = $now OR resolved_at = $now"}
 
 
-def _results(context, wh, step, now, rules, meta):
-    with wh.connect() as con:
-        frames = {t: con.execute(f"SELECT * FROM {t} WHERE {_NOW[t]}", {"now": now}).pl() for t in step.writes}  # noqa: S608
-        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in step.writes}  # noqa: S608
-        checks = [reconciliation_result(con, n, k) for n, k in rules.items()]
-    for t in step.writes:
-        df = frames[t]
-        m = {"dagster/row_count": counts[t], "rows_written_this_run": df.height,
-             "preview": dg.MetadataValue.md(md_table(df, 5))}
-        if t == step.writes[0]:
-            m.update(meta)
-        yield dg.MaterializeResult(asset_key=table_key(t), metadata=m)
-    yield from model_check_results(frames)
-    yield from checks
-
-
 @dg.multi_asset(
     name="returns",
     specs=table_specs(RETURNS, "returns", {"polars", "duckdb"}),
@@ -50,7 +33,7 @@ def returns(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     rep = run_returns(wh, settings, now, context.run_id)
     for note in rep.notes:
         context.log.info(note)
-    yield from _results(context, wh, RETURNS, now, RETURN_RULES, rep.as_metadata())
+    yield from step_results(wh, RETURNS.writes, now, _NOW, RETURN_RULES, {RETURNS.writes[0]: rep.as_metadata()})
 
 
 @dg.multi_asset(
@@ -69,4 +52,4 @@ def closure(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     meta = {k: v for k, v in rep.as_metadata().items() if v is not None}
     if rep.report:
         meta["report"] = dg.MetadataValue.path(rep.report)
-    yield from _results(context, wh, CLOSURE, now, CLOSURE_RULES, meta)
+    yield from step_results(wh, CLOSURE.writes, now, _NOW, CLOSURE_RULES, {CLOSURE.writes[0]: meta})

@@ -2,10 +2,9 @@
 
 import dagster as dg
 
-from assets.checks import model_check_results, model_check_specs, reconciliation_result, reconciliation_spec
+from assets.checks import json_metadata, model_check_specs, reconciliation_spec, step_results
 from assets.lineage import table_key, table_specs
 from resources import WarehouseResource
-from som_pipeline.reporting import md_table
 from som_pipeline.services.tracking import TRACKING, run_tracking
 from som_pipeline.services.validation import business_now
 
@@ -35,18 +34,5 @@ def tracking(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     rep = run_tracking(wh, settings, now)
     for note in rep.notes:
         context.log.info(note)
-    tables = TRACKING.writes
-    with wh.connect() as con:
-        frames = {t: con.execute(f"SELECT * FROM {t} WHERE {THIS_RUN[t]}",  # noqa: S608 (names and SQL from code)
-                                 {"now": now} if "$now" in THIS_RUN[t] else {}).pl() for t in tables}
-        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TRACKING.writes}  # noqa: S608
-        rules = [reconciliation_result(con, n, STATUS) for n in RULES]
-    for t in TRACKING.writes:
-        df = frames[t]
-        m = {"dagster/row_count": counts[t], "rows_written_this_run": df.height,
-             "preview": dg.MetadataValue.md(md_table(df, 5))}
-        if t == "core.shipment_status":
-            m.update({k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in rep.as_metadata().items()})
-        yield dg.MaterializeResult(asset_key=table_key(t), metadata=m)
-    yield from model_check_results(frames)
-    yield from rules
+    yield from step_results(wh, TRACKING.writes, now, THIS_RUN, {n: STATUS for n in RULES},
+                            {"core.shipment_status": json_metadata(rep.as_metadata())})
