@@ -98,7 +98,6 @@ def _line_facts(con, refs: pl.DataFrame) -> pl.DataFrame:
 
 
 def _requests(con, settings: Settings, f, feed: str, rf, now: datetime, rep: ReturnsReport) -> None:
-    from som_pipeline.billing.invoicing import credit_lines  # noqa: F401 (the arithmetic returns.money reuses)
     from som_pipeline.returns.money import refund_lines
     from som_pipeline.returns.rules import judge_requests, policies_from_frame
     from som_pipeline.services.billing import BillingConfig, _post_credit_notes, _refresh_ar, policies
@@ -161,10 +160,10 @@ def _requests(con, settings: Settings, f, feed: str, rf, now: datetime, rep: Ret
         rep.credit_notes += brep.credit_notes
     out = conform(pl.DataFrame(), RefundModel).clear()
     if refunds.height:
-        cn = con.execute("SELECT credit_note_id, source_ref FROM core.credit_notes WHERE reason = 'RETURN'").pl()
         first = refunds.group_by("invoice_id").agg(pl.col("rma_id").min().alias("_first"))
         rows = refunds.join(first, on="invoice_id", how="left").with_columns(
             pl.format("return:{}:{}", pl.col("_first"), pl.col("invoice_id")).alias("source_ref"))
+        cn = select_keys(con, "core.credit_notes", rows.select("source_ref").unique(), "credit_note_id, source_ref")
         rows = rows.join(cn, on="source_ref", how="left").with_columns(
             pl.when(pl.col("kind") == "credit_note").then(pl.col("credit_note_id")).alias("credit_note_id"))
         rows = rows.group_by("rma_id", "order_id", "kind", "invoice_id", "credit_note_id", "currency").agg(
