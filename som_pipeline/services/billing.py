@@ -333,7 +333,7 @@ def _invoice_batch(con, settings: Settings, now: datetime, cfg: BillingConfig, r
                 .with_columns(pl.lit("invoice").alias("kind")))
     docs, files = _documents(con, settings, invoices, inv_lines, o, cfg, now, rep)
     for path, data in files:  # before the commit that records them (see the module docstring)
-        _write_bytes(path, data)
+        write_atomic(path, data)
     with transaction(con):
         insert_frame(con, "core.invoices", invoices)
         insert_frame(con, "core.invoice_lines", inv_lines)
@@ -376,18 +376,6 @@ def _render_one(job: tuple) -> tuple[bytes | str | None, str | None]:
         return D.invoice_pdf(h, lines), None
     except OutboundError as e:
         return None, str(e)
-
-
-def _write_bytes(path: Path, data: bytes | str) -> None:
-    if isinstance(data, str):
-        write_atomic(path, data)
-        return
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _documents(con, settings: Settings, invoices: pl.DataFrame, lines: pl.DataFrame, orders: pl.DataFrame,

@@ -30,7 +30,6 @@ from som_pipeline.warehouse import (
     insert_frame,
     registered,
     replace_keys,
-    replace_table,
     transaction,
 )
 
@@ -296,10 +295,12 @@ def _breaks(con, now: datetime, rep: ClosureReport) -> pl.DataFrame:
 
     facts = {k: v for k, v in gather_break_facts(con).items() if v is not None}
     current = detect_breaks(now=now, **facts)
-    previous = con.execute("SELECT * FROM ops.reconciliation_breaks").pl()
+    # only the open breaks move: resolved ones are history, carried as they are (never read or rewritten)
+    previous = con.execute("SELECT * FROM ops.reconciliation_breaks WHERE resolved_at IS NULL").pl()
     state = conform(carry_breaks(current, previous if previous.height else None, now), ReconciliationBreakModel)
     with transaction(con):
-        replace_table(con, "ops.reconciliation_breaks", state)
+        con.execute("DELETE FROM ops.reconciliation_breaks WHERE resolved_at IS NULL")
+        insert_frame(con, "ops.reconciliation_breaks", state)
     rep.open_breaks = state.filter(pl.col("resolved_at").is_null()).height
     ts = pl.lit(now).cast(pl.Datetime("us", "UTC"))
     rep.new_breaks = state.filter(pl.col("first_seen") == ts).height

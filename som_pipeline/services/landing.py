@@ -297,11 +297,15 @@ def reland_if_grown(f: NewFile) -> bool:
     return True
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write an outbound file whole: a temporary name beside it, then an atomic rename (a reader never sees half)."""
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write an outbound file whole (text as UTF-8, or bytes): a temporary name beside it, then an atomic rename
+    (a reader never sees half)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        tmp.write_text(data, encoding="utf-8")
     os.replace(tmp, path)
 
 
