@@ -52,6 +52,7 @@ FEED_ASSETS: dict[str, dg.AssetKey] = {
     "payment_decisions": dg.AssetKey(["core", "payment_allocations"]),
     "returns": dg.AssetKey(["core", "return_requests"]),
     "return_receipts": dg.AssetKey(["core", "return_receipts"]),
+    "chargebacks": dg.AssetKey(["core", "return_requests"]),
 }
 
 ingest_job = dg.define_asset_job(

@@ -17,7 +17,8 @@ RETURN_RULES = {"returns_within_delivered": REQUESTS}
 CLOSURE_RULES = {"closed_orders_complete": CLOSURE_KEY}
 _NOW = {"core.return_requests": "received_at = $now",
         "core.return_receipts": "source_file IN (SELECT source_file FROM ops.ingest_files WHERE channel = "
-        "'return_receipts' AND processed_at = $now)", "core.refunds": "refunded_at = $now", "core.order_closure": "updated_at = $now",
+        "'return_receipts' AND processed_at = $now)", "core.refunds": "refunded_at = $now",
+        "core.chargebacks": "updated_at = $now", "core.order_closure": "updated_at = $now",
         "ops.reconciliation_breaks": "last_seen = $now OR resolved_at = $now"}
 
 

@@ -56,6 +56,9 @@ FEEDS: dict[str, Feed] = {
     "return_receipts": Feed("return_receipts", "return_receipt", "returns",
                             "What came back against an RMA, graded restock | refurbish | scrap (CSV) -> "
                             "core.return_receipts and the stock ledger."),
+    "chargebacks": Feed("chargebacks", "dispute", "returns",
+                        "Payment disputes: Shopify Payments disputes (JSON), a card processor's dispute report (CSV / "
+                        "JSON) -> core.chargebacks; a chargeback re-opens a closed order."),
     "scans": Feed("scans", "scan", "fulfilment",
                   "Pick scanner events (CSV / JSON lines) -> core.pick_scans, pick tasks and the stock ledger."),
 }

@@ -82,6 +82,8 @@ CASES: dict[str, tuple[bytes, str, Callable[[Warehouse, Settings], object]]] = {
     "payment_decisions": (PAYMENT_DECISIONS, "decisions.csv", lambda wh, s: run_billing(wh, s, NOW)),
     "returns": (RETURN_REQUESTS, "returns.csv", lambda wh, s: run_returns(wh, s, NOW)),
     "return_receipts": (RETURN_RECEIPTS, "receipts.csv", lambda wh, s: run_returns(wh, s, NOW)),
+    "chargebacks": ((FIXTURES / "shopify" / "disputes.json").read_bytes(), "disputes.json",
+                    lambda wh, s: run_returns(wh, s, NOW)),
 }
 
 

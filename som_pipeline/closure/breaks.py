@@ -41,6 +41,11 @@ break_type                        input frame (columns) and rule                
                                   payout_id; amount = amount - sum(net).
 ``SUSPENSE_AGED``                 ``suspense``: payment_id, amount, first_seen_at. A break when    finance
                                   ``first_seen_at + suspense_days < now``; key = payment_id.
+``CHARGEBACK_OPEN``               ``chargebacks``: chargeback_id, order_id, amount, status,       disputes
+                                  evidence_due_at (nullable). A break while ``status = 'open'``
+                                  (the money is held by the issuer until the dispute is decided):
+                                  key = chargeback_id; amount = the disputed amount; the detail
+                                  names the evidence deadline.
 ================================  ==============================================================  =================
 
 Every detector's output has the columns :data:`BREAK_COLUMNS`: ``break_type, key, order_id (nullable), amount
@@ -87,7 +92,7 @@ STATE_COLUMNS = ("break_id", *BREAK_COLUMNS, "first_seen", "last_seen", "resolve
 STATE_SCHEMA = {"break_id": pl.String, **BREAK_SCHEMA, "first_seen": TS, "last_seen": TS, "resolved_at": TS,
                 "age_days": pl.Int64}
 BREAK_TYPES = ("SHIPPED_NOT_INVOICED", "INVOICED_NOT_SHIPPED", "OVERDUE", "REFUND_WITHOUT_RECEIPT",
-               "STOCK_MISMATCH", "STATEMENT_UNBALANCED", "PAYOUT_MISMATCH", "SUSPENSE_AGED")
+               "STOCK_MISMATCH", "STATEMENT_UNBALANCED", "PAYOUT_MISMATCH", "SUSPENSE_AGED", "CHARGEBACK_OPEN")
 _US_PER_DAY = 86_400_000_000
 
 
@@ -224,11 +229,21 @@ def suspense_aged(suspense: Frame, now: datetime, cfg: BreakConfig) -> pl.LazyFr
                           _s(pl.col("amount").cast(MONEY)), days))
 
 
+def chargeback_open(chargebacks: Frame) -> pl.LazyFrame:
+    lf = chargebacks.lazy().filter(pl.col("status") == "open")
+    return _out(lf, "CHARGEBACK_OPEN", "disputes", pl.col("chargeback_id"), pl.col("order_id"), pl.col("amount"),
+                None, pl.format("Chargeback {} on order {}: {} held by the issuer; evidence due {}.",
+                                _s(pl.col("chargeback_id")), _s(pl.col("order_id")),
+                                _s(pl.col("amount").cast(MONEY)),
+                                _s(pl.col("evidence_due_at").cast(TS).dt.strftime("%Y-%m-%d %H:%M UTC"))))
+
+
 def detect_breaks(*, now: datetime, cfg: BreakConfig | None = None, shipments: Frame | None = None,
                   invoiced_lines: Frame | None = None, invoices: Frame | None = None,
                   refunds: Frame | None = None, stock: Frame | None = None, statements: Frame | None = None,
                   statement_lines: Frame | None = None, payouts: Frame | None = None,
-                  payout_lines: Frame | None = None, suspense: Frame | None = None) -> pl.DataFrame:
+                  payout_lines: Frame | None = None, suspense: Frame | None = None,
+                  chargebacks: Frame | None = None) -> pl.DataFrame:
     """Every detector of the module docstring whose input is given; :data:`BREAK_COLUMNS`, sorted by
     ``break_type, key`` (the first row wins if an input repeats a key)."""
     cfg = cfg or BreakConfig()
@@ -251,6 +266,8 @@ def detect_breaks(*, now: datetime, cfg: BreakConfig | None = None, shipments: F
             schema={"payout_id": pl.String, "gross_amount": MONEY, "fee_amount": MONEY})))
     if suspense is not None:
         parts.append(suspense_aged(suspense, now, cfg))
+    if chargebacks is not None:
+        parts.append(chargeback_open(chargebacks))
     if not parts:
         return _empty()
     out = pl.concat(parts).collect()

@@ -23,7 +23,10 @@ open_delivery_qty, open_invoice_qty, open_qty, delivery_status, invoicing_status
     in_payment_amount (the part of paid_amount not cleared yet), refunded_amount, return_window_days (Int),
     cancelled (bool), last_return_at
 
-    optional (taken into ``closed_at`` when present): last_credited_at, last_refunded_at, last_paid_at
+    optional (taken into ``closed_at`` when present): last_credited_at, last_refunded_at, last_paid_at,
+    last_chargeback_at (when a dispute of the order last changed: a won dispute closes the order again then)
+    optional money: charged_back_amount (payments the payer's bank took back: ``core.chargebacks.charged_back``;
+    absent = 0)
 
 **Orders out** (:func:`order_status`): ``order_id, channel, cancelled, order_ts, open_delivery_qty,
 to_invoice_qty, over_invoiced_qty, invoiced_amount, credited_amount, paid_amount, in_payment_amount,
@@ -60,7 +63,7 @@ So a line fully delivered, fully returned and fully credited has ``open_qty = 0`
 
 Order rules
 -----------
-- ``due = invoiced - credited``, ``net_paid = paid - refunded``, ``balance = due - net_paid`` (> 0: the customer
+- ``due = invoiced - credited``, ``net_paid = paid - refunded - charged_back``, ``balance = due - net_paid`` (> 0: the customer
   owes us; < 0: we owe a refund).
 - ``payment_status`` (first match): ``'not_paid'`` when nothing was invoiced and nothing net paid;
   ``'in_payment'`` when ``net_paid >= due`` but part of it has not cleared (``in_payment_amount > 0``);
@@ -122,8 +125,9 @@ LINE_QTY = ("ordered_qty", "cancelled_qty", "allocated_qty", "picked_qty", "ship
 LINE_INPUT = ("order_id", "line_no", *LINE_QTY)
 ORDER_EVENTS = ("order_ts", "approved_at", "allocated_at", "first_shipped_at", "last_delivered_at",
                 "first_invoiced_at", "paid_at", "last_return_at")
-OPTIONAL_EVENTS = ("last_credited_at", "last_refunded_at", "last_paid_at")
+OPTIONAL_EVENTS = ("last_credited_at", "last_refunded_at", "last_paid_at", "last_chargeback_at")
 ORDER_MONEY = ("invoiced_amount", "credited_amount", "paid_amount", "in_payment_amount", "refunded_amount")
+OPTIONAL_MONEY = ("charged_back_amount",)
 ORDER_INPUT = ("order_id", "channel", *ORDER_EVENTS, *ORDER_MONEY, "return_window_days", "cancelled")
 REASONS = ("DELIVERY_OPEN", "INVOICE_OPEN", "PAYMENT_OPEN", "REFUND_OPEN", "RETURN_WINDOW_OPEN")
 #: stage -> (column, start, end)
@@ -193,21 +197,23 @@ def order_status(orders: Frame, lines: Frame, now: datetime) -> pl.DataFrame:
     _missing(lines, ("order_id", "open_delivery_qty", "open_invoice_qty"), "order_status (line_status output)")
     names = orders.collect_schema().names() if isinstance(orders, pl.LazyFrame) else orders.columns
     optional = [c for c in OPTIONAL_EVENTS if c in names]
+    money_in = [pl.col(c) if c in names else pl.lit(0).cast(MONEY).alias(c) for c in OPTIONAL_MONEY]
     now_l = pl.lit(now).cast(TS)
     per_order = (lines.lazy().group_by("order_id").agg(
         pl.col("open_delivery_qty").sum(),
         pl.col("open_invoice_qty").clip(lower_bound=0).sum().alias("to_invoice_qty"),
         (-pl.col("open_invoice_qty")).clip(lower_bound=0).sum().alias("over_invoiced_qty")))
     lf = (orders.lazy()
-          .select("order_id", "channel", *ORDER_EVENTS, *optional, *ORDER_MONEY, "return_window_days", "cancelled")
+          .select("order_id", "channel", *ORDER_EVENTS, *optional, *ORDER_MONEY, *money_in, "return_window_days",
+                  "cancelled")
           .with_columns(*[pl.col(c).cast(TS) for c in (*ORDER_EVENTS, *optional)],
-                        *[pl.col(c).cast(MONEY).fill_null(0).cast(MONEY) for c in ORDER_MONEY],
+                        *[pl.col(c).cast(MONEY).fill_null(0).cast(MONEY) for c in (*ORDER_MONEY, *OPTIONAL_MONEY)],
                         pl.col("cancelled").cast(pl.Boolean).fill_null(False),
                         pl.col("return_window_days").cast(pl.Int64).fill_null(0))
           .join(per_order, on="order_id", how="left")
           .with_columns(*[pl.col(c).fill_null(0) for c in ("open_delivery_qty", "to_invoice_qty", "over_invoiced_qty")]))
     due = pl.col("invoiced_amount") - pl.col("credited_amount")
-    net_paid = pl.col("paid_amount") - pl.col("refunded_amount")
+    net_paid = pl.col("paid_amount") - pl.col("refunded_amount") - pl.col("charged_back_amount")
     lf = lf.with_columns(
         (due - net_paid).cast(MONEY).alias("balance"),
         (pl.col("last_delivered_at") + pl.duration(days=pl.col("return_window_days"))).alias("return_window_end"),
@@ -241,7 +247,7 @@ def order_status(orders: Frame, lines: Frame, now: datetime) -> pl.DataFrame:
     lf = lf.with_columns(*[_hours(a, b).alias(col) for col, a, b in CYCLE_STAGES.values()])
     return lf.select(
         "order_id", "channel", "cancelled", "order_ts", "open_delivery_qty", "to_invoice_qty", "over_invoiced_qty",
-        *ORDER_MONEY, "balance", "payment_status", "return_window_end", "last_return_at", "blocking", "blocking_text",
+        *ORDER_MONEY, *OPTIONAL_MONEY, "balance", "payment_status", "return_window_end", "last_return_at", "blocking", "blocking_text",
         "closed", "closed_at", "closed_by", *[c for c, _, _ in CYCLE_STAGES.values()],
     ).collect()
 
@@ -258,7 +264,8 @@ def cycle_time_summary(status: Frame) -> pl.DataFrame:
 
 #: Facts compared when an order re-opens (the reason names those that changed).
 CHANGE_FACTS = ("open_delivery_qty", "to_invoice_qty", "over_invoiced_qty", "invoiced_amount", "credited_amount",
-                "paid_amount", "in_payment_amount", "refunded_amount", "balance", "last_return_at")
+                "paid_amount", "in_payment_amount", "refunded_amount", "charged_back_amount", "balance",
+                "last_return_at")
 
 
 def transitions(previous: Frame | None, current: Frame, now: datetime) -> pl.DataFrame:

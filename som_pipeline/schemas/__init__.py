@@ -150,6 +150,7 @@ from som_pipeline.schemas.reference import (
 from som_pipeline.schemas.returns import (
     GRADES,
     RETURN_REASONS,
+    ChargebackModel,
     OrderClosureModel,
     ReconciliationBreakModel,
     RefundModel,
@@ -275,6 +276,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "core.return_requests": ReturnRequestModel,
     "core.return_receipts": ReturnReceiptModel,
     "core.refunds": RefundModel,
+    "core.chargebacks": ChargebackModel,
     "core.order_closure": OrderClosureModel,
     # state: derived statistics over history, updated per run for what changed
     "state.daily_demand": DailyDemandModel,
@@ -332,7 +334,7 @@ __all__ = [
     "DocumentNumberModel",
     # returns and closure
     "RETURN_REASONS", "GRADES", "ReturnPolicyModel", "ReturnRequestModel", "ReturnReceiptModel", "RefundModel",
-    "OrderClosureModel", "ReconciliationBreakModel",
+    "ChargebackModel", "OrderClosureModel", "ReconciliationBreakModel",
     # ops
     "RECORD_KINDS", "QuarantineModel", "IngestFileModel", "IngestRedropModel", "LandingWaitingModel", "EdiAckModel",
     "B2BWatermarkModel", "AmazonPendingModel", "WatermarkModel",

@@ -91,6 +91,33 @@ class RefundModel(_Strict):
     refunded_at: TsUTC = _f("When.")
 
 
+class ChargebackModel(_Strict):
+    """``core.chargebacks``: payments the payer's bank took back (card disputes, reversed debits), one row per
+    dispute at its latest reported status (``landing/chargebacks``; ``billing.disputes``)."""
+
+    chargeback_id: str = _f("<source>:<dispute id> (shopify | processor).", unique=True)
+    source: str = _f("shopify | processor.", isin=["shopify", "processor"])
+    dispute_ref: str = _f("The dispute's id at the channel or processor.", nullable=True)
+    order_id: str = _f("Order whose payment is disputed.")
+    kind: str = _f("chargeback (money taken back) | inquiry (no money moved).", isin=["chargeback", "inquiry"])
+    amount: Money = _f("Money disputed.", gt=0)
+    currency: str = _f("Currency of the dispute.")
+    reason: str = _f("The issuer's reason as reported (fraudulent, product_not_received, ...).", nullable=True)
+    network_reason_code: str = _f("Card network reason code.", nullable=True)
+    status: str = _f("open | won | lost | accepted | refunded (the latest reported).",
+                     isin=["open", "won", "lost", "accepted", "refunded"])
+    channel_status: str = _f("The status as the source spelled it (needs_response, under_review, ...).")
+    charged_back: Money = _f("Money out of our hands now: the amount for a chargeback open, lost, accepted or "
+                             "refunded; 0 for an inquiry or a dispute won.", ge=0)
+    opened_at: TsUTC = _f("When the dispute was opened.")
+    resolved_at: TsUTC = _f("When it was decided (null: not yet).", nullable=True)
+    evidence_due_at: TsUTC = _f("Evidence deadline (open disputes).", nullable=True)
+    first_seen_at: TsUTC = _f("Run that first received it.")
+    updated_at: TsUTC = _f("Run that last changed its status.")
+    source_file: str = _f("File of the latest report.")
+    location: str = _f("Its place in that file.")
+
+
 class OrderClosureModel(_Strict):
     """``core.order_closure``: each order's quantities, money and derived statuses, and whether it is closed."""
 
@@ -101,12 +128,14 @@ class OrderClosureModel(_Strict):
     payment_status: str = _f("not_paid | partial | in_payment | paid.")
     closed: bool = _f("Delivered, invoiced, paid (net of returns, credits, refunds) and its return window passed.")
     closed_at: TsUTC = _f("When it closed.", nullable=True)
-    blocking: str = _f("Why not closed: DELIVERY_OPEN, INVOICE_OPEN, PAYMENT_OPEN, RETURN_WINDOW_OPEN.",
+    blocking: str = _f("Why not closed: DELIVERY_OPEN, INVOICE_OPEN, PAYMENT_OPEN, REFUND_OPEN, RETURN_WINDOW_OPEN.",
                        nullable=True)
     invoiced_amount: Money = _f("Σ invoices.")
     credited_amount: Money = _f("Σ credit notes.")
     paid_amount: Money = _f("Σ payments allocated to its invoices.")
     refunded_amount: Money = _f("Σ refunds.")
+    charged_back_amount: Money = _f("Σ core.chargebacks.charged_back: payments taken back by the payer's bank.",
+                                    nullable=True)
     hours_order_to_approval: float = _f("Order -> approval.", nullable=True)
     hours_approval_to_allocation: float = _f("Approval -> allocation.", nullable=True)
     hours_allocation_to_ship: float = _f("Allocation -> first shipment.", nullable=True)

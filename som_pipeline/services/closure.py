@@ -38,7 +38,8 @@ CLOSURE = Step(
            "core.shipments", "core.shipment_lines", "core.shipment_status", "core.invoices", "core.invoice_lines",
            "core.credit_notes", "core.credit_note_lines", "core.payments", "core.payment_allocations",
            "core.payment_suspense", "core.ar_open_items", "core.bank_statements", "core.bank_lines",
-           "core.return_requests", "core.return_receipts", "core.refunds", "ref.return_policies", "ref.inventory",
+           "core.return_requests", "core.return_receipts", "core.refunds", "core.chargebacks", "ref.return_policies",
+           "ref.inventory",
            "core.order_closure", "ops.reconciliation_breaks"),
     writes=("core.order_closure", "ops.reconciliation_breaks"),
     appends=("core.order_events",),
@@ -85,7 +86,9 @@ def _candidates(con) -> pl.DataFrame:
               OR EXISTS (SELECT 1 FROM core.return_requests r WHERE r.order_id = o.order_id
                          AND r.received_at > c.closed_at)
               OR EXISTS (SELECT 1 FROM core.credit_notes n WHERE n.order_id = o.order_id AND n.issued_at > c.closed_at)
-              OR EXISTS (SELECT 1 FROM core.refunds f WHERE f.order_id = o.order_id AND f.refunded_at > c.closed_at))
+              OR EXISTS (SELECT 1 FROM core.refunds f WHERE f.order_id = o.order_id AND f.refunded_at > c.closed_at)
+              OR EXISTS (SELECT 1 FROM core.chargebacks b WHERE b.order_id = o.order_id
+                         AND b.updated_at > c.updated_at))
         ORDER BY 1""").pl()
 
 
@@ -134,6 +137,8 @@ def gather_facts(con, ids: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
                    JOIN core.payments p USING (payment_id) SEMI JOIN {k} ON i.order_id = {k}.order_id GROUP BY 1),
             rf AS (SELECT order_id, sum(refund_total) AS refunded, max(refunded_at) AS last_at FROM core.refunds
                    SEMI JOIN {k} USING (order_id) WHERE kind = 'refund' GROUP BY 1),
+            cb AS (SELECT order_id, sum(charged_back) AS charged_back, max(updated_at) AS last_at FROM core.chargebacks
+                   SEMI JOIN {k} USING (order_id) GROUP BY 1),
             ap AS (SELECT order_id, min(e."at") AS t FROM core.order_events e SEMI JOIN {k} USING (order_id)
                    WHERE to_status = 'APPROVED' GROUP BY 1),
             al AS (SELECT order_id, min(allocated_at) AS t FROM core.allocations SEMI JOIN {k} USING (order_id)
@@ -152,12 +157,14 @@ def gather_facts(con, ids: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
                    coalesce(pa.paid, 0)::DECIMAL(18, 2) AS paid_amount,
                    coalesce(pa.in_pay, 0)::DECIMAL(18, 2) AS in_payment_amount,
                    coalesce(rf.refunded, 0)::DECIMAL(18, 2) AS refunded_amount,
+                   coalesce(cb.charged_back, 0)::DECIMAL(18, 2) AS charged_back_amount,
                    coalesce(pc.window_days, pch.window_days) AS return_window_days,
                    o.cancelled_at IS NOT NULL AS cancelled, rr.t AS last_return_at,
-                   cn.last_at AS last_credited_at, rf.last_at AS last_refunded_at, pa.last_at AS last_paid_at
+                   cn.last_at AS last_credited_at, rf.last_at AS last_refunded_at, pa.last_at AS last_paid_at,
+                   cb.last_at AS last_chargeback_at
             FROM core.orders o SEMI JOIN {k} USING (order_id)
             LEFT JOIN inv USING (order_id) LEFT JOIN cn USING (order_id) LEFT JOIN pa USING (order_id)
-            LEFT JOIN rf USING (order_id) LEFT JOIN ap USING (order_id) LEFT JOIN al USING (order_id)
+            LEFT JOIN rf USING (order_id) LEFT JOIN cb USING (order_id) LEFT JOIN ap USING (order_id) LEFT JOIN al USING (order_id)
             LEFT JOIN sh USING (order_id) LEFT JOIN dl USING (order_id) LEFT JOIN rr USING (order_id)
             LEFT JOIN pol pc ON pc.channel = o.channel AND pc.customer_id = o.customer_id
             LEFT JOIN pol pch ON pch.channel = o.channel AND pch.customer_id = '*'""").pl()  # noqa: S608
@@ -287,6 +294,8 @@ def gather_break_facts(con) -> dict[str, pl.DataFrame]:
             SELECT statement_id AS payout_id, (amount + fee)::DECIMAL(18, 2) AS gross_amount, fee AS fee_amount
             FROM core.bank_lines WHERE format IN ('shopify_payout', 'amazon_settlement') AND kind <> 'payout'""").pl(),
         "suspense": q("SELECT payment_id, amount, first_seen_at FROM core.payment_suspense").pl(),
+        "chargebacks": q("SELECT chargeback_id, order_id, amount, status, evidence_due_at FROM core.chargebacks "
+                         "WHERE status = 'open'").pl(),
     }
 
 

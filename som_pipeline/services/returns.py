@@ -7,7 +7,9 @@ comes back to the warehouse posted to the stock ledger.
 2. **Money back** (``returns.money``): the returned units credited from the invoice lines that billed them,
    oldest first, by the invoicing rules; prepaid orders get a refund, invoiced B2B orders a credit note (RETURN,
    numbered in billing's series); both in ``core.refunds`` with the restocking fee and shipping by the policy.
-3. **Receipts** (``landing/return_receipts``): matched to the RMA lines and graded; restocked / refurbished units
+3. **Chargebacks** (``landing/chargebacks``: payment disputes; ``services.chargebacks``) kept in
+   ``core.chargebacks`` at their latest status; closure takes the money charged back from what was paid.
+4. **Receipts** (``landing/return_receipts``): matched to the RMA lines and graded; restocked / refurbished units
    are ``return_receipt`` movements, scrapped ones a ``return_receipt`` then a ``scrap``; short, over, wrong and
    unknown receipts are recorded with their outcome.
 """
@@ -30,8 +32,9 @@ from som_pipeline.warehouse import Warehouse, insert_frame, registered, select_k
 RETURNS = Step(
     reads=("core.orders", "core.order_lines", "core.shipments", "core.shipment_lines", "core.shipment_status",
            "core.invoices", "core.invoice_lines", "core.credit_note_lines", "ref.products", "ref.return_policies",
-           "ref.billing_policies", "core.return_requests", "core.return_receipts", "core.refunds"),
-    writes=("core.return_requests", "core.return_receipts", "core.refunds"),
+           "ref.billing_policies", "core.return_requests", "core.return_receipts", "core.refunds",
+           "core.chargebacks"),
+    writes=("core.return_requests", "core.return_receipts", "core.refunds", "core.chargebacks"),
     appends=("core.stock_ledger", "core.credit_notes", "core.credit_note_lines", "core.ar_open_items",
              "ops.document_numbers"),
 )
@@ -48,6 +51,8 @@ class ReturnsReport:
     receipts: int = 0
     receipt_exceptions: int = 0
     exchanges: int = 0
+    chargebacks: int = 0
+    chargebacks_quarantined: int = 0
     notes: list[str] = field(default_factory=list)
 
     def as_metadata(self) -> dict:
@@ -56,11 +61,12 @@ class ReturnsReport:
 
 def run_returns(wh: Warehouse, settings: Settings, now: datetime, run_id: str | None = None) -> ReturnsReport:
     from som_pipeline.returns.readers import read_returns_file
+    from som_pipeline.services.chargebacks import take_dispute_file
 
     rep = ReturnsReport()
     run_id = run_id or run_id_for(now)
     with wh.connect() as con:
-        for feed in ("returns", "return_receipts"):
+        for feed in ("returns", "return_receipts", "chargebacks"):
             files, settled = incoming(con, settings, feed, now, rep.notes)
             rep.notes += [f"{o.source_file}: identical content already processed ({o.status}); archived"
                           for o in settled]
@@ -68,6 +74,13 @@ def run_returns(wh: Warehouse, settings: Settings, now: datetime, run_id: str | 
                 data = f.read()
                 if data is None:
                     rep.notes.append(f"{f.name}: changed while read; left for the next run")
+                    continue
+                if feed == "chargebacks":
+                    changed, held = take_dispute_file(con, f, data, now)
+                    rep.chargebacks += changed
+                    rep.chargebacks_quarantined += held
+                    archive(f)
+                    rep.files += 1
                     continue
                 got = read_returns_file(data, f.name)
                 if got.kind == "return_receipts":
