@@ -181,12 +181,13 @@ def test_amazon_settlement_adds_up_to_its_total():
     st = r.statements.row(0, named=True)
     assert st["statement_id"] == "amazon-settlement-11907112232" and st["statement_date"] == date(2024, 1, 17)
     assert st["closing_balance"] == st["entries_total"] == Decimal("53.47") and st["balanced"] is True
-    assert r.lines.height == 12 and r.rejected.height == 0
+    assert r.lines.height == 13 and r.rejected.height == 0
     kinds = r.lines.group_by("kind").agg(pl.col("amount").sum()).sort("kind")
     assert dict(kinds.iter_rows()) == {"charge": Decimal("74.80"), "fee": Decimal("-15.92"),
-                                       "refund": Decimal("-5.41")}
-    assert set(r.lines["order_ref"]) == {"113-1234567-1234567", "114-7654321-7654321"}
-    assert r.lines["location"][0] == "line 3"
+                                       "refund": Decimal("-5.41"), "payout": Decimal("53.47")}
+    assert set(r.lines["order_ref"].drop_nulls()) == {"113-1234567-1234567", "114-7654321-7654321"}
+    assert r.lines.filter(pl.col("kind") == "payout")["location"].item() == "line 2"
+    assert r.lines.filter(pl.col("kind") != "payout")["location"][0] == "line 3"
 
 
 def test_amazon_bad_rows_are_rejected_and_the_rest_kept():
@@ -198,7 +199,7 @@ def test_amazon_bad_rows_are_rejected_and_the_rest_kept():
     rows.append("11907112232\tOrder\tshort row")
     r = check(bank.read_amazon_settlement(("\n".join(rows) + "\n").encode(), "s.tsv"))
     assert codes(r)[:3] == ["BANK_BAD_AMOUNT", "BANK_BAD_DATE", "BANK_SYNTAX"]
-    assert codes(r)[3] == "BANK_BALANCE_MISMATCH" and r.lines.height == 10
+    assert codes(r)[3] == "BANK_BALANCE_MISMATCH" and r.lines.height == 11  # 10 + the deposit
     assert r.rejected["order_ref"][0] == "113-1234567-1234567"
     assert bank.read_amazon_settlement(b"order-id\tamount\n1\t2\n", "x.tsv").rejected["reason_code"][0] == "BANK_SYNTAX"
 

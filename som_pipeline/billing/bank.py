@@ -90,7 +90,9 @@ Decisions
 * Amazon settlement V2 flat file: the first data row carries the totals (statement: opening 0, closing =
   total-amount, date = deposit-date); every other row is one line (amount as reported, kind 'fee' for
   ItemFees rows, 'refund' for Refund transactions, 'charge' for Order, 'adjustment' otherwise; fee 0:
-  Amazon reports its fees as their own rows); order_ref = order-id.
+  Amazon reports its fees as their own rows); order_ref = order-id. The totals row also gives the deposit: one
+  'payout' line of total-amount (location of the totals row), which the bank credit from Amazon clears, as for
+  Shopify; entries_total sums the other lines.
 
 Performance (one statement of 200,000 lines written by this module's writers, every line with references,
 a counterparty and remittance; one process on the dev box, Python 3.11):
@@ -334,7 +336,8 @@ class _Builder:
 
         stmts = pl.DataFrame(self.statements or None, schema={k: v for k, v in STATEMENT_SCHEMA.items()
                                                                if k not in ("entries_total", "balanced")})
-        components = lines if self.fmt != "shopify_payout" else lines.filter(pl.col("kind") != "payout")
+        components = (lines if self.fmt not in ("shopify_payout", "amazon_settlement")
+                      else lines.filter(pl.col("kind") != "payout"))
         totals = components.group_by("statement_id").agg(
             entries_total=pl.col("amount").sum().cast(MONEY), n_lines=pl.len())
         stmts = stmts.join(totals, on="statement_id", how="left", maintain_order="left")
@@ -1354,6 +1357,10 @@ def read_amazon_settlement(data: bytes, source_file: str) -> BankFile:
                  "\t".join(tf), statement_id=statement_id)
     b.statement(statement_id, AMAZON_ACCOUNT, currency, sdate, _ZERO if total is not None else None, total,
                 where)
+    if total is not None:  # the deposit: what the bank statement shows (clears the settlement's captures)
+        b.line(seq=str(tn), statement_id=statement_id, account=AMAZON_ACCOUNT, currency=currency, amount=total,
+               booking_date=sdate, bank_reference=sid, kind="payout",
+               remittance=f"Amazon settlement {sid} deposit", location=where, raw="\t".join(tf))
 
     def get(f: list[str], col: str) -> str | None:
         i = idx.get(col)
