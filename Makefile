@@ -32,6 +32,10 @@ run: $(STAMP)
 	$(BIN)/som bank
 	$(BIN)/som returns
 	$(BIN)/som run
+	$(BIN)/som settle
+	$(BIN)/som run
+	$(BIN)/som disputes
+	$(BIN)/som run
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2

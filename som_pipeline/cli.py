@@ -1,6 +1,8 @@
 """``som`` — the command line (an entry point: it may meet Dagster).
 
     som demo [--reset] [--scale X]   generate the deterministic demo into $SOM_HOME
+    som settle [--days 35]           demo: a month later, the bank pays most open invoices, the channels pay out
+    som disputes                     demo: chargebacks of closed orders (Shopify, a processor) and a late return
     som tpch --sf N [--days D]       load TPC-H (tpchgen-cli, offline) into $SOM_HOME as reference data + CSV orders
     som ingest                       process the landing zone now (a real Dagster run of ingest_job)
     som run [--full-rebuild]         materialize the whole graph now (real Dagster runs), publish, summarise;
@@ -229,6 +231,35 @@ def cmd_returns(args: argparse.Namespace) -> int:
     now = business_now(s)
     done = simulate_returns(s.home, Warehouse(s.warehouse_path, lock_timeout_s=s.lock_timeout_s), now)
     print(f"returns of {now:%Y-%m-%d}: {done} (landing/returns, landing/return_receipts)")
+    return 0
+
+
+def cmd_settle(args: argparse.Namespace) -> int:
+    """The demo a month later: the clock moves on; the bank pays most open invoices, the channels pay out."""
+    from som_pipeline.demo.bank import simulate_settlement
+    from som_pipeline.services.validation import business_now
+    from som_pipeline.warehouse import Warehouse
+
+    s = _settings(args)
+    later = business_now(s) + timedelta(days=args.days)
+    done = simulate_settlement(s.home, Warehouse(s.warehouse_path, lock_timeout_s=s.lock_timeout_s), later.date())
+    (s.home / "clock").write_text(later.isoformat(), encoding="utf-8")
+    print(f"{args.days:g} days later ({later:%Y-%m-%d %H:%M} UTC, $SOM_HOME/clock): {done['payments']} customer "
+          f"payments and the channels' payouts in {', '.join(done['files'])} (landing/bank, landing/payouts)")
+    return 0
+
+
+def cmd_disputes(args: argparse.Namespace) -> int:
+    """The demo's chargebacks of closed orders (Shopify disputes, a processor's report) and a late return."""
+    from som_pipeline.demo.disputes import simulate_disputes
+    from som_pipeline.services.validation import business_now
+    from som_pipeline.warehouse import Warehouse
+
+    s = _settings(args)
+    now = business_now(s) + timedelta(hours=args.hours)
+    done = simulate_disputes(s.home, Warehouse(s.warehouse_path, lock_timeout_s=s.lock_timeout_s), now)
+    (s.home / "clock").write_text(now.isoformat(), encoding="utf-8")
+    print(f"disputes of {now:%Y-%m-%d}: {done} (landing/chargebacks, landing/returns)")
     return 0
 
 
@@ -572,6 +603,12 @@ def build_parser() -> argparse.ArgumentParser:
     bk.set_defaults(func=cmd_bank)
     rt = sub.add_parser("returns", help="demo: customers' return requests, a Shopify refund, what came back")
     rt.set_defaults(func=cmd_returns)
+    st = sub.add_parser("settle", help="demo: a month later, the bank pays most open invoices, the channels pay out")
+    st.add_argument("--days", type=float, default=35.0, help="the clock moves on by this many days (default 35)")
+    st.set_defaults(func=cmd_settle)
+    dp = sub.add_parser("disputes", help="demo: chargebacks of closed orders and a late return")
+    dp.add_argument("--hours", type=float, default=24.0, help="the clock moves on by this much first (default 24)")
+    dp.set_defaults(func=cmd_disputes)
     t = sub.add_parser("tpch", help="load TPC-H data (generated offline by tpchgen-cli) into SOM_HOME")
     t.add_argument("--sf", type=float, default=0.01, help="TPC-H scale factor (fractions allowed)")
     t.add_argument("--days", type=int, default=1,

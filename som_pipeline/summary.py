@@ -70,15 +70,18 @@ def render_summary(s: Settings) -> str:
         out += _fulfilment(con)
         out += _tracking(con)
         out += _billing(con)
+        out += _closure(con)
         rp = con.execute(
             "SELECT priority, kind, sku, from_warehouse AS from_wh, to_warehouse AS to_wh, quantity, "
             "expected_stockout_date AS stockout FROM core.replenishment_plan ORDER BY priority, proposal_id LIMIT 8").pl()
+        acc = con.execute("SELECT mase_vs_seasonal_naive FROM core.forecast_accuracy "
+                          "WHERE sku = '*' AND model = '*' AND series_class = '*'").fetchone()
+        if acc and acc[0] is not None:
+            out += ["", f"demand forecast: backtest error {acc[0]:.2f}x seasonal naive's (core.forecast_accuracy)"]
         if rp.height:
-            acc = con.execute("SELECT mase_vs_seasonal_naive FROM core.forecast_accuracy "
-                              "WHERE sku = '*' AND model = '*' AND series_class = '*'").fetchone()
-            if acc and acc[0] is not None:
-                out += ["", f"demand forecast: backtest error {acc[0]:.2f}x seasonal naive's (core.forecast_accuracy)"]
             out += ["replenishment plan, top lines (core.replenishment_plan):", text_table(rp, 8)]
+        else:
+            out.append("replenishment plan: nothing to move or buy (no warehouse runs short before its lead time)")
         views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
         if "v_orders" in views:
             out += ["", "example analyst query:", f"  som query \"{EXAMPLE_QUERY}\""]
@@ -159,6 +162,26 @@ def _tracking(con) -> list[str]:
                      "ORDER BY 1, 2, 3").pl()
     if nt.height:
         out += ["customer notifications ($SOM_HOME/outbound/notifications/, ops.notifications):", text_table(nt, 20)]
+    return out
+
+
+def _closure(con) -> list[str]:
+    """Orders closed, open (why) and re-opened; the nightly reconciliation's open breaks."""
+    if not con.execute("SELECT count(*) FROM core.order_closure").fetchone()[0]:
+        return []
+    st = con.execute("""
+        SELECT CASE WHEN closed THEN 'closed' ELSE 'open: ' || blocking END AS state, count(*) AS orders
+        FROM core.order_closure GROUP BY 1 ORDER BY (state = 'closed') DESC, 2 DESC""").pl()
+    reopened = con.execute("SELECT count(DISTINCT order_id) FROM core.order_events WHERE to_status = 'REOPENED'"
+                           ).fetchone()[0]
+    out = ["", f"order closure (core.order_closure; {reopened} re-opened since closing, core.order_events):",
+           text_table(st, 8)]
+    br = con.execute("""
+        SELECT break_type, owner_queue, count(*) AS open, sum(amount) AS amount, max(age_days) AS oldest_days
+        FROM ops.reconciliation_breaks WHERE resolved_at IS NULL GROUP BY ALL ORDER BY 1""").pl()
+    if br.height:
+        out += ["open reconciliation breaks (ops.reconciliation_breaks; report: $SOM_HOME/reports/):",
+                text_table(br, 12)]
     return out
 
 

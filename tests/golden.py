@@ -74,14 +74,18 @@ FLOOR_AT = NOW + timedelta(hours=1)  # the floor works the released waves ...
 SECOND_RUN = NOW + timedelta(hours=3)  # ... and the next run takes its scans, receipts and count
 CARRIER_HOURS = 72  # the carriers report three days of tracking events ...
 THIRD_RUN = SECOND_RUN + timedelta(hours=CARRIER_HOURS)  # ... the third run takes them (and invoices) ...
-LAST_RUN = THIRD_RUN + timedelta(hours=24)  # ... the bank reports the payments, the last run matches them
+BANK_RUN = THIRD_RUN + timedelta(hours=24)  # ... the bank reports the payments and returns come, a run matches them
+SETTLE_RUN = BANK_RUN + timedelta(days=35)  # a month later the bank and the channels pay what is open: orders close
+LAST_RUN = SETTLE_RUN + timedelta(hours=24)  # ... the next day brings chargebacks of closed orders: they re-open
 
 
-def demo_pipeline(home: Path) -> tuple[Settings, Warehouse, dict]:
+def demo_pipeline(home: Path, month_later: bool = True) -> tuple[Settings, Warehouse, dict]:
     """``make run`` with a pinned clock: the demo, a run, the warehouse floor's work, a second run, three days of
-    the carriers' tracking events, a third run, the bank's statements, a last run."""
-    from som_pipeline.demo.bank import simulate_bank
+    the carriers' tracking events, a third run, the bank's statements and returns, a run; then (``month_later``) a
+    month later the settlements, a run, the next day's disputes, a last run."""
+    from som_pipeline.demo.bank import simulate_bank, simulate_settlement
     from som_pipeline.demo.carrier_feed import simulate_carrier_feed
+    from som_pipeline.demo.disputes import simulate_disputes
     from som_pipeline.demo.floor import simulate_floor
     from som_pipeline.demo.returns import simulate_returns
 
@@ -95,7 +99,13 @@ def demo_pipeline(home: Path) -> tuple[Settings, Warehouse, dict]:
     run_all(s, wh, THIRD_RUN)
     manifest["bank"] = simulate_bank(home, wh, THIRD_RUN.date())
     manifest["returns"] = simulate_returns(home, wh, THIRD_RUN)
-    run_all(s, wh, LAST_RUN)
+    run_all(s, wh, BANK_RUN)
+    manifest["plan_kinds"] = wh.read("SELECT kind FROM core.replenishment_plan")["kind"].to_list()
+    if month_later:
+        manifest["settlement"] = simulate_settlement(home, wh, SETTLE_RUN.date())
+        run_all(s, wh, SETTLE_RUN)
+        manifest["disputes"] = simulate_disputes(home, wh, LAST_RUN)
+        run_all(s, wh, LAST_RUN)
     return s, wh, manifest
 
 

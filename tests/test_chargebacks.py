@@ -115,6 +115,7 @@ def test_chargeback_reopens_and_a_won_dispute_closes_again() -> None:
 
 def test_open_chargeback_is_a_break() -> None:
     cb = pl.DataFrame({"chargeback_id": ["shopify:1", "shopify:2"], "order_id": ["O1", "O2"],
+                       "kind": ["chargeback", "chargeback"],
                        "amount": [D("30.00"), D("5.00")], "status": ["open", "lost"],
                        "evidence_due_at": [datetime(2026, 12, 10, tzinfo=UTC), None]})
     br = detect_breaks(now=datetime(2026, 12, 1, tzinfo=UTC), chargebacks=cb)

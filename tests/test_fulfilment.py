@@ -128,7 +128,7 @@ def test_contents_split_over_lines_conserve_units() -> None:
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def floor(tmp_path_factory: pytest.TempPathFactory):
-    return demo_pipeline(tmp_path_factory.mktemp("floor"))
+    return demo_pipeline(tmp_path_factory.mktemp("floor"), month_later=False)  # the floor's days are enough
 
 
 def test_scans_confirm_picks_and_every_mistake_is_accounted_for(floor) -> None:

@@ -74,7 +74,7 @@ def test_every_kind_renders_in_every_language(lang: str) -> None:
 def demo(tmp_path_factory: pytest.TempPathFactory):
     from golden import demo_pipeline
 
-    return demo_pipeline(tmp_path_factory.mktemp("tracking"))
+    return demo_pipeline(tmp_path_factory.mktemp("tracking"), month_later=False)
 
 
 def test_events_attach_dedup_and_wait_for_unknown_labels(demo) -> None:
@@ -114,7 +114,7 @@ def test_statuses_never_go_back_and_open_shipments_have_etas(demo) -> None:
 
 
 def test_exceptions_and_notifications_are_kept_once(demo) -> None:
-    from golden import LAST_RUN, run_all
+    from golden import BANK_RUN, run_all
 
     s, wh, _m = demo
     ex = wh.read("SELECT kind, count(*) AS n FROM core.shipment_exceptions WHERE resolved_at IS NULL GROUP BY 1")
@@ -125,7 +125,7 @@ def test_exceptions_and_notifications_are_kept_once(demo) -> None:
         assert (s.home / "outbound" / "notifications").as_posix() in p
     before = (wh.read("SELECT count(*) AS n FROM ops.notifications")["n"][0],
               wh.read("SELECT count(*) AS n FROM core.shipment_exceptions")["n"][0])
-    run_all(s, wh, LAST_RUN)  # the same clock again: nothing is told twice, no problem re-created
+    run_all(s, wh, BANK_RUN)  # the same clock again: nothing is told twice, no problem re-created
     after = (wh.read("SELECT count(*) AS n FROM ops.notifications")["n"][0],
              wh.read("SELECT count(*) AS n FROM core.shipment_exceptions")["n"][0])
     assert after == before

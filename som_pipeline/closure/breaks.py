@@ -41,9 +41,10 @@ break_type                        input frame (columns) and rule                
                                   payout_id; amount = amount - sum(net).
 ``SUSPENSE_AGED``                 ``suspense``: payment_id, amount, first_seen_at. A break when    finance
                                   ``first_seen_at + suspense_days < now``; key = payment_id.
-``CHARGEBACK_OPEN``               ``chargebacks``: chargeback_id, order_id, amount, status,       disputes
+``CHARGEBACK_OPEN``               ``chargebacks``: chargeback_id, order_id, kind, amount, status, disputes
                                   evidence_due_at (nullable). A break while ``status = 'open'``
-                                  (the money is held by the issuer until the dispute is decided):
+                                  (a chargeback's money is held by the issuer until the dispute is
+                                  decided; an inquiry must be answered before it becomes one):
                                   key = chargeback_id; amount = the disputed amount; the detail
                                   names the evidence deadline.
 ================================  ==============================================================  =================
@@ -232,9 +233,12 @@ def suspense_aged(suspense: Frame, now: datetime, cfg: BreakConfig) -> pl.LazyFr
 def chargeback_open(chargebacks: Frame) -> pl.LazyFrame:
     lf = chargebacks.lazy().filter(pl.col("status") == "open")
     return _out(lf, "CHARGEBACK_OPEN", "disputes", pl.col("chargeback_id"), pl.col("order_id"), pl.col("amount"),
-                None, pl.format("Chargeback {} on order {}: {} held by the issuer; evidence due {}.",
-                                _s(pl.col("chargeback_id")), _s(pl.col("order_id")),
+                None, pl.format("{} {} on order {}: {} {}; evidence due {}.",
+                                pl.when(pl.col("kind") == "inquiry").then(pl.lit("Inquiry")).otherwise(
+                                    pl.lit("Chargeback")), _s(pl.col("chargeback_id")), _s(pl.col("order_id")),
                                 _s(pl.col("amount").cast(MONEY)),
+                                pl.when(pl.col("kind") == "inquiry").then(pl.lit("questioned (no money held yet)"))
+                                .otherwise(pl.lit("held by the issuer")),
                                 _s(pl.col("evidence_due_at").cast(TS).dt.strftime("%Y-%m-%d %H:%M UTC"))))
 
 

@@ -14,6 +14,11 @@ USD lockbox whose lines carry only a reference) with a realistic mix of payments
 and, into ``landing/payouts/``, a Shopify payout (its charges: the captured orders invoiced so far, less fees)
 whose deposit the USD statement shows, so those captures clear (``in_payment`` -> ``paid``).
 
+:func:`simulate_settlement` is the month after: the bank pays most invoices still open, exactly and quoting them
+(some stay unpaid: overdue), and both channels pay out what they captured -- a Shopify payout and an Amazon
+settlement report (flat file V2, fees as ItemFees rows) whose deposits the statements show -- so delivered,
+invoiced and paid orders can close once their return window has passed.
+
 The truth (which payment pays which invoice) goes to ``$SOM_HOME/demo_truth/payments.csv`` keyed by the payment's
 end-to-end id, for the matcher's precision and recall. Deterministic for a given warehouse and seed. Demo only.
 """
@@ -35,6 +40,13 @@ OUR_ACCOUNTS = {"USD": "021000021555000111", "EUR": "DE89370400440532013000", "G
                 "CAD": "CA0010012345678", "AUD": "AU063000123456789"}
 SCENARIOS = (("exact", 0.46), ("group", 0.10), ("partial", 0.08), ("over", 0.05), ("short", 0.05),
              ("no_ref", 0.10), ("unpaid", 0.16))
+SETTLEMENT = (("exact", 0.88), ("unpaid", 0.12))
+AMAZON_FEE_RATE = Decimal("0.15")  # the referral fee, withheld in the settlement
+SETTLEMENT_HEADER = ("settlement-id", "settlement-start-date", "settlement-end-date", "deposit-date", "total-amount",
+                     "currency", "transaction-type", "order-id", "merchant-order-id", "adjustment-id", "shipment-id",
+                     "marketplace-name", "amount-type", "amount-description", "amount", "fulfillment-id",
+                     "posted-date", "posted-date-time", "order-item-code", "merchant-order-item-id",
+                     "merchant-adjustment-item-id", "sku", "quantity-purchased", "promotion-id")
 
 
 def _ref_text(rng: random.Random, inv: str) -> str:
@@ -52,7 +64,35 @@ def _ref_text(rng: random.Random, inv: str) -> str:
     return f"{inv} thank you"
 
 
-def simulate_bank(home: Path, wh, today: date, seed: int = 5) -> dict:
+def simulate_settlement(home: Path, wh, today: date, seed: int = 6) -> dict:
+    """A month later: most open invoices paid exactly, the channels' captures paid out (Shopify and Amazon)."""
+    return simulate_bank(home, wh, today, seed, scenarios=SETTLEMENT, unknown_payers=False, amazon=True)
+
+
+def _amazon_settlement(caps: pl.DataFrame, today: date, sid: str) -> tuple[str, Decimal]:
+    """An Amazon settlement report (flat file V2) paying ``caps`` (channel_order_ref, amount) less the referral fee;
+    ``(text, deposit)``."""
+    start, end = today - timedelta(days=14), today - timedelta(days=1)
+    rows, total = [], Decimal("0")
+    for r in caps.iter_rows(named=True):
+        fee = (r["amount"] * AMAZON_FEE_RATE).quantize(Decimal("0.01"))
+        total += r["amount"] - fee
+        posted = f"{end:%Y-%m-%d}"
+        base = {"settlement-id": sid, "transaction-type": "Order", "order-id": r["channel_order_ref"],
+                "marketplace-name": "Amazon.com", "fulfillment-id": "MFN", "posted-date": posted,
+                "posted-date-time": f"{posted} 07:00:00 UTC", "quantity-purchased": "1"}
+        rows.append({**base, "amount-type": "ItemPrice", "amount-description": "Principal", "amount": str(r["amount"])})
+        rows.append({**base, "amount-type": "ItemFees", "amount-description": "Commission", "amount": str(-fee)})
+    head = {"settlement-id": sid, "settlement-start-date": f"{start:%Y-%m-%d} 07:00:00 UTC",
+            "settlement-end-date": f"{end:%Y-%m-%d} 07:00:00 UTC", "deposit-date": f"{today:%Y-%m-%d} 07:00:00 UTC",
+            "total-amount": str(total), "currency": caps["currency"][0]}
+    lines = ["\t".join(SETTLEMENT_HEADER)] + ["\t".join(r.get(c, "") for c in SETTLEMENT_HEADER)
+                                              for r in [head, *rows]]
+    return "\n".join(lines) + "\n", total
+
+
+def simulate_bank(home: Path, wh, today: date, seed: int = 5, scenarios=SCENARIOS, unknown_payers: bool = True,
+                  amazon: bool = False) -> dict:
     rng = random.Random(seed)
     with wh.connect() as con:
         inv = con.execute("""
@@ -67,10 +107,14 @@ def simulate_bank(home: Path, wh, today: date, seed: int = 5) -> dict:
             JOIN core.orders o USING (order_id)
             WHERE p.source = 'channel_capture' AND o.channel = 'shopify' AND NOT p.cleared
             ORDER BY o.channel_order_ref""").pl()
+        amazon_caps = con.execute("""
+            SELECT o.channel_order_ref, p.amount, p.currency FROM core.payments p JOIN core.orders o USING (order_id)
+            WHERE p.source = 'channel_capture' AND o.channel = 'amazon' AND NOT p.cleared
+            ORDER BY p.currency, o.channel_order_ref""").pl() if amazon else pl.DataFrame()
     pays: list[dict] = []  # one per bank credit: currency, amount, payer, account, remittance, e2e, invoices
     by_cust = {k[0]: g for k, g in inv.group_by("customer_id", maintain_order=True)}
-    names = [s for s, _ in SCENARIOS]
-    weights = [w for _, w in SCENARIOS]
+    names = [s for s, _ in scenarios]
+    weights = [w for _, w in scenarios]
     n = 0
     for _cid, g in by_cust.items():
         rows = g.sort("invoice_date", "invoice_id").to_dicts()
@@ -101,7 +145,7 @@ def simulate_bank(home: Path, wh, today: date, seed: int = 5) -> dict:
             pays.append({"currency": r["currency"], "amount": amount, "payer_name": r["name"].upper(),
                          "payer_account": r["account"], "remittance": remit, "end_to_end_id": f"E2E-{seed}-{n:06d}",
                          "invoices": [t["invoice_id"] for t in take], "scenario": sc})
-    for k in range(max(2, len(pays) // 60)):  # unknown payers quoting nothing we know
+    for k in range(max(2, len(pays) // 60) if unknown_payers else 0):  # unknown payers quoting nothing we know
         pays.append({"currency": "USD", "amount": Decimal(f"{rng.randint(50, 5000)}.{rng.randint(0, 99):02d}"),
                      "payer_name": f"UNKNOWN TRADER {k + 1}", "payer_account": None,
                      "remittance": f"Order ref ZX-{rng.randint(10000, 99999)}", "end_to_end_id": f"E2E-{seed}-U{k:04d}",
@@ -128,17 +172,33 @@ def simulate_bank(home: Path, wh, today: date, seed: int = 5) -> dict:
                                                "net": str(-payout_amount), "source_id": pid,
                                                "source_type": "payout",
                                                "processed_at": f"{today}T06:00:00-05:00"}]}
-    # statements
+    # the Amazon settlements (one per currency) and their deposits
     out = home / "landing" / "bank"
     out.mkdir(parents=True, exist_ok=True)
     written = {}
-    for cur in sorted({p["currency"] for p in pays} | ({"USD"} if payout_file else set())):
+    deposits: dict[str, dict] = {}
+    if amazon and amazon_caps.height:
+        pdir = home / "landing" / "payouts"
+        pdir.mkdir(parents=True, exist_ok=True)
+        for (cur,), g in amazon_caps.group_by("currency", maintain_order=True):
+            sid = f"{today:%Y%m%d}{seed:02d}{len(deposits):02d}"
+            text, total = _amazon_settlement(g, today, sid)
+            (pdir / f"amazon_settlement_{cur}_{today:%Y%m%d}.tsv").write_text(text, encoding="utf-8")
+            written[f"amazon settlement {cur} orders"] = g.height
+            deposits[cur] = {"amount": total, "booking_date": today, "value_date": today,
+                             "bank_reference": "AMAZONSETTLE", "end_to_end_id": f"SETTLEMENT-{sid}",
+                             "payer_name": "AMAZON.COM SERVICES LLC", "payer_account": None,
+                             "remittance": f"AMAZON SETTLEMENT {sid}", "kind": "credit"}
+    # statements
+    for cur in sorted({p["currency"] for p in pays} | ({"USD"} if payout_file else set()) | set(deposits)):
         mine = [p for p in pays if p["currency"] == cur]
         lines = [{"amount": p["amount"], "booking_date": today, "value_date": today,
                   "bank_reference": f"BR{int(sha256_text(p['end_to_end_id'])[:12], 16) % 10**10:010d}",
                   "end_to_end_id": p["end_to_end_id"], "payer_name": p["payer_name"],
                   "payer_account": p["payer_account"], "remittance": p["remittance"], "kind": "credit"}
                  for p in mine]
+        if cur in deposits:
+            lines.append(deposits[cur])
         if cur == "USD" and payout_file:
             lines.append({"amount": payout_amount, "booking_date": today, "value_date": today,
                           "bank_reference": "SHOPIFYPAYOUT", "end_to_end_id": f"PAYOUT-{800000 + seed}",
@@ -155,7 +215,8 @@ def simulate_bank(home: Path, wh, today: date, seed: int = 5) -> dict:
             text, name = write_camt053(st, lines, version="08"), f"camt053_{cur}_{today:%Y%m%d}.xml"
         elif cur == "USD":
             # payers with an account on file: MT940; the lockbox (reference only): BAI2
-            acct = [ln for ln in lines if ln["payer_account"] or ln["bank_reference"] in ("SHOPIFYPAYOUT", "FEE")]
+            acct = [ln for ln in lines if ln["payer_account"] or ln["bank_reference"] in ("SHOPIFYPAYOUT", "FEE",
+                                                                                        "AMAZONSETTLE")]
             box = [ln for ln in lines if ln not in acct]
             st1 = {**st, "closing_balance": opening + sum((ln["amount"] for ln in acct), Decimal("0"))}
             (out / f"mt940_USD_{today:%Y%m%d}.sta").write_text(write_mt940(st1, acct), encoding="utf-8")
@@ -177,10 +238,12 @@ def simulate_bank(home: Path, wh, today: date, seed: int = 5) -> dict:
         written["shopify payout charges"] = len(payout_file["transactions"]) - 1
     truth = home / "demo_truth"
     truth.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame([{"end_to_end_id": p["end_to_end_id"], "invoice_id": i, "scenario": p["scenario"]}
-                  for p in pays for i in p["invoices"]],
-                 schema={"end_to_end_id": pl.String, "invoice_id": pl.String, "scenario": pl.String}
-                 ).write_csv(truth / "payments.csv")
+    schema = {"end_to_end_id": pl.String, "invoice_id": pl.String, "scenario": pl.String}
+    known = (pl.read_csv(truth / "payments.csv", schema=schema) if (truth / "payments.csv").exists()
+             else pl.DataFrame(schema=schema))  # the truth of every statement so far
+    pl.concat([known, pl.DataFrame([{"end_to_end_id": p["end_to_end_id"], "invoice_id": i,
+                                     "scenario": p["scenario"]} for p in pays for i in p["invoices"]],
+                                   schema=schema)]).unique(maintain_order=True).write_csv(truth / "payments.csv")
     return {"payments": len(pays), "files": written}
 
 

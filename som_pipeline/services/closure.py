@@ -294,7 +294,7 @@ def gather_break_facts(con) -> dict[str, pl.DataFrame]:
             SELECT statement_id AS payout_id, (amount + fee)::DECIMAL(18, 2) AS gross_amount, fee AS fee_amount
             FROM core.bank_lines WHERE format IN ('shopify_payout', 'amazon_settlement') AND kind <> 'payout'""").pl(),
         "suspense": q("SELECT payment_id, amount, first_seen_at FROM core.payment_suspense").pl(),
-        "chargebacks": q("SELECT chargeback_id, order_id, amount, status, evidence_due_at FROM core.chargebacks "
+        "chargebacks": q("SELECT chargeback_id, order_id, kind, amount, status, evidence_due_at FROM core.chargebacks "
                          "WHERE status = 'open'").pl(),
     }
 
