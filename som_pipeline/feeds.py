@@ -52,7 +52,8 @@ FEEDS: dict[str, Feed] = {
                               "invoice_id, amount, note), applied on the next run."),
     "returns": Feed("returns", "return_request", "returns",
                     "Return requests (CSV / JSON: order, line, quantity, reason, requested_at, note, exchange SKU) "
-                    "and Shopify refunds -> core.return_requests (RMAs or refusals), refunds and credit notes."),
+                    "Shopify refunds and Amazon returns reports (FBA customer returns, merchant-fulfilled returns; "
+                    "tab-separated) -> core.return_requests (RMAs or refusals), refunds and credit notes."),
     "return_receipts": Feed("return_receipts", "return_receipt", "returns",
                             "What came back against an RMA, graded restock | refurbish | scrap (CSV) -> "
                             "core.return_receipts and the stock ledger."),

@@ -1,5 +1,5 @@
-"""Returns in: return requests, Shopify refunds and return receipts, bytes -> typed rows + rejects. Pure, never
-raises on bad input.
+"""Returns in: return requests, Shopify refunds, Amazon returns reports and return receipts, bytes -> typed
+rows + rejects. Pure, never raises on bad input.
 
 Every reader is ``(data: bytes, source_file: str) -> <File>(rows, rejected, received)`` with
 ``received == rows.height + rejected.height`` (counts conserve per file). ``rejected`` is the house
@@ -46,6 +46,75 @@ no ``order_id``, no time, no refund line items (a money-only refund: shipping or
 refund transaction amount that is not a decimal. A bad line is rejected alone (``BAD_QUANTITY``,
 ``BAD_AMOUNT``, ``MISSING_FIELD`` for a line without ``line_item_id``).
 
+Amazon returns reports (:func:`read_amazon_returns`, ``landing/returns/``)
+--------------------------------------------------------------------------
+Flat files of the Selling Partner API Reports API, as downloaded (tab-separated, a header row, no quoting: a
+``"`` is an ordinary character; UTF-8 with or without BOM, or Windows-1252; LF or CRLF; blank lines skipped).
+Column names are case-insensitive, any order, unknown columns ignored (kept in ``raw``). One request per row,
+location ``line N`` (physical line). Two reports, told apart by the header:
+
+- **FBA customer returns**, ``GET_FBA_FULFILLMENT_CUSTOMER_RETURNS_DATA`` (header names ``return-date`` and
+  ``order-id``). Columns, as documented by Amazon ("FBA Customer Concessions reports attributes",
+  developer-docs.amazon.com/sp-api/docs/fba-customer-concessions-reports-attributes) and as read by public
+  clients (airbytehq/airbyte ``FbaCustomerReturnsReports``, an Odoo ``amazon.return`` importer): ``return-date,
+  order-id, sku, asin, fnsku, product-name, quantity, fulfillment-center-id, detailed-disposition, reason,
+  status, license-plate-number, customer-comments``; ``return-date`` is ISO-8601 with an offset
+  (``2026-11-20T10:15:00+00:00``). NB: the brief this reader was written from called this column set
+  ``GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE``; Amazon's docs give that name to the merchant-fulfilled report
+  below.
+- **Merchant-fulfilled (MFN) returns by return date**, ``GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE`` (header names
+  ``Order ID`` and ``Return request date``). Columns as documented ("Returns reports attributes",
+  developer-docs.amazon.com/sp-api/docs/returns-reports-attributes; the airbyte JSON schema of that stream; one
+  real document quoted in a public integration note): ``Order ID, Order date, Return request date, Return
+  request status, Amazon RMA ID, Merchant RMA ID, Label type, Label cost, Currency code, Return carrier, Tracking
+  ID, Label to be paid by, A-to-Z Claim, Is prime, ASIN, Merchant SKU, Item Name, Return quantity, Return
+  Reason, In policy, Return type, Resolution, Invoice number, Return delivery date, Order Amount, Order quantity,
+  SafeT Action reason, SafeT claim id, SafeT claim state, SafeT claim creation time, SafeT claim reimbursement
+  amount, Refunded Amount``; dates as ``14-Jul-2025`` (a day: read as midnight UTC; ISO accepted too); reasons
+  prefixed ``CR-`` (``CR-DEFECTIVE``) or Amazon's ``AMZ-PG-...`` codes. The ``Prime returns`` CSV
+  (``GET_CSV_MFN_PRIME_RETURNS_REPORT``) is **not** read: its column set could not be confirmed.
+
+| request field | FBA column | MFN column |
+|---|---|---|
+| ``order_ref`` (required) | ``order-id`` | ``Order ID`` |
+| ``sku`` (required; the line is found by SKU) | ``sku`` | ``Merchant SKU`` |
+| ``quantity`` (required, >= 1) | ``quantity`` | ``Return quantity`` |
+| ``requested_at`` (required) | ``return-date`` | ``Return request date`` |
+| ``reason`` | ``reason`` via :data:`AMAZON_REASONS` | ``Return Reason`` (``CR-`` dropped) via the same |
+| ``customer_note`` | ``customer-comments`` (formula start neutralised) | -- |
+| ``request_id`` | ``amazon-return:<license-plate-number>`` | ``amazon-rma:<Amazon RMA ID>`` |
+| ``disposition`` / ``fulfillment_center`` | ``detailed-disposition`` (upper case) / ``fulfillment-center-id`` | -- |
+| ``source`` / ``status`` | ``amazon_fba_return`` / ``refunded`` | ``amazon_mfn_return`` / ``requested`` |
+
+- **Reasons**: Amazon's codes map onto :data:`RETURN_REASONS` (:data:`AMAZON_REASONS`; seller-fault ones --
+  ``DEFECTIVE``, ``DAMAGED_BY_CARRIER`` / ``_FC``, ``SWITCHEROO``, ``NOT_AS_DESCRIBED``, ``MISSING_PARTS``,
+  ``QUALITY_UNACCEPTABLE`` ... -- onto :data:`~.rules.SELLER_FAULT` reasons, so no restocking fee;
+  ``MISSED_ESTIMATED_DELIVERY`` is the customer's "took too long, I don't want it any more":
+  ``NO_LONGER_NEEDED``). A code not in the table, or none, is **not** rejected: the return happened (for FBA
+  Amazon has already refunded it), so it is ``OTHER`` and the note starts ``Amazon reason <code>: `` (the raw
+  code kept for a person). ``BAD_RETURN_REASON`` is therefore never emitted by this reader.
+- **Ids**: without a license plate / RMA id, the house content hash ``sha256(order_ref|sku:<sku>|quantity|
+  requested_at)``: file-independent, so an overlapping later download of the same rows is not judged twice (the
+  service drops ids it has). Rows of one plate / RMA are the lines of one request (one RMA); a later row of the
+  same id and SKU is ``DUPLICATE_LINE`` (an identical copy counted once, a differing one rejected).
+- **FBA returns are channel-decided** (``status = 'refunded'``, as a Shopify refund): Amazon authorised,
+  received (at ``fulfillment-center-id``, on ``return-date``) and refunded it under its own policy; the
+  judge never refuses them on window or category, only on order line / delivered quantity. The report row **is
+  the receipt**: nothing comes to ``landing/return_receipts``; the returns service records the receipt itself
+  (``services.returns._fba_receipts``: grade from the disposition, :data:`FBA_GRADES`, at
+  ``AMAZON-FBA-<fc>``, no stock-ledger movement -- FBA stock is Amazon's to count), so the refund is not a
+  ``REFUND_WITHOUT_RECEIPT``.
+- **MFN returns are requests** (``status = 'requested'``): the unit comes back to our warehouse, judged by the
+  house rules like any request, received through ``landing/return_receipts``. A row whose ``Return request
+  status`` says rejected / cancelled / denied / declined is ``UNSUPPORTED_DOCUMENT`` (nothing comes back).
+
+Rejections: ``MISSING_FIELD`` (names the report's column), ``BAD_QUANTITY``, ``BAD_DATE``, ``DUPLICATE_LINE``,
+``UNSUPPORTED_DOCUMENT`` (above), ``CSV_EXTRA_FIELDS`` (more non-empty fields than the header; a row with fewer
+reads its missing trailing fields as empty -- editors drop trailing tabs -- and a required one is then
+``MISSING_FIELD``); whole file: ``EMPTY_FILE`` (also a header without rows), ``CSV_MISSING_COLUMN`` (a required
+column missing; a tab-separated header of neither report is not detected as Amazon), ``UNREADABLE_FILE`` (a
+column named twice), ``BAD_ENCODING``.
+
 Return receipts (:func:`read_return_receipts`, ``landing/return_receipts/``)
 -----------------------------------------------------------------------------
 CSV (JSON lines / array accepted as well): ``rma_id`` (yes), ``line_no`` (the RMA line, default 1), ``sku``
@@ -57,10 +126,12 @@ as for requests, ``BAD_RETURN_GRADE`` for the grade; identical rows in a file: t
 
 Frames
 ------
-``REQUEST_SCHEMA`` (requests and Shopify refunds): request_id, source (``return_request`` |
-``shopify_refund``), status (``requested`` | ``refunded``), order_ref, line_no, sku, channel_line_ref,
-quantity, reason, requested_at (UTC), customer_note, exchange_sku, restock_type, channel_amount, channel_tax,
-refund_amount (MONEY), refund_id, source_file, location, raw.
+``REQUEST_SCHEMA`` (requests, Shopify refunds, Amazon returns): request_id, source (:data:`SOURCES`:
+``return_request`` | ``shopify_refund`` | ``amazon_fba_return`` | ``amazon_mfn_return``), status (``requested`` |
+``refunded``), order_ref, line_no, sku, channel_line_ref, quantity, reason, requested_at (UTC), customer_note,
+exchange_sku, restock_type, channel_amount, channel_tax, refund_amount (MONEY), refund_id, disposition and
+fulfillment_center (Amazon FBA's ``detailed-disposition`` / ``fulfillment-center-id``; null for the others),
+source_file, location, raw.
 
 ``RECEIPT_SCHEMA``: receipt_id, rma_id, line_no, sku, quantity, grade, received_at (UTC), warehouse_id, note,
 final (bool), source_file, location, raw.
@@ -89,7 +160,7 @@ from som_pipeline.validation.approvals import REJECT_SCHEMA, neutralise
 
 RETURN_REASONS = ("DAMAGED", "WRONG_ITEM", "DEFECTIVE", "NOT_AS_DESCRIBED", "NO_LONGER_NEEDED", "SIZE_FIT", "OTHER")
 GRADES = ("restock", "refurbish", "scrap")
-SOURCES = ("return_request", "shopify_refund")
+SOURCES = ("return_request", "shopify_refund", "amazon_fba_return", "amazon_mfn_return")
 TS_TEXT = "%Y-%m-%dT%H:%M:%S%.6f+00:00"
 
 REQUEST_FIELDS = ("request_id", "order_ref", "line_no", "sku", "channel_line_ref", "quantity", "reason",
@@ -105,8 +176,8 @@ REQUEST_SCHEMA: dict[str, Any] = {
     "line_no": pl.Int64, "sku": pl.String, "channel_line_ref": pl.String, "quantity": pl.Int64, "reason": pl.String,
     "requested_at": pl.Datetime("us", "UTC"), "customer_note": pl.String, "exchange_sku": pl.String,
     "restock_type": pl.String, "channel_amount": money.MONEY, "channel_tax": money.MONEY,
-    "refund_amount": money.MONEY, "refund_id": pl.String, "source_file": pl.String, "location": pl.String,
-    "raw": pl.String,
+    "refund_amount": money.MONEY, "refund_id": pl.String, "disposition": pl.String, "fulfillment_center": pl.String,
+    "source_file": pl.String, "location": pl.String, "raw": pl.String,
 }
 RECEIPT_SCHEMA: dict[str, Any] = {
     "receipt_id": pl.String, "rma_id": pl.String, "line_no": pl.Int64, "sku": pl.String, "quantity": pl.Int64,
@@ -132,7 +203,7 @@ class ReceiptFile:
 
 @dataclass
 class DetectedFile:
-    kind: str  # 'return_requests' | 'shopify_refund' | 'return_receipts'
+    kind: str  # 'return_requests' | 'shopify_refund' | 'amazon_returns' | 'return_receipts'
     file: ReturnFile | ReceiptFile
 
 
@@ -268,7 +339,8 @@ def _read_requests(data: bytes, source_file: str) -> ReturnFile:
         pl.col("_at").alias("requested_at"), neutralise(pl.col("customer_note")).alias("customer_note"),
         pl.lit(None, pl.String).alias("restock_type"), *(pl.lit(None, money.MONEY).alias(c) for c in
                                                          ("channel_amount", "channel_tax", "refund_amount")),
-        pl.lit(None, pl.String).alias("refund_id"), pl.lit(source_file).alias("source_file"))
+        *(pl.lit(None, pl.String).alias(c) for c in ("refund_id", "disposition", "fulfillment_center")),
+        pl.lit(source_file).alias("source_file"))
     requests = good.select(list(REQUEST_SCHEMA)).cast(REQUEST_SCHEMA)
     return ReturnFile(requests, finish_rejects(structural, bad), requests.height + structural.height + bad.height)
 
@@ -419,7 +491,8 @@ def _finish_shopify(rows: list[dict[str, Any]], rejects: list[dict[str, Any]], s
         pl.lit(None, pl.String).alias("reason"), pl.col("_at").alias("requested_at"),
         neutralise(pl.col("customer_note")).alias("customer_note"), pl.lit(None, pl.String).alias("exchange_sku"),
         "restock_type", pl.col("_sub").alias("channel_amount"), pl.col("_tax").alias("channel_tax"),
-        pl.col("_ref").alias("refund_amount"), "refund_id", pl.lit(source_file).alias("source_file"), "location",
+        pl.col("_ref").alias("refund_amount"), "refund_id", pl.lit(None, pl.String).alias("disposition"),
+        pl.lit(None, pl.String).alias("fulfillment_center"), pl.lit(source_file).alias("source_file"), "location",
         "raw").cast(REQUEST_SCHEMA)
     rejected = pl.concat([pl.DataFrame(rejects, schema=REJECT_SCHEMA), bad.cast(REJECT_SCHEMA)])
     return ReturnFile(requests, rejected, requests.height + rejected.height)
@@ -483,11 +556,157 @@ def _read_receipts(data: bytes, source_file: str) -> ReceiptFile:
 
 
 # ------------------------------------------------------------------------------------------------
+# Amazon returns reports (SP-API Reports API, tab-separated flat files)
+# ------------------------------------------------------------------------------------------------
+#: Amazon's return reason codes -> :data:`RETURN_REASONS` (an MFN report's ``CR-`` prefix is dropped first).
+#: Not listed (or empty) -> ``OTHER``, the raw code kept at the start of the customer note.
+AMAZON_REASONS: dict[str, str] = {
+    **dict.fromkeys(("DAMAGED_BY_CARRIER", "DAMAGED_BY_FC"), "DAMAGED"),
+    **dict.fromkeys(("SWITCHEROO", "EXTRA_ITEM"), "WRONG_ITEM"),
+    **dict.fromkeys(("DEFECTIVE", "QUALITY_UNACCEPTABLE", "WARRANTY", "JEWELRY_BATTERY", "JEWELRY_BAD_CLASP",
+                     "JEWELRY_LOOSE_STONE"), "DEFECTIVE"),
+    **dict.fromkeys(("NOT_AS_DESCRIBED", "MISSING_PARTS", "JEWELRY_NO_DOCS", "JEWELRY_NO_CERT", "PRODUCT_NOT_ITALIAN",
+                     "PRODUCT_NOT_SPANISH", "AMZ-PG-BAD-DESC"), "NOT_AS_DESCRIBED"),
+    **dict.fromkeys(("UNWANTED_ITEM", "NO_REASON_GIVEN", "FOUND_BETTER_PRICE", "ORDERED_WRONG_ITEM", "MISORDERED",
+                     "AMZ-PG-MISORDERED", "NOT_COMPATIBLE", "APPAREL_STYLE", "MISSED_ESTIMATED_DELIVERY",
+                     "AMZ-PG-APP-TOO-LATE"), "NO_LONGER_NEEDED"),
+    **dict.fromkeys(("APPAREL_TOO_SMALL", "APPAREL_TOO_LARGE", "JEWELRY_TOO_SMALL", "JEWELRY_TOO_LARGE",
+                     "AMZ-PG-WJ-TOO-SMALL"), "SIZE_FIT"),
+}
+#: FBA ``detailed-disposition`` -> the grade of the receipt the returns service records for an FBA return.
+FBA_GRADES: dict[str, str] = {"SELLABLE": "restock", "DAMAGED": "scrap", "CARRIER_DAMAGED": "scrap"}
+FBA_DEFAULT_GRADE = "refurbish"  # CUSTOMER_DAMAGED, DEFECTIVE, EXPIRED, anything else: unsellable, still ours
+FBA_WAREHOUSE_PREFIX = "AMAZON-FBA-"  # + fulfillment-center-id: where an FBA return was received
+
+# report column -> our field; the header columns a report must name
+_FBA_COLUMNS = {"return-date": "requested_at", "order-id": "order_ref", "sku": "sku", "quantity": "quantity",
+                "reason": "reason", "customer-comments": "customer_note", "license-plate-number": "ref",
+                "detailed-disposition": "disposition", "fulfillment-center-id": "fulfillment_center"}
+_FBA_REQUIRED = ("return-date", "order-id", "sku", "quantity", "reason")
+_MFN_COLUMNS = {"order id": "order_ref", "return request date": "requested_at", "merchant sku": "sku",
+                "return quantity": "quantity", "return reason": "reason", "amazon rma id": "ref",
+                "return request status": "rma_status"}
+_MFN_REQUIRED = ("order id", "return request date", "merchant sku", "return quantity", "return reason")
+_AMZ_FIELDS = ("order_ref", "sku", "quantity", "reason", "requested_at", "customer_note", "ref", "disposition",
+               "fulfillment_center", "rma_status")
+_AMZ_NOT_A_RETURN = r"(?i)reject|cancel|denied|declined"
+
+
+def _amazon_header(first_line: str) -> tuple[str | None, list[str]]:
+    """The report variant ('fba' | 'mfn' | None) and the lower-cased column names of a tab-separated header."""
+    names = [h.strip().strip('"').lower() for h in first_line.lstrip("\ufeff").split("\t")]
+    if {"return-date", "order-id"} <= set(names):
+        return "fba", names
+    if {"order id", "return request date"} <= set(names):
+        return "mfn", names
+    return None, names
+
+
+def read_amazon_returns(data: bytes, source_file: str) -> ReturnFile:
+    """An Amazon returns report (FBA customer returns, or the merchant-fulfilled returns report by return date)
+    -> one request per report row + rejects (see the module doc)."""
+    try:
+        return _read_amazon(data, source_file)
+    except Exception as e:  # noqa: BLE001 - the contract: bad input never raises
+        return ReturnFile(pl.DataFrame(schema=REQUEST_SCHEMA), _whole_file(
+            "UNREADABLE_FILE", f"internal error reading the file ({type(e).__name__}: {e}); please report it",
+            _raw_bytes(data)), 1)
+
+
+def _read_amazon(data: bytes, source_file: str) -> ReturnFile:
+    empty = pl.DataFrame(schema=REQUEST_SCHEMA)
+    try:
+        text, _ = decode_text(data)
+    except DecodeError as e:
+        return ReturnFile(empty, _whole_file(e.reason_code, e.message,
+                                             _raw_bytes(data) if e.reason_code == "BAD_ENCODING" else None), 1)
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    df = (pl.DataFrame({"raw": lines}, schema={"raw": pl.String}).with_row_index("_line", offset=1)
+          .with_columns(pl.col("_line").cast(pl.Int64)).filter(pl.col("raw").str.strip_chars() != ""))
+    variant, header = _amazon_header(df["raw"][0])
+    if variant is None:
+        return ReturnFile(empty, _whole_file("CSV_MISSING_COLUMN", "not an Amazon returns report: the "
+                                             "tab-separated header names neither return-date and order-id (FBA) nor "
+                                             "Order ID and Return request date (merchant-fulfilled)",
+                                             _truncate(text)), 1)
+    columns, required = (_FBA_COLUMNS, _FBA_REQUIRED) if variant == "fba" else (_MFN_COLUMNS, _MFN_REQUIRED)
+    missing = [c for c in required if c not in header]
+    dup = sorted({h for h in header if h in columns and header.count(h) > 1})
+    if missing or dup:
+        code, why = (("CSV_MISSING_COLUMN", f"missing column(s): {', '.join(missing)}") if missing else
+                     ("UNREADABLE_FILE", f"column(s) named twice in the header: {', '.join(dup)}"))
+        return ReturnFile(empty, _whole_file(code, why, _truncate(text)), 1)
+    body = df.slice(1).with_row_index("_n").with_columns(pl.col("_n").cast(pl.Int64))
+    if body.height == 0:
+        return ReturnFile(empty, _whole_file("EMPTY_FILE", "the report has a header and no rows", _truncate(text)), 1)
+    n = len(header)
+    index = {columns[h]: i for i, h in enumerate(header) if h in columns}
+    split = pl.col("raw").str.split("\t")
+    body = body.with_columns(
+        pl.format("line {}", pl.col("_line")).alias("location"),
+        (split.list.len() > n).alias("_long"),
+        split.list.slice(n).list.eval(pl.element().str.strip_chars() != "").list.any().fill_null(False).alias("_extra"),
+        *((split.list.get(index[f], null_on_oob=True).str.strip_chars().replace("", None) if f in index
+           else pl.lit(None, pl.String)).alias(f) for f in _AMZ_FIELDS),
+    )
+    qty, qty_ok = money.parse_int(pl.col("quantity"))
+    day = pl.col("requested_at").str.strptime(pl.Datetime("us", "UTC"), "%d-%b-%Y", strict=False)
+    code_ = pl.col("reason").str.to_uppercase().str.replace(r"^CR-", "")
+    mapped = code_.replace_strict(AMAZON_REASONS, default=None, return_dtype=pl.String)
+    body = body.with_columns(qty.alias("_q"), qty_ok.alias("_q_ok"), mapped.alias("_reason"),
+                             pl.coalesce(parse_ts("requested_at"), day).alias("_at"))
+    names = {v: k for k, v in columns.items()}
+    required_fields = ("order_ref", "sku", "quantity", "requested_at")
+    missing_expr = pl.concat_str([pl.when(pl.col(f).is_null()).then(pl.lit(names[f])) for f in required_fields],
+                                 separator=", ", ignore_nulls=True)
+    code, msg = first_problem([
+        (pl.col("_long") & pl.col("_extra"), "CSV_EXTRA_FIELDS",
+         pl.format("the row has {} field(s), the header {}", pl.col("raw").str.split("\t").list.len(), pl.lit(n))),
+        (missing_expr != "", "MISSING_FIELD", pl.format("required field(s) empty: {}", missing_expr)),
+        _qty_check("quantity"),
+        (pl.col("_at").is_null(), "BAD_DATE",
+         pl.format("{} '{}' is not a date/time (ISO-8601, or DD-Mon-YYYY)", pl.lit(names["requested_at"]),
+                   pl.col("requested_at"))),
+        (pl.col("rma_status").str.contains(_AMZ_NOT_A_RETURN).fill_null(False), "UNSUPPORTED_DOCUMENT",
+         pl.format("return request status '{}': Amazon rejected or the customer cancelled it, nothing comes back",
+                   pl.col("rma_status"))),
+    ])
+    body = body.with_columns(code.alias("reason_code"), msg.alias("message"))
+    ok = body.filter(pl.col("reason_code").is_null()).with_columns(pl.format("sku:{}", pl.col("sku")).alias("_line_key"))
+    content = pl.concat_str([pl.col("order_ref"), pl.col("_line_key"), pl.col("_q").cast(pl.String),
+                             pl.col("_at").dt.strftime(TS_TEXT)], separator="|")
+    prefix = "amazon-return:" if variant == "fba" else "amazon-rma:"
+    ok = ok.with_columns(pl.coalesce(pl.lit(prefix) + pl.col("ref"), sha256_series(content, ok)).alias("request_id"))
+    ok = _duplicates(ok, ["request_id", "order_ref", "_line_key"],
+                     ["_q", "reason", "_at", "customer_note", "disposition", "fulfillment_center"],
+                     pl.format("return {} of SKU {}", pl.col("request_id"), pl.col("sku")))
+    bad = pl.concat([d.filter(pl.col("reason_code").is_not_null())
+                     .select("_n", "location", "order_ref", "reason_code", "message", "raw") for d in (body, ok)])
+    raw_reason = pl.format("Amazon reason {}", pl.coalesce(pl.col("reason"), pl.lit("(none)")))
+    note = (pl.when(pl.col("_reason").is_not_null()).then(pl.col("customer_note"))
+            .otherwise(pl.concat_str([raw_reason, pl.col("customer_note")], separator=": ", ignore_nulls=True)))
+    good = ok.filter(pl.col("reason_code").is_null()).sort("_n").with_columns(
+        pl.lit(f"amazon_{variant}_return").alias("source"),
+        pl.lit("refunded" if variant == "fba" else "requested").alias("status"),
+        pl.lit(None, pl.Int64).alias("line_no"), pl.lit(None, pl.String).alias("channel_line_ref"),
+        pl.col("_q").alias("quantity"), pl.col("_reason").fill_null("OTHER").alias("reason"),
+        pl.col("_at").alias("requested_at"), neutralise(note).alias("customer_note"),
+        *(pl.lit(None, pl.String).alias(c) for c in ("exchange_sku", "restock_type", "refund_id")),
+        *(pl.lit(None, money.MONEY).alias(c) for c in ("channel_amount", "channel_tax", "refund_amount")),
+        pl.col("disposition").str.to_uppercase(), pl.lit(source_file).alias("source_file"))
+    requests = good.select(list(REQUEST_SCHEMA)).cast(REQUEST_SCHEMA)
+    rejected = finish_rejects(pl.DataFrame(schema=_REJ), bad)
+    return ReturnFile(requests, rejected, requests.height + rejected.height)
+
+
+# ------------------------------------------------------------------------------------------------
 # by content
 # ------------------------------------------------------------------------------------------------
 def detect_kind(data: bytes) -> str:
     """'shopify_refund' (JSON holding ``refund`` / ``refunds`` / refund objects with ``refund_line_items``),
-    'return_receipts' (a CSV header or JSON records naming ``rma_id`` and ``grade``), else 'return_requests'."""
+    'amazon_returns' (a tab-separated header naming ``return-date`` and ``order-id`` -- FBA -- or ``Order ID`` and
+    ``Return request date`` -- merchant-fulfilled), 'return_receipts' (a CSV header or JSON records naming
+    ``rma_id`` and ``grade``), else 'return_requests'."""
     try:
         text, _ = decode_text(data)
     except DecodeError:
@@ -508,13 +727,17 @@ def detect_kind(data: bytes) -> str:
             if {"rma_id", "grade"} <= keys:
                 return "return_receipts"
         return "return_requests"
-    header = {h.strip().strip('"').lower() for h in head.splitlines()[0].split(",")}
+    first = head.splitlines()[0]
+    if "\t" in first and _amazon_header(first)[0] is not None:
+        return "amazon_returns"
+    header = {h.strip().strip('"').lower() for h in first.split(",")}
     return "return_receipts" if {"rma_id", "grade"} <= header else "return_requests"
 
 
 READERS: dict[str, Callable[[bytes, str], ReturnFile | ReceiptFile]] = {
     "return_requests": read_return_requests,
     "shopify_refund": read_shopify_refund,
+    "amazon_returns": read_amazon_returns,
     "return_receipts": read_return_receipts,
 }
 

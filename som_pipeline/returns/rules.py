@@ -33,8 +33,9 @@ channel_order_ref, channel, customer_id, line_no, channel_line_ref, sku, categor
 (units of the line accepted for return before this batch), delivered_at (the line's last delivery; null: not
 delivered). ``now``: the decision time (``decided_at``).
 
-1. **Order**: ``order_ref`` is our ``order_id`` or a ``channel_order_ref`` (a Shopify refund looks only at
-   channel ``shopify``). None or several orders: ``UNKNOWN_ORDER_LINE``.
+1. **Order**: ``order_ref`` is our ``order_id`` or a ``channel_order_ref`` (a channel's own document looks only
+   at that channel's orders, :data:`SOURCE_CHANNEL`: a Shopify refund at ``shopify``, an Amazon returns report
+   row at ``amazon``). None or several orders: ``UNKNOWN_ORDER_LINE``.
 2. **Line**: by ``line_no`` when given, else ``channel_line_ref``, else ``sku`` (a SKU on several lines of the
    order is ambiguous: ``UNKNOWN_ORDER_LINE``, give the line number).
 3. ``DUPLICATE_RETURN_REQUEST``: the same request_id for the same order line again in the batch (the first by
@@ -101,6 +102,8 @@ REASONS: dict[str, str] = {k: ALL_REASONS[k] for k in (
 
 SELLER_FAULT = ("DAMAGED", "WRONG_ITEM", "DEFECTIVE", "NOT_AS_DESCRIBED")
 CHANNEL_DECIDED = "refunded"
+#: A channel's own document names an order of that channel only (its references are the channel's).
+SOURCE_CHANNEL = {"shopify_refund": "shopify", "amazon_fba_return": "amazon", "amazon_mfn_return": "amazon"}
 REFURB_SUFFIX = "-REFURB"
 
 
@@ -207,7 +210,8 @@ def _resolve_lines(req: pl.DataFrame, facts: pl.DataFrame) -> pl.DataFrame:
     by_ref = keys.join(orders.filter(pl.col("channel_order_ref").is_not_null()),
                        left_on="order_ref", right_on="channel_order_ref", how="inner")
     cand = (pl.concat([d.select("_i", "source", "order_id", "channel") for d in (by_id, by_ref)])
-            .filter((pl.col("source") != "shopify_refund") | (pl.col("channel") == "shopify"))
+            .filter(pl.col("source").replace_strict(SOURCE_CHANNEL, default=None).is_null()
+                    | (pl.col("channel") == pl.col("source").replace_strict(SOURCE_CHANNEL, default=None)))
             .unique(["_i", "order_id"]))
     n_orders = cand.group_by("_i").agg(pl.len().alias("_n_orders"), pl.col("order_id").first().alias("_order"))
     one = n_orders.filter(pl.col("_n_orders") == 1).select("_i", pl.col("_order").alias("order_id"))
@@ -251,7 +255,9 @@ def judge_requests(requests: pl.DataFrame, line_facts: pl.DataFrame, policies: p
     code, msg = first_problem([
         (pl.col("_n_orders") == 0, "UNKNOWN_ORDER_LINE",
          pl.format("no order {} (neither our order id nor a channel order reference{})", pl.col("order_ref"),
-                   pl.when(pl.col("source") == "shopify_refund").then(pl.lit(" of shopify")).otherwise(pl.lit("")))),
+                   pl.when(pl.col("source").is_in(list(SOURCE_CHANNEL))).then(
+                       pl.lit(" of ") + pl.col("source").replace_strict(SOURCE_CHANNEL, default=None))
+                   .otherwise(pl.lit("")))),
         (pl.col("_n_orders") > 1, "UNKNOWN_ORDER_LINE",
          pl.format("order reference {} names {} orders: give our order id", pl.col("order_ref"), pl.col("_n_orders"))),
         (pl.col("_n_lines") == 0, "UNKNOWN_ORDER_LINE",

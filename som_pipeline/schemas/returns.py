@@ -35,7 +35,7 @@ class ReturnRequestModel(_Strict):
         unique = ["request_id", "order_ref", "line_no", "sku"]
 
     request_id: str = _f("The sender's id, or a hash of its content (with the line: one RMA may have several).")
-    source: str = _f("return_request | shopify_refund.")
+    source: str = _f("return_request | shopify_refund | amazon_fba_return | amazon_mfn_return.")
     order_id: str = _f("Our order (null: the reference matched none).", nullable=True)
     order_ref: str = _f("The order reference as sent.")
     line_no: pl.Int64 = _f("Order line (null: unknown).", nullable=True)

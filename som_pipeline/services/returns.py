@@ -1,7 +1,8 @@
 """Returns service: return requests (and the channels' refunds) judged into RMAs, the money given back, and what
 comes back to the warehouse posted to the stock ledger.
 
-1. **Requests** (``landing/returns``: CSV / JSON requests, Shopify refunds; ``returns.readers``): judged against
+1. **Requests** (``landing/returns``: CSV / JSON requests, Shopify refunds, Amazon returns reports;
+   ``returns.readers``): judged against
    what each order line delivered and already returned (``returns.rules``: window, quantity, returnable, known
    line). Every request is recorded in ``core.return_requests``, accepted (an RMA) or refused with its reason.
 2. **Money back** (``returns.money``): the returned units credited from the invoice lines that billed them,
@@ -11,7 +12,9 @@ comes back to the warehouse posted to the stock ledger.
    ``core.chargebacks`` at their latest status; closure takes the money charged back from what was paid.
 4. **Receipts** (``landing/return_receipts``): matched to the RMA lines and graded; restocked / refurbished units
    are ``return_receipt`` movements, scrapped ones a ``return_receipt`` then a ``scrap``; short, over, wrong and
-   unknown receipts are recorded with their outcome.
+   unknown receipts are recorded with their outcome. An accepted Amazon **FBA** return was received by Amazon
+   (the report row is the receipt): its receipt is recorded with the request, without a stock movement
+   (:func:`_fba_receipts`).
 """
 
 from __future__ import annotations
@@ -191,15 +194,45 @@ def _requests(con, settings: Settings, f, feed: str, rf, now: datetime, rep: Ret
                        how="anti")
     if acc.height:  # exchanges: new orders through the normal flow, written before the commit (a rerun rewrites them)
         _exchanges(con, settings, acc, now, rep)
+    fba = _fba_receipts(con, req, acc)
     with transaction(con):
         insert_frame(con, "core.return_requests", recorded)
         insert_frame(con, "core.refunds", out)
+        insert_frame(con, "core.return_receipts", fba)
         record_feed_file(con, f, feed, rf.received, feed_quarantine(rf.rejected, feed, "return_request", f.name,
                                                                     f.sha, now), now)
     rep.refunds += out.filter(pl.col("kind") == "refund").height
+    rep.receipts += fba.height
     rep.requests += recorded.height
     rep.accepted += recorded.filter(pl.col("status") == "accepted").height
     rep.refused += recorded.filter(pl.col("status") == "refused").height
+
+
+def _fba_receipts(con, req: pl.DataFrame, acc: pl.DataFrame) -> pl.DataFrame:
+    """An accepted Amazon **FBA** return was received by Amazon: the report row is the receipt (the unit is back in
+    the fulfillment center ``fulfillment-center-id`` at ``return-date``), nothing will come to
+    ``landing/return_receipts``. Its RMA line gets a ``MATCHED`` receipt at ``AMAZON-FBA-<fc>``, graded from
+    ``detailed-disposition`` (``readers.FBA_GRADES``), and no stock-ledger movement (FBA inventory is Amazon's
+    to count, not one of our warehouses): the return counts as returned for closure, and its refund is not a
+    ``REFUND_WITHOUT_RECEIPT``. ``receipt_id = sha256('fba|' rma_id '|' rma_line_no)``: once per RMA line."""
+    from som_pipeline.returns.readers import FBA_DEFAULT_GRADE, FBA_GRADES, FBA_WAREHOUSE_PREFIX
+
+    a = acc.filter(pl.col("source") == "amazon_fba_return") if acc.height else acc
+    if a.height == 0:
+        return conform(pl.DataFrame(), ReturnReceiptModel).clear()
+    a = a.join(req.select("source_file", "location", "disposition", "fulfillment_center"),
+               on=["source_file", "location"], how="left")
+    a = a.with_columns(sha256_series(pl.format("fba|{}|{}", pl.col("rma_id"), pl.col("rma_line_no")), a)
+                       .alias("receipt_id"))
+    out = conform(a.select(
+        "receipt_id", "rma_id", "order_id", "line_no", "sku", "quantity",
+        pl.col("disposition").replace_strict(FBA_GRADES, default=FBA_DEFAULT_GRADE, return_dtype=pl.String)
+        .alias("grade"),
+        (pl.lit(FBA_WAREHOUSE_PREFIX) + pl.col("fulfillment_center").fill_null("UNKNOWN")).alias("warehouse_id"),
+        pl.lit("MATCHED").alias("outcome"), pl.col("requested_at").alias("received_at"), "source_file"),
+        ReturnReceiptModel)
+    return out.join(select_keys(con, "core.return_receipts", out.select("receipt_id"), "receipt_id"),
+                    on="receipt_id", how="anti")
 
 
 EXCHANGE_COLUMNS = ("channel_order_ref", "order_ts", "customer_ref", "customer_po", "currency", "ship_to_name",
