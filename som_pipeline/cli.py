@@ -235,14 +235,19 @@ def cmd_returns(args: argparse.Namespace) -> int:
 
 
 def cmd_settle(args: argparse.Namespace) -> int:
-    """The demo a month later: the clock moves on; the bank pays most open invoices, the channels pay out."""
+    """The demo a month later: the clock moves on; the carriers deliver what was in transit, the bank pays most
+    open invoices, the channels pay out."""
     from som_pipeline.demo.bank import simulate_settlement
+    from som_pipeline.demo.carrier_feed import simulate_carrier_feed
     from som_pipeline.services.validation import business_now
     from som_pipeline.warehouse import Warehouse
 
     s = _settings(args)
-    later = business_now(s) + timedelta(days=args.days)
-    done = simulate_settlement(s.home, Warehouse(s.warehouse_path, lock_timeout_s=s.lock_timeout_s), later.date())
+    wh = Warehouse(s.warehouse_path, lock_timeout_s=s.lock_timeout_s)
+    now = business_now(s)
+    later = now + timedelta(days=args.days)
+    simulate_carrier_feed(s.home, wh, now, args.days * 24)
+    done = simulate_settlement(s.home, wh, later.date())
     (s.home / "clock").write_text(later.isoformat(), encoding="utf-8")
     print(f"{args.days:g} days later ({later:%Y-%m-%d %H:%M} UTC, $SOM_HOME/clock): {done['payments']} customer "
           f"payments and the channels' payouts in {', '.join(done['files'])} (landing/bank, landing/payouts)")

@@ -102,6 +102,7 @@ def demo_pipeline(home: Path, month_later: bool = True) -> tuple[Settings, Wareh
     run_all(s, wh, BANK_RUN)
     manifest["plan_kinds"] = wh.read("SELECT kind FROM core.replenishment_plan")["kind"].to_list()
     if month_later:
+        manifest["carriers_month"] = simulate_carrier_feed(home, wh, BANK_RUN, (SETTLE_RUN - BANK_RUN).days * 24)
         manifest["settlement"] = simulate_settlement(home, wh, SETTLE_RUN.date())
         run_all(s, wh, SETTLE_RUN)
         manifest["disputes"] = simulate_disputes(home, wh, LAST_RUN)

@@ -134,3 +134,31 @@ def test_summary_shows_allocations_backorders_and_the_plan(pipeline) -> None:
     # the order-to-cash end: closed, open (why) and re-opened orders, the open breaks
     assert "order closure" in text and "closed" in text and "open: DELIVERY_OPEN" in text
     assert "re-opened since closing" in text and "CHARGEBACK_OPEN" in text
+
+
+def test_the_month_after_closes_orders_and_chargebacks_reopen_some(pipeline) -> None:
+    """make run's last steps: a month later the money is in and orders close; the next day's chargebacks re-open
+    closed orders, a late return is refused; Amazon's returns report was judged and its units came back."""
+    s, wh, m = pipeline
+    st = dict(wh.read("SELECT closed, count(*) AS n FROM core.order_closure GROUP BY 1").rows())
+    assert st.get(True, 0) >= 10 and st.get(False, 0) > 0
+    ev = dict(wh.read("SELECT to_status, count(DISTINCT order_id) AS n FROM core.order_events "
+                      "WHERE to_status IN ('CLOSED', 'REOPENED') GROUP BY 1").rows())
+    assert ev["CLOSED"] >= st[True] and ev["REOPENED"] >= 2
+    reopened = wh.read("SELECT e.order_id, e.reason, c.closed, c.blocking FROM core.order_events e "
+                       "JOIN core.order_closure c USING (order_id) WHERE e.to_status = 'REOPENED'")
+    assert reopened["reason"].str.contains("charged_back_amount").all() and not reopened["closed"].any()
+    cb = wh.read("SELECT source, kind, status FROM core.chargebacks ORDER BY ALL")
+    assert set(cb["status"]) >= {"open", "lost"} and set(cb["source"]) == {"shopify", "processor"}
+    assert "inquiry" in set(cb["kind"])
+    q = wh.read("SELECT reason_code FROM ops.quarantine WHERE channel = 'chargebacks'")["reason_code"].to_list()
+    assert q == ["CHARGEBACK_UNKNOWN_ORDER"]
+    late = wh.read("SELECT status, refusal_code FROM core.return_requests WHERE request_id LIKE 'RR-LATE-%'")
+    assert late.rows() == [("refused", "RETURN_WINDOW_CLOSED")]
+    amz = wh.read("SELECT r.status, count(x.receipt_id) AS received FROM core.return_requests r "
+                  "LEFT JOIN core.return_receipts x USING (rma_id) WHERE r.source = 'amazon_returns' GROUP BY 1")
+    assert m["returns"]["amazon_returns"] >= 1 and amz.rows() == [("accepted", m["returns"]["amazon_returns"])]
+    breaks = set(wh.read("SELECT break_type FROM ops.reconciliation_breaks WHERE resolved_at IS NULL")["break_type"])
+    assert {"CHARGEBACK_OPEN", "OVERDUE"} <= breaks
+    report = s.home / "reports" / "reconciliation-2027-01-05.html"
+    assert report.exists() and "CHARGEBACK_OPEN" in report.read_text(encoding="utf-8")

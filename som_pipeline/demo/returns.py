@@ -3,7 +3,8 @@
 :func:`simulate_returns` reads the delivered order lines and writes into ``landing/returns/`` a CSV of return
 requests (in the window, a unit or two, the reasons people give; one asking more than was delivered, one naming a
 line the order does not have, one for a line not delivered yet) and a Shopify refund for one delivered Shopify
-line; and into ``landing/return_receipts/`` what came back for most of the requests (restocked, refurbished,
+line, and Amazon's merchant-fulfilled returns report for two delivered Amazon lines; and into
+``landing/return_receipts/`` what came back for most of the requests (restocked, refurbished,
 scrapped; one wrong item). Deterministic for a given warehouse and seed. Demo only.
 """
 
@@ -29,7 +30,8 @@ def simulate_returns(home: Path, wh, now: datetime, seed: int = 9) -> dict:
     rng = random.Random(seed)
     with wh.connect() as con:
         dl = con.execute("""
-            SELECT sl.order_id, sl.line_no, sl.sku, s.warehouse_id, o.channel, o.channel_order_ref, l.line_ref,
+            SELECT sl.order_id, sl.line_no, sl.sku, s.warehouse_id, o.channel, o.channel_order_ref, o.currency,
+                   l.line_ref,
                    sum(sl.quantity) AS qty
             FROM core.shipment_lines sl JOIN core.shipments s USING (shipment_id)
             JOIN core.shipment_status st USING (shipment_id) JOIN core.orders o ON o.order_id = sl.order_id
@@ -41,7 +43,7 @@ def simulate_returns(home: Path, wh, now: datetime, seed: int = 9) -> dict:
                   WHERE x.order_id = l.order_id AND x.line_no = l.line_no) ORDER BY 1, 2 LIMIT 1""").pl()
     if dl.height == 0:
         return {"requests": 0, "receipts": 0}
-    picks = dl.filter(pl.col("channel") != "shopify").sample(fraction=min(1.0, 60 / max(dl.height, 1)), seed=seed,
+    picks = dl.filter(~pl.col("channel").is_in(["shopify", "amazon"])).sample(fraction=min(1.0, 60 / max(dl.height, 1)), seed=seed,
                                                               shuffle=True).sort("order_id", "line_no")
     at = (now - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     req, rec = [], []
@@ -82,11 +84,29 @@ def simulate_returns(home: Path, wh, now: datetime, seed: int = 9) -> dict:
                                                     "quantity": 1, "restock_type": "return"}],
                              "transactions": []}}
         (out / f"shopify_refund_{now:%Y%m%d}.json").write_text(json.dumps(refund, indent=1), encoding="utf-8")
+    # Amazon's merchant-fulfilled returns report for two delivered Amazon lines; the units come back to us
+    amz = dl.filter(pl.col("channel") == "amazon").head(2)
+    if amz.height:
+        head = ("Order ID", "Order date", "Return request date", "Return request status", "Amazon RMA ID",
+                "Merchant RMA ID", "Label type", "Currency code", "Return carrier", "Tracking ID", "Merchant SKU",
+                "Return quantity", "Return Reason", "In policy", "Return type", "Resolution")
+        rows = []
+        for k, r in enumerate(amz.iter_rows(named=True)):
+            arma = f"D{hashlib.sha256(r['order_id'].encode()).hexdigest()[:8]}RMA"
+            rows.append([r["channel_order_ref"], (now - timedelta(days=6)).strftime("%d-%b-%Y"),
+                         (now - timedelta(hours=2)).strftime("%d-%b-%Y"), "Approved", arma, "", "AmazonPrePaidLabel",
+                         r["currency"], "USPS", f"92020900000000000{k:05d}", r["sku"], "1",
+                         ("CR-DEFECTIVE", "AMZ-PG-APP-TOO-LARGE")[k], "Y", "C-Returns", "StandardRefund"])
+            rec.append({"rma_id": _rma(f"amazon-rma:{arma}"), "line_no": 1, "sku": r["sku"], "quantity": 1,
+                        "grade": ("scrap", "restock")[k], "received_at": at, "warehouse_id": r["warehouse_id"],
+                        "note": "", "final": "true"})
+        (out / f"amazon_returns_{now:%Y%m%d}.tsv").write_text(
+            "\n".join("\t".join(x) for x in [head, *rows]) + "\n", encoding="utf-8")
     if rec:
         rdir = home / "landing" / "return_receipts"
         rdir.mkdir(parents=True, exist_ok=True)
         pl.DataFrame(rec).with_columns(pl.all().cast(pl.String)).write_csv(rdir / f"receipts_{now:%Y%m%d}.csv")
-    return {"requests": len(req), "receipts": len(rec), "shopify_refund": shop.height}
+    return {"requests": len(req), "receipts": len(rec), "shopify_refund": shop.height, "amazon_returns": amz.height}
 
 
 __all__ = ["simulate_returns"]
