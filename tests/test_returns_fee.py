@@ -260,6 +260,36 @@ def test_a_credit_note_that_gives_the_fee_back_is_a_break(fee_book, settings):
             .otherwise(pl.col("tax_amount")).alias("tax_amount")))
 
 
+def test_a_run_killed_after_posting_the_note_records_its_refunds_on_the_rerun(fee_book, settings, monkeypatch):
+    """The note is posted in its own transaction, then the requests and refunds with the file's ledger row: a
+    kill in between leaves a note whose RMA is not recorded. The rerun judges the file again, computes the same
+    money (the note's units are this batch's, not credited before it), posts nothing twice and links the refunds
+    to the note: the fee recorded is the fee the note keeps."""
+    from som_pipeline.services import returns as R
+
+    wh = fee_book
+    _request(settings, "r.csv", ("R3", "CSV-2", 1, 2, "SIZE_FIT"))
+    real = R.insert_frame
+
+    def killed(con, table, df):
+        if table == "core.refunds":
+            raise RuntimeError("killed")
+        return real(con, table, df)
+
+    monkeypatch.setattr(R, "insert_frame", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_returns(wh, settings, NOW)
+    monkeypatch.setattr(R, "insert_frame", real)
+    assert wh.read("SELECT count(*) AS n FROM core.return_requests")["n"].item() == 0
+    assert _rules(wh)["credit_notes_match_refunds"] == 1, "a note without its refunds is a break"
+    rep = run_returns(wh, settings, NOW)
+    assert rep.credit_notes == 0 and wh.read("SELECT count(*) AS n FROM core.credit_notes")["n"].item() == 1
+    n2, _ = _note(wh, "CSV-2")
+    rf = wh.read("SELECT quantity, restocking_fee, refund_total, credit_note_id FROM core.refunds").row(0)
+    assert rf == (2, n2["restocking_fee_total"], n2["total"], n2["credit_note_id"])
+    assert all(n == 0 for n in _rules(wh).values()), _rules(wh)
+
+
 def test_credit_note_fee_column_is_added_to_an_existing_warehouse():
     """Additive schema evolution: a warehouse made before the fee has its notes' restocking_fee_total = 0."""
     from som_pipeline.schemas import add_column_sql

@@ -129,12 +129,18 @@ def _requests(con, settings: Settings, f, feed: str, rf, now: datetime, rep: Ret
         o = select_keys(con, "core.orders", orders_, "order_id, channel, customer_id, payment_status")
         prepaid = policies(con, o, BillingConfig()).select("order_id", "prepaid")
         il = select_keys(con, "core.invoice_lines", orders_)
-        with registered(con, orders_) as k:
+        # units credited before this batch; a note naming one of the batch's RMAs was posted by an earlier attempt
+        # at this very batch, killed before its commit (the RMAs are new): its units are this batch's, so the
+        # money is computed again as it was and its refunds are recorded against it (the note is not re-posted)
+        with registered(con, orders_) as k, registered(con, acc.select("rma_id").unique()) as r:
             credited = con.execute(f"""
                 SELECT cl.invoice_id, cl.invoice_line_no AS line_no, sum(cl.quantity)::BIGINT AS credited_qty
                 FROM core.credit_note_lines cl JOIN core.invoice_lines il
                      ON il.invoice_id = cl.invoice_id AND il.line_no = cl.invoice_line_no
-                SEMI JOIN {k} ON il.order_id = {k}.order_id WHERE cl.kind <> 'restocking_fee'
+                SEMI JOIN {k} ON il.order_id = {k}.order_id
+                WHERE cl.kind <> 'restocking_fee' AND cl.credit_note_id NOT IN (
+                      SELECT n.credit_note_id FROM core.credit_notes n
+                      SEMI JOIN {r} ON n.reason = 'RETURN' AND split_part(n.source_ref, ':', 2) = {r}.rma_id)
                 GROUP BY ALL""").pl()  # noqa: S608
             issued = con.execute(f"SELECT invoice_id, issued_at FROM core.invoices SEMI JOIN {k} USING (order_id)"  # noqa: S608
                                  ).pl()
