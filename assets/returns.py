@@ -1,6 +1,7 @@
 """Returns and closure: return requests judged into RMAs, refunds and credit notes, what came back posted to the
 stock ledger; then each order's closure and the nightly reconciliation's breaks and report. Blocking checks: no
-CLOSED order with an open quantity or balance; returned <= delivered, refunded <= paid, credited <= invoiced."""
+CLOSED order with an open quantity or balance; returned <= delivered, refunded <= paid, credited <= invoiced; every
+RETURN credit note credits what core.refunds records for it (the restocking fee kept)."""
 
 import dagster as dg
 
@@ -13,7 +14,7 @@ from som_pipeline.services.validation import business_now
 
 REQUESTS = table_key("core.return_requests")
 CLOSURE_KEY = table_key("core.order_closure")
-RETURN_RULES = {"returns_within_delivered": REQUESTS}
+RETURN_RULES = {"returns_within_delivered": REQUESTS, "credit_notes_match_refunds": table_key("core.refunds")}
 CLOSURE_RULES = {"closed_orders_complete": CLOSURE_KEY}
 _NOW = {"core.return_requests": "received_at = $now",
         "core.return_receipts": "source_file IN (SELECT source_file FROM ops.ingest_files WHERE channel = "

@@ -58,7 +58,8 @@ def invoice(iid: str, lines: list[dict], *, kind: str = "invoice", prepaid: str 
     def s(kind_: str | None, col: str) -> Decimal:
         return sum((ln[col] for ln in lines if kind_ is None or ln["kind"] == kind_), D("0.00"))
 
-    total = s(None, "line_total")
+    fee = s("restocking_fee", "line_total")
+    total = s(None, "line_total") - 2 * fee  # a restocking fee line is kept from the credit (invoicing rule 7)
     row = {"invoice_id": iid, "kind": kind, "reference_invoice_id": None, "reason": None,
            "invoice_date": date(2026, 1, 15), "due_date": date(2026, 2, 14), "payment_terms_days": 30,
            "order_id": "ORD-0001", "customer_po": "PO-4471", "channel_order_ref": "PO-4471", "currency": "USD",
@@ -68,7 +69,8 @@ def invoice(iid: str, lines: list[dict], *, kind: str = "invoice", prepaid: str 
            "seller_name": "SOM Supply Co", "seller_address": "9 Long Way, Springfield, IL 62701, US",
            "seller_tax_id": "12-3456789",
            "subtotal": s("item", "extended_amount"), "discount_total": s(None, "discount_amount"),
-           "shipping_total": s("shipping", "net_amount"), "tax_total": s(None, "tax_amount"), "total": total,
+           "shipping_total": s("shipping", "net_amount"), "tax_total": s(None, "tax_amount"),
+           "restocking_fee_total": fee, "total": total,
            "prepaid_amount": D(prepaid), "amount_due": total - D(prepaid),
            "partner_id": "ACMEHW", "sender_id": None, "receiver_id": None}
     row.update(kw)
@@ -100,6 +102,26 @@ def case_credit():
     return invoice("CN-US01-2026-000007", [
         item(1, "SKU-A", 1, "19.99", "1.67", "0.0825", channel_line_ref="0001"),
         item(2, "SKU-B", 0, "0", extended="5.00", rate="0.0825", channel_line_ref="0002"),
+    ], kind="credit_note", reference_invoice_id="INV-US01-2026-000123", reason="RETURN", due_date=None,
+        payment_terms_days=None)
+
+
+def restocking_fee(no: int, amount: str, sku: str | None = None) -> dict:
+    """A credit note's restocking fee line (invoicing.restocking_fee_lines): no units, untaxed, positive."""
+    amt = D(amount)
+    return {"line_no": no, "kind": "restocking_fee", "sku": sku, "description": "Restocking fee", "quantity": 0,
+            "unit_price": None, "extended_amount": amt, "discount_amount": D("0.00"), "net_amount": amt,
+            "tax_rate": None, "tax_amount": D("0.00"), "line_total": amt, "channel_line_ref": None,
+            "buyer_part": None, "upc": None, "shipment_id": "SH-1"}
+
+
+def case_credit_fee():
+    """A B2B return: 2 units of SKU-A (not the seller's fault: 15 % of the net 38.31 kept, 5.75) and 1 of SKU-B
+    (damaged: no fee) credited with their tax; the note credits 45.94 - 5.75 = 40.19."""
+    return invoice("CN-US01-2026-000008", [
+        item(1, "SKU-A", 2, "19.99", "1.67", "0.0825", channel_line_ref="0001"),
+        restocking_fee(2, "5.75", "SKU-A"),
+        item(3, "SKU-B", 1, "4.125", rate="0.0825", channel_line_ref="0002"),
     ], kind="credit_note", reference_invoice_id="INV-US01-2026-000123", reason="RETURN", due_date=None,
         payment_terms_days=None)
 
@@ -272,6 +294,64 @@ def test_810_credit_note():
     assert it1[0][:5] == ["IT1", "0001", "1", "EA", "19.99"]
     assert it1[1][:5] == ["IT1", "0002", "1", "EA", "5"], "a price correction is one lot of its amount"
     assert all(int(s[1]) >= 0 for s in st if s[0] in ("TDS",)) and next(s for s in st if s[0] == "TDS")[1] == "2524"
+
+
+def test_810_credit_memo_keeps_the_restocking_fee_as_an_allowance():
+    """The fee is kept from the credit: SAC*A (it lowers TDS01 like the discount credited back) coded G470
+    Restocking, off invoice; a receiver's IT1 - allowances + charges + TXI is the note's total net of the fee."""
+    head, lines = case_credit_fee()
+    assert (head["restocking_fee_total"], head["total"]) == (D("5.75"), D("40.19"))
+    st = sets_of(segments(build(case_credit_fee())))[0]
+    found = check_810_set(st)
+    assert found["tds"] == 4019 and found["tax"] == int(head["tax_total"] * 100)
+    assert found["allowances"] == 167 + 575 and found["charges"] == 0
+    assert ["SAC", "A", "G470", "", "", "575", "", "", "", "", "", "", "02", "", "", "Restocking fee SKU-A"] in st
+    it1 = [s for s in st if s[0] == "IT1"]
+    assert [s[7] for s in it1] == ["SKU-A", "SKU-B"], "the fee has no units: not an IT1, not in CTT"
+    assert next(s for s in st if s[0] == "CTT") == ["CTT", "2", "3"]
+    order = [s[0] for s in st]
+    assert order.index("TDS") < order.index("TXI") < len(order) - 1 - order[::-1].index("SAC") < order.index("CTT")
+    # the same memo without the fee: no G470, TDS the whole credit
+    plain = invoice(head["invoice_id"], [ln for ln in lines if ln["kind"] != "restocking_fee"], kind="credit_note",
+                    reference_invoice_id="INV-US01-2026-000123", reason="RETURN", due_date=None,
+                    payment_terms_days=None)
+    st = sets_of(segments(build(plain)))[0]
+    assert check_810_set(st)["tds"] == 4594 and not [s for s in st if s[:3] == ["SAC", "A", "G470"]]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda h, ls: h.update(total=h["total"] + 2 * D("5.75"), amount_due=h["amount_due"] + 2 * D("5.75")),
+     "total"),  # the fee added to the credit instead of kept
+    (lambda h, ls: h.update(restocking_fee_total=D("0.00")), "restocking_fee_total"),
+    (lambda h, ls: h.update(restocking_fee_total=D("-5.75")), "negative"),
+    (lambda h, ls: ls[1].update(tax_amount=D("0.47"), line_total=D("6.22")), "untaxed"),
+    (lambda h, ls: ls[1].update(tax_rate=D("0.0825")), "untaxed"),
+    (lambda h, ls: ls[1].update(quantity=1, unit_price=D("5.75")), "quantity 0"),
+    (lambda h, ls: ls[1].update(line_total=D("5.76")), "line 2: line_total"),
+    (lambda h, ls: ls[1].update(net_amount=D("-5.75"), extended_amount=D("-5.75"), line_total=D("-5.75")),
+     "negative"),
+    (lambda h, ls: (ls[1].update(net_amount=D("42.50"), extended_amount=D("42.50"), line_total=D("42.50")),
+                    h.update(restocking_fee_total=D("42.50"), total=D("3.44"), amount_due=D("3.44"))),
+     "exceeds the net of the items credited"),
+    (lambda h, ls: h.update(kind="invoice", due_date=date(2026, 2, 14), payment_terms_days=30,
+                           restocking_fee_total=D("0.00")),
+     "belongs on a credit note"),
+])
+def test_restocking_fee_arithmetic_is_checked_by_both_documents(change, message):
+    h, ls = case_credit_fee()
+    h, ls = dict(h), [dict(ln) for ln in ls]
+    change(h, ls)
+    with pytest.raises(OutboundError, match=re.escape(message)):
+        build((h, ls))
+    with pytest.raises(OutboundError, match=re.escape(message)):
+        docs.invoice_pdf(h, ls)
+
+
+def test_an_invoice_never_carries_a_restocking_fee_total():
+    h, ls = case_usd()
+    with pytest.raises(OutboundError, match="on an invoice"):
+        build((dict(h, restocking_fee_total=D("1.00")), ls))
+    assert build((dict(h, restocking_fee_total=D("0.00")), ls)) == build(case_usd())
 
 
 def test_810_optional_po_date_ship_date_and_a_ship_to_without_name():
@@ -455,6 +535,20 @@ def test_pdf_credit_note_prepaid_and_thousands():
     assert "Total 1,234,567.80 USD" in text and "Payments applied 1,000.00 USD" in text
     assert "Amount due 1,233,567.80 USD" in text
     assert "SKU-BIG Item SKU-BIG 1000 1,234.5678 0.00 1,234,567.80 0.00 1,234,567.80" in text
+
+
+def test_pdf_credit_note_shows_the_restocking_fee_and_the_credit_net_of_it():
+    head, lines = case_credit_fee()
+    text = pdf_text(docs.invoice_pdf(head, lines))
+    assert "SKU-A Item SKU-A 2 19.99 1.67 38.31 8.25% 3.16 41.47" in text
+    assert "SKU-A Restocking fee 0.00 -5.75 0.00 -5.75" in text, "the fee line: no units, untaxed, a deduction"
+    assert "SKU-B Item SKU-B 1 4.125 0.00 4.13 8.25% 0.34 4.47" in text
+    lines_ = text.splitlines()
+    for label, amount in (("Subtotal", "44.11"), ("Discount", "-1.67"), ("Tax", "3.50"), ("Restocking fee", "-5.75"),
+                          ("Total credit", "40.19"), ("Balance to credit", "40.19")):
+        assert f"{label} {amount} USD" in lines_, label
+    assert lines_.index("Restocking fee -5.75 USD") < lines_.index("Total credit 40.19 USD")
+    assert "Restocking fee" not in pdf_text(docs.invoice_pdf(*case_credit())), "no fee: no fee row"
 
 
 def test_pdf_long_invoice_repeats_the_table_header_on_every_page():

@@ -20,6 +20,7 @@ from som_pipeline.billing.invoicing import (
     invoice_totals,
     number_documents,
     price_lines,
+    restocking_fee_lines,
     shipping_lines,
 )
 from som_pipeline.demo.tpch import lineitem_invoice_todo
@@ -153,6 +154,39 @@ def test_credit_lines_reverse_exactly_in_pieces_and_price_corrections():
     assert first["line_total"] + rest["line_total"] == D("10.28")
     assert (corr["qty"], corr["net_amount"], corr["tax_amount"], corr["line_total"]) == (0, D("2.00"), D("0.17"),
                                                                                          D("2.17"))
+
+
+def test_restocking_fee_is_an_untaxed_line_kept_from_the_credit():
+    """Rule 7: the fee a return keeps is a line of its own (positive, untaxed, no units) after the item line it is
+    charged on; the note's total is the credited lines less the fee, and its header still adds up."""
+    money = ("extended_amount", "discount_amount", "net_amount", "tax_amount", "line_total", "restocking_fee")
+    credited = pl.DataFrame({
+        "credit_note_id": ["CN1", "CN1", "CN1"], "line_no": [1, 2, 3], "kind": ["item", "item", "shipping"],
+        "sku": ["A", "B", None], "qty": [2, 1, 1], "quantity": [2, 1, 1],
+        "extended_amount": [D("20.00"), D("7.50"), D("7.95")], "discount_amount": [D("0.33"), D("0"), D("0")],
+        "net_amount": [D("19.67"), D("7.50"), D("7.95")], "tax_amount": [D("1.62"), D("0.62"), D("0.50")],
+        "line_total": [D("21.29"), D("8.12"), D("8.45")], "tax_rate": [D("0.0825"), D("0.0825"), D("0.0625")],
+        "restocking_fee": [D("2.95"), None, D("0")]}, schema_overrides={**{c: MONEY for c in money}, "tax_rate": RATE})
+    fee = restocking_fee_lines(credited)
+    assert fee.select("line_no", "kind", "sku", "qty", "quantity", "extended_amount", "discount_amount", "net_amount",
+                      "tax_amount", "line_total", "tax_rate").rows() == [
+        (1, "restocking_fee", "A", 0, 0, D("2.95"), D("0.00"), D("2.95"), D("0.00"), D("2.95"), None)]
+    t = invoice_totals(pl.concat([credited, fee]), key="credit_note_id").row(0, named=True)
+    assert (t["subtotal"], t["discount_total"], t["shipping_total"], t["tax_total"], t["restocking_fee_total"],
+            t["total"], t["line_count"]) == (D("27.50"), D("0.33"), D("7.95"), D("2.74"), D("2.95"), D("34.91"), 4)
+    assert t["total"] == D("21.29") + D("8.12") + D("8.45") - D("2.95")
+    assert t["subtotal"] - t["discount_total"] + t["shipping_total"] + t["tax_total"] - t["restocking_fee_total"] \
+        == t["total"]
+    # an invoice has no fee: its totals are as before
+    assert invoice_totals(credited, key="credit_note_id")["restocking_fee_total"].item() == D("0.00")
+    # a fee is never above the net it is kept from, never negative, never on shipping
+    for row, value in ((0, D("19.68")), (0, D("-0.01")), (2, D("0.01"))):
+        bad = credited.with_columns(pl.when(pl.int_range(pl.len()) == row).then(pl.lit(value, MONEY))
+                                    .otherwise(pl.col("restocking_fee")).alias("restocking_fee"))
+        with pytest.raises(ValueError, match="restocking fee"):
+            restocking_fee_lines(bad)
+    assert restocking_fee_lines(credited.with_columns(pl.lit(D("19.67"), MONEY).alias("restocking_fee"))
+                                .head(1))["line_total"].item() == D("19.67"), "the whole net at a 100 % rate"
 
 
 # --- the exactness anchor: TPC-H lineitem -------------------------------------------------------------------

@@ -22,13 +22,16 @@ two decimal places), unit prices to at most four. Polars ``Decimal`` columns arr
   customer_id, bill_to_name
 - ship_to_name, ship_to_address1, ship_to_city, ship_to_region, ship_to_postal_code, ship_to_country
 - seller_name, seller_address (one line), seller_tax_id (nullable)
-- subtotal, discount_total, shipping_total, tax_total, total, prepaid_amount, amount_due
+- subtotal, discount_total, shipping_total, tax_total, total, prepaid_amount, amount_due; optional
+  restocking_fee_total (a credit note's; absent = 0, and it must be 0 on an invoice)
 - partner_id / sender_id / receiver_id (the 810's ISA ids; when set they must be the interchange's)
 - optional: po_date (date, BIG03), ship_date (date, DTM*011)
 
 ``lines`` (a frame or a sequence of mappings; with an ``invoice_id`` column when several invoices are
-written): line_no (int > 0, unique), kind (``item`` | ``shipping``), sku (required for items, null for
-shipping), description, quantity (int > 0; 0 for a credit note's price correction), unit_price, extended_amount, discount_amount, net_amount,
+written): line_no (int > 0, unique), kind (``item`` | ``shipping`` | ``restocking_fee``: credit notes only), sku
+(required for items, null for shipping, optional on a fee: the item it is charged on), description, quantity
+(int > 0; 0 for a credit note's price correction and for a restocking fee), unit_price, extended_amount,
+discount_amount, net_amount,
 tax_rate (a fraction, 0.0825 = 8.25 %, or null), tax_amount, line_total, channel_line_ref (nullable: the
 850 PO1 assigned id), buyer_part (nullable), upc (nullable: 12, 13 or 14 digits), shipment_id.
 
@@ -47,11 +50,15 @@ The arithmetic checked is the one :mod:`som_pipeline.billing.invoicing` produces
 - a shipping line has no discount (the shipping charge is billed net: ``invoicing.shipping_lines``).
 - a credit-note line may have quantity 0: a price correction (``invoicing.credit_lines``), an amount with no
   units, whose unit_price may be null.
+- a ``restocking_fee`` line (``invoicing.restocking_fee_lines``, rule 7 there) is on a credit note only: quantity
+  0, no discount, no tax and no rate (the fee is untaxed), extended = net = line_total = the fee, stored
+  **positive** like every amount; its kind makes it a deduction from the credit.
 - per invoice (``invoicing.invoice_totals``): subtotal = sum of the item lines' extended_amount;
   discount_total = sum of discount_amount; shipping_total = sum of the shipping lines' net_amount;
-  tax_total = sum of tax_amount; total = sum of line_total = subtotal - discount_total + shipping_total
-  + tax_total (tax not added with ``prices_include_tax``); prepaid_amount >= 0; amount_due = total -
-  prepaid_amount.
+  tax_total = sum of tax_amount; restocking_fee_total = sum of the fee lines' line_total, never more than
+  subtotal - discount_total (the net of the items credited); total = sum of the other lines' line_total -
+  restocking_fee_total = subtotal - discount_total + shipping_total + tax_total - restocking_fee_total (tax not
+  added with ``prices_include_tax``); prepaid_amount >= 0; amount_due = total - prepaid_amount.
 - a credit note has positive amounts and quantities (what is credited, as ``invoicing.credit_lines`` makes
   them; its kind makes it a credit: BIG07 ``CR``, the PDF's title); negative amounts are refused, never
   guessed at.
@@ -101,6 +108,13 @@ not match on the partner's side). Segments, in the order of the 004010 810 table
   receiver adding both. ``tax_type`` (element 963) is an argument, ``ST`` sales tax by default (``VA`` for
   VAT). No TXI when the tax is zero.
 - per shipping line: ``SAC*C*G830***<cents>**********<description>`` (charge, shipping and handling).
+- per restocking fee line of a credit memo: ``SAC*A*G470***<cents>*******02***Restocking fee <sku>`` (G470
+  restocking, SAC12 02 off invoice: deducted from the face of the document). On a credit memo every amount is
+  a credit (BIG07 ``CR``): the items, the shipping charge credited (SAC ``C``), less the discount that was
+  given (SAC ``A``) -- and less the restocking fee kept, which lowers the credit exactly as the discount does,
+  so it is on the allowance side: a receiver adding IT1 - allowances + charges + TXI gets TDS01, the note's
+  total net of the fee. (Written as a ``C`` it would be added to the credit the customer gets.) Summary level,
+  like the shipping charge: one SAC per fee line; no IT1 (the fee has no units), not counted in CTT.
 - ``CTT*<number of IT1>*<hash total of IT102>``, ``SE*<segments ST..SE>*<ST02>``.
 
 So TDS01 = sum of IT102 x IT104 (per line, rounded to cents) - allowances + charges + TXI02, to the cent.
@@ -114,9 +128,11 @@ PDF (:func:`invoice_pdf`)
 An A4 invoice made with fpdf2: the seller's block (name, address, tax id), the title (``Invoice`` or
 ``Credit note``), number, dates, terms, PO / order / channel references (a credit note: the invoice it
 corrects and the reason), bill-to and ship-to, a table of lines (SKU, description, quantity, unit price,
-discount, net, tax rate, tax, total; a price correction shows no quantity or unit price) whose header
-repeats on every page, the totals block (subtotal, discount as a negative amount, shipping, tax, total,
-payments applied, amount due; a credit note's are "Total credit" and "Balance to credit"; with
+discount, net, tax rate, tax, total; a price correction and a restocking fee show no quantity or unit price; a
+restocking fee's net and total are shown negative, "Restocking fee", as it is kept from the credit) whose header
+repeats on every page, the totals block (subtotal, discount as a negative amount, shipping, tax, the restocking
+fee as a negative amount when there is one, total, payments applied, amount due; a credit note's are "Total
+credit" (net of the fee) and "Balance to credit"; with
 ``prices_include_tax`` the tax row reads "Tax (included in prices)" and is not added; every amount with its
 currency code, e.g. ``1,234.56 USD``, at two decimals in every currency, as stored), and a footer
 ``<title> <number> - page i of n``.
@@ -161,7 +177,8 @@ __all__ = ["OutboundError", "CheckedInvoice", "check_invoice", "x12_810", "it1_q
 
 INVOICE_KINDS = ("invoice", "credit_note")
 CREDIT_REASONS = ("RETURN", "PRICE_CORRECTION", "CANCELLATION")
-LINE_KINDS = ("item", "shipping")
+LINE_KINDS = ("item", "shipping", "restocking_fee")
+FEE_KIND = "restocking_fee"  # credit notes only: kept from the credit (billing.invoicing rule 7)
 HEADER_MONEY = ("subtotal", "discount_total", "shipping_total", "tax_total", "total", "prepaid_amount",
                 "amount_due")
 LINE_MONEY = ("extended_amount", "discount_amount", "net_amount", "tax_amount", "line_total")
@@ -197,6 +214,11 @@ class CheckedInvoice:
     @property
     def shipping(self) -> list[dict[str, Any]]:
         return [ln for ln in self.lines if ln["kind"] == "shipping"]
+
+    @property
+    def fees(self) -> list[dict[str, Any]]:
+        """A credit note's restocking fee lines (deducted from the credit)."""
+        return [ln for ln in self.lines if ln["kind"] == FEE_KIND]
 
 
 def _one_row(invoice: Mapping[str, Any] | pl.DataFrame) -> dict[str, Any]:
@@ -282,6 +304,9 @@ def _check_line(r: Mapping[str, Any], where: str, credit: bool, inclusive: bool)
     ln["line_no"] = no
     if r.get("kind") not in LINE_KINDS:
         raise OutboundError(f"{w}: kind {r.get('kind')!r} is not one of {', '.join(LINE_KINDS)}")
+    fee = r["kind"] == FEE_KIND
+    if fee and not credit:
+        raise OutboundError(f"{w}: a restocking fee line belongs on a credit note (it is kept from a credit)")
     ln["sku"] = _req_str(r.get("sku"), f"{w}: sku") if r["kind"] == "item" else _opt_str(r.get("sku"))
     ln["description"] = "" if r.get("description") is None else str(r["description"])
     for k in ("channel_line_ref", "buyer_part", "upc", "shipment_id"):
@@ -290,6 +315,8 @@ def _check_line(r: Mapping[str, Any], where: str, credit: bool, inclusive: bool)
         raise OutboundError(f"{w}: prices_include_tax differs from the invoice's ({inclusive})")
     # quantity 0: a price correction on a credit note (an amount, no units)
     qty = ln["quantity"] = _whole(r.get("quantity"), f"{w}: quantity", 0 if credit else 1)
+    if fee and qty:
+        raise OutboundError(f"{w}: a restocking fee line has quantity 0 (an amount, no units), not {qty}")
     price = None if qty == 0 and r.get("unit_price") is None else _number(r.get("unit_price"), f"{w}: unit_price", 4)
     if price is not None and price < 0:
         raise OutboundError(f"{w}: unit_price {price} is negative")
@@ -310,6 +337,8 @@ def _check_line(r: Mapping[str, Any], where: str, credit: bool, inclusive: bool)
                                 f"{product.quantize(CENT, rounding=ROUND_HALF_UP)}")
     if ln["kind"] == "shipping" and ln["discount_amount"]:
         raise OutboundError(f"{w}: a shipping line has no discount (bill the discounted charge)")
+    if fee and (ln["discount_amount"] or ln["tax_amount"] or rate):
+        raise OutboundError(f"{w}: a restocking fee line is untaxed and has no discount (its net is the fee)")
     if ln["discount_amount"] > ln["extended_amount"]:
         raise OutboundError(f"{w}: discount {ln['discount_amount']} exceeds the extended amount "
                             f"{ln['extended_amount']}")
@@ -377,6 +406,13 @@ def check_invoice(invoice: Mapping[str, Any] | pl.DataFrame,
     h["seller_name"] = _req_str(h.get("seller_name"), f"{where}: seller_name")
     for k in HEADER_MONEY:
         h[k] = _money(h.get(k), f"{where}: {k}") if k != "amount_due" else _number(h.get(k), f"{where}: {k}", 2)
+    # optional (0 when absent): a credit note's restocking fee, kept from the credit
+    fee_total = h.get("restocking_fee_total")
+    h["restocking_fee_total"] = Decimal("0.00") if fee_total is None else _money(fee_total,
+                                                                                f"{where}: restocking_fee_total")
+    if h["restocking_fee_total"] and not credit:
+        raise OutboundError(f"{where}: restocking_fee_total {h['restocking_fee_total']} on an invoice (a fee is "
+                            "kept from a credit note)")
 
     inclusive = h["prices_include_tax"] = _flag(h.get("prices_include_tax"), f"{where}: prices_include_tax")
 
@@ -393,15 +429,21 @@ def check_invoice(invoice: Mapping[str, Any] | pl.DataFrame,
     def total(kind: str | None, col: str) -> Decimal:
         return sum((ln[col] for ln in ls if kind is None or ln["kind"] == kind), Decimal("0.00"))
 
+    fees = total(FEE_KIND, "line_total")
     sums = {"subtotal": total("item", "extended_amount"), "discount_total": total(None, "discount_amount"),
             "shipping_total": total("shipping", "net_amount"), "tax_total": total(None, "tax_amount"),
-            "total": total(None, "line_total")}
+            "restocking_fee_total": fees, "total": total(None, "line_total") - 2 * fees}
     for k, got in sums.items():
         if h[k] != got:
             raise OutboundError(f"{where}: {k} {h[k]} is not the lines' {got}")
-    built = h["subtotal"] - h["discount_total"] + h["shipping_total"] + (0 if inclusive else h["tax_total"])
+    if fees > h["subtotal"] - h["discount_total"]:
+        raise OutboundError(f"{where}: restocking fee {fees} exceeds the net of the items credited "
+                            f"{h['subtotal'] - h['discount_total']}")
+    built = (h["subtotal"] - h["discount_total"] + h["shipping_total"] + (0 if inclusive else h["tax_total"])
+             - h["restocking_fee_total"])
     if built != h["total"]:  # holds whenever the line checks do; kept as the totals block's own statement
-        raise OutboundError(f"{where}: total {h['total']} is not subtotal - discounts + shipping + tax = {built}")
+        raise OutboundError(f"{where}: total {h['total']} is not subtotal - discounts + shipping + tax - restocking "
+                            f"fee = {built}")
     if h["amount_due"] != h["total"] - h["prepaid_amount"]:
         raise OutboundError(f"{where}: amount_due {h['amount_due']} is not total {h['total']} - prepaid "
                             f"{h['prepaid_amount']}")
@@ -543,6 +585,9 @@ def _write_810_set(w: _Writer, inv: CheckedInvoice, st02: str, tax_type: str) ->
     for ln in inv.shipping:
         desc = _text(ln["description"], 80) or "Shipping and handling"
         st.seg("SAC", "C", "G830", "", "", _cents(ln["net_amount"]), *[""] * 9, desc)
+    for ln in inv.fees:  # kept from the credit: it lowers TDS01, so it is on the allowance side (see the doc)
+        desc = _text(" ".join(p for p in ("Restocking fee", ln["sku"]) if p), 80)
+        st.seg("SAC", "A", "G470", "", "", _cents(ln["net_amount"]), *[""] * 6, "02", "", "", desc)
     st.seg("CTT", len(inv.items), units)
     st.seg("SE", st.count + 1, st02)
 
@@ -735,16 +780,19 @@ def invoice_pdf(invoice: Mapping[str, Any] | pl.DataFrame, lines: pl.DataFrame |
                    borders_layout=TableBordersLayout.HORIZONTAL_LINES, width=width) as table:
         table.row([c[0] for c in _COLUMNS])
         for ln in inv.lines:
-            amount_only = ln["quantity"] == 0  # a price correction: an amount, no units
-            table.row([t(ln["sku"] or ""), t(ln["description"]), "" if amount_only else str(ln["quantity"]),
+            amount_only = ln["quantity"] == 0  # a price correction or a restocking fee: an amount, no units
+            sign = -1 if ln["kind"] == FEE_KIND else 1  # the fee is kept from the credit: shown as a deduction
+            desc = ln["description"] or ("Restocking fee" if sign < 0 else "")
+            table.row([t(ln["sku"] or ""), t(desc), "" if amount_only else str(ln["quantity"]),
                        "" if amount_only else _price_text(ln["unit_price"]),
-                       money_text(ln["discount_amount"]), money_text(ln["net_amount"]), _rate_text(ln["tax_rate"]),
-                       money_text(ln["tax_amount"]), money_text(ln["line_total"])])
+                       money_text(ln["discount_amount"]), money_text(sign * ln["net_amount"]),
+                       _rate_text(ln["tax_rate"]), money_text(ln["tax_amount"]), money_text(sign * ln["line_total"])])
 
     # Totals, kept together on one page.
     totals = [("Subtotal", h["subtotal"], False), ("Discount", -h["discount_total"], False),
               ("Shipping", h["shipping_total"], False),
               ("Tax (included in prices)" if h["prices_include_tax"] else "Tax", h["tax_total"], False),
+              *([("Restocking fee", -h["restocking_fee_total"], False)] if h["restocking_fee_total"] else []),
               ("Total credit" if inv.is_credit else "Total", h["total"], True),
               ("Payments applied", h["prepaid_amount"], False),
               ("Balance to credit" if inv.is_credit else "Amount due", h["amount_due"], True)]

@@ -30,6 +30,14 @@ every rounding is **half away from zero to the cent, once, at the step named her
 5. **Line total** = net + tax (``prices_include_tax``: the prices already hold the tax, so line total = net
    and the tax is the part of it that is tax).
 6. **Invoice totals** are plain sums of the rounded lines (never rounded again): total = Σ line totals.
+7. **Restocking fee on a credit note** (``RETURN`` notes, :func:`restocking_fee_lines`): the fee the returns
+   rules kept (``returns.money`` rule 3: ``round(net x rate)`` per returned piece, half away from zero, once) is
+   a line of its own, kind ``restocking_fee``, next to the item line it is charged on (same invoice line):
+   quantity 0, **untaxed** (tax 0, no rate), its amount stored **positive** in extended = net = line total --
+   the kind makes it a deduction, as "less restocking fee" on a paper credit memo. It never exceeds the net
+   credited on that line. The note's ``restocking_fee_total`` = Σ fee lines and its ``total`` = Σ line totals
+   of the credited (item, shipping) lines - ``restocking_fee_total``: what the customer is credited, the fee
+   kept, exactly.
 
 Beside the rounded figures each line keeps the **unrounded** ones the rates imply: ``net_unrounded =
 extended x (1 - discount_rate)`` for a rate discount (else net) and ``tax_unrounded = net_unrounded x rate``
@@ -134,19 +142,51 @@ def shipping_lines(first: pl.DataFrame) -> pl.DataFrame:
                           pl.col("tax_amount").cast(pl.Decimal(38, 14)).alias("tax_unrounded")))
 
 
+#: The credit-note line kind that reduces the credit (rule 7); invoices never have it.
+FEE_KIND = "restocking_fee"
+
+
 def invoice_totals(lines: pl.DataFrame, key: str = "invoice_id") -> pl.DataFrame:
-    """Per document: sums of the rounded lines (rule 6): ``subtotal`` (Σ extended of item lines),
-    ``discount_total``, ``shipping_total`` (Σ net of shipping lines), ``tax_total``, ``total`` (Σ line totals)."""
-    item = pl.col("kind") == "item"
+    """Per document: sums of the rounded lines (rules 6 and 7): ``subtotal`` (Σ extended of item lines),
+    ``discount_total``, ``shipping_total`` (Σ net of shipping lines), ``tax_total``, ``restocking_fee_total``
+    (Σ restocking fee lines: credit notes only, else 0), ``total`` (Σ line totals of the other lines - the fee)."""
+    kind = pl.col("kind")
+    fee = kind == FEE_KIND
     zero = pl.lit(0).cast(MONEY)
     return lines.group_by(key).agg(
-        pl.when(item).then(pl.col("extended_amount")).otherwise(zero).sum().cast(MONEY).alias("subtotal"),
+        pl.when(kind == "item").then(pl.col("extended_amount")).otherwise(zero).sum().cast(MONEY).alias("subtotal"),
         pl.col("discount_amount").sum().cast(MONEY).alias("discount_total"),
-        pl.when(~item).then(pl.col("net_amount")).otherwise(zero).sum().cast(MONEY).alias("shipping_total"),
+        pl.when(kind == "shipping").then(pl.col("net_amount")).otherwise(zero).sum().cast(MONEY)
+        .alias("shipping_total"),
         pl.col("tax_amount").sum().cast(MONEY).alias("tax_total"),
-        pl.col("line_total").sum().cast(MONEY).alias("total"),
+        pl.when(fee).then(pl.col("line_total")).otherwise(zero).sum().cast(MONEY).alias("restocking_fee_total"),
+        pl.when(fee).then(-pl.col("line_total")).otherwise(pl.col("line_total")).sum().cast(MONEY).alias("total"),
         pl.len().cast(pl.Int64).alias("line_count"),
     )
+
+
+def restocking_fee_lines(credited: pl.DataFrame) -> pl.DataFrame:
+    """The restocking fee lines of credit notes (rule 7). ``credited``: the credited lines (:func:`credit_lines`'
+    output, kind item | shipping) with ``restocking_fee`` (MONEY, null = 0: the fee the returns rules kept on
+    that line's units). One line per credited line with a positive fee, keyed like it (every column but the
+    money is carried): kind ``restocking_fee``, quantity 0, no unit price, extended = net = line total = the
+    fee, no discount, no tax (rate null, ``tax_source`` none). A fee on a shipping line, a negative fee or one
+    above the net credited on its line breaks the rule: ``ValueError`` (a fee is never guessed at)."""
+    fee = pl.col("restocking_fee").fill_null(0).cast(MONEY)
+    bad = credited.filter((fee < 0) | (fee > pl.col("net_amount")) | ((fee > 0) & (pl.col("kind") != "item")))
+    if bad.height:
+        r = bad.row(0, named=True)
+        raise ValueError(f"restocking fee {r['restocking_fee']} on a {r['kind']} line crediting net "
+                         f"{r['net_amount']}: a fee is >= 0, on item lines only, and never above the net credited")
+    zero = pl.lit(0).cast(MONEY)
+    out = credited.filter(fee > 0).with_columns(
+        pl.lit(FEE_KIND).alias("kind"), pl.lit(0, pl.Int64).alias("qty"),
+        fee.alias("extended_amount"), zero.alias("discount_amount"), fee.alias("net_amount"),
+        zero.alias("tax_amount"), fee.alias("line_total"))
+    extra = {"quantity": pl.lit(0, pl.Int64), "unit_price": None, "tax_rate": None, "tax_source": pl.lit("none"),
+             "tax_jurisdiction": None, "description": pl.lit("Restocking fee")}
+    return out.with_columns(*[(e if e is not None else pl.lit(None, out.schema[c])).alias(c)
+                              for c, e in extra.items() if c in out.columns])
 
 
 def number_documents(docs: pl.DataFrame, last: pl.DataFrame, kind: str) -> pl.DataFrame:

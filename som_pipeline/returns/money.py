@@ -14,8 +14,13 @@ Rules (every amount MONEY, Decimal(18, 2); nothing is a float)
    pieces credits exactly what was billed, never more.
 3. **Restocking fee** = ``round(net_amount x rate)`` (half away from zero, once per row), ``rate`` = the
    policy's ``restocking_fee_rate`` when the reason is not the seller's fault (:data:`~.rules.SELLER_FAULT`),
-   else 0. The fee is kept from the money back, untaxed: ``refund_total = line_total - restocking_fee``, so
-   ``restocking_fee + refund_total = line_total`` (what is credited) on every row.
+   else 0. The fee is kept from the money back, untaxed (no rule or policy taxes it: the fee is not a sale,
+   and the tax credited is the returned units' own): ``refund_total = line_total - restocking_fee``, so
+   ``restocking_fee + refund_total = line_total`` (what is credited) on every row. It is charged whatever the
+   kind: a refund pays back ``refund_total``; a credit note credits ``line_total`` and keeps the fee in a
+   ``restocking_fee`` line of the note (:func:`som_pipeline.billing.invoicing.restocking_fee_lines`, billing's
+   rule 7: the rows' fees summed per invoice line, never rounded again), so the note's total is the
+   ``Σ refund_total`` of its rows.
 4. **Shipping**: the order's shipping invoice lines (``order_line_no`` null) are credited whole (what is left of
    them) on the RMA line that completes the order -- after it every billed item unit of the order is credited --
    when that line's reason is the seller's fault and the policy's ``refund_shipping_on_fault`` holds

@@ -3,8 +3,10 @@ allocation to invoices, and the receivables (the open items the credit check rea
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 
+import pandera.polars as pa
 import polars as pl
 
 from som_pipeline.schemas.base import Money, Rate, TsUTC, UnitPrice, _f, _Strict
@@ -14,6 +16,8 @@ Tax14 = Annotated[pl.Decimal, 38, 14]
 
 BASES = ["shipment", "delivery"]
 LINE_KINDS = ["item", "shipping"]
+#: Credit-note lines: the invoice's kinds, and the restocking fee a RETURN note keeps (billing.invoicing rule 7).
+CREDIT_LINE_KINDS = [*LINE_KINDS, "restocking_fee"]
 TAX_SOURCES = ["channel", "table", "none"]
 CREDIT_REASONS = ["RETURN", "PRICE_CORRECTION", "CANCELLATION"]
 PAYMENT_SOURCES = ["bank", "payout", "channel_capture"]
@@ -83,7 +87,8 @@ class _Totals(_Strict):
     shipping_total: Money = _f("Σ shipping lines' net.")
     tax_total: Money = _f("Σ line taxes.")
     total: Money = _f("Σ line totals (= subtotal - discount + shipping + tax, or without the tax when prices "
-                      "include it): the sum of the rounded lines, never rounded again.")
+                      "include it; a credit note's restocking fee lines are subtracted, not added): the sum of "
+                      "the rounded lines, never rounded again.")
     line_count: pl.Int64 = _f("Lines.", ge=1)
 
 
@@ -155,27 +160,47 @@ class CreditNoteModel(_Totals):
     credit_date: pl.Date = _f("Date of the credit note.")
     issued_at: TsUTC = _f("When the run posted it.")
     note: str = _f("Why, in words.", nullable=True)
+    restocking_fee_total: Money = _f("Σ restocking fee lines (RETURN notes; 0 otherwise): kept from the credit, "
+                                     "so total = subtotal - discount + shipping + tax - restocking_fee_total.",
+                                     ge=0, backfill=Decimal("0.00"))
+
+    @pa.dataframe_check(description="the restocking fee never exceeds the net of the items credited")
+    def fee_within_credit(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.col("restocking_fee_total") <= pl.col("subtotal") - pl.col("discount_total"))
 
 
 class CreditNoteLineModel(_Strict):
-    """``core.credit_note_lines``: what each credit note credits, line by invoice line (amounts positive)."""
+    """``core.credit_note_lines``: what each credit note credits, line by invoice line (amounts positive); a
+    RETURN note's restocking fee is a line of kind ``restocking_fee`` (positive too: the kind makes it a
+    deduction from the credit)."""
 
     credit_note_id: str = _f("core.credit_notes.credit_note_id")
     line_no: pl.Int64 = _f("Line within the credit note.", ge=1)
     invoice_id: str = _f("Invoice.")
-    invoice_line_no: pl.Int64 = _f("Invoice line credited.", ge=1)
-    kind: str = _f("item | shipping.", isin=LINE_KINDS)
+    invoice_line_no: pl.Int64 = _f("Invoice line credited (a restocking fee: the item line it is charged on).",
+                                   ge=1)
+    kind: str = _f("item | shipping (credited) | restocking_fee (kept from the credit of the item line: "
+                   "billing.invoicing rule 7).", isin=CREDIT_LINE_KINDS)
     sku: str = _f("SKU.", nullable=True)
-    quantity: pl.Int64 = _f("Units credited (0: a price correction).", ge=0)
-    extended_amount: Money = _f("Credited extended amount.", ge=0)
+    quantity: pl.Int64 = _f("Units credited (0: a price correction, a restocking fee).", ge=0)
+    extended_amount: Money = _f("Credited extended amount (a fee: the fee).", ge=0)
     discount_amount: Money = _f("Credited discount.", ge=0)
-    net_amount: Money = _f("Credited net.", ge=0)
-    tax_amount: Money = _f("Credited tax.", ge=0)
-    line_total: Money = _f("Credited total.", ge=0)
+    net_amount: Money = _f("Credited net (a fee: the fee).", ge=0)
+    tax_amount: Money = _f("Credited tax (a fee: 0, untaxed).", ge=0)
+    line_total: Money = _f("Credited total (a fee: the amount deducted from the note's total).", ge=0)
 
     class Config:
         strict = True
         unique = ["credit_note_id", "line_no"]
+
+    @pa.dataframe_check(description="a restocking fee line is an untaxed amount: no units, no discount, no tax, "
+                                    "extended = net = line total")
+    def fee_lines_are_untaxed_amounts(cls, data) -> pl.LazyFrame:
+        fee = pl.col("kind") == "restocking_fee"
+        ok = ((pl.col("quantity") == 0) & (pl.col("discount_amount") == 0) & (pl.col("tax_amount") == 0)
+              & (pl.col("net_amount") == pl.col("extended_amount")) & (pl.col("line_total") == pl.col("net_amount")))
+        return data.lazyframe.select(~fee | ok)
 
 
 # --- money in -------------------------------------------------------------------------------------

@@ -28,10 +28,12 @@ from pathlib import Path
 import polars as pl
 
 from som_pipeline.billing.invoicing import (
+    FEE_KIND,
     credit_lines,
     invoice_totals,
     number_documents,
     price_lines,
+    restocking_fee_lines,
     shipping_lines,
 )
 from som_pipeline.config import Settings
@@ -456,8 +458,9 @@ def _cancellations(con, settings: Settings, now: datetime, cfg: BillingConfig, r
 def _post_credit_notes(con, heads: pl.DataFrame, amounts: pl.DataFrame | None, now: datetime,
                        rep: BillingReport) -> pl.DataFrame:
     """Post credit notes: ``heads`` one per note (invoice_id, legal_entity, order_id, customer_id, currency,
-    reason, source_ref, note); ``amounts`` (invoice_id, invoice_line_no, credit_qty | credit_amount) or None
-    (credit every unit not credited yet)."""
+    reason, source_ref, note); ``amounts`` (invoice_id, invoice_line_no, credit_qty | credit_amount, optional
+    restocking_fee: kept from that line's credit, a ``restocking_fee`` line right after it -- invoicing rule 7)
+    or None (credit every unit not credited yet)."""
     # a note already posted for the same cause (a rerun after a kill) is not posted again
     done_refs = select_keys(con, "core.credit_notes", heads.select("source_ref"), "source_ref")
     heads = heads.join(done_refs, on="source_ref", how="anti")
@@ -467,7 +470,8 @@ def _post_credit_notes(con, heads: pl.DataFrame, amounts: pl.DataFrame | None, n
     with registered(con, heads.select("invoice_id")) as k:
         done = con.execute(f"""
             SELECT l.invoice_id, l.invoice_line_no AS line_no, sum(l.quantity)::BIGINT AS credited_qty
-            FROM core.credit_note_lines l SEMI JOIN {k} USING (invoice_id) GROUP BY ALL""").pl()  # noqa: S608
+            FROM core.credit_note_lines l SEMI JOIN {k} USING (invoice_id)
+            WHERE l.kind <> 'restocking_fee' GROUP BY ALL""").pl()  # noqa: S608
     il = (il.join(done, on=["invoice_id", "line_no"], how="left")
           .with_columns(pl.col("credited_qty").fill_null(0), pl.col("quantity").alias("billed_qty"),
                         pl.lit(False).alias("prices_include_tax")))
@@ -477,6 +481,8 @@ def _post_credit_notes(con, heads: pl.DataFrame, amounts: pl.DataFrame | None, n
     else:
         il = il.join(amounts.rename({"invoice_line_no": "line_no"}), on=["invoice_id", "line_no"], how="inner")
     cl = credit_lines(il).filter(pl.col("line_total") > 0)
+    if "restocking_fee" in cl.columns:  # a RETURN's fee: a line of its own, after the line it is kept from
+        cl = pl.concat([cl, restocking_fee_lines(cl)], how="vertical_relaxed")
     heads = heads.join(cl.select("invoice_id").unique(), on="invoice_id", how="semi")
     if heads.height == 0:
         return pl.DataFrame(schema={"item_id": pl.String})
@@ -487,7 +493,8 @@ def _post_credit_notes(con, heads: pl.DataFrame, amounts: pl.DataFrame | None, n
                        "WHERE kind = 'credit_note'").pl()
     heads = number_documents(heads, last, "credit_note").rename({"number": "credit_note_id"})
     cl = (cl.join(heads.select("invoice_id", "credit_note_id"), on="invoice_id")
-          .rename({"line_no": "invoice_line_no"}).sort("credit_note_id", "invoice_line_no")
+          .rename({"line_no": "invoice_line_no"})
+          .sort("credit_note_id", "invoice_line_no", pl.col("kind") == FEE_KIND)
           .with_columns(pl.int_range(1, pl.len() + 1).over("credit_note_id").cast(pl.Int64).alias("line_no"),
                         pl.col("qty").alias("quantity")))
     lines = conform(cl, CreditNoteLineModel)

@@ -114,7 +114,8 @@ def gather_facts(con, ids: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             cr AS (SELECT il.order_id, il.order_line_no AS line_no, sum(cl.quantity) AS q
                    FROM core.credit_note_lines cl JOIN core.invoice_lines il
                         ON il.invoice_id = cl.invoice_id AND il.line_no = cl.invoice_line_no
-                   SEMI JOIN {k} ON il.order_id = {k}.order_id WHERE il.kind = 'item' GROUP BY ALL)
+                   SEMI JOIN {k} ON il.order_id = {k}.order_id
+                   WHERE il.kind = 'item' AND cl.kind <> 'restocking_fee' GROUP BY ALL)
             SELECT ol.order_id, ol.line_no, ol.quantity AS ordered_qty,
                    CASE WHEN ol.cancelled THEN greatest(ol.quantity - coalesce(sh.q, 0), 0) ELSE 0 END
                        AS cancelled_qty,
@@ -262,7 +263,7 @@ def gather_break_facts(con) -> dict[str, pl.DataFrame]:
                         WHERE kind = 'item' GROUP BY ALL),
             cr AS (SELECT il.order_id, il.order_line_no AS line_no, sum(cl.quantity) AS q FROM core.credit_note_lines cl
                    JOIN core.invoice_lines il ON il.invoice_id = cl.invoice_id AND il.line_no = cl.invoice_line_no
-                   WHERE il.kind = 'item' GROUP BY ALL),
+                   WHERE il.kind = 'item' AND cl.kind <> 'restocking_fee' GROUP BY ALL),
             sh AS (SELECT order_id, line_no, sum(quantity) AS q FROM core.shipment_lines GROUP BY ALL)
             SELECT iv.order_id, iv.line_no, (iv.q - coalesce(cr.q, 0))::BIGINT AS invoiced_qty,
                    coalesce(sh.q, 0)::BIGINT AS shipped_qty

@@ -8,6 +8,9 @@ comes back to the warehouse posted to the stock ledger.
 2. **Money back** (``returns.money``): the returned units credited from the invoice lines that billed them,
    oldest first, by the invoicing rules; prepaid orders get a refund, invoiced B2B orders a credit note (RETURN,
    numbered in billing's series); both in ``core.refunds`` with the restocking fee and shipping by the policy.
+   The fee is charged on both: a refund pays back ``refund_total = line_total - fee``; a credit note credits the
+   returned lines and keeps the fee in a ``restocking_fee`` line (billing.invoicing rule 7), so its total is the
+   same ``Σ refund_total`` of its rows in ``core.refunds`` (checked: ``credit_notes_match_refunds``).
 3. **Chargebacks** (``landing/chargebacks``: payment disputes; ``services.chargebacks``) kept in
    ``core.chargebacks`` at their latest status; closure takes the money charged back from what was paid.
 4. **Receipts** (``landing/return_receipts``): matched to the RMA lines and graded; restocked / refurbished units
@@ -26,6 +29,7 @@ import polars as pl
 
 from som_pipeline.config import Settings
 from som_pipeline.hashing import sha256_series
+from som_pipeline.money import MONEY
 from som_pipeline.schemas import RefundModel, ReturnReceiptModel, ReturnRequestModel, conform
 from som_pipeline.services import Step
 from som_pipeline.services.landing import archive, incoming
@@ -141,12 +145,19 @@ def _requests(con, settings: Settings, f, feed: str, rf, now: datetime, rep: Ret
         o = select_keys(con, "core.orders", orders_, "order_id, channel, customer_id, payment_status")
         prepaid = policies(con, o, BillingConfig()).select("order_id", "prepaid")
         il = select_keys(con, "core.invoice_lines", orders_)
-        with registered(con, orders_) as k:
+        # units credited before this batch; a note naming one of the batch's RMAs was posted by an earlier attempt
+        # at this very batch, killed before its commit (the RMAs are new): its units are this batch's, so the
+        # money is computed again as it was and its refunds are recorded against it (the note is not re-posted)
+        with registered(con, orders_) as k, registered(con, acc.select("rma_id").unique()) as r:
             credited = con.execute(f"""
                 SELECT cl.invoice_id, cl.invoice_line_no AS line_no, sum(cl.quantity)::BIGINT AS credited_qty
                 FROM core.credit_note_lines cl JOIN core.invoice_lines il
                      ON il.invoice_id = cl.invoice_id AND il.line_no = cl.invoice_line_no
-                SEMI JOIN {k} ON il.order_id = {k}.order_id GROUP BY ALL""").pl()  # noqa: S608
+                SEMI JOIN {k} ON il.order_id = {k}.order_id
+                WHERE cl.kind <> 'restocking_fee' AND cl.credit_note_id NOT IN (
+                      SELECT n.credit_note_id FROM core.credit_notes n
+                      SEMI JOIN {r} ON n.reason = 'RETURN' AND split_part(n.source_ref, ':', 2) = {r}.rma_id)
+                GROUP BY ALL""").pl()  # noqa: S608
             issued = con.execute(f"SELECT invoice_id, issued_at FROM core.invoices SEMI JOIN {k} USING (order_id)"  # noqa: S608
                                  ).pl()
         il = il.join(credited, on=["invoice_id", "line_no"], how="left").join(issued, on="invoice_id", how="left")
@@ -162,9 +173,11 @@ def _requests(con, settings: Settings, f, feed: str, rf, now: datetime, rep: Ret
                 "invoice_id", "legal_entity", "order_id", "customer_id", "currency",
                 pl.lit("RETURN").alias("reason"), pl.format("return:{}:{}", pl.col("rma_id"), pl.col("invoice_id"))
                 .alias("source_ref"), pl.format("goods returned under {}", pl.col("rma_id")).alias("note"))
+            # per invoice line: the units credited and the fee kept from them (Σ of the rows' rounded fees: the
+            # note's fee line is exactly what core.refunds records)
             amounts = notes.group_by("invoice_id", "invoice_line_no").agg(
-                pl.col("credit_qty").sum().alias("credit_qty")).with_columns(pl.lit(None, pl.Decimal(18, 2))
-                                                                            .alias("credit_amount"))
+                pl.col("credit_qty").sum().alias("credit_qty"), pl.col("restocking_fee").sum().cast(MONEY)
+            ).with_columns(pl.lit(None, MONEY).alias("credit_amount"))
     # the credit notes first (their own transaction, idempotent by source_ref: a rerun after a kill here posts
     # nothing twice), then the requests, the refunds and the file's ledger row together
     if heads is not None:
