@@ -61,7 +61,8 @@ def simulate_returns(home: Path, wh, now: datetime, seed: int = 9) -> dict:
     if picks.height:
         first = picks.row(0, named=True)
         req.append({"request_id": f"RR-{seed}-OVER", "order_ref": first["order_id"], "line_no": first["line_no"],
-                    "quantity": first["qty"] + 5, "reason": "NO_LONGER_NEEDED", "requested_at": at,
+                    "quantity": int(dl.filter((pl.col("order_id") == first["order_id"])
+                                           & (pl.col("line_no") == first["line_no"]))["qty"].sum()) + 5, "reason": "NO_LONGER_NEEDED", "requested_at": at,
                     "customer_note": "all of them", "exchange_sku": ""})
         req.append({"request_id": f"RR-{seed}-NOLINE", "order_ref": first["order_id"], "line_no": 99,
                     "quantity": 1, "reason": "OTHER", "requested_at": at, "customer_note": "", "exchange_sku": ""})
