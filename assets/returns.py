@@ -20,6 +20,7 @@ _NOW = {"core.return_requests": "received_at = $now",
         "core.return_receipts": "source_file IN (SELECT source_file FROM ops.ingest_files WHERE channel = "
         "'return_receipts' AND processed_at = $now)", "core.refunds": "refunded_at = $now",
         "core.chargebacks": "updated_at = $now", "core.order_closure": "updated_at = $now",
+        "core.order_line_closure": "updated_at = $now",
         "ops.reconciliation_breaks": "last_seen = $now OR resolved_at = $now"}
 
 

@@ -191,3 +191,20 @@ def test_service_reopens_a_closed_order_and_closes_it_when_won(book, settings) -
     assert ev == ["CLOSED", "REOPENED", "CLOSED"]
     assert book.read("SELECT resolved_at FROM ops.reconciliation_breaks WHERE break_type = 'CHARGEBACK_OPEN'"
                      )["resolved_at"].item() is not None
+
+
+def test_order_lines_are_traced_through_every_stage(book, settings) -> None:  # noqa: F811
+    """core.order_line_closure: each order line's units at every stage and what is open, upserted only when a line
+    changes."""
+    run_billing(book, settings, NOW)
+    _delivered(book, "S-D", "SHP-9", NOW - timedelta(days=40))
+    run_closure(book, settings, NOW)
+    lc = book.read("SELECT * FROM core.order_line_closure ORDER BY order_id, line_no")
+    n_lines = book.read("SELECT count(*) AS n FROM core.order_lines")["n"][0]
+    assert lc.height == n_lines
+    shp = lc.filter(pl.col("order_id") == "SHP-9").row(0, named=True)
+    assert (shp["ordered_qty"], shp["shipped_qty"], shp["delivered_qty"], shp["invoiced_qty"]) == (1, 1, 1, 1)
+    assert (shp["open_qty"], shp["delivery_status"], shp["invoicing_status"]) == (0, "full", "full")
+    stamp = lc["updated_at"].max()
+    run_closure(book, settings, NOW + timedelta(hours=1))  # nothing changed: no line rewritten
+    assert book.read("SELECT max(updated_at) AS t FROM core.order_line_closure")["t"][0] == stamp

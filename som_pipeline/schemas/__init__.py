@@ -152,6 +152,7 @@ from som_pipeline.schemas.returns import (
     RETURN_REASONS,
     ChargebackModel,
     OrderClosureModel,
+    OrderLineClosureModel,
     ReconciliationBreakModel,
     RefundModel,
     ReturnPolicyModel,
@@ -278,6 +279,7 @@ TABLES: dict[str, type[pa.DataFrameModel]] = {
     "core.refunds": RefundModel,
     "core.chargebacks": ChargebackModel,
     "core.order_closure": OrderClosureModel,
+    "core.order_line_closure": OrderLineClosureModel,
     # state: derived statistics over history, updated per run for what changed
     "state.daily_demand": DailyDemandModel,
     "state.forecast_fits": ForecastFitModel,
@@ -334,7 +336,7 @@ __all__ = [
     "DocumentNumberModel",
     # returns and closure
     "RETURN_REASONS", "GRADES", "ReturnPolicyModel", "ReturnRequestModel", "ReturnReceiptModel", "RefundModel",
-    "ChargebackModel", "OrderClosureModel", "ReconciliationBreakModel",
+    "ChargebackModel", "OrderClosureModel", "OrderLineClosureModel", "ReconciliationBreakModel",
     # ops
     "RECORD_KINDS", "QuarantineModel", "IngestFileModel", "IngestRedropModel", "LandingWaitingModel", "EdiAckModel",
     "B2BWatermarkModel", "AmazonPendingModel", "WatermarkModel",

@@ -147,6 +147,38 @@ class OrderClosureModel(_Strict):
     updated_at: TsUTC = _f("Last change.")
 
 
+class OrderLineClosureModel(_Strict):
+    """``core.order_line_closure``: each order line traced through every stage -- the units ordered, cancelled,
+    allocated, picked, shipped, delivered, returned, invoiced and credited -- and what is still open
+    (``closure.status`` line rules)."""
+
+    order_id: str = _f("Order.")
+    line_no: pl.Int64 = _f("Order line.")
+    ordered_qty: pl.Int64 = _f("Units ordered.", ge=0)
+    cancelled_qty: pl.Int64 = _f("Units cancelled (a cancelled order: what did not ship).", ge=0)
+    allocated_qty: pl.Int64 = _f("Units allocated to a warehouse.", ge=0)
+    picked_qty: pl.Int64 = _f("Units picked.", ge=0)
+    shipped_qty: pl.Int64 = _f("Units shipped.", ge=0)
+    delivered_qty: pl.Int64 = _f("Units delivered (carrier's proof of delivery).", ge=0)
+    returned_qty: pl.Int64 = _f("Units received back (matched, short or over receipts).", ge=0)
+    invoiced_qty: pl.Int64 = _f("Units on invoices.", ge=0)
+    credited_qty: pl.Int64 = _f("Units on credit notes.", ge=0)
+    due_qty: pl.Int64 = _f("ordered - cancelled: what the customer still wants.", ge=0)
+    net_delivered_qty: pl.Int64 = _f("delivered - returned: what the customer holds.", ge=0)
+    billable_qty: pl.Int64 = _f("min(shipped, due) - returned.", ge=0)
+    net_invoiced_qty: pl.Int64 = _f("invoiced - credited.")
+    open_delivery_qty: pl.Int64 = _f("Units still to deliver (a return discharges delivery).", ge=0)
+    open_invoice_qty: pl.Int64 = _f("billable - net invoiced: > 0 to invoice, < 0 to credit.")
+    open_qty: pl.Int64 = _f("open_delivery + |open_invoice|: 0 when nothing is left to do on the line.", ge=0)
+    delivery_status: str = _f("none | partial | full (net of returns).", isin=["none", "partial", "full"])
+    invoicing_status: str = _f("nothing | partial | full | over.", isin=["nothing", "partial", "full", "over"])
+    updated_at: TsUTC = _f("Last change.")
+
+    class Config:
+        strict = True
+        unique = ["order_id", "line_no"]
+
+
 class ReconciliationBreakModel(_Strict):
     """``ops.reconciliation_breaks``: what the nightly reconciliation found wrong, carried from night to night
     (never re-created) until it clears."""

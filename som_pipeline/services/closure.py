@@ -22,7 +22,7 @@ import polars as pl
 
 from som_pipeline.config import Settings
 from som_pipeline.lifecycle import CLOSED, REOPENED, details, order_events
-from som_pipeline.schemas import OrderClosureModel, ReconciliationBreakModel, conform
+from som_pipeline.schemas import OrderClosureModel, OrderLineClosureModel, ReconciliationBreakModel, conform
 from som_pipeline.services import Step
 from som_pipeline.services.landing import write_atomic
 from som_pipeline.warehouse import (
@@ -30,6 +30,7 @@ from som_pipeline.warehouse import (
     insert_frame,
     registered,
     replace_keys,
+    select_keys,
     transaction,
 )
 
@@ -41,7 +42,7 @@ CLOSURE = Step(
            "core.return_requests", "core.return_receipts", "core.refunds", "core.chargebacks", "ref.return_policies",
            "ref.inventory",
            "core.order_closure", "ops.reconciliation_breaks"),
-    writes=("core.order_closure", "ops.reconciliation_breaks"),
+    writes=("core.order_closure", "core.order_line_closure", "ops.reconciliation_breaks"),
     appends=("core.order_events",),
 )
 
@@ -194,10 +195,17 @@ def _closure(con, now: datetime, rep: ClosureReport) -> None:
         old = conform(prev, OrderClosureModel) if prev.height else rows.head(0)
         cmp = [c for c in rows.columns if c != "updated_at"]
         changed = rows.join(old.select(cmp), on=cmp, how="anti", nulls_equal=True)
+        lrows = conform(ls.with_columns(pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("updated_at")),
+                        OrderLineClosureModel)
+        lold = select_keys(con, "core.order_line_closure", ids)
+        lcmp = [c for c in lrows.columns if c != "updated_at"]
+        lchanged = lrows.join(lold.select(lcmp), on=lcmp, how="anti", nulls_equal=True) if lold.height else lrows
         events = _events(con, ev, now)
         with transaction(con):
             if changed.height:
                 replace_keys(con, "core.order_closure", changed.select("order_id"), changed)
+            if lchanged.height:
+                replace_keys(con, "core.order_line_closure", lchanged.select("order_id", "line_no"), lchanged)
             if events.height:
                 insert_frame(con, "core.order_events", events)
         rep.orders_evaluated += ids.height
