@@ -205,6 +205,8 @@ def test_order_lines_are_traced_through_every_stage(book, settings) -> None:  # 
     shp = lc.filter(pl.col("order_id") == "SHP-9").row(0, named=True)
     assert (shp["ordered_qty"], shp["shipped_qty"], shp["delivered_qty"], shp["invoiced_qty"]) == (1, 1, 1, 1)
     assert (shp["open_qty"], shp["delivery_status"], shp["invoicing_status"]) == (0, "full", "full")
+    inv = book.read("SELECT sum(line_total) AS t FROM core.invoice_lines WHERE order_id = 'SHP-9' AND kind = 'item'")
+    assert shp["invoiced_amount"] == inv["t"][0] and shp["credited_amount"] == 0
     stamp = lc["updated_at"].max()
     run_closure(book, settings, NOW + timedelta(hours=1))  # nothing changed: no line rewritten
     assert book.read("SELECT max(updated_at) AS t FROM core.order_line_closure")["t"][0] == stamp

@@ -149,8 +149,9 @@ class OrderClosureModel(_Strict):
 
 class OrderLineClosureModel(_Strict):
     """``core.order_line_closure``: each order line traced through every stage -- the units ordered, cancelled,
-    allocated, picked, shipped, delivered, returned, invoiced and credited -- and what is still open
-    (``closure.status`` line rules)."""
+    allocated, picked, shipped, delivered, returned, invoiced and credited, the money invoiced and credited --
+    and what is still open (``closure.status`` line rules). Payments and refunds settle invoices and RMAs, not
+    lines: they are in ``core.order_closure`` per order."""
 
     order_id: str = _f("Order.")
     line_no: pl.Int64 = _f("Order line.")
@@ -163,6 +164,8 @@ class OrderLineClosureModel(_Strict):
     returned_qty: pl.Int64 = _f("Units received back (matched, short or over receipts).", ge=0)
     invoiced_qty: pl.Int64 = _f("Units on invoices.", ge=0)
     credited_qty: pl.Int64 = _f("Units on credit notes.", ge=0)
+    invoiced_amount: Money = _f("Σ the line's invoice lines (line totals).")
+    credited_amount: Money = _f("Σ its credit-note lines, net of restocking fees kept.")
     due_qty: pl.Int64 = _f("ordered - cancelled: what the customer still wants.", ge=0)
     net_delivered_qty: pl.Int64 = _f("delivered - returned: what the customer holds.", ge=0)
     billable_qty: pl.Int64 = _f("min(shipped, due) - returned.", ge=0)

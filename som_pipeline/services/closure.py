@@ -110,20 +110,24 @@ def gather_facts(con, ids: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
                    WHERE st.delivered_at IS NOT NULL GROUP BY ALL),
             rt AS (SELECT order_id, line_no, sum(quantity) AS q FROM core.return_receipts SEMI JOIN {k} USING (order_id)
                    WHERE outcome IN ('MATCHED', 'SHORT_RECEIVED', 'OVER_RECEIVED') GROUP BY ALL),
-            iv AS (SELECT order_id, order_line_no AS line_no, sum(quantity) AS q FROM core.invoice_lines
-                   SEMI JOIN {k} USING (order_id) WHERE kind = 'item' GROUP BY ALL),
-            cr AS (SELECT il.order_id, il.order_line_no AS line_no, sum(cl.quantity) AS q
+            iv AS (SELECT order_id, order_line_no AS line_no, sum(quantity) AS q, sum(line_total) AS amt
+                   FROM core.invoice_lines SEMI JOIN {k} USING (order_id) WHERE kind = 'item' GROUP BY ALL),
+            cr AS (SELECT il.order_id, il.order_line_no AS line_no,
+                          sum(cl.quantity) FILTER (WHERE cl.kind <> 'restocking_fee') AS q,
+                          sum(CASE WHEN cl.kind = 'restocking_fee' THEN -cl.line_total ELSE cl.line_total END) AS amt
                    FROM core.credit_note_lines cl JOIN core.invoice_lines il
                         ON il.invoice_id = cl.invoice_id AND il.line_no = cl.invoice_line_no
                    SEMI JOIN {k} ON il.order_id = {k}.order_id
-                   WHERE il.kind = 'item' AND cl.kind <> 'restocking_fee' GROUP BY ALL)
+                   WHERE il.kind = 'item' GROUP BY ALL)
             SELECT ol.order_id, ol.line_no, ol.quantity AS ordered_qty,
                    CASE WHEN ol.cancelled THEN greatest(ol.quantity - coalesce(sh.q, 0), 0) ELSE 0 END
                        AS cancelled_qty,
                    coalesce(al.q, 0)::BIGINT AS allocated_qty, coalesce(pk.q, 0)::BIGINT AS picked_qty,
                    coalesce(sh.q, 0)::BIGINT AS shipped_qty, coalesce(dl.q, 0)::BIGINT AS delivered_qty,
                    coalesce(rt.q, 0)::BIGINT AS returned_qty, coalesce(iv.q, 0)::BIGINT AS invoiced_qty,
-                   coalesce(cr.q, 0)::BIGINT AS credited_qty
+                   coalesce(cr.q, 0)::BIGINT AS credited_qty,
+                   coalesce(iv.amt, 0)::DECIMAL(18, 2) AS invoiced_amount,
+                   coalesce(cr.amt, 0)::DECIMAL(18, 2) AS credited_amount
             FROM ol LEFT JOIN al USING (order_id, line_no) LEFT JOIN pk USING (order_id, line_no)
             LEFT JOIN sh USING (order_id, line_no) LEFT JOIN dl USING (order_id, line_no)
             LEFT JOIN rt USING (order_id, line_no) LEFT JOIN iv USING (order_id, line_no)
