@@ -127,6 +127,14 @@ REASONS: dict[str, str] = {
     "held aside, the authorised units are put to stock.",
     "SHORT_RECEIVED": "Fewer units received than the RMA line authorised (after this batch's receipts): reported "
     "with the difference; closed when a receipt said it was final.",
+    # --- chargebacks (landing/chargebacks) -----------------------------------------------
+    "BAD_DISPUTE_STATUS": "A dispute's status is not one the reader knows (needs_response, under_review, won, lost, "
+    "accepted, charge_refunded, ...).",
+    "BAD_DISPUTE_TYPE": "A dispute's type is not chargeback or inquiry.",
+    "CHARGEBACK_UNKNOWN_ORDER": "A dispute names an order that is neither our order id nor a channel's order "
+    "reference we know (a Shopify dispute: a Shopify order): nothing to re-open; a person looks it up.",
+    "CHARGEBACK_CURRENCY_MISMATCH": "A dispute's currency is not its order's: the amount cannot be taken from what "
+    "was paid.",
 }
 
 # Codes that only a later run can produce (a second upload of a file): not expected in a one-shot demo.
@@ -192,7 +200,8 @@ FULFILMENT_CODES = frozenset({"BAD_ACTION", "BAD_BARCODE", "BAD_RECEIPT_KIND", "
 RETURNS_CODES = frozenset({"BAD_RETURN_REASON", "BAD_RETURN_GRADE", "UNKNOWN_ORDER_LINE", "RETURN_NOT_DELIVERED",
                            "ITEM_NOT_RETURNABLE", "RETURN_WINDOW_CLOSED", "RETURN_QTY_EXCEEDS_DELIVERED",
                            "DUPLICATE_RETURN_REQUEST", "UNKNOWN_RMA", "WRONG_ITEM_RECEIVED", "OVER_RECEIVED",
-                           "SHORT_RECEIVED"})
+                           "SHORT_RECEIVED", "BAD_DISPUTE_STATUS", "BAD_DISPUTE_TYPE", "CHARGEBACK_UNKNOWN_ORDER",
+                           "CHARGEBACK_CURRENCY_MISMATCH"})
 # Codes only the billing feeds produce (bank statements, payouts, payment decisions)
 BILLING_CODES = frozenset({"BANK_SYNTAX", "BANK_SCHEMA", "BANK_BAD_AMOUNT", "BANK_BAD_DATE", "BANK_BALANCE_MISMATCH",
                            "BANK_CONTROL_TOTAL", "BANK_BATCH_MISMATCH", "BANK_NO_MONEY_MOVEMENT",

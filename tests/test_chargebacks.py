@@ -61,7 +61,7 @@ def test_processor_report_variations_and_rejections() -> None:
     got = read_disputes(csv.encode(), "report.csv")
     assert got.received == 11 == got.disputes.height + got.rejected.height
     assert got.rejected.select("location", "reason_code").rows() == [
-        ("line 4", "MISSING_FIELD"), ("line 5", "BAD_AMOUNT"), ("line 6", "BAD_AMOUNT"), ("line 7", "BAD_CURRENCY"),
+        ("line 4", "MISSING_FIELD"), ("line 5", "BAD_AMOUNT"), ("line 6", "BAD_AMOUNT"), ("line 7", "UNKNOWN_CURRENCY"),
         ("line 8", "BAD_DISPUTE_STATUS"), ("line 9", "BAD_DATE"), ("line 10", "BAD_DISPUTE_TYPE"),
         ("line 11", "DUPLICATE_LINE")]
     d = got.disputes

@@ -35,7 +35,7 @@ money). ``amount`` > 0, MONEY: the money disputed (Shopify's sign is ignored: a 
 The issuer debits the money when the dispute opens and gives it back only when the merchant wins.
 
 Rejections (house ``REJECT_SCHEMA``): ``MISSING_FIELD`` (order, amount, currency or status), ``BAD_AMOUNT``
-(not a decimal, or 0), ``BAD_CURRENCY`` (not three letters), ``BAD_DISPUTE_STATUS`` (unknown status),
+(not a decimal, or 0), ``UNKNOWN_CURRENCY`` (not an active ISO 4217 code), ``BAD_DISPUTE_STATUS`` (unknown status),
 ``BAD_DISPUTE_TYPE``, ``BAD_DATE`` (the opening date), ``DUPLICATE_LINE`` (the same dispute twice in a file:
 an identical copy counted once, a differing one rejected), plus the structural ``CSV_*``, ``INVALID_JSON``,
 ``EMPTY_FILE``, ``BAD_ENCODING``, ``UNREADABLE_FILE``. ``received == rows + rejected``.
@@ -53,6 +53,7 @@ from som_pipeline.fulfilment.scans import finish_rejects, first_problem, missing
 from som_pipeline.hashing import sha256_series
 from som_pipeline.ingest.common import DecodeError, decode_text, parse_ts
 from som_pipeline.ingest.jsondoc import _raw_bytes, dump_json, load_json_exact
+from som_pipeline.iso_codes import CURRENCIES
 from som_pipeline.returns.readers import _duplicates, _truncate, _whole_file
 
 FIELDS = ("dispute_id", "id", "order_ref", "order_id", "type", "amount", "currency", "reason",
@@ -162,8 +163,8 @@ def _read(data: bytes, source_file: str) -> DisputeFile:
         (missing != "", "MISSING_FIELD", pl.format("required field(s) empty: {}", missing)),
         (~pl.col("_amount_ok") | (pl.col("_amount") == 0), "BAD_AMOUNT",
          pl.format("amount '{}' is not a non-zero decimal with at most 2 places", pl.col("amount"))),
-        (~pl.col("_cur").str.contains(r"^[A-Z]{3}$"), "BAD_CURRENCY",
-         pl.format("currency '{}' is not a three-letter ISO 4217 code", pl.col("currency"))),
+        (~pl.col("_cur").is_in(sorted(CURRENCIES)), "UNKNOWN_CURRENCY",
+         pl.format("currency '{}' is not an active ISO 4217 code", pl.col("currency"))),
         (pl.col("_status").is_null(), "BAD_DISPUTE_STATUS",
          pl.format("status '{}' is not one of {}", pl.col("status"), pl.lit(", ".join(sorted(STATUS_MAP))))),
         (~pl.col("_kind").is_in(KINDS), "BAD_DISPUTE_TYPE",
