@@ -336,9 +336,10 @@ def _breaks(con, now: datetime, rep: ClosureReport) -> pl.DataFrame:
 def _report(con, settings: Settings, breaks: pl.DataFrame, now: datetime) -> str:
     from som_pipeline.closure.breaks import money_at_risk
     from som_pipeline.closure.report import render_report
-    from som_pipeline.closure.status import cycle_time_summary
+    from som_pipeline.closure.status import CYCLE_STAGES, cycle_time_summary
 
-    closed = con.execute("SELECT * FROM core.order_closure").pl().with_columns(
+    hours = ", ".join(col for col, _, _ in CYCLE_STAGES.values())  # names from code
+    closed = con.execute(f"SELECT closed, closed_at, blocking, {hours} FROM core.order_closure").pl().with_columns(  # noqa: S608
         pl.col("blocking").fill_null("").str.split(BLOCKING_SEP).list.eval(pl.element().filter(pl.element() != ""))
         .alias("blocking"))
     cycle = cycle_time_summary(closed)
