@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import polars as pl
@@ -133,6 +133,11 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
         state = State(*(select_keys(con, t, ids) for t in STATE_TABLES[:4]), anomaly=anomaly.history)
         others = _kept_approved_elsewhere(con, ids, cfg)
         out = run_workflow(orders, lines, state, new, ref, cfg, now, others=others)
+        # the day's orders, lines, reference data and anomaly history are not needed for the writes: freed
+        # before the transaction (at TPC-H SF 1 they are ~2 GB, and DuckDB needs memory for the upserts)
+        del orders, lines, ref, others
+        state = replace(state, anomaly=None)
+        anomaly = replace(anomaly, history=anomaly.history.clear())
 
         # quarantine: unreadable rows/files + decisions that do not apply
         q = _decision_quarantine(reads, out, now)
