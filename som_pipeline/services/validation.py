@@ -78,7 +78,9 @@ def stock_for_reservations(con) -> pl.DataFrame:
 
 @dataclass
 class ValidationReport:
-    outcome: Outcome  # the rows of the orders this run looked at (see run_validation)
+    # the rows of the orders this run looked at (see run_validation): status rows, evaluated ids, events,
+    # decisions; results, holds and reservations are emptied once written (read them from the warehouse)
+    outcome: Outcome
     decision_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     orders_read: int = 0  # orders that could change, given to the workflow
@@ -150,6 +152,11 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
             replace_keys(con, "core.order_holds", ids, holds)
             replace_keys(con, "core.reservations", ids, out.reservations)
             replace_keys(con, "core.validation_results", evaluated, results)
+            # written: the report keeps what its readers use (status rows, evaluated ids, events, decisions); the
+            # day's results, holds and reservations are freed before DuckDB computes the anomaly state (TPC-H SF 1:
+            # 10M result rows, while DuckDB holds them uncommitted too)
+            out.results, out.holds, out.reservations = (f.clear() for f in (out.results, out.holds, out.reservations))
+            del results, holds
             insert_frame(con, "core.order_events", out.events)
             insert_frame(con, "core.manual_decisions", out.decisions)
             write_quarantine(con, q)
