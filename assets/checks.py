@@ -24,24 +24,48 @@ def model_check_spec(asset_key: dg.AssetKey, model: type[pa.DataFrameModel]) -> 
 
 def model_check_result(asset_key: dg.AssetKey, model: type[pa.DataFrameModel], df: pl.DataFrame) -> dg.AssetCheckResult:
     """Validate the full frame (eager: data-level checks run, not just the schema)."""
-    try:
-        model.validate(df, lazy=True)
-    except pae.SchemaErrors as err:
-        fc = err.failure_cases
-        return dg.AssetCheckResult(
-            asset_key=asset_key,
-            check_name="matches_model",
-            passed=False,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "failure_cases": fc.height,
-                "by_check": dg.MetadataValue.json(
-                    {f"{r[0]}: {r[1]}": r[2] for r in fc.group_by("column", "check").len().rows()}
-                ),
-                "sample": dg.MetadataValue.md(md_table(fc.select([c for c in fc.columns if c != "schema_context"]), 20)),
-            },
-        )
-    return dg.AssetCheckResult(asset_key=asset_key, check_name="matches_model", passed=True, metadata={"rows": df.height})
+    check = ModelCheck(asset_key, model)
+    check.add(df)
+    return check.result()
+
+
+class ModelCheck:
+    """A ``matches_model`` check over a table's rows given in parts (:meth:`add` validates each part as it comes:
+    bounded memory), reported as one result. The parts must not split a key of the model's ``unique`` checks
+    (e.g. parts by order)."""
+
+    def __init__(self, asset_key: dg.AssetKey, model: type[pa.DataFrameModel]) -> None:
+        self.asset_key, self.model = asset_key, model
+        self.rows, self.preview, self.failures = 0, None, []
+
+    def add(self, df: pl.DataFrame) -> None:
+        self.rows += df.height
+        if self.preview is None or (self.preview.height == 0 and df.height):
+            self.preview = df.head(5)
+        try:
+            self.model.validate(df, lazy=True)
+        except pae.SchemaErrors as err:
+            self.failures.append(err.failure_cases)
+
+    def result(self) -> dg.AssetCheckResult:
+        if self.failures:
+            fc = pl.concat(self.failures, how="diagonal_relaxed")
+            return dg.AssetCheckResult(
+                asset_key=self.asset_key,
+                check_name="matches_model",
+                passed=False,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={
+                    "failure_cases": fc.height,
+                    "by_check": dg.MetadataValue.json(
+                        {f"{r[0]}: {r[1]}": r[2] for r in fc.group_by("column", "check").len().rows()}
+                    ),
+                    "sample": dg.MetadataValue.md(md_table(fc.select([c for c in fc.columns if c != "schema_context"]),
+                                                           20)),
+                },
+            )
+        return dg.AssetCheckResult(asset_key=self.asset_key, check_name="matches_model", passed=True,
+                                   metadata={"rows": self.rows})
 
 
 def rule_check_result(asset_key: dg.AssetKey, name: str, violations: pl.DataFrame, what: str,

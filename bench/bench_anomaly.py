@@ -155,7 +155,7 @@ def phase(name: str, d: Path) -> dict:
         else:
             run = anomaly_state_for_run(con, cfg)
             info.update(read_s=round(time.perf_counter() - t, 2), history_rows=run.history.height,
-                        refilled_groups=run.refilled, upsert_rows=run.added.height + run.removed.height)
+                        refilled_groups=run.refilled, touched_groups=run.touched)
             t1 = time.perf_counter()
             res = check_quantity_anomaly(ev_o, ev_l, ev_o.clear(), ev_l.clear(), cfg, anomaly_state=run.history)
             t2 = time.perf_counter()
@@ -211,7 +211,7 @@ def main() -> None:
         runs["after"] = _child("--phase", "after", "--dir", str(d))
         for name, r in runs.items():
             extra = (f"; state path: {r['history_rows']:,} observations read, {r['refilled_groups']} groups refilled "
-                     f"from core, {r['upsert_rows']:,} rows deleted or inserted; check {r['check_s']} s, write {r['write_s']} s"
+                     f"from core, {r['touched_groups']:,} groups upserted; check {r['check_s']} s, write {r['write_s']} s"
                      ) if name == "after" else ""
             print(f"{name:>6}: {r['seconds']:6.2f} s (reads {r['read_s']} s), peak RSS {r['peak_rss_mb']:,} MB; "
                   f"{r['evaluated_orders']:,} orders / {r['evaluated_lines']:,} lines evaluated, "

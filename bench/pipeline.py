@@ -69,17 +69,23 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def run_measured(cmd: list[str], env: dict[str, str], log: Path) -> dict:
-    """Run ``cmd``; wall seconds, peak tree RSS, the (time, rss) samples and ru_maxrss of the largest process."""
+def run_measured(cmd: list[str], env: dict[str, str], log: Path, max_rss: float = 0) -> dict:
+    """Run ``cmd``; wall seconds, peak tree RSS, the (time, rss) samples and ru_maxrss of the largest process.
+    ``max_rss`` (bytes, 0: none): the memory watchdog -- the process group is killed when its tree passes it."""
     samples: list[tuple[float, int]] = []
+    killed: list[float] = []
     with open(log, "w") as out:
         t0 = time.time()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)  # noqa: S603
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,  # noqa: S603
+                                start_new_session=True)
         stop = threading.Event()
 
         def sample() -> None:
             while not stop.is_set():
                 samples.append((time.time(), _tree_rss(proc.pid)))
+                if max_rss and samples[-1][1] > max_rss and not killed:
+                    killed.append(time.time() - t0)
+                    os.killpg(proc.pid, 9)
                 stop.wait(0.1)
 
         th = threading.Thread(target=sample, daemon=True)
@@ -90,7 +96,8 @@ def run_measured(cmd: list[str], env: dict[str, str], log: Path) -> dict:
         th.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
     return {"rc": proc.returncode, "seconds": wall, "peak_rss": max((r for _t, r in samples), default=0),
-            "ru_maxrss": usage.ru_maxrss * 1024, "samples": samples, "t0": t0}
+            "ru_maxrss": usage.ru_maxrss * 1024, "samples": samples, "t0": t0,
+            "killed_after_s": killed[0] if killed else None}
 
 
 def duckdb_floor(files: list[Path], db: Path) -> dict:
@@ -157,6 +164,8 @@ def main() -> int:
     ap.add_argument("--home", help="home to (re)create (default: a temporary directory)")
     ap.add_argument("--keep", action="store_true", help="keep the home")
     ap.add_argument("--json", help="write the results here as JSON")
+    ap.add_argument("--max-rss-gb", type=float, default=0,
+                    help="memory watchdog: kill `som run` when its process tree passes this many GB (0: none)")
     ap.add_argument("--nightly", action="store_true",
                     help="history first, then the last day in a second run (compared with that day alone)")
     a = ap.parse_args()
@@ -186,7 +195,9 @@ def main() -> int:
     floor = duckdb_floor(files, home / "tmp" / "floor.duckdb")
     print(f"  DuckDB floor: {floor['seconds']:.2f}s ({floor['orders']:,} orders, {floor['lines']:,} lines)")
 
-    run = run_measured([py, "-m", "som_pipeline.cli", "run"], env, home / "bench_som_run.log")
+    run = run_measured([py, "-m", "som_pipeline.cli", "run"], env, home / "bench_som_run.log", a.max_rss_gb * 1e9)
+    if run["killed_after_s"] is not None:
+        print(f"  memory watchdog: `som run` passed {a.max_rss_gb} GB after {run['killed_after_s']:.0f}s and was killed")
     text = (home / "bench_som_run.log").read_text()
     print(f"  som run: {run['seconds']:.1f}s, exit {run['rc']}, peak RSS {gb(run['peak_rss'])} (process tree), "
           f"largest process {gb(run['ru_maxrss'])}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import polars as pl
@@ -50,6 +50,15 @@ VALIDATION = Step(
     # what later stages left: shipped units and short picks (stock), our receivables (the credit check)
     feedback=("core.shipment_lines", "core.pick_tasks", "core.ar_open_items", "core.invoices"),
 )
+# the columns of core.orders / core.order_lines the workflow and its checks read (the rest -- capture
+# provenance, hashes, channel figures, unused address parts -- stays in DuckDB: at TPC-H SF 0.1 the day's
+# whole rows were 200 MB of Polars frames, ten times that at SF 1)
+ORDER_COLUMNS = ("order_id", "version", "channel", "customer_id", "customer_ref", "order_ts", "order_date",
+                 "currency", "ship_to_line1", "ship_to_city", "ship_to_postal_code", "ship_to_country",
+                 "ship_method", "promo_code", "payment_status", "cancelled_at", "ship_complete", "items_subtotal",
+                 "discount_total", "tax_total", "shipping_total", "prices_include_tax", "order_total")
+LINE_COLUMNS = ("order_id", "version", "line_no", "sku", "description", "quantity", "unit_price", "line_amount",
+                "discount_amount", "item_kind")
 
 
 def stock_for_reservations(con) -> pl.DataFrame:
@@ -69,7 +78,9 @@ def stock_for_reservations(con) -> pl.DataFrame:
 
 @dataclass
 class ValidationReport:
-    outcome: Outcome  # the rows of the orders this run looked at (see run_validation)
+    # the rows of the orders this run looked at (see run_validation): status rows, evaluated ids, events,
+    # decisions; results, holds and reservations are emptied once written (read them from the warehouse)
+    outcome: Outcome
     decision_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     orders_read: int = 0  # orders that could change, given to the workflow
@@ -116,14 +127,19 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
                          "date, no hold lapsing, no decision file): nothing to evaluate")
             return ValidationReport(_nothing(), [], notes, 0, _totals(con), skipped=True)
         ids = _orders_that_can_change(con, new)
-        orders = select_keys(con, "core.orders", ids)
-        lines = select_keys(con, "core.order_lines", ids)
+        orders = select_keys(con, "core.orders", ids, ", ".join(ORDER_COLUMNS))
+        lines = select_keys(con, "core.order_lines", ids, ", ".join(LINE_COLUMNS))
         ref = Reference(*(read_table(con, f"ref.{t}") for t in REF_TABLES[:4]), stock_for_reservations(con),
                         receivables(con))
         anomaly = anomaly_state_for_run(con, cfg)  # the anomaly baselines' state: only the groups touched
         state = State(*(select_keys(con, t, ids) for t in STATE_TABLES[:4]), anomaly=anomaly.history)
         others = _kept_approved_elsewhere(con, ids, cfg)
         out = run_workflow(orders, lines, state, new, ref, cfg, now, others=others)
+        # the day's orders, lines, reference data and anomaly history are not needed for the writes: freed
+        # before the transaction (at TPC-H SF 1 they are ~2 GB, and DuckDB needs memory for the upserts)
+        del orders, lines, ref, others
+        state = replace(state, anomaly=None)
+        anomaly = replace(anomaly, history=anomaly.history.clear())
 
         # quarantine: unreadable rows/files + decisions that do not apply
         q = _decision_quarantine(reads, out, now)
@@ -136,6 +152,11 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
             replace_keys(con, "core.order_holds", ids, holds)
             replace_keys(con, "core.reservations", ids, out.reservations)
             replace_keys(con, "core.validation_results", evaluated, results)
+            # written: the report keeps what its readers use (status rows, evaluated ids, events, decisions); the
+            # day's results, holds and reservations are freed before DuckDB computes the anomaly state (TPC-H SF 1:
+            # 10M result rows, while DuckDB holds them uncommitted too)
+            out.results, out.holds, out.reservations = (f.clear() for f in (out.results, out.holds, out.reservations))
+            del results, holds
             insert_frame(con, "core.order_events", out.events)
             insert_frame(con, "core.manual_decisions", out.decisions)
             write_quarantine(con, q)

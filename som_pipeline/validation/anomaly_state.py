@@ -62,15 +62,18 @@ def empty_state() -> pl.DataFrame:
     return empty(AnomalyBaselineModel)
 
 
-def observations(orders: Frame, lines: Frame, *, require_value: bool = True) -> pl.LazyFrame:
+def observations(orders: Frame, lines: Frame, *, require_value: bool = True,
+                 levels: tuple[str, ...] | None = None) -> pl.LazyFrame:
     """The observations of ``orders`` and their ``lines`` (state columns). ``require_value=False``: also rows
-    without a value (the groups an evaluated order asks about)."""
+    without a value (the groups an evaluated order asks about). ``levels``: only those levels (default: all)."""
     o = lazy(orders).select("order_id", "customer_id", "order_ts", "currency", "items_subtotal")
     ln = (lazy(lines).select("order_id", "line_no", "sku", "quantity")
           .join(o.select("order_id", "customer_id", "order_ts"), on="order_id", how="inner"))
     qty = pl.col("quantity").cast(SCHEMA["value"])
     parts = []
     for level, (k1, k2) in LEVEL_KEYS.items():
+        if levels is not None and level not in levels:
+            continue
         src, value, line_no = ((o, pl.col("items_subtotal").cast(SCHEMA["value"]), pl.lit(None, pl.Int64))
                                if level == "order_value" else (ln, qty, pl.col("line_no").cast(pl.Int64)))
         keep = pl.col(k1).is_not_null() & (pl.col(k2).is_not_null() if k2 else pl.lit(True))
@@ -129,10 +132,13 @@ def unservable_groups(state: Frame, queries: Frame, cfg: ValidationConfig) -> pl
             .filter(pl.col("order_ts") <= pl.col("_newest")).select(GROUP).unique().collect())
 
 
-def history_from_state(state: Frame, orders: Frame, lines: Frame) -> pl.LazyFrame:
+def history_from_state(state: Frame, orders: Frame, lines: Frame, level: str | None = None) -> pl.LazyFrame:
     """Observations the baselines of ``orders`` are computed from: ``state`` (minus the rows of ``orders``:
-    their current version counts) and the observations of ``orders`` themselves."""
-    run = observations(orders, lines)
+    their current version counts) and the observations of ``orders`` themselves. ``level``: only that level's
+    (the same rows: every step keys on the level)."""
+    run = observations(orders, lines, levels=None if level is None else (level,))
+    if level is not None:
+        state = lazy(state).filter(pl.col("level") == level)
     s = (lazy(state).select(list(SCHEMA)).unique(subset=OBS_KEY, maintain_order=True)  # state + refills may overlap
          .join(lazy(orders).select("order_id"), on="order_id", how="anti"))
     return pl.concat([s.join(run.select(OBS_KEY), on=OBS_KEY, how="anti", nulls_equal=True), run])

@@ -217,11 +217,13 @@ def run_workflow(
     checked = _checks(run, sel, ctx)
     dec = _manual_decisions(run, checked.results)
     stock = _preliminary_status_then_stock(run, sel, ctx, checked, dec)
+    del checked  # the screening results (the stock phase's results include them): a day's are GBs at SF 1
     holds, all_holds = _holds(run, sel, stock)
     st_new = _new_status_rows(run, stock, holds, dec)
     status = _status_rows(run, sel, st_new)
     reservations = _reservations(run, stock, st_new)
     out_results = _results_with_waivers(run, sel, stock, dec)
+    stock = replace(stock, results=stock.results.clear())  # only out_results' copy is kept
     touched = pl.concat([sel.ev_ids, sel.cancelled.select("order_id"), sel.historical.select("order_id")])
     events = _events(run, status, touched, stock, dec)
     return Outcome(status, all_holds.sort("order_id", "reason_code"), reservations, out_results,
@@ -251,9 +253,16 @@ def _select_orders(run: Run) -> Selection:
     )
     kept = active.join(evaluate.select("order_id"), on="order_id", how="anti")
     ev_ids = evaluate.select("order_id")
-    ev_orders = run.orders.join(ev_ids, on="order_id", how="semi")
-    ev_lines = run.lines.join(ev_ids, on="order_id", how="semi")
+    ev_orders = _rows_of(run.orders, ev_ids)
+    ev_lines = _rows_of(run.lines, ev_ids)
     return Selection(cancelled, historical, evaluate, kept, ev_ids, ev_orders, ev_lines)
+
+
+def _rows_of(df: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
+    """The rows of ``df`` whose ``order_id`` is in ``ids`` (a semi-join: same rows, same order), and ``df``
+    itself when that is every row (no copy: a day's new orders are all evaluated)."""
+    keep = df["order_id"].is_in(ids["order_id"]).fill_null(False)
+    return df if keep.all() else df.filter(keep)
 
 
 def _context_of_kept_orders(run: Run, sel: Selection) -> Context:
