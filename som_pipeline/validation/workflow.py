@@ -261,7 +261,7 @@ def _select_orders(run: Run) -> Selection:
 def _rows_of(df: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
     """The rows of ``df`` whose ``order_id`` is in ``ids`` (a semi-join: same rows, same order), and ``df``
     itself when that is every row (no copy: a day's new orders are all evaluated)."""
-    keep = df["order_id"].is_in(ids["order_id"]).fill_null(False)
+    keep = df["order_id"].is_in(ids["order_id"].implode()).fill_null(False)
     return df if keep.all() else df.filter(keep)
 
 
