@@ -3,7 +3,8 @@
 Each file (``billing.disputes``: Shopify Payments disputes, a processor's dispute report) is a status report:
 every dispute is resolved to our order (our order id, else the channel's order reference; Shopify disputes
 against Shopify orders) and upserted by ``chargeback_id`` at its latest status -- ``first_seen_at`` kept,
-``updated_at`` moved only when something changed, so re-dropping a file changes nothing. A dispute naming an
+``updated_at`` moved only when something changed, so re-dropping a file changes nothing. Files are taken in
+arrival order (the landing protocol's), so of two reports of a dispute in one run the later one stands. A dispute naming an
 order we do not know is quarantined ``CHARGEBACK_UNKNOWN_ORDER``; a dispute in another currency than its order
 ``CHARGEBACK_CURRENCY_MISMATCH``. Counts conserve per file (ledger row in ``ops.ingest_files``).
 
