@@ -51,10 +51,9 @@ import polars as pl
 from som_pipeline import money
 from som_pipeline.fulfilment.scans import finish_rejects, first_problem, missing_fields, read_records
 from som_pipeline.hashing import sha256_series
-from som_pipeline.ingest.common import DecodeError, decode_text, parse_ts
-from som_pipeline.ingest.jsondoc import _raw_bytes, dump_json, load_json_exact
+from som_pipeline.ingest.common import parse_ts
 from som_pipeline.iso_codes import CURRENCIES
-from som_pipeline.returns.readers import _duplicates, _truncate, _whole_file
+from som_pipeline.returns.readers import _duplicates, guard, unwrap_records, with_pointers
 
 FIELDS = ("dispute_id", "id", "order_ref", "order_id", "type", "amount", "currency", "reason",
           "network_reason_code", "status", "opened_at", "initiated_at", "resolved_at", "finalized_on",
@@ -88,55 +87,16 @@ class DisputeFile:
 
 def read_disputes(data: bytes, source_file: str) -> DisputeFile:
     """A dispute file (Shopify Payments disputes JSON, or a processor's CSV / JSON report) -> rows + rejects."""
-    try:
-        return _read(data, source_file)
-    except Exception as e:  # noqa: BLE001 - the contract: bad input never raises
-        return DisputeFile(pl.DataFrame(schema=DISPUTE_SCHEMA), _whole_file(
-            "UNREADABLE_FILE", f"internal error reading the file ({type(e).__name__}: {e}); please report it",
-            _raw_bytes(data)), 1)
-
-
-def _unwrap(data: bytes) -> tuple[bytes, str | None, pl.DataFrame | None]:
-    """``{"disputes": [...]}`` / ``{"dispute": {...}}`` -> the records' bytes and the location prefix."""
-    try:
-        text, _ = decode_text(data)
-    except DecodeError:
-        return data, None, None
-    if not text.lstrip().startswith("{"):
-        return data, None, None
-    try:
-        doc = load_json_exact(text)
-    except (ValueError, RecursionError):
-        return data, None, None  # JSON lines, or broken: the record reader reports it
-    if not isinstance(doc, dict):
-        return data, None, None
-    keys = {str(k).strip().lower(): k for k in doc}
-    if "dispute" in keys and isinstance(doc[keys["dispute"]], dict):
-        return dump_json([doc[keys["dispute"]]]).encode("utf-8"), "/dispute", None
-    if "disputes" not in keys:
-        return data, None, None
-    items = doc[keys["disputes"]]
-    if not isinstance(items, list):
-        return data, None, _whole_file("UNSUPPORTED_DOCUMENT", "'disputes' is not a list of disputes",
-                                       _truncate(text))
-    if not items:
-        return data, None, _whole_file("EMPTY_FILE", "'disputes' is an empty list", _truncate(text))
-    return dump_json(items).encode("utf-8"), "/disputes", None
+    return guard(_read, data, source_file, DisputeFile, DISPUTE_SCHEMA)
 
 
 def _read(data: bytes, source_file: str) -> DisputeFile:
-    data, prefix, problem = _unwrap(data)
+    data, prefix, problem = unwrap_records(data, "disputes", "disputes", single="dispute")
     if problem is not None:
         return DisputeFile(pl.DataFrame(schema=DISPUTE_SCHEMA), problem, 1)
     rec = read_records(data, FIELDS, ("amount", "currency", "status"), "order_ref",
                        one_of=("order_ref", "order_id"))
-    df, structural = rec.rows, rec.rejected
-    if prefix is not None:
-        def ptr(c: str) -> pl.Expr:
-            n = pl.col(c).str.extract(r"^record (\d+)$", 1).cast(pl.Int64)
-            return pl.when(n.is_not_null()).then(pl.format("{}/{}", pl.lit(prefix), n - 1)).otherwise(pl.col(c))
-        df = df.with_columns(ptr("location").alias("location"))
-        structural = structural.with_columns(ptr("location").alias("location"))
+    df, structural = with_pointers([rec.rows, rec.rejected], prefix)
     shopify = pl.lit(prefix is not None) | pl.col("initiated_at").is_not_null()
     amount_text = pl.col("amount").str.strip_chars().str.strip_prefix("-")
     amount_ok = amount_text.str.contains(r"^\d{1,15}(\.\d{1,2})?$")

@@ -140,7 +140,7 @@ final (bool), source_file, location, raw.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,21 +246,23 @@ def _truncate(text: str) -> str:
     return text if len(text) <= MAX_RAW_CHARS else text[:MAX_RAW_CHARS] + f"... ({len(text):,} characters)"
 
 
-# ------------------------------------------------------------------------------------------------
-# return requests
-# ------------------------------------------------------------------------------------------------
-def read_return_requests(data: bytes, source_file: str) -> ReturnFile:
-    """A return-request file (CSV / JSON lines / JSON array / ``{"returns": [...]}``) -> requests + rejects."""
+def guard(read: Callable[[bytes, str], Any], data: bytes, source_file: str, make: Callable[..., Any],
+          schema: dict[str, Any]) -> Any:
+    """Run a reader; an unexpected error (a bug, not bad input) still ends as one rejected record of the file:
+    ``make(empty rows of schema, rejects, 1)``. The contract of every reader here: bad input never raises."""
     try:
-        return _read_requests(data, source_file)
+        return read(data, source_file)
     except Exception as e:  # noqa: BLE001 - the contract: bad input never raises
-        return ReturnFile(pl.DataFrame(schema=REQUEST_SCHEMA), _whole_file(
+        return make(pl.DataFrame(schema=schema), _whole_file(
             "UNREADABLE_FILE", f"internal error reading the file ({type(e).__name__}: {e}); please report it",
             _raw_bytes(data)), 1)
 
 
-def _unwrap_returns(data: bytes) -> tuple[bytes, str | None, pl.DataFrame | None]:
-    """``{"returns": [...]}`` -> the array's bytes and the location prefix; other input unchanged."""
+def unwrap_records(data: bytes, key: str, what: str, single: str | None = None
+                   ) -> tuple[bytes, str | None, pl.DataFrame | None]:
+    """``{"<key>": [...]}`` (or ``{"<single>": {...}}``) -> the records' bytes for ``read_records``, the location
+    prefix (``/<key>``) and no problem; an unusable wrapper -> one whole-file rejection; any other input
+    unchanged (JSON lines, a bare array, CSV, or broken JSON: the record reader reports it)."""
     try:
         text, _ = decode_text(data)
     except DecodeError:
@@ -270,33 +272,45 @@ def _unwrap_returns(data: bytes) -> tuple[bytes, str | None, pl.DataFrame | None
     try:
         doc = load_json_exact(text)
     except (ValueError, RecursionError):
-        return data, None, None  # JSON lines, or broken: the record reader reports it
+        return data, None, None
     if not isinstance(doc, dict):
         return data, None, None
     keys = {str(k).strip().lower(): k for k in doc}
-    if "returns" not in keys:
+    if single is not None and single in keys and isinstance(doc[keys[single]], dict):
+        return dump_json([doc[keys[single]]]).encode("utf-8"), f"/{single}", None
+    if key not in keys:
         return data, None, None
-    items = doc[keys["returns"]]
+    items = doc[keys[key]]
     if not isinstance(items, list):
-        return data, None, _whole_file("UNSUPPORTED_DOCUMENT", "'returns' is not a list of return requests",
-                                       _truncate(text))
+        return data, None, _whole_file("UNSUPPORTED_DOCUMENT", f"'{key}' is not a list of {what}", _truncate(text))
     if not items:
-        return data, None, _whole_file("EMPTY_FILE", "'returns' is an empty list", _truncate(text))
-    return dump_json(items).encode("utf-8"), "/returns", None
+        return data, None, _whole_file("EMPTY_FILE", f"'{key}' is an empty list", _truncate(text))
+    return dump_json(items).encode("utf-8"), f"/{key}", None
+
+
+def with_pointers(frames: Sequence[pl.DataFrame], prefix: str | None) -> list[pl.DataFrame]:
+    """``location`` "record N" of an unwrapped array -> the JSON pointer into the document (``<prefix>/<N-1>``)."""
+    if prefix is None:
+        return list(frames)
+    n = pl.col("location").str.extract(r"^record (\d+)$", 1).cast(pl.Int64)
+    ptr = pl.when(n.is_not_null()).then(pl.format("{}/{}", pl.lit(prefix), n - 1)).otherwise(pl.col("location"))
+    return [f.with_columns(ptr.alias("location")) for f in frames]
+
+
+# ------------------------------------------------------------------------------------------------
+# return requests
+# ------------------------------------------------------------------------------------------------
+def read_return_requests(data: bytes, source_file: str) -> ReturnFile:
+    """A return-request file (CSV / JSON lines / JSON array / ``{"returns": [...]}``) -> requests + rejects."""
+    return guard(_read_requests, data, source_file, ReturnFile, REQUEST_SCHEMA)
 
 
 def _read_requests(data: bytes, source_file: str) -> ReturnFile:
-    data, prefix, problem = _unwrap_returns(data)
+    data, prefix, problem = unwrap_records(data, "returns", "return requests")
     if problem is not None:
         return ReturnFile(pl.DataFrame(schema=REQUEST_SCHEMA), problem, 1)
     rec = read_records(data, REQUEST_FIELDS, REQUEST_REQUIRED, "order_ref", one_of=REQUEST_LINE)
-    df, structural = rec.rows, rec.rejected
-    if prefix is not None:  # "record N" of the unwrapped array -> the pointer into the document
-        def ptr(c: str) -> pl.Expr:
-            n = pl.col(c).str.extract(r"^record (\d+)$", 1).cast(pl.Int64)
-            return pl.when(n.is_not_null()).then(pl.format("{}/{}", pl.lit(prefix), n - 1)).otherwise(pl.col(c))
-        df = df.with_columns(ptr("location").alias("location"))
-        structural = structural.with_columns(ptr("location").alias("location"))
+    df, structural = with_pointers([rec.rows, rec.rejected], prefix)
     qty, qty_ok = money.parse_int(pl.col("quantity"))
     line, line_ok = money.parse_int(pl.col("line_no"))
     df = df.with_columns(
@@ -354,12 +368,7 @@ _SHOP_COLS = ("refund_line_id", "refund_id", "order_ref", "channel_line_ref", "s
 
 def read_shopify_refund(data: bytes, source_file: str) -> ReturnFile:
     """A Shopify refund document -> one channel-decided request per refund line item (see the module doc)."""
-    try:
-        return _read_shopify(data, source_file)
-    except Exception as e:  # noqa: BLE001 - the contract: bad input never raises
-        return ReturnFile(pl.DataFrame(schema=REQUEST_SCHEMA), _whole_file(
-            "UNREADABLE_FILE", f"internal error reading the file ({type(e).__name__}: {e}); please report it",
-            _raw_bytes(data)), 1)
+    return guard(_read_shopify, data, source_file, ReturnFile, REQUEST_SCHEMA)
 
 
 def _refund_objects(doc: Any) -> list[tuple[str, Any]]:
@@ -503,12 +512,7 @@ def _finish_shopify(rows: list[dict[str, Any]], rejects: list[dict[str, Any]], s
 # ------------------------------------------------------------------------------------------------
 def read_return_receipts(data: bytes, source_file: str) -> ReceiptFile:
     """A return-receipts file (CSV; JSON lines / array accepted) -> receipts + rejects."""
-    try:
-        return _read_receipts(data, source_file)
-    except Exception as e:  # noqa: BLE001 - the contract: bad input never raises
-        return ReceiptFile(pl.DataFrame(schema=RECEIPT_SCHEMA), _whole_file(
-            "UNREADABLE_FILE", f"internal error reading the file ({type(e).__name__}: {e}); please report it",
-            _raw_bytes(data)), 1)
+    return guard(_read_receipts, data, source_file, ReceiptFile, RECEIPT_SCHEMA)
 
 
 def _read_receipts(data: bytes, source_file: str) -> ReceiptFile:
@@ -605,12 +609,7 @@ def _amazon_header(first_line: str) -> tuple[str | None, list[str]]:
 def read_amazon_returns(data: bytes, source_file: str) -> ReturnFile:
     """An Amazon returns report (FBA customer returns, or the merchant-fulfilled returns report by return date)
     -> one request per report row + rejects (see the module doc)."""
-    try:
-        return _read_amazon(data, source_file)
-    except Exception as e:  # noqa: BLE001 - the contract: bad input never raises
-        return ReturnFile(pl.DataFrame(schema=REQUEST_SCHEMA), _whole_file(
-            "UNREADABLE_FILE", f"internal error reading the file ({type(e).__name__}: {e}); please report it",
-            _raw_bytes(data)), 1)
+    return guard(_read_amazon, data, source_file, ReturnFile, REQUEST_SCHEMA)
 
 
 def _read_amazon(data: bytes, source_file: str) -> ReturnFile:
