@@ -50,10 +50,11 @@ def routed_x12(interchanges: list[dict[str, Any]]) -> tuple[str, int]:
             segs.append(g["raw"])
             # a set cut off at the very end of the file has no terminator after its last segment: close it
             segs += [s["raw"] if s["raw"].endswith(term) else s["raw"] + term for s in sets]
-            ge02 = (g.get("trailer") or {}).get("GE02") or g.get("control_number") or ""
+            # a damaged trailer element (blank, a stray line break) gives way to the header's control number
+            ge02 = ((g.get("trailer") or {}).get("GE02") or "").strip() or g.get("control_number") or ""
             segs.append(f"GE{el}{len(sets)}{el}{ge02}{term}")
             n += len(sets)
-        iea02 = (ic.get("trailer") or {}).get("IEA02") or ic.get("isa_control_number") or ""
+        iea02 = ((ic.get("trailer") or {}).get("IEA02") or "").strip() or ic.get("isa_control_number") or ""
         segs.append(f"IEA{el}{len(groups)}{el}{iea02}{term}")
         parts.append(eol.join(segs) + eol)
     return "".join(parts), n
