@@ -44,11 +44,14 @@ BACKORDER_SCHEMA = polars_schema(BackorderModel)
 
 @dataclass(frozen=True)
 class AllocationResult:
-    """``allocations`` (AllocationModel: kept rows + new rows), ``backorders`` (BackorderModel), ``metrics``."""
+    """``allocations`` (AllocationModel: kept rows + new rows), ``backorders`` (BackorderModel), ``metrics``;
+    ``parcels``: per ``warehouse_id, carrier_id, service`` the parcels of the allocation rows (what they take of
+    the carrier capacity: a caller planning in parts passes them on as backlog)."""
 
     allocations: pl.DataFrame
     backorders: pl.DataFrame
     metrics: dict[str, Any] = field(default_factory=dict)
+    parcels: pl.DataFrame | None = None
 
 
 def e4_to_cents(v: pl.Expr) -> pl.Expr:
@@ -156,13 +159,14 @@ def allocate(inputs: AllocationInputs, *, now: datetime, config: AllocationConfi
     new = _rows(assign, res.sopt, dem, released, kept, best, inv, whs, svcs, res.wcap, P, now, cfg)
     allocations, kept_out = _with_kept_rows(prev, kept, new)
     p_left = _parcels_left_after(res, assign)
+    parcels = _parcels_used(res, p_left, whs, svcs)
     backorders = _backorders(dem, waiting, allocations, options.diag, best, whs, p_left, inputs.previous_backorders,
                              now, cfg)
     secs["rows"] = time.perf_counter() - t4
     secs["total"] = time.perf_counter() - t0
     metrics = _metrics(dem, allocations, backorders, kept_out, new, prev.height - dropped_prev - kept.height,
                        dropped_prev, report, res.problem, assign, secs, cfg)
-    return AllocationResult(allocations=allocations, backorders=backorders, metrics=metrics)
+    return AllocationResult(allocations=allocations, backorders=backorders, metrics=metrics, parcels=parcels)
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,7 @@ class _Residual:
     sopt: pl.DataFrame
     wcap: pl.DataFrame
     parcels_left: np.ndarray
+    kept_parcels: np.ndarray
 
 
 def _residual_problem(dem: pl.DataFrame, kept: pl.DataFrame, options: Options, inv: pl.DataFrame, P: int,
@@ -214,6 +219,8 @@ def _residual_problem(dem: pl.DataFrame, kept: pl.DataFrame, options: Options, i
                         .clip(lower_bound=0).alias("_parcels_left")).sort("k"))
     parcels_left = np.zeros(whs.height * n_si, dtype=np.int64)
     parcels_left[ks["k"].to_numpy()] = ks["_parcels_left"].to_numpy()
+    kept_parcels = np.zeros(whs.height * n_si, dtype=np.int64)
+    kept_parcels[ks["k"].to_numpy()] = ks["_kp"].fill_null(0).to_numpy()
     bd, bw = best["d"].to_numpy(), best["wi"].to_numpy()
     bs = d_sku[bd]
     m = (stock2d[bw, bs] > 0) & todo_mask[bd]
@@ -231,7 +238,7 @@ def _residual_problem(dem: pl.DataFrame, kept: pl.DataFrame, options: Options, i
                       stock=stock2d.ravel()[used_r].astype(np.int64),
                       cap=wcap["_cap_left"].to_numpy().astype(np.int64),
                       parcels=parcels_left, kept=kept_wo, split_penalty=P, basis=cfg.capacity_basis)
-    return _Residual(problem=problem, sopt=sopt, wcap=wcap, parcels_left=parcels_left)
+    return _Residual(problem=problem, sopt=sopt, wcap=wcap, parcels_left=parcels_left, kept_parcels=kept_parcels)
 
 
 def _with_kept_rows(prev: pl.DataFrame, kept: pl.DataFrame, new: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -251,6 +258,27 @@ def _parcels_left_after(res: _Residual, assign: pl.DataFrame) -> pl.DataFrame:
     new_p = np.bincount(problem.col["k"][a_i], weights=problem.col["parcels"][a_i], minlength=len(parcels_left))
     return pl.DataFrame({"k": np.arange(len(parcels_left), dtype=np.int64),
                          "_p_left": parcels_left - new_p.astype(np.int64)})
+
+
+def _parcels_used(res: _Residual, p_left: pl.DataFrame, whs: pl.DataFrame, svcs: pl.DataFrame) -> pl.DataFrame:
+    """Per (warehouse, carrier service) with any: the parcels of the kept and the new rows."""
+    n_si = max(1, svcs.height)
+    used = res.kept_parcels + res.parcels_left - p_left.sort("k")["_p_left"].to_numpy()
+    k = np.flatnonzero(used > 0)
+    return (pl.DataFrame({"wi": k // n_si, "si": k % n_si, "parcels": used[k]},
+                         schema={"wi": pl.Int64, "si": pl.Int64, "parcels": pl.Int64})
+            .join(whs.select("wi", "warehouse_id"), on="wi").join(svcs.select("si", "carrier_id", "service"), on="si")
+            .select("warehouse_id", "carrier_id", "service", "parcels").sort("warehouse_id", "carrier_id", "service"))
+
+
+def carrier_backlog(cfg: AllocationConfig, keys: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
+    """A ``carrier_backlog`` input for :class:`AllocationInputs`: per ``keys`` row (``warehouse_id, carrier_id,
+    service``) the configured backlog plus the parcels in ``more`` (same keys, ``parcels``) -- e.g. what an
+    earlier part of the same run took."""
+    k = keys.select("warehouse_id", "carrier_id", "service").unique()
+    return (_backlog(k, cfg, None).join(more, on=["warehouse_id", "carrier_id", "service"], how="left")
+            .select("carrier_id", "service", "warehouse_id",
+                    (pl.col("_backlog") + pl.col("parcels").fill_null(0)).alias("backlog_parcels")))
 
 
 def _keep_or_release(prev: pl.DataFrame, dem: pl.DataFrame, options: Options, active: pl.DataFrame,

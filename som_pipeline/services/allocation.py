@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -31,51 +35,175 @@ HELD_SQL = """
 """
 
 
-def run_allocation(wh, settings: Settings, now: datetime | None = None):
+PART_ROWS = 200_000  # reservation rows per part: orders whole, in priority order (bounded memory)
+REFS = ("ref.warehouses", "ref.products", "ref.carriers", "ref.carrier_rates", "ref.shipping_zones", "ref.disruptions",
+        "ref.customers")
+PER_ORDER = ("core.orders", "core.order_lines", "core.reservations", "core.allocations", "core.backorders")
+
+
+@dataclass
+class AllocationRun:
+    """What a run did: ``metrics`` (allocate's, summed over the parts), ``parts`` planned (0: skipped, the
+    inputs had not changed since the last run)."""
+
+    metrics: dict[str, Any]
+    parts: int
+
+
+def run_allocation(wh, settings: Settings, now: datetime | None = None) -> AllocationRun:
     """Route every approved order's reserved units -> core.allocations, core.backorders (reads the disruptions
-    that the ``ref/disruptions`` asset keeps current)."""
-    from som_pipeline.allocation import AllocationConfig, AllocationInputs, allocate
-    from som_pipeline.warehouse import replace_table
+    that the ``ref/disruptions`` asset keeps current).
+
+    In parts of about :data:`PART_ROWS` reservation rows, orders whole, in priority order (order time, id): each
+    part is planned by :func:`~som_pipeline.allocation.allocate` on the stock, warehouse capacity and carrier
+    parcels the earlier parts left, so memory follows the part, not the day (one part below that size: the
+    plan of the whole day at once). Each part's rows are staged in Parquet; one transaction replaces the tables."""
+    from som_pipeline.allocation import AllocationConfig
 
     now = now or business_now(settings)
+    cfg = AllocationConfig()
     with wh.connect() as con:
         fp = _fingerprint(con, now)
         if watermark(con, CONSUMER)[1] == fp:  # a rerun would write the same rows (som ingest, then som run)
-            return AllocationResult(read_table(con, "core.allocations"), read_table(con, "core.backorders"),
-                                    {"skipped_inputs_unchanged": True})
-        # the orders that hold reservations are the only ones allocation can route: never the whole history
-        held = con.execute("SELECT DISTINCT order_id FROM core.reservations").pl()
-        t = read_tables(con, tuple(r for r in ALLOCATION.reads
-                                   if r not in ("core.orders", "core.order_lines", "core.stock_ledger")))
-        t["core.orders"] = select_keys(con, "core.orders", held)
-        t["core.order_lines"] = select_keys(con, "core.order_lines", held)
+            return AllocationRun({"skipped_inputs_unchanged": True}, 0)
+        refs = read_tables(con, REFS)
         # the warehouse's part: units on pick tasks stay where they are (frozen); allocation plans the rest on
         # the stock the ledger says is available (on hand - reserved for tasks - picked)
         on_tasks = con.execute(HELD_SQL).pl()
-        t["inventory"] = con.execute("SELECT warehouse_id, sku, greatest(available, 0) AS on_hand, "
-                                     "last_movement_at AS as_of FROM core.v_stock").pl()
-    frozen, t["core.reservations"], t["core.allocations"] = _split_held(
-        t["core.allocations"], t["core.reservations"], on_tasks)
-    previous, backorders = t["core.allocations"], t["core.backorders"]
+        stock = con.execute("SELECT warehouse_id, sku, greatest(available, 0) AS on_hand, "
+                            "last_movement_at AS as_of FROM core.v_stock").pl()
+        parts = _parts(con)
+    used = _Used()
+    metrics: list[dict[str, Any]] = []
+    stage = Path(tempfile.mkdtemp(prefix="allocation-", dir=settings.tmp))
+    try:
+        for n, ids in enumerate(parts):
+            with wh.connect() as con:
+                t = {tbl: select_keys(con, tbl, ids) for tbl in PER_ORDER}
+            result = _plan_part(t, refs, used, stock, on_tasks.join(ids, on="order_id", how="semi"), now, cfg)
+            del t
+            result.allocations.write_parquet(stage / f"allocations-{n:05d}.parquet")
+            result.backorders.write_parquet(stage / f"backorders-{n:05d}.parquet")
+            metrics.append(result.metrics)
+            del result
+        with wh.transaction() as con:
+            for table, name in (("core.allocations", "allocations"), ("core.backorders", "backorders")):
+                con.execute(f"DELETE FROM {table}")  # noqa: S608 (names from code)
+                if parts:
+                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)",  # noqa: S608
+                                [str(stage / f"{name}-*.parquet")])
+            set_watermark(con, CONSUMER, 0, fp, now)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return AllocationRun(_sum_metrics(metrics), len(parts))
+
+
+def _parts(con) -> list[pl.DataFrame]:
+    """The orders to plan (holding reservations or allocation rows), in priority order, in parts of about
+    :data:`PART_ROWS` reservation rows (an order is never split)."""
+    o = con.execute("""
+        SELECT k.order_id, coalesce(r.n, 0) AS n
+        FROM (SELECT order_id FROM core.reservations UNION SELECT order_id FROM core.allocations) k
+        LEFT JOIN (SELECT order_id, count(*) AS n FROM core.reservations GROUP BY 1) r USING (order_id)
+        LEFT JOIN core.orders o USING (order_id)
+        ORDER BY o.order_ts NULLS LAST, k.order_id""").pl()
+    if o.height == 0:
+        return []
+    o = o.with_columns(((pl.col("n").cum_sum() - pl.col("n")) // PART_ROWS).alias("_part"))
+    return [g.select("order_id") for g in o.partition_by("_part", maintain_order=True)]
+
+
+@dataclass
+class _Used:
+    """What the parts planned so far take: units per (warehouse, SKU), capacity per warehouse (lines or units),
+    parcels per (warehouse, carrier service)."""
+
+    stock: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(
+        schema={"warehouse_id": pl.String, "sku": pl.String, "_used": pl.Int64}))
+    lines: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(
+        schema={"warehouse_id": pl.String, "_used": pl.Int64}))
+    parcels: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(
+        schema={"warehouse_id": pl.String, "carrier_id": pl.String, "service": pl.String, "parcels": pl.Int64}))
+    any: bool = False
+
+    def add(self, planned: pl.DataFrame, parcels: pl.DataFrame | None, basis: str) -> None:
+        q = pl.col("quantity").cast(pl.Int64)
+        self.stock = _summed(self.stock, planned.group_by("warehouse_id", "sku").agg(q.sum().alias("_used")),
+                             ["warehouse_id", "sku"], "_used")
+        per_wh = q.sum() if basis == "units" else pl.len().cast(pl.Int64)
+        self.lines = _summed(self.lines, planned.group_by("warehouse_id").agg(per_wh.alias("_used")),
+                             ["warehouse_id"], "_used")
+        if parcels is not None:
+            self.parcels = _summed(self.parcels, parcels, ["warehouse_id", "carrier_id", "service"], "parcels")
+        self.any = True
+
+
+def _summed(a: pl.DataFrame, b: pl.DataFrame, key: list[str], col: str) -> pl.DataFrame:
+    return pl.concat([a, b.select(*key, pl.col(col).cast(pl.Int64))]).group_by(key).agg(pl.col(col).sum())
+
+
+def _plan_part(t: dict[str, pl.DataFrame], refs: dict[str, pl.DataFrame], used: _Used, stock: pl.DataFrame,
+               on_tasks: pl.DataFrame, now: datetime, cfg) -> AllocationResult:
+    """Plan one part's orders (``t``: their rows of :data:`PER_ORDER`) on what the earlier parts left; adds what
+    this part's open rows take to ``used``."""
+    from som_pipeline.allocation import AllocationInputs, allocate
+    from som_pipeline.allocation.plan import carrier_backlog
+
+    warehouses, inventory, backlog = refs["ref.warehouses"], stock, None
+    if used.any:
+        inventory = (stock.join(used.stock, on=["warehouse_id", "sku"], how="left")
+                     .with_columns((pl.col("on_hand") - pl.col("_used").fill_null(0)).clip(0)
+                                   .cast(stock.schema["on_hand"]).alias("on_hand")).drop("_used"))
+        cap = warehouses.schema["daily_capacity_lines"]
+        warehouses = (warehouses.join(used.lines, on="warehouse_id", how="left")
+                      .with_columns((pl.col("daily_capacity_lines") - pl.col("_used").fill_null(0)).clip(0)
+                                    .cast(cap).alias("daily_capacity_lines")).drop("_used"))
+        keys = warehouses.select("warehouse_id").join(refs["ref.carriers"].select("carrier_id", "service"),
+                                                       how="cross")
+        backlog = carrier_backlog(cfg, keys, used.parcels)
+    frozen, reservations, open_before = _split_held(t["core.allocations"], t["core.reservations"], on_tasks)
+    previous, backorders = open_before, t["core.backorders"]
     # At scale the flow's repair passes (docs/allocation.md) may leave units that a second pass over what is
     # left can still place: iterate to a fixed point (at most 3 passes), so re-running changes nothing.
     for _ in range(3):
         inputs = AllocationInputs(
-            orders=t["core.orders"], lines=t["core.order_lines"], reservations=t["core.reservations"],
-            warehouses=t["ref.warehouses"], inventory=t["inventory"], products=t["ref.products"],
-            carriers=t["ref.carriers"], carrier_rates=t["ref.carrier_rates"], shipping_zones=t["ref.shipping_zones"],
-            disruptions=t["ref.disruptions"], previous_allocations=previous, customers=t["ref.customers"],
-            previous_backorders=backorders)
-        result = allocate(inputs, now=now, config=AllocationConfig())
+            orders=t["core.orders"], lines=t["core.order_lines"], reservations=reservations,
+            warehouses=warehouses, inventory=inventory, products=refs["ref.products"],
+            carriers=refs["ref.carriers"], carrier_rates=refs["ref.carrier_rates"],
+            shipping_zones=refs["ref.shipping_zones"], disruptions=refs["ref.disruptions"],
+            previous_allocations=previous, customers=refs["ref.customers"], previous_backorders=backorders,
+            carrier_backlog=backlog)
+        result = allocate(inputs, now=now, config=cfg)
         if result.backorders.height == 0 or result.allocations.height == previous.height:
             break
         previous, backorders = result.allocations, result.backorders
-    result = replace(result, allocations=_with_frozen(_stable(result.allocations, t["core.allocations"]), frozen))
-    with wh.transaction() as con:
-        replace_table(con, "core.allocations", result.allocations)
-        replace_table(con, "core.backorders", result.backorders)
-        set_watermark(con, CONSUMER, 0, fp, now)
-    return result
+    planned = _stable(result.allocations, open_before)
+    used.add(planned, result.parcels, cfg.capacity_basis)
+    return replace(result, allocations=_with_frozen(planned, frozen))
+
+
+def _sum_metrics(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parts' metrics as one: numbers summed (None if a part has none), flags all true, texts and solver
+    paths listed once each, counts by key summed; lists (per warehouse) are left to the tables."""
+    out: dict[str, Any] = {"parts": len(parts)}
+    for m in parts:
+        for k, v in m.items():
+            if isinstance(v, list):
+                continue
+            if k not in out:
+                out[k] = dict(v) if isinstance(v, dict) else v
+            elif isinstance(v, bool):
+                out[k] = out[k] and v
+            elif isinstance(v, dict):
+                for kk, vv in v.items():
+                    out[k][kk] = out[k].get(kk, 0) + vv
+            elif v is None or out[k] is None:
+                out[k] = None
+            elif isinstance(v, str):
+                out[k] = out[k] if v in out[k].split("+") else f"{out[k]}+{v}"
+            else:
+                out[k] = out[k] + v
+    return out
 
 
 def _split_held(allocations: pl.DataFrame, reservations: pl.DataFrame, held: pl.DataFrame
