@@ -606,15 +606,16 @@ def _fulfillment_orders(order_ref: str, lines: pl.DataFrame) -> list[dict]:
 # ------------------------------------------------------------------------------------------------
 # 4. release
 # ------------------------------------------------------------------------------------------------
-def open_allocations(con) -> pl.DataFrame:
+def open_allocations(con, warehouse_id: str | None = None) -> pl.DataFrame:
     """Allocated units not on a task yet: allocation quantity - units its tasks hold (open tasks: their
-    quantity; closed: what was picked), per order line x SKU x warehouse, for orders still approved."""
+    quantity; closed: what was picked), per order line x SKU x warehouse, for orders still approved (of one
+    warehouse, or of all)."""
     return con.execute("""
         WITH held AS (
             SELECT order_id, line_no, sku, warehouse_id,
                    sum(CASE WHEN status = 'OPEN' THEN quantity WHEN status IN ('PICKED', 'SHORT') THEN picked_qty
                             ELSE 0 END)::BIGINT AS held
-            FROM core.pick_tasks GROUP BY ALL
+            FROM core.pick_tasks WHERE $1::VARCHAR IS NULL OR warehouse_id = $1 GROUP BY ALL
         )
         SELECT a.order_id, a.line_no, a.sku, a.warehouse_id, (a.quantity - coalesce(h.held, 0))::BIGINT AS quantity,
                a.carrier_id, a.service, a.expected_ship_date, a.allocated_at
@@ -622,34 +623,49 @@ def open_allocations(con) -> pl.DataFrame:
         JOIN core.order_status s ON s.order_id = a.order_id AND s.status = 'APPROVED'
         LEFT JOIN held h ON h.order_id = a.order_id AND h.line_no = a.line_no AND h.sku = a.sku
                             AND h.warehouse_id = a.warehouse_id
-        WHERE a.quantity > coalesce(h.held, 0)
-    """).pl()
+        WHERE a.quantity > coalesce(h.held, 0) AND ($1::VARCHAR IS NULL OR a.warehouse_id = $1)
+    """, [warehouse_id]).pl()
 
 
 def _release(con, now: datetime, run_id: str, rep: FulfilmentReport) -> pl.DataFrame:
-    rows = open_allocations(con)
+    """Release the next waves, one warehouse at a time (a wave is one warehouse's; ship-complete orders ship
+    from one warehouse: allocation's blocking check), each in its own transaction: memory follows the largest
+    warehouse's day, and a run stopped between two warehouses releases the rest on the next run."""
+    warehouses = con.execute("SELECT * FROM ref.warehouses ORDER BY warehouse_id").pl()
+    days = local_dates(warehouses, now)
+    bins = con.execute("SELECT * FROM ref.bin_locations").pl()
+    released = [_release_warehouse(con, w, days, bins, now, run_id, rep) for w in warehouses["warehouse_id"]]
+    return _ids(released)
+
+
+def _release_warehouse(con, warehouse_id: str, days: pl.DataFrame, bins: pl.DataFrame, now: datetime, run_id: str,
+                       rep: FulfilmentReport) -> pl.DataFrame:
+    rows = open_allocations(con, warehouse_id)
     if rows.height == 0:
         return rows.select("order_id")
     ids = rows.select("order_id").unique()
     orders = select_keys(con, "core.orders", ids, "order_id, ship_complete")
     # a ship-complete order is ready when every catalog unit is allocated (nothing backordered)
-    ready = con.execute("""
-        SELECT l.order_id, sum(l.quantity)::BIGINT = coalesce(max(a.units), 0) AS order_ready
-        FROM core.order_lines l
-        LEFT JOIN (SELECT order_id, sum(quantity)::BIGINT AS units FROM core.allocations GROUP BY 1) a USING (order_id)
-        WHERE l.item_kind = 'catalog' AND l.order_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1
-    """, [ids["order_id"].to_list()]).pl()
+    with registered(con, ids) as k:
+        ready = con.execute(f"""
+            SELECT l.order_id, sum(l.quantity)::BIGINT = coalesce(max(a.units), 0) AS order_ready
+            FROM core.order_lines l SEMI JOIN {k} USING (order_id)
+            LEFT JOIN (SELECT order_id, sum(quantity)::BIGINT AS units FROM core.allocations SEMI JOIN {k} USING (order_id)
+                       GROUP BY 1) a USING (order_id)
+            WHERE l.item_kind = 'catalog' GROUP BY 1
+        """).pl()  # noqa: S608 (a registered frame's generated name)
     rows = rows.join(orders, on="order_id", how="left").join(ready, on="order_id", how="left").with_columns(
         pl.col("ship_complete").fill_null(False), pl.col("order_ready").fill_null(False))
-    warehouses = con.execute("SELECT * FROM ref.warehouses").pl()
-    days = local_dates(warehouses, now)
+    del orders, ready
     avail = balances(con, rows)
     go = releasable(rows, avail, days)
+    del rows, avail
     if go.height == 0:
         return go.select("order_id")
     earlier = con.execute("SELECT warehouse_id, ship_date, count(*)::BIGINT AS waves FROM core.pick_waves "
-                          "GROUP BY ALL").pl()
-    waves, tasks = build_waves(go, con.execute("SELECT * FROM ref.bin_locations").pl(), earlier, now)
+                          "WHERE warehouse_id = ? GROUP BY ALL", [warehouse_id]).pl()
+    waves, tasks = build_waves(go, bins.filter(pl.col("warehouse_id") == warehouse_id), earlier, now)
+    del go
     moves = ledger.movements(tasks, "reserve", qty="quantity",
                              reason=pl.format("released in wave {} for order {}", pl.col("wave_id"), pl.col("order_id")),
                              source_doc=pl.col("task_id"), source_line=None, occurred_at=pl.lit(now),
