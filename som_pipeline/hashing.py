@@ -50,7 +50,7 @@ def sha256_series(expr: pl.Expr, frame: pl.DataFrame) -> pl.Series:
         return pl.Series("h", [hashlib.sha256(v.encode("utf-8")).hexdigest() if v is not None else None
                                for v in s["s"].to_list()], dtype=pl.String)
     con = _con()
-    con.register("_sha_t", s.with_row_index("i").to_arrow())
+    con.register("_sha_t", s.with_row_index("i").to_arrow(compat_level=pl.CompatLevel.newest()))
     try:
         out = con.execute("SELECT sha256(s) AS h FROM _sha_t ORDER BY i").pl()
     finally:
