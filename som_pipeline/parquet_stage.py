@@ -40,8 +40,10 @@ class PartFiles:
         if df.height == 0:
             return
         path = self.dir / f"{name}-{part:06d}.parquet"
+        # uncompressed: DuckDB reads it back ~2-3x faster than lz4/zstd (SF 1, 3M order lines: 2.3 s vs 8 s);
+        # the files live only until the publishing transaction commits
         df.with_columns(pl.lit(part, pl.Int64).alias(PART), pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(POS)
-                        ).write_parquet(path, compression="lz4", statistics=False)
+                        ).write_parquet(path, compression="uncompressed", statistics=False)
         self._files.setdefault(name, []).append(str(path))
 
     def files(self, name: str) -> list[str]:
