@@ -195,8 +195,9 @@ def capture_files(
 
     Small files (``prepare``) are normalised together, up to BATCH_FILES files / BATCH_ROWS rows per
     batch, and each batch commits in one transaction; big files (``stream``) are normalised chunk by
-    chunk, each chunk written as it comes inside the file's own transaction (:func:`_stream_file`: memory
-    bounded by a chunk, all or nothing per file). ``in_transaction`` hooks apply to batches of small files.
+    chunk, each chunk staged as Parquet part files as it comes, then published in the file's own transaction
+    (:func:`_stream_file`: memory bounded by a chunk, all or nothing per file). ``in_transaction`` hooks apply
+    to batches of small files.
     The warehouse lock is held for the whole channel (one connection). Files move to the archive only after
     their transaction committed.
     """
