@@ -250,3 +250,39 @@ def test_a_streamed_file_failing_part_way_commits_nothing_of_it_but_its_quaranti
     q = wh.read("SELECT reason_code, message FROM ops.quarantine")
     assert q["reason_code"].to_list() == ["UNREADABLE_FILE"] and "disk went away" in q["message"].item()
     assert wh.read("SELECT records_received AS r FROM ops.ingest_files")["r"].to_list() == [1]
+
+
+def test_a_streamed_file_publishes_exactly_what_writing_each_chunk_would(settings, wh, tmp_path) -> None:
+    """A big file's chunks are staged as part files and published in one step: the same rows, numbers and order as
+    writing each chunk in turn (an observation already staged is left out with its lines and its number skipped, a
+    quarantine record repeated in a later chunk is written once, a chunk of quarantine only stages nothing)."""
+    from som_pipeline.services.capture import capture_files, write_captured
+    from som_pipeline.warehouse import Warehouse
+    from tests.helpers import capture, order_rows
+
+    sha = "f" * 64
+    ok = [{"sku": "S", "quantity": 1, "unit_price": "1"}, {"sku": "T", "quantity": 2, "unit_price": "2.5"}]
+    bad = [{"sku": "S", "quantity": "x", "unit_price": "1"}]
+    chunks = [
+        capture(order_rows("A", ok) + order_rows("B", bad) + order_rows("C", ok), sha=sha),
+        capture(order_rows("D", ok) + order_rows("B", bad) + order_rows("E", ok), sha=sha),  # B again
+        capture(order_rows("F", bad), sha=sha),  # nothing accepted
+        capture(order_rows("G", ok) + order_rows("H", ok), sha=sha),
+    ]
+    before = capture(order_rows("D", ok), sha=sha)  # D's observation already staged (same capture_id)
+    expected = Warehouse(tmp_path / "expected.duckdb")
+    for w in (wh, expected):
+        with w.transaction() as con:
+            write_captured(con, capture(order_rows("Z", ok), sha="e" * 64))
+            write_captured(con, before)
+    with expected.transaction() as con:
+        for c in chunks:
+            write_captured(con, c)
+
+    (settings.landing_dir("csv") / "big.csv").write_text("whatever\n")
+    report = capture_files(wh, settings, "csv", stream=lambda lf, sha_, at: iter(chunks))
+    assert [f.status for f in report.files] == ["processed"]
+    for table in ("stage.order_headers", "stage.order_lines", "ops.quarantine"):
+        got, want = (w.read(f"SELECT * FROM {table} ORDER BY rowid") for w in (wh, expected))  # noqa: S608
+        assert want.height and got.equals(want), table
+    assert list(settings.tmp.glob(".capture-*")) == []  # the part files are gone

@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -30,6 +31,7 @@ from som_pipeline.config import Settings
 from som_pipeline.hashing import sha256_file, sha256_text
 from som_pipeline.ingest.channels import CHANNELS
 from som_pipeline.ingest.common import Captured, ParseResult, Rejection, normalise, normalise_many, raw_frame
+from som_pipeline.parquet_stage import PART, POS, PartFiles, part_files
 from som_pipeline.services import Step
 from som_pipeline.services.landing import (
     FileOutcome,
@@ -44,7 +46,7 @@ from som_pipeline.services.landing import (
     scan_landing,
     screen,
 )
-from som_pipeline.warehouse import Warehouse, insert_frame, transaction
+from som_pipeline.warehouse import Warehouse, insert_frame, registered, transaction
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +195,9 @@ def capture_files(
 
     Small files (``prepare``) are normalised together, up to BATCH_FILES files / BATCH_ROWS rows per
     batch, and each batch commits in one transaction; big files (``stream``) are normalised chunk by
-    chunk, each chunk written as it comes inside the file's own transaction (:func:`_stream_file`: memory
-    bounded by a chunk, all or nothing per file). ``in_transaction`` hooks apply to batches of small files.
+    chunk, each chunk staged as Parquet part files as it comes, then published in the file's own transaction
+    (:func:`_stream_file`: memory bounded by a chunk, all or nothing per file). ``in_transaction`` hooks apply
+    to batches of small files.
     The warehouse lock is held for the whole channel (one connection). Files move to the archive only after
     their transaction committed.
     """
@@ -221,7 +224,7 @@ def capture_files(
                 continue
             item = _Pending(screened)
             if stream is not None:
-                _stream_file(con, channel, item.new, stream, report)
+                _stream_file(con, channel, item.new, stream, report, settings.tmp)
                 continue
             try:
                 assert prepare is not None
@@ -262,41 +265,101 @@ class _Tally:
 
 
 def _stream_file(con: duckdb.DuckDBPyConnection, channel: str, new: NewFile, stream: Stream,
-                 report: CaptureReport) -> None:
-    """One big file: each normalised chunk is written as it comes, inside one transaction for the file, so
-    memory holds one chunk and the file commits whole or not at all (a kill rolls it back; the next run reads
-    it again, whole). A failure part-way replaces everything with one quarantined record for the file."""
+                 report: CaptureReport, work: Path) -> None:
+    """One big file: each normalised chunk is staged as Parquet files as it comes (under ``work``), then one
+    transaction publishes them all with the ledger row (:func:`publish_parts`), so memory holds one chunk (and
+    DuckDB streams the publishing insert) and the file commits whole or not at all (a kill leaves only the part
+    files, removed by the next run, which reads the file again, whole). A failure part-way replaces everything
+    with one quarantined record for the file."""
     tally = _Tally()
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with part_files(work, f".capture-{channel}-") as parts:
+        failure = None
         try:
             for cap in stream(new.lf, new.sha, new.at):
-                write_captured(con, cap)
+                stage_captured(parts, cap)
                 tally.add(cap)
+                del cap
         except Exception as e:  # noqa: BLE001 - a bad file never stops the good ones
-            con.execute("ROLLBACK")
-            con.execute("BEGIN TRANSACTION")
             tally = _Tally()
-            cap = file_failure(channel, new.name, new.sha, e, new.at)
-            write_captured(con, cap)
-            tally.add(cap)
+            failure = file_failure(channel, new.name, new.sha, e, new.at)
+            tally.add(failure)
         if changed(new.lf):  # a writer still appending: read again next run, whole
-            con.execute("ROLLBACK")
             report.waiting.append(Waiting(channel, new.name, "changed_while_read",
                                           "the file changed while it was read: it will be read again, whole",
                                           new.lf.size))
             return
-        insert_frame(con, "ops.ingest_files", ledger_row(
-            new.name, channel, new.sha, new.lf.size, tally.encoding, CHANNELS[channel].record_unit, tally.received,
-            tally.accepted, tally.quarantined, tally.orders, str(new.dest), new.at))
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        if failure is None:
+            try:
+                with transaction(con):
+                    publish_parts(con, parts)
+                    _ledger(con, channel, new, tally)
+            except Exception as e:  # noqa: BLE001 - rolled back; the file is quarantined whole, as above
+                tally = _Tally()
+                failure = file_failure(channel, new.name, new.sha, e, new.at)
+                tally.add(failure)
+        if failure is not None:
+            with transaction(con):
+                write_captured(con, failure)
+                _ledger(con, channel, new, tally)
     archive(new)
     report.files.append(FileOutcome(new.name, new.sha, "processed", tally.received, tally.accepted,
                                     tally.quarantined, tally.orders, dict(sorted(tally.reasons.items()))))
     _warn_if_grown(new, report)
+
+
+def _ledger(con: duckdb.DuckDBPyConnection, channel: str, new: NewFile, tally: _Tally) -> None:
+    insert_frame(con, "ops.ingest_files", ledger_row(
+        new.name, channel, new.sha, new.lf.size, tally.encoding, CHANNELS[channel].record_unit, tally.received,
+        tally.accepted, tally.quarantined, tally.orders, str(new.dest), new.at))
+
+
+def stage_captured(parts: PartFiles, cap: Captured) -> None:
+    """Stage one normalised chunk (its headers, lines and quarantine rows) as the next part."""
+    parts.add("headers", cap.headers)
+    # as write_captured: only the lines of the chunk's own orders
+    parts.add("lines", cap.lines.join(cap.headers.select("capture_id"), on="capture_id", how="semi",
+                                      maintain_order="left"))
+    parts.add("quarantine", cap.quarantine)
+
+
+def publish_parts(con: duckdb.DuckDBPyConnection, parts: PartFiles) -> None:
+    """Insert the staged chunks (inside the caller's transaction) exactly as :func:`write_captured` would have,
+    chunk after chunk: each chunk's headers numbered from the highest ``capture_seq`` staged before it, an
+    observation already staged (same ``capture_id``) left out with its lines, a quarantine record already there
+    (or earlier in the file) written once. In SQL over the part files: DuckDB streams them into the tables."""
+    headers, lines = parts.files("headers"), parts.files("lines")
+    if headers:
+        known = con.execute("SELECT DISTINCT capture_id FROM read_parquet(?) SEMI JOIN stage.order_headers "
+                            "USING (capture_id)", [headers]).pl()
+        with registered(con, known) as k:
+            # a chunk's numbers start after the last number of the chunks before it that staged anything
+            con.execute(f"""INSERT INTO stage.order_headers BY NAME
+                WITH h AS (SELECT * EXCLUDE (capture_seq), capture_id IN (SELECT capture_id FROM {k}) AS _known
+                           FROM read_parquet(?)),
+                     p AS (SELECT {PART}, coalesce(max({POS}) FILTER (WHERE NOT _known), 0) AS _last
+                           FROM h GROUP BY {PART}),
+                     o AS (SELECT {PART}, ? + coalesce(sum(_last) OVER (ORDER BY {PART} ROWS BETWEEN UNBOUNDED
+                           PRECEDING AND 1 PRECEDING), 0) AS _seq0 FROM p)
+                SELECT h.* EXCLUDE (_known, {PART}, {POS}), o._seq0 + h.{POS} AS capture_seq
+                FROM h JOIN o ON o.{PART} = h.{PART} WHERE NOT h._known
+                ORDER BY h.{PART}, h.{POS}""", [headers, next_capture_seq(con)])  # noqa: S608
+            # the lines were staged with their chunk's headers only (stage_captured); here without the known
+            # ones. Without any (the rule), a plain scan: DuckDB inserts it in file order, the files in part order
+            if lines and known.height:
+                con.execute(f"""INSERT INTO stage.order_lines BY NAME
+                    SELECT * EXCLUDE ({PART}, {POS}) FROM read_parquet(?) ANTI JOIN {k} USING (capture_id)
+                    ORDER BY {PART}, {POS}""", [lines])  # noqa: S608
+            elif lines:
+                con.execute(f"INSERT INTO stage.order_lines BY NAME SELECT * EXCLUDE ({PART}, {POS}) "  # noqa: S608
+                            "FROM read_parquet(?)", [lines])
+    quarantine = parts.files("quarantine")
+    if quarantine:
+        con.execute(f"""INSERT INTO ops.quarantine BY NAME
+            SELECT * EXCLUDE ({PART}, {POS}, _first) FROM (
+                SELECT *, row_number() OVER (PARTITION BY quarantine_id ORDER BY {PART}, {POS}) = 1 AS _first
+                FROM read_parquet(?)) q
+            WHERE _first AND NOT EXISTS (SELECT 1 FROM ops.quarantine o WHERE o.quarantine_id = q.quarantine_id)
+            ORDER BY {PART}, {POS}""", [quarantine])  # noqa: S608
 
 
 def _warn_if_grown(new: NewFile, report: CaptureReport) -> None:

@@ -18,6 +18,7 @@ import polars as pl
 
 from som_pipeline import orders as order_rules
 from som_pipeline.hashing import sha256_text
+from som_pipeline.parquet_stage import PART, POS, PartFiles, part_files
 from som_pipeline.services import Step
 from som_pipeline.warehouse import (
     Warehouse,
@@ -73,17 +74,23 @@ def _affected_keys(con, mark: int, alias: pl.DataFrame, alias_changed: bool) -> 
 
 # Orders rebuilt per batch: a first load or a full rebuild of millions of orders runs in bounded memory.
 BATCH_ORDERS = 200_000
+TABLES = ("orders", "order_lines", "order_versions", "order_line_versions")
 
 OnBatch = Callable[[order_rules.OrderTables], None]
 
 
 def build_core_orders(wh: Warehouse, *, full: bool = False, now: datetime | None = None,
                       on_batch: OnBatch | None = None, batch_orders: int = BATCH_ORDERS) -> OrdersDelta:
-    """Rebuild the affected orders, ``batch_orders`` at a time (all batches in one transaction with the
-    watermark). ``on_batch`` sees each batch's rows (the asset validates them against the models); the
-    returned ``tables`` hold the rows of the last batch, the counts cover all of them."""
+    """Rebuild the affected orders, ``batch_orders`` at a time, and upsert them with the watermark in one
+    transaction. Each batch's rows are staged as Parquet part files as they are built (nothing held, nothing
+    uncommitted in DuckDB), then published together (:func:`_publish`: delete the rebuilt orders, insert the
+    parts, in SQL that DuckDB streams), then the probable-duplicate groups they were or are in are recomputed.
+    ``on_batch`` sees each batch's rows (the asset validates them against the models; a batch's
+    ``probable_duplicates`` are those among its own orders), then the recomputed duplicate groups (with the
+    other tables empty); the returned ``tables`` hold the rows of the last batch and the recomputed duplicate
+    groups, the counts cover all of them."""
     now = now or datetime.now(UTC)
-    with wh.transaction() as con:
+    with wh.transaction() as con, part_files(wh.path.parent, f".{wh.path.name}.core_orders-") as parts:
         aliases = read_table(con, "ref.customer_aliases")
         alias = order_rules.alias_map(aliases)
         fingerprint = _alias_fingerprint(alias)
@@ -99,37 +106,60 @@ def build_core_orders(wh: Warehouse, *, full: bool = False, now: datetime | None
             keys, n_new, n_alias = _affected_keys(con, mark, alias, seen != fingerprint)
         keys = keys.sort(KEY)
         dates: list[pl.Series] = []
-        counts = {"orders": 0, "order_lines": 0, "order_versions": 0, "order_line_versions": 0,
-                  "probable_duplicates": 0}
+        groups: list[pl.DataFrame] = []
+        counts = dict.fromkeys((*TABLES, "probable_duplicates"), 0)
         tables = None
         for lo in range(0, max(keys.height, 1), batch_orders):
-            part = keys.slice(lo, batch_orders)
-            tables, before = _rebuild(con, part, aliases)
-            for name in counts:
+            tables = None  # the batch before is staged: not held while this one is built
+            tables, before, ids = _build(con, keys.slice(lo, batch_orders), aliases)
+            parts.add("ids", ids)
+            for name in TABLES:
+                parts.add(name, getattr(tables, name))
                 counts[name] += getattr(tables, name).height
             dates += [before["order_date"], tables.orders["order_date"]]
+            groups.append(_duplicate_groups(pl.concat([before, tables.orders.select(before.columns)])))
             if on_batch is not None:
                 on_batch(tables)
+            del before, ids
+        _publish(con, parts, deleted=full)
+        dup = _refresh_duplicates(con, pl.concat(groups).unique())
+        counts["probable_duplicates"] = dup.height
+        tables.probable_duplicates = dup
+        if on_batch is not None:
+            on_batch(order_rules.OrderTables(*(getattr(tables, t).clear() for t in TABLES), dup))
         days = pl.concat(dates).drop_nulls().unique().sort()
         mark_pending(con, "core.daily_sales", days, now)
         set_watermark(con, CONSUMER, top, fingerprint, now)
     return OrdersDelta(tables, n_new, n_alias, full, days.to_list(), counts)
 
 
-def _rebuild(con, keys: pl.DataFrame, aliases: pl.DataFrame) -> tuple[order_rules.OrderTables, pl.DataFrame]:
-    """Rebuild the orders ``keys`` from all their observations and upsert them; ``(their rows, what the
-    orders table held for them before)``."""
+def _build(con, keys: pl.DataFrame, aliases: pl.DataFrame) -> tuple[order_rules.OrderTables, pl.DataFrame,
+                                                                     pl.DataFrame]:
+    """Rebuild the orders ``keys`` from all their observations: ``(their rows, what the orders table held for
+    them before, their order ids)``."""
     headers = select_keys(con, "stage.order_headers", keys)
     with registered(con, headers.select("capture_id")) as ids:
         lines = con.execute(f"SELECT * FROM stage.order_lines SEMI JOIN {ids} USING (capture_id)").pl()  # noqa: S608
     tables = order_rules.build_orders(headers, lines, aliases)
+    del headers, lines
     ids = keys.select(order_rules.order_id_expr().alias("order_id"))
     before = select_keys(con, "core.orders", ids, "order_id, channel, customer_ref, customer_id, "
                          "customer_po, cancelled_at, order_date")
-    for name in ("orders", "order_lines", "order_versions", "order_line_versions"):
-        replace_keys(con, f"core.{name}", ids, getattr(tables, name))
-    tables.probable_duplicates = _refresh_duplicates(con, pl.concat([before, tables.orders.select(before.columns)]))
-    return tables, before
+    return tables, before, ids
+
+
+def _publish(con, parts: PartFiles, *, deleted: bool) -> None:
+    """Upsert the staged batches: delete the rebuilt orders' rows from the four order tables (unless the tables
+    were emptied: ``deleted``), insert the parts in the order they were built (the files in part order, each
+    file's rows in order: DuckDB keeps a scan's order on insert) inside the caller's transaction."""
+    ids = parts.files("ids")
+    for name in TABLES:
+        if ids and not deleted:
+            con.execute(f"DELETE FROM core.{name} WHERE order_id IN "  # noqa: S608 - names from code
+                        "(SELECT order_id FROM read_parquet(?))", [ids])
+        if files := parts.files(name):
+            con.execute(f"INSERT INTO core.{name} BY NAME SELECT * EXCLUDE ({PART}, {POS}) "  # noqa: S608
+                        "FROM read_parquet(?)", [files])
 
 
 def mark_pending(con, asset: str, days: pl.Series, now: datetime) -> None:
@@ -147,13 +177,19 @@ def pending_days(wh: Warehouse, asset: str = "core.daily_sales") -> list[date]:
     return [date.fromisoformat(k) for k in df["partition_key"]]
 
 
-def _refresh_duplicates(con, touched: pl.DataFrame) -> pl.DataFrame:
-    """Recompute the probable-duplicate groups the rebuilt orders were or are in; returns their new rows."""
-    groups = (touched.filter(pl.col("customer_po").is_not_null()).select(order_rules.duplicate_group())
-              .drop_nulls().unique())
+def _duplicate_groups(touched: pl.DataFrame) -> pl.DataFrame:
+    """``customer_key, _po``: the probable-duplicate groups of the orders ``touched`` (with a customer PO)."""
+    return (touched.filter(pl.col("customer_po").is_not_null()).select(order_rules.duplicate_group())
+            .drop_nulls().unique())
+
+
+def _refresh_duplicates(con, groups: pl.DataFrame) -> pl.DataFrame:
+    """Recompute the probable-duplicate ``groups`` (those the rebuilt orders were or are in) from the live
+    orders; returns their new rows."""
     with registered(con, groups.select("customer_key").unique()) as g:
         key = "coalesce(customer_id, channel || ':' || customer_ref)"
-        members = con.execute(f"SELECT * FROM core.orders WHERE customer_po IS NOT NULL "  # noqa: S608
+        members = con.execute("SELECT order_id, channel, customer_ref, customer_id, customer_po, cancelled_at "  # noqa: S608
+                              f"FROM core.orders WHERE customer_po IS NOT NULL "
                               f"AND {key} IN (SELECT customer_key FROM {g})").pl()
         old = con.execute(f"SELECT * FROM core.probable_duplicates "  # noqa: S608
                           f"WHERE customer_key IN (SELECT customer_key FROM {g})").pl()
