@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from som_pipeline.allocation.plan import AllocationResult
 from som_pipeline.config import Settings
+from som_pipeline.parquet_stage import PART, POS, part_files
 from som_pipeline.services import Step, inputs_fingerprint
 from som_pipeline.services.validation import business_now
 from som_pipeline.warehouse import read_table, read_tables, select_keys, set_watermark, watermark
@@ -57,7 +55,8 @@ def run_allocation(wh, settings: Settings, now: datetime | None = None) -> Alloc
     In parts of about :data:`PART_ROWS` reservation rows, orders whole, in priority order (order time, id): each
     part is planned by :func:`~som_pipeline.allocation.allocate` on the stock, warehouse capacity and carrier
     parcels the earlier parts left, so memory follows the part, not the day (one part below that size: the
-    plan of the whole day at once). Each part's rows are staged in Parquet; one transaction replaces the tables."""
+    plan of the whole day at once). Each part's rows are staged as Parquet part files
+    (:mod:`~som_pipeline.parquet_stage`); one transaction replaces the tables."""
     from som_pipeline.allocation import AllocationConfig
 
     now = now or business_now(settings)
@@ -75,26 +74,23 @@ def run_allocation(wh, settings: Settings, now: datetime | None = None) -> Alloc
         parts = _parts(con)
     used = _Used()
     metrics: list[dict[str, Any]] = []
-    stage = Path(tempfile.mkdtemp(prefix="allocation-", dir=settings.tmp))
-    try:
-        for n, ids in enumerate(parts):
+    with part_files(settings.tmp, "allocation-") as stage:
+        for ids in parts:
             with wh.connect() as con:
                 t = {tbl: select_keys(con, tbl, ids) for tbl in PER_ORDER}
             result = _plan_part(t, refs, used, stock, on_tasks.join(ids, on="order_id", how="semi"), now, cfg)
             del t
-            result.allocations.write_parquet(stage / f"allocations-{n:05d}.parquet")
-            result.backorders.write_parquet(stage / f"backorders-{n:05d}.parquet")
+            stage.add("allocations", result.allocations)
+            stage.add("backorders", result.backorders)
             metrics.append(result.metrics)
             del result
         with wh.transaction() as con:
             for table, name in (("core.allocations", "allocations"), ("core.backorders", "backorders")):
                 con.execute(f"DELETE FROM {table}")  # noqa: S608 (names from code)
-                if parts:
-                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)",  # noqa: S608
-                                [str(stage / f"{name}-*.parquet")])
+                if stage.files(name):
+                    con.execute(f"INSERT INTO {table} BY NAME SELECT * EXCLUDE ({PART}, {POS}) "  # noqa: S608
+                                "FROM read_parquet(?)", [stage.files(name)])
             set_watermark(con, CONSUMER, 0, fp, now)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     return AllocationRun(_sum_metrics(metrics), len(parts))
 
 

@@ -161,8 +161,12 @@ def reserve_inventory(orders: Frame, lines: Frame, customers: Frame, products: F
     cands = ln.filter((pl.col("_short") > 0) & ~pl.col("_sc") & pl.col("_subs_ok")).select(
         "order_id", "line_no", "sku", "_short", "_prio", "_country", "_air")
     subs = _substitute(cands, left, products)
-    ln = (ln.join(subs, on=["order_id", "line_no"], how="left")
-          .with_columns(pl.col("_sub_qty").fill_null(0))
+    if subs.height:
+        ln = ln.join(subs, on=["order_id", "line_no"], how="left")
+    else:  # no substitute granted (none listed, or none fits): no join, no copy of the day's lines
+        ln = ln.with_columns(*(pl.lit(None, dtype=t).alias(c) for c, t in subs.schema.items()
+                               if c not in ("order_id", "line_no")))
+    ln = (ln.with_columns(pl.col("_sub_qty").fill_null(0))
           .with_columns(
               pl.when(pl.col("_wait")).then(pl.lit("WAIT_SHIP_COMPLETE"))
               .when(pl.col("_sub").is_not_null()).then(pl.lit("SUBSTITUTE"))
