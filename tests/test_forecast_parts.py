@@ -45,6 +45,7 @@ def _stock(wh: Warehouse) -> None:
 def _run(tmp_path, monkeypatch, name: str, series: int, skus: int) -> list[dict[str, pl.DataFrame]]:
     """Days 0-89, then day 90 (the nightly run): the forecast tables and the plan after each."""
     monkeypatch.setattr(svc, "PART_SERIES", series)
+    monkeypatch.setattr(svc, "PART_SKUS", skus)
     s, wh = _home(tmp_path, monkeypatch, name)
     orders, lines = _history_orders(range(91))
     first = orders.filter(pl.col("order_date") < orders["order_date"].max())

@@ -409,36 +409,60 @@ def run_forecast(wh, settings: Settings, now: datetime | None = None, *, rebuild
                        preview=staged.preview if staged.preview is not None else empty_fc, parts=len(parts))
 
 
+# SKUs per part of the replenishment plan: a part's forecast rows (horizon_days per SKU x warehouse), reservations
+# and allocations are what it holds at once. Every step but the priority is per SKU; the priority is given once
+# over all proposals, so the plan does not depend on the part size (a test forces parts of 2 SKUs).
+PART_SKUS = 25_000
+
+# Per part of SKUs (``{k}``: a registered frame of ``sku``): what the plan reads. A reservation keeps its shipped
+# units (the order's promise): what still holds stock is the rest; stock is the ledger's on hand; allocated units
+# still to leave are the allocations less what shipped.
+_REPLENISHMENT_READS = {
+    "forecast": "SELECT sku, warehouse_id, forecast_date, forecast FROM core.demand_forecast SEMI JOIN {k} USING (sku)",
+    "errors": "SELECT sku, warehouse_id, sigma_daily FROM core.forecast_accuracy SEMI JOIN {k} USING (sku) "
+              "WHERE chosen AND sku <> '*'",
+    "inventory": "SELECT warehouse_id, sku, on_hand FROM core.v_stock SEMI JOIN {k} USING (sku)",
+    "reservations": """
+        SELECT r.* REPLACE (r.quantity_reserved - coalesce(x.shipped, 0) AS quantity_reserved)
+        FROM (SELECT * FROM core.reservations SEMI JOIN {k} USING (sku)) r
+        LEFT JOIN (SELECT order_id, line_no, sku, sum(quantity) AS shipped
+                   FROM core.shipment_lines SEMI JOIN {k} USING (sku) GROUP BY ALL) x USING (order_id, line_no, sku)
+        WHERE r.quantity_reserved > coalesce(x.shipped, 0)""",
+    "allocations": """
+        SELECT a.* REPLACE (a.quantity - coalesce(x.shipped, 0) AS quantity)
+        FROM (SELECT * FROM core.allocations SEMI JOIN {k} USING (sku)) a
+        LEFT JOIN (SELECT order_id, line_no, sku, warehouse_id, sum(quantity) AS shipped
+                   FROM core.shipment_lines SEMI JOIN {k} USING (sku) GROUP BY ALL) x
+             USING (order_id, line_no, sku, warehouse_id)
+        WHERE a.quantity > coalesce(x.shipped, 0)""",
+}
+
+
 def run_replenishment(wh, settings: Settings, now: datetime | None = None) -> pl.DataFrame:
     """Forecast + accuracy (sigma) + the ledger's stock - what is allocated and not shipped ->
-    core.replenishment_plan (replaced)."""
+    core.replenishment_plan (replaced). In parts of :data:`PART_SKUS` SKUs (every product, in order): each part's
+    proposals from its own rows (:func:`~som_pipeline.planning.replenishment.proposals`), then one priority over
+    all of them (:func:`~som_pipeline.planning.replenishment.prioritised`)."""
     from som_pipeline import planning as fc
-    from som_pipeline.warehouse import replace_table
+    from som_pipeline.planning.replenishment import prioritised, proposals
+    from som_pipeline.warehouse import registered, replace_table
 
     now = now or business_now(settings)
     cfg = fc.load_config(settings.forecast_config)
     with wh.connect() as con:
-        t = read_tables(con, ("core.demand_forecast", "ref.warehouses", "ref.products"))
-        # a reservation keeps its shipped units (the order's promise): what still holds stock is the rest
-        t["core.reservations"] = con.execute("""
-            SELECT r.* REPLACE (r.quantity_reserved - coalesce(x.shipped, 0) AS quantity_reserved)
-            FROM core.reservations r
-            LEFT JOIN (SELECT order_id, line_no, sku, sum(quantity) AS shipped FROM core.shipment_lines
-                       GROUP BY ALL) x USING (order_id, line_no, sku)
-            WHERE r.quantity_reserved > coalesce(x.shipped, 0)""").pl()
-        # stock is the ledger's on hand; allocated units still to leave are the allocations less what shipped
-        t["inventory"] = con.execute("SELECT warehouse_id, sku, on_hand FROM core.v_stock").pl()
-        t["core.allocations"] = con.execute("""
-            SELECT a.* REPLACE (a.quantity - coalesce(x.shipped, 0) AS quantity) FROM core.allocations a
-            LEFT JOIN (SELECT order_id, line_no, sku, warehouse_id, sum(quantity) AS shipped FROM core.shipment_lines
-                       GROUP BY ALL) x USING (order_id, line_no, sku, warehouse_id)
-            WHERE a.quantity > coalesce(x.shipped, 0)""").pl()
-        errors = con.execute(
-            "SELECT sku, warehouse_id, sigma_daily FROM core.forecast_accuracy WHERE chosen AND sku <> '*'").pl()
-    allocations = t["core.allocations"]
-    plan = fc.replenishment_plan(t["core.demand_forecast"], errors, t["inventory"], t["core.reservations"],
-                                 t["ref.warehouses"], t["ref.products"], cfg, now,
-                                 allocations if allocations.height else None)
+        t = read_tables(con, ("ref.warehouses", "ref.products"))
+    whs, products = t["ref.warehouses"], t["ref.products"]
+    skus = products.select("sku").unique().sort("sku")
+    found = []
+    for part in _parts(skus, PART_SKUS):
+        with wh.connect() as con, registered(con, part) as k:
+            r = {name: con.execute(sql.format(k=k)).pl() for name, sql in _REPLENISHMENT_READS.items()}
+        allocations = r["allocations"]
+        found.append(proposals(r["forecast"], r["errors"], r["inventory"], r["reservations"], whs,
+                               products.join(part, on="sku", how="semi"), cfg, now,
+                               allocations if allocations.height else None))
+        del r, allocations
+    plan = prioritised(pl.concat(found, how="vertical_relaxed"), now)
     with wh.transaction() as con:
         replace_table(con, "core.replenishment_plan", plan)
     return plan
