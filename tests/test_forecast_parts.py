@@ -1,6 +1,7 @@
-"""The forecast in parts of series (``services.planning.PART_SERIES``) and the replenishment plan in parts of SKUs
-(``services.planning.PART_SKUS``) write exactly the tables of one part: a first run, a nightly run that keeps
-and carries forward most series, and the plan on top of each (bounded memory at TPC-H SF 1, issue 10)."""
+"""The forecast in parts of series (``services.planning.PART_SERIES``), the replenishment plan in parts of SKUs
+(``PART_SKUS``) and the demand history in buckets of orders (``HISTORY_BATCH_LINES``) write exactly the tables of
+one part: a first run, a nightly run that keeps and carries forward most series, and the plan on top of each
+(bounded memory at TPC-H SF 1, issue 10)."""
 
 from __future__ import annotations
 
@@ -42,10 +43,11 @@ def _stock(wh: Warehouse) -> None:
         post(con, moves)
 
 
-def _run(tmp_path, monkeypatch, name: str, series: int, skus: int) -> list[dict[str, pl.DataFrame]]:
-    """Days 0-89, then day 90 (the nightly run): the forecast tables and the plan after each."""
+def _run(tmp_path, monkeypatch, name: str, series: int, skus: int, lines: int) -> list[dict[str, pl.DataFrame]]:
+    """Days 0-89, then day 90 (the nightly run): the demand history, the forecast tables and the plan after each."""
     monkeypatch.setattr(svc, "PART_SERIES", series)
     monkeypatch.setattr(svc, "PART_SKUS", skus)
+    monkeypatch.setattr(svc, "HISTORY_BATCH_LINES", lines)
     s, wh = _home(tmp_path, monkeypatch, name)
     orders, lines = _history_orders(range(91))
     first = orders.filter(pl.col("order_date") < orders["order_date"].max())
@@ -57,14 +59,16 @@ def _run(tmp_path, monkeypatch, name: str, series: int, skus: int) -> list[dict[
         run = svc.run_forecast(wh, s, now=now)
         svc.run_replenishment(wh, s, now=now)
         tables = _fc_tables(wh)
+        tables["state.daily_demand"] = wh.read("SELECT * FROM state.daily_demand ORDER BY ALL")
         tables["core.replenishment_plan"] = wh.read("SELECT * FROM core.replenishment_plan ORDER BY priority")
         out.append({**tables, "refit": run.refit.sort("sku", "warehouse_id")})
     return out
 
 
 def test_parts_of_two_series_and_two_skus_write_the_tables_of_one_part(tmp_path, monkeypatch) -> None:
-    whole = _run(tmp_path, monkeypatch, "whole", 10**9, 10**9)
-    parts = _run(tmp_path, monkeypatch, "parts", 2, 2)
+    """Also the demand history recomputed in buckets of a date's orders (2 lines a batch: 1-3 buckets a day)."""
+    whole = _run(tmp_path, monkeypatch, "whole", 10**9, 10**9, 10**9)
+    parts = _run(tmp_path, monkeypatch, "parts", 2, 2, 2)
     for one, many in zip(whole, parts, strict=True):
         for t, df in one.items():
             assert df.height > 0, t

@@ -43,6 +43,8 @@ PART_SERIES = 50_000
 Sink = Callable[[str, pl.DataFrame], None]
 
 # Order lines recomputed per batch when the history is (re)built: bounds the memory of a first run or a rebuild.
+# A batch is whole order dates; a date with more lines than this (TPC-H SF 1 on one day: 6M) is recomputed in
+# buckets of its orders (by a hash of the order id), whose units are summed per SKU x warehouse x date.
 HISTORY_BATCH_LINES = 500_000
 
 # One row per order date with live lines: its fingerprint and line count. Everything a date's demand rows derive
@@ -115,18 +117,29 @@ def update_demand_history(con: duckdb.DuckDBPyConnection, *, rebuild: bool = Fal
                                      .alias("_batch"))
             for part in live.partition_by("_batch", maintain_order=True):
                 batch = part["order_date"].to_list()
-                orders = con.execute(
-                    "SELECT order_id, version, order_date, cancelled_at, ship_to_country, ship_to_region "
-                    "FROM core.orders WHERE cancelled_at IS NULL AND order_date IN (SELECT unnest(?::DATE[]))", [batch]).pl()
-                lines = con.execute(
-                    "SELECT l.order_id, l.version, l.line_no, l.sku, l.quantity FROM core.order_lines l "
-                    "JOIN core.orders o ON o.order_id = l.order_id AND o.version = l.version "
-                    "WHERE o.cancelled_at IS NULL AND o.order_date IN (SELECT unnest(?::DATE[]))", [batch]).pl()
-                allocations = con.execute(
-                    "SELECT a.order_id, a.line_no, a.warehouse_id, a.quantity FROM core.allocations a "
-                    "WHERE a.order_id IN (SELECT order_id FROM core.orders WHERE cancelled_at IS NULL "
-                    "AND order_date IN (SELECT unnest(?::DATE[])))", [batch]).pl()
-                rows = fc.demand_rows(orders, lines, zones, whs, allocations if allocations.height else None)
+                buckets = max(1, -(-int(part["lines"].sum()) // HISTORY_BATCH_LINES))
+                rows = None
+                for bucket in range(buckets):
+                    args = [batch, buckets, bucket]
+                    orders = con.execute(
+                        "SELECT order_id, version, order_date, cancelled_at, ship_to_country, ship_to_region "
+                        "FROM core.orders WHERE cancelled_at IS NULL AND order_date IN (SELECT unnest(?::DATE[])) "
+                        "AND hash(order_id) % ? = ?", args).pl()
+                    lines = con.execute(
+                        "SELECT l.order_id, l.version, l.line_no, l.sku, l.quantity FROM core.order_lines l "
+                        "JOIN core.orders o ON o.order_id = l.order_id AND o.version = l.version "
+                        "WHERE o.cancelled_at IS NULL AND o.order_date IN (SELECT unnest(?::DATE[])) "
+                        "AND hash(o.order_id) % ? = ?", args).pl()
+                    allocations = con.execute(
+                        "SELECT a.order_id, a.line_no, a.warehouse_id, a.quantity FROM core.allocations a "
+                        "WHERE a.order_id IN (SELECT order_id FROM core.orders WHERE cancelled_at IS NULL "
+                        "AND order_date IN (SELECT unnest(?::DATE[])) AND hash(order_id) % ? = ?)", args).pl()
+                    got = fc.demand_rows(orders, lines, zones, whs, allocations if allocations.height else None)
+                    del orders, lines, allocations
+                    # a line's units count once, in its order's bucket: the buckets' units add up (integers)
+                    rows = got if rows is None else (
+                        pl.concat([rows, got]).group_by("sku", "warehouse_id", "ds").agg(pl.col("y").sum())
+                        .sort("sku", "warehouse_id", "ds").select(list(fc.DEMAND_SCHEMA)))
                 rows = conform(rows.rename({"ds": "order_date", "y": "units"})
                                .join(part.select("order_date", "day_fingerprint"), on="order_date"), DailyDemandModel)
                 insert_frame(con, "state.daily_demand", rows)
