@@ -241,7 +241,7 @@ def classified(demand: pl.DataFrame, cfg: ForecastConfig, end: date) -> pl.DataF
 
 
 def backtest(demand: pl.DataFrame, cfg: ForecastConfig, end: date | None = None, *,
-             only: pl.DataFrame | None = None) -> Backtest:
+             only: pl.DataFrame | None = None, classes: pl.DataFrame | None = None) -> Backtest:
     """Classify every series, backtest its candidates and the baseline, choose its model.
 
     ``demand``: ``sku, warehouse_id, ds, y``, sparse (:func:`~som_pipeline.planning.demand.window_demand`: days
@@ -253,10 +253,13 @@ def backtest(demand: pl.DataFrame, cfg: ForecastConfig, end: date | None = None,
     ``only`` (``sku, warehouse_id``): backtest those series only (the incremental forecast's refits). The
     classification and the heavy-model budgets are still ranked over every series of ``demand``, so a series
     gets the same candidates as in a run over all series; every other step is per series.
+
+    ``classes``: :func:`classified` of every series, when the caller has it (the service backtests its refits in
+    parts: it classifies once, and ``demand`` then needs to hold only the rows of the ``only`` series).
     """
     if end is None:
         end = demand["ds"].max() or date.today()  # (no demand at all: empty results)
-    series = classified(demand, cfg, end)
+    series = classes if classes is not None else classified(demand, cfg, end)
     if only is not None:
         series = series.join(only.select("sku", "warehouse_id"), on=["sku", "warehouse_id"], how="semi")
     bt = series.filter(pl.col("backtest"))

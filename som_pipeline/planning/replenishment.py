@@ -192,7 +192,24 @@ def replenishment_plan(forecast: pl.DataFrame, errors: pl.DataFrame | None, inve
     ``forecast``: ``core.demand_forecast`` rows; ``errors``: ``sku, warehouse_id, sigma_daily`` (what
     :func:`~som_pipeline.planning.forecast.run` returns as ``errors``); ``inventory``: ``ref.inventory``;
     ``reservations``: ``core.reservations``; ``allocations``: ``core.allocations`` (optional).
+    ``prioritised(proposals(...))``: every step but the priority is per SKU, so the plan can be proposed in
+    parts of SKUs and prioritised once (the service does, for bounded memory).
     """
+    now = _utc(now or datetime.now(UTC))
+    return prioritised(proposals(forecast, errors, inventory, reservations, warehouses, products, cfg, now,
+                                 allocations), now)
+
+
+PROPOSAL_COLUMNS = ["kind", "sku", "from_warehouse", "to_warehouse", "quantity", "available", "safety_stock",
+                    "reorder_point", "stockout_date", "lead_time_days", "reason"]
+
+
+def proposals(forecast: pl.DataFrame, errors: pl.DataFrame | None, inventory: pl.DataFrame,
+              reservations: pl.DataFrame | None, warehouses: pl.DataFrame, products: pl.DataFrame,
+              cfg: ForecastConfig, now: datetime | None = None,
+              allocations: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The transfers and purchases of :func:`replenishment_plan` (:data:`PROPOSAL_COLUMNS`), not yet
+    prioritised. Per SKU: the rows of a SKU depend only on that SKU's rows of every input."""
     now = _utc(now or datetime.now(UTC))
     today = now.date()
     pos = stock_positions(forecast, errors, inventory, reservations, warehouses, products, cfg, now, allocations)
@@ -251,10 +268,15 @@ def replenishment_plan(forecast: pl.DataFrame, errors: pl.DataFrame | None, inve
                  ]).alias("reason"))
                  .filter(pl.col("quantity") > 0))
 
-    cols = ["kind", "sku", "from_warehouse", "to_warehouse", "quantity", "available", "safety_stock",
-            "reorder_point", "stockout_date", "lead_time_days", "reason"]
-    plan = pl.concat([transfers.select(cols), purchases.select(cols)])
-    stamp = today.strftime("%Y%m%d")
+    return pl.concat([transfers.select(PROPOSAL_COLUMNS), purchases.select(PROPOSAL_COLUMNS)])
+
+
+def prioritised(plan: pl.DataFrame, now: datetime | None = None) -> pl.DataFrame:
+    """``core.replenishment_plan`` rows from :func:`proposals` (of every SKU, or the concatenated proposals of
+    parts of SKUs): ``priority`` over all of them (earliest stock-out first, then transfers before purchases,
+    then bigger quantity; the order is total), ``proposal_id``, ``generated_at``."""
+    now = _utc(now or datetime.now(UTC))
+    stamp = now.date().strftime("%Y%m%d")
     plan = (plan.sort(["stockout_date", "kind", "quantity", "sku", "to_warehouse", "from_warehouse"],
                       descending=[False, True, True, False, False, False], nulls_last=True)
             .with_columns(
@@ -271,4 +293,5 @@ def replenishment_plan(forecast: pl.DataFrame, errors: pl.DataFrame | None, inve
     return conform(plan, ReplenishmentPlanModel)
 
 
-__all__ = ["replenishment_plan", "reserved_by_warehouse", "stock_positions", "stockout_dates"]
+__all__ = ["PROPOSAL_COLUMNS", "prioritised", "proposals", "replenishment_plan", "reserved_by_warehouse",
+           "stock_positions", "stockout_dates"]
