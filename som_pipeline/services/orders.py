@@ -202,14 +202,20 @@ def _refresh_duplicates(con, groups: pl.DataFrame) -> pl.DataFrame:
     return dup
 
 
+_DAILY_ORDER_COLUMNS = ("order_id", "order_date", "channel", "currency", "line_count", "items_subtotal",
+                        "discount_total", "tax_total", "order_total", "unpriced_lines", "cancelled_at")
+
+
 def build_daily_sales(wh: Warehouse, start: date, end: date) -> pl.DataFrame:
     """Replace the partitions ``[start, end]`` of core.daily_sales (delete + insert, one transaction) and clear
     their marks in ``ops.pending_partitions``. Two SQL range reads: the cost follows the range's orders."""
     with wh.transaction() as con:
-        orders = con.execute("SELECT * FROM core.orders WHERE order_date BETWEEN ? AND ?", [start, end]).pl()
+        # only the columns the aggregate reads (a day of TPC-H SF 1: 6M lines; every column was 6.7 GB)
+        orders = con.execute(f"SELECT {', '.join(_DAILY_ORDER_COLUMNS)} FROM core.orders "  # noqa: S608 (from code)
+                             "WHERE order_date BETWEEN ? AND ?", [start, end]).pl()
         lines = con.execute(
-            "SELECT l.* FROM core.order_lines l JOIN core.orders o USING (order_id) WHERE o.order_date BETWEEN ? AND ?",
-            [start, end],
+            "SELECT l.order_id, l.quantity FROM core.order_lines l JOIN core.orders o USING (order_id) "
+            "WHERE o.order_date BETWEEN ? AND ?", [start, end],
         ).pl()
         daily = order_rules.daily_sales(orders, lines, start, end)
         replace_where(con, "core.daily_sales", "order_date BETWEEN ? AND ?", [start, end], daily)
