@@ -1,6 +1,7 @@
 """Allocation in parts (``services.allocation.PART_ROWS``): the demo's day planned in parts of a few orders keeps
 every rule across the parts -- stock, warehouse capacity, carrier parcels, reservations, ship-complete -- conserves
-every reserved unit, and a rerun writes the same tables."""
+every reserved unit, and a rerun writes the same tables; fulfilment, which releases one warehouse per
+transaction, finishes a release stopped between two warehouses on the next run."""
 
 from __future__ import annotations
 
@@ -140,3 +141,42 @@ def test_the_first_part_is_planned_as_if_alone(validated, tmp_path, monkeypatch)
         con2.register("first_part", first.to_arrow())
         in_parts, alone = con.execute(q).pl(), con2.execute(q).pl()
     assert in_parts.height > 0 and in_parts.equals(alone)
+
+
+def test_a_release_stopped_between_warehouses_ends_as_a_whole_one(validated, tmp_path, monkeypatch) -> None:
+    """Fulfilment releases one warehouse per transaction: a run that dies after the first warehouse leaves that
+    one released, and the next run releases the rest and records the statuses the dead run did not -- the same
+    waves, tasks, ledger, statuses and events as one clean run."""
+    from som_pipeline.services import fulfilment as ful
+
+    tables = ("core.pick_waves", "core.pick_tasks", "core.stock_ledger", "core.order_fulfilment", "core.order_events")
+
+    def dump(wh):
+        return {t: wh.read(f"SELECT * FROM {t} ORDER BY ALL") for t in tables}  # noqa: S608 (names from the test)
+
+    s, wh = _copy(validated, tmp_path)
+    alloc_service.run_allocation(wh, s, now=NOW)
+    ful.run_fulfilment(wh, s, NOW)
+    clean = dump(wh)
+    assert clean["core.pick_waves"]["warehouse_id"].n_unique() > 1
+
+    s2, wh2 = _copy(validated, tmp_path / "b")
+    alloc_service.run_allocation(wh2, s2, now=NOW)
+    release_one = ful._release_warehouse
+    calls = []
+
+    def dies_on_the_second(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise RuntimeError("killed between two warehouses")
+        return release_one(*args, **kwargs)
+
+    monkeypatch.setattr(ful, "_release_warehouse", dies_on_the_second)
+    with pytest.raises(RuntimeError):
+        ful.run_fulfilment(wh2, s2, NOW)
+    assert wh2.read("SELECT count(DISTINCT warehouse_id) AS n FROM core.pick_waves")["n"][0] == 1
+    monkeypatch.setattr(ful, "_release_warehouse", release_one)
+    ful.run_fulfilment(wh2, s2, NOW)
+    resumed = dump(wh2)
+    for t in tables:
+        assert resumed[t].equals(clean[t]), t

@@ -140,9 +140,18 @@ def run_fulfilment(wh: Warehouse, settings: Settings, now: datetime, run_id: str
     run_id = run_id or run_id_for(now)
     rep = FulfilmentReport()
     with wh.connect() as con:
-        touched = [_stop_tasks(con, now, run_id, rep), _release(con, now, run_id, rep)]
+        touched = [_stop_tasks(con, now, run_id, rep), _release(con, now, run_id, rep), _unrecorded(con)]
         _statuses(con, _ids(touched), [], now, rep)
     return rep
+
+
+def _unrecorded(con) -> pl.DataFrame:
+    """Orders with open tasks released after their fulfilment status was last written: a run stopped after a
+    warehouse's release and before the statuses (the next run records them). Open tasks only: bounded by the
+    work in progress, not by history."""
+    return con.execute("""
+        SELECT DISTINCT t.order_id FROM core.pick_tasks t LEFT JOIN core.order_fulfilment f USING (order_id)
+        WHERE t.status = 'OPEN' AND (f.order_id IS NULL OR f.updated_at < t.released_at)""").pl()
 
 
 def _ids(frames: list[pl.DataFrame]) -> pl.DataFrame:
