@@ -50,6 +50,13 @@ class PartFiles:
         """The part files of ``name``, in the order written (empty: nothing to publish)."""
         return list(self._files.get(name, []))
 
+    def insert_into(self, con, table: str, name: str) -> None:
+        """Append ``name``'s parts to ``table`` (a name from code), columns by name, without the part bookkeeping
+        columns; DuckDB keeps the files' order on this plain scan. Nothing to do without parts."""
+        if files := self.files(name):
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * EXCLUDE ({PART}, {POS}) "  # noqa: S608 (names from code)
+                        "FROM read_parquet(?)", [files])
+
 
 @contextmanager
 def part_files(parent: Path, prefix: str) -> Iterator[PartFiles]:

@@ -10,7 +10,7 @@ import polars as pl
 
 from som_pipeline.allocation.plan import AllocationResult
 from som_pipeline.config import Settings
-from som_pipeline.parquet_stage import PART, POS, part_files
+from som_pipeline.parquet_stage import part_files
 from som_pipeline.services import Step, inputs_fingerprint
 from som_pipeline.services.validation import business_now
 from som_pipeline.warehouse import read_table, read_tables, select_keys, set_watermark, watermark
@@ -87,9 +87,7 @@ def run_allocation(wh, settings: Settings, now: datetime | None = None) -> Alloc
         with wh.transaction() as con:
             for table, name in (("core.allocations", "allocations"), ("core.backorders", "backorders")):
                 con.execute(f"DELETE FROM {table}")  # noqa: S608 (names from code)
-                if stage.files(name):
-                    con.execute(f"INSERT INTO {table} BY NAME SELECT * EXCLUDE ({PART}, {POS}) "  # noqa: S608
-                                "FROM read_parquet(?)", [stage.files(name)])
+                stage.insert_into(con, table, name)
             set_watermark(con, CONSUMER, 0, fp, now)
     return AllocationRun(_sum_metrics(metrics), len(parts))
 

@@ -349,9 +349,8 @@ def publish_parts(con: duckdb.DuckDBPyConnection, parts: PartFiles) -> None:
                 con.execute(f"""INSERT INTO stage.order_lines BY NAME
                     SELECT * EXCLUDE ({PART}, {POS}) FROM read_parquet(?) ANTI JOIN {k} USING (capture_id)
                     ORDER BY {PART}, {POS}""", [lines])  # noqa: S608
-            elif lines:
-                con.execute(f"INSERT INTO stage.order_lines BY NAME SELECT * EXCLUDE ({PART}, {POS}) "  # noqa: S608
-                            "FROM read_parquet(?)", [lines])
+            else:
+                parts.insert_into(con, "stage.order_lines", "lines")
     quarantine = parts.files("quarantine")
     if quarantine:
         con.execute(f"""INSERT INTO ops.quarantine BY NAME

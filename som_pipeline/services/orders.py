@@ -18,7 +18,7 @@ import polars as pl
 
 from som_pipeline import orders as order_rules
 from som_pipeline.hashing import sha256_text
-from som_pipeline.parquet_stage import PART, POS, PartFiles, part_files
+from som_pipeline.parquet_stage import PartFiles, part_files
 from som_pipeline.services import Step
 from som_pipeline.warehouse import (
     Warehouse,
@@ -157,9 +157,7 @@ def _publish(con, parts: PartFiles, *, deleted: bool) -> None:
         if ids and not deleted:
             con.execute(f"DELETE FROM core.{name} WHERE order_id IN "  # noqa: S608 - names from code
                         "(SELECT order_id FROM read_parquet(?))", [ids])
-        if files := parts.files(name):
-            con.execute(f"INSERT INTO core.{name} BY NAME SELECT * EXCLUDE ({PART}, {POS}) "  # noqa: S608
-                        "FROM read_parquet(?)", [files])
+        parts.insert_into(con, f"core.{name}", name)
 
 
 def mark_pending(con, asset: str, days: pl.Series, now: datetime) -> None:

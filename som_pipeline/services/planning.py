@@ -12,17 +12,15 @@ state table (:func:`read_demand_window`) and only series with demand in it.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import duckdb
 import polars as pl
 
 from som_pipeline.config import Settings
+from som_pipeline.parquet_stage import PartFiles, part_files
 from som_pipeline.services import Step
 from som_pipeline.services.validation import business_now
 from som_pipeline.warehouse import read_table, read_tables, transaction
@@ -245,25 +243,21 @@ def _parts(keys: pl.DataFrame, size: int) -> list[pl.DataFrame]:
 
 
 class _Staged:
-    """Rows written in parts: each part goes to Parquet in the staging directory (``<name>-<n>.parquet``), to
-    ``sink(table, rows)`` (the asset's checks) and, without a sink, to a list (small data, tests: the run returns
-    them). :meth:`insert` appends a name's files to its table in the publishing transaction."""
+    """Rows written in parts: each part goes to a Parquet part file (:class:`~som_pipeline.parquet_stage.PartFiles`),
+    to ``sink(table, rows)`` (the asset's checks) and, without a sink, to a list (small data, tests: the run returns
+    them). :meth:`insert` appends a name's parts to its table in the publishing transaction."""
 
-    def __init__(self, root: Path, sink: Sink | None) -> None:
-        self.root, self.sink = root, sink
+    def __init__(self, parts: PartFiles, sink: Sink | None) -> None:
+        self.parts, self.sink = parts, sink
         self.frames: dict[str, list[pl.DataFrame]] = {}
-        self.files: dict[str, int] = {}
         self.rows: dict[str, int] = {}
         self.preview: pl.DataFrame | None = None
 
     def add(self, name: str, table: str, df: pl.DataFrame) -> None:
         self.rows[name] = self.rows.get(name, 0) + df.height
-        if df.height:
-            n = self.files.get(name, 0)
-            df.write_parquet(self.root / f"{name}-{n:05d}.parquet")
-            self.files[name] = n + 1
-            if self.preview is None and table == "core.demand_forecast":
-                self.preview = df.head(5)
+        self.parts.add(name, df)
+        if df.height and self.preview is None and table == "core.demand_forecast":
+            self.preview = df.head(5)
         if self.sink is None:
             self.frames.setdefault(name, []).append(df)
         else:
@@ -274,9 +268,7 @@ class _Staged:
         return pl.concat(frames, how="vertical_relaxed") if frames else empty
 
     def insert(self, con: duckdb.DuckDBPyConnection, name: str, table: str) -> None:
-        if self.files.get(name):
-            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)",  # noqa: S608 (names from code)
-                        [str(self.root / f"{name}-*.parquet")])
+        self.parts.insert_into(con, table, name)
 
 
 def run_forecast(wh, settings: Settings, now: datetime | None = None, *, rebuild: bool = False,
@@ -319,9 +311,8 @@ def run_forecast(wh, settings: Settings, now: datetime | None = None, *, rebuild
     empty_fc = conform(pl.DataFrame(), DemandForecastModel).clear()
     empty_fits = conform(pl.DataFrame(), ForecastFitModel).clear()
 
-    stage = Path(tempfile.mkdtemp(prefix="forecast-", dir=settings.tmp))
-    try:
-        staged = _Staged(stage, sink)
+    with part_files(settings.tmp, "forecast-") as parts_dir:
+        staged = _Staged(parts_dir, sink)
         # kept series: their rows after `end` carried forward; one without the rows it needs is refitted
         t = time.perf_counter()
         if kept.height:
@@ -412,8 +403,6 @@ def run_forecast(wh, settings: Settings, now: datetime | None = None, *, rebuild
             n_series, n_rows = con.execute(
                 "SELECT count(DISTINCT (sku, warehouse_id)), count(*) FROM core.demand_forecast").fetchone()
         timings["write"] = time.perf_counter() - t
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     fresh = staged.collected("fresh", empty_fc)
     result = fc.ForecastResult(forecast=fresh, accuracy=acc, errors=fc.error_stats(bt), backtest=bt)
     return ForecastRun(result=result, history=history, refit=refit, kept=kept.height, dropped=dropped.height,
