@@ -126,3 +126,17 @@ def test_tables_from_an_older_release_gain_the_new_columns(tmp_path: Path):
     # a required column without a declared backfill cannot be added silently
     with pytest.raises(ValueError, match="no column capture_id"):
         add_column_sql("stage.order_headers", StagedOrderModel, set(StagedOrderModel.to_schema().columns) - {"capture_id"})
+
+
+def test_duckdb_yields_memory_for_a_block_and_restores_the_limit(tmp_path: Path):
+    from som_pipeline.warehouse import duckdb_yields_memory
+
+    wh = Warehouse(tmp_path / "w.duckdb", memory_limit="1GB")
+    with wh.connect() as con:
+        before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        with duckdb_yields_memory(con, wh.memory_limit, "64MB"):
+            assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "61.0 MiB"
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == before
+        with pytest.raises(RuntimeError), duckdb_yields_memory(con, wh.memory_limit, "64MB"):
+            raise RuntimeError("the block fails")
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == before

@@ -31,6 +31,7 @@ from som_pipeline.validation.stable import keep_open_hold_text, keep_unchanged_r
 from som_pipeline.validation.workflow import Others, Outcome, Reference, State, run_workflow
 from som_pipeline.warehouse import (
     Warehouse,
+    duckdb_yields_memory,
     insert_frame,
     read_table,
     registered,
@@ -133,13 +134,15 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
                         receivables(con))
         anomaly = anomaly_state_for_run(con, cfg)  # the anomaly baselines' state: only the groups touched
         state = State(*(select_keys(con, t, ids) for t in STATE_TABLES[:4]), anomaly=anomaly.history)
-        others = _kept_approved_elsewhere(con, ids, cfg)
-        out = run_workflow(orders, lines, state, new, ref, cfg, now, others=others)
-        # the day's orders, lines, reference data and anomaly history are not needed for the writes: freed
-        # before the transaction (at TPC-H SF 1 they are ~2 GB, and DuckDB needs memory for the upserts)
-        del orders, lines, ref, others
-        state = replace(state, anomaly=None)
+        # the observations are the workflow's alone: it drops them once the quantity check has used them (TPC-H
+        # SF 1: 1.1 GB); write_anomaly_state works from the connection's temporary tables
         anomaly = replace(anomaly, history=anomaly.history.clear())
+        others = _kept_approved_elsewhere(con, ids, cfg)
+        with duckdb_yields_memory(con, wh.memory_limit):  # DuckDB's temporary tables wait on disk while Polars works
+            out = run_workflow(orders, lines, state, new, ref, cfg, now, others=others)
+        # the day's orders, lines and reference data are not needed for the writes: freed before the transaction
+        # (at TPC-H SF 1 they are ~1 GB, and DuckDB needs memory for the upserts)
+        del orders, lines, ref, others
 
         # quarantine: unreadable rows/files + decisions that do not apply
         q = _decision_quarantine(reads, out, now)

@@ -16,7 +16,8 @@ function's signature). Two stages:
 ``reserve``
     after the screen, only the orders the caller lets reserve stock (not rejected; the workflow also leaves
     out held orders whose reservation lapsed and adds approved orders waiting for backordered units);
-    returns ``(reservations, results)``.
+    returns ``(reservations, results)``. Its checks read only :data:`RESERVE_ORDER_COLUMNS` /
+    :data:`RESERVE_LINE_COLUMNS` of the orders and lines (the workflow passes those alone).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from som_pipeline.validation.anomaly import check_quantity_anomaly
 from som_pipeline.validation.config import ValidationConfig, load_config
 from som_pipeline.validation.credit import check_credit
 from som_pipeline.validation.frames import Frame
+from som_pipeline.validation.inventory import LINE_COLUMNS as RESERVE_LINE_COLUMNS
+from som_pipeline.validation.inventory import ORDER_COLUMNS as RESERVE_ORDER_COLUMNS
 from som_pipeline.validation.inventory import RESERVATION_SCHEMA, reserve_inventory
 from som_pipeline.validation.priority import order_priority
 from som_pipeline.validation.results import empty_results
@@ -239,5 +242,5 @@ def run_checks(
     return ValidationRun(priority=inputs.priority, results=results, reservations=reservations, rejected=rejected)
 
 
-__all__ = ["CHECKS", "DERIVED_INPUTS", "Check", "CheckInputs", "Runner", "Stage", "ValidationRun", "registered",
+__all__ = ["CHECKS", "DERIVED_INPUTS", "RESERVE_LINE_COLUMNS", "RESERVE_ORDER_COLUMNS", "Check", "CheckInputs", "Runner", "Stage", "ValidationRun", "registered",
            "rejected_orders", "reserve", "run_check", "run_checks", "screen"]

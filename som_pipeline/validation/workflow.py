@@ -49,7 +49,13 @@ from som_pipeline.schemas import (
     conform,
     empty,
 )
-from som_pipeline.validation.checks import CheckInputs, reserve, screen
+from som_pipeline.validation.checks import (
+    RESERVE_LINE_COLUMNS,
+    RESERVE_ORDER_COLUMNS,
+    CheckInputs,
+    reserve,
+    screen,
+)
 from som_pipeline.validation.config import ValidationConfig
 
 TS = pl.Datetime("us", "UTC")
@@ -74,7 +80,8 @@ class State:
     reservations: pl.DataFrame
     decisions: pl.DataFrame
     # core.anomaly_baselines rows the evaluated orders need, with the observations not yet recorded in it
-    # (services.anomaly.anomaly_state_for_run); None: baselines from the whole order history
+    # (services.anomaly.anomaly_state_for_run); None: baselines from the whole order history. run_workflow
+    # sets it to None once the quantity check has used it (the observations are a day's largest input)
     anomaly: pl.DataFrame | None = None
 
     @classmethod
@@ -215,6 +222,10 @@ def run_workflow(
     sel = _select_orders(run)
     ctx = _context_of_kept_orders(run, sel)
     checked = _checks(run, sel, ctx)
+    # the anomaly observations served the quantity check alone: dropped (from the caller's state too) before the
+    # stock phase, the run's largest (TPC-H SF 1: 1.1 GB of observations)
+    state.anomaly = None
+    checked = replace(checked, inputs=replace(checked.inputs, anomaly_state=None))
     dec = _manual_decisions(run, checked.results)
     stock = _preliminary_status_then_stock(run, sel, ctx, checked, dec)
     del checked  # the screening results (the stock phase's results include them): a day's are GBs at SF 1
@@ -222,6 +233,7 @@ def run_workflow(
     st_new = _new_status_rows(run, stock, holds, dec)
     status = _status_rows(run, sel, st_new)
     reservations = _reservations(run, stock, st_new)
+    stock = replace(stock, res_new=stock.res_new.clear())  # in ``reservations`` now
     out_results = _results_with_waivers(run, sel, stock, dec)
     stock = replace(stock, results=stock.results.clear())  # only out_results' copy is kept
     touched = pl.concat([sel.ev_ids, sel.cancelled.select("order_id"), sel.historical.select("order_id")])
@@ -355,14 +367,16 @@ def _preliminary_status_then_stock(run: Run, sel: Selection, ctx: Context, check
     # approved orders waiting for stock (backordered units) compete for what is free, in priority order,
     # with the evaluated orders; what they already reserved stays theirs
     waiting = ctx.fixed_res.filter(pl.col("quantity_backordered") > 0)
+    # only the columns the reserve stage reads are copied (the reserving orders' whole rows: ~1 GB at SF 1)
+    oc, lc = list(RESERVE_ORDER_COLUMNS), list(RESERVE_LINE_COLUMNS)
     bo_lines = (
         waiting.group_by("order_id", "line_no").agg(pl.col("requested_sku").first().alias("sku"),
                                                     pl.col("quantity_backordered").sum().alias("quantity"))
-        .join(run.lines.drop("sku", "quantity"), on=["order_id", "line_no"], how="inner")
+        .join(run.lines.select(lc).drop("sku", "quantity"), on=["order_id", "line_no"], how="inner")
     )
-    bo_orders = run.orders.join(bo_lines.select("order_id").unique(), on="order_id", how="semi")
-    res_orders = pl.concat([sel.ev_orders.join(reserving, on="order_id", how="semi"), bo_orders])
-    res_lines = pl.concat([sel.ev_lines.join(reserving, on="order_id", how="semi"), bo_lines.select(run.lines.columns)])
+    bo_orders = run.orders.select(oc).join(bo_lines.select("order_id").unique(), on="order_id", how="semi")
+    res_orders = pl.concat([sel.ev_orders.select(oc).join(reserving, on="order_id", how="semi"), bo_orders])
+    res_lines = pl.concat([sel.ev_lines.select(lc).join(reserving, on="order_id", how="semi"), bo_lines.select(lc)])
     res_all, inv_all = reserve(replace(checked.inputs, orders=res_orders, lines=res_lines))
     topped = bo_orders.select("order_id")
     res_new = res_all.join(topped, on="order_id", how="anti")
@@ -460,9 +474,16 @@ def _reservations(run: Run, stock: Stock, st_new: pl.DataFrame) -> pl.DataFrame:
 
 def _results_with_waivers(run: Run, sel: Selection, stock: Stock, dec: Decisions) -> pl.DataFrame:
     """core.validation_results rows of the evaluated orders: version, who waived a failure, when."""
-    out = stock.results.join(sel.ev_orders.select("order_id", "version"), on="order_id").join(
-        dec.waivers.select("order_id", "reason_code", "waived_by"), on=["order_id", "reason_code"], how="left"
-    ).with_columns(_ts(run.now).alias("evaluated_at"))
+    # the new columns are looked up on the key columns alone and added to the findings: joining the findings
+    # themselves copied every row (TPC-H SF 1: 10M findings, +1 GB while both copies lived)
+    keys = stock.results.select("order_id", "reason_code")
+    version = keys.join(sel.ev_orders.select("order_id", "version"), on="order_id", how="left",
+                        maintain_order="left")["version"]
+    waived_by = keys.join(dec.waivers.select("order_id", "reason_code", "waived_by"), on=["order_id", "reason_code"],
+                          how="left", maintain_order="left")["waived_by"]
+    out = stock.results.with_columns(version, waived_by, _ts(run.now).alias("evaluated_at"))
+    if version.null_count():  # findings of orders not evaluated (none: the checks ran on the evaluated orders)
+        out = out.filter(pl.col("version").is_not_null())
     return conform(out, ValidationResultModel)
 
 
