@@ -75,6 +75,8 @@ def _observations_sql(orders: str, *, require_value: bool = True) -> str:
 STATE_COLS = "level, key1, key2, order_ts, order_id, line_no, value"
 _SAME_GROUP = "{a}.level = {b}.level AND {a}.key1 = {b}.key1 AND {a}.key2 = {b}.key2"
 _SAME_OBS = _SAME_GROUP + " AND {a}.order_id = {b}.order_id AND {a}.line_no IS NOT DISTINCT FROM {b}.line_no"
+_SAME_ROW = _SAME_OBS + (" AND {a}.order_ts IS NOT DISTINCT FROM {b}.order_ts"
+                         " AND {a}.value IS NOT DISTINCT FROM {b}.value")
 _TEMP = ("_anom_todo", "_anom_touched", "_anom_stored", "_anom_known", "_anom_rows")
 
 
@@ -184,10 +186,14 @@ def write_anomaly_state(con: duckdb.DuckDBPyConnection, run: AnomalyRun) -> None
                                        ORDER BY order_ts DESC, value DESC, order_id DESC, line_no DESC NULLS LAST)
                     <= CASE WHEN level = 'order_value' THEN ? ELSE ? END""",  # noqa: S608 (text from code)
                     list(run.windows))
-        con.execute(f"DELETE FROM {TABLE} b USING (SELECT {STATE_COLS} FROM _anom_stored "  # noqa: S608
-                    f"EXCEPT SELECT {STATE_COLS} FROM _anom_rows) g WHERE {_SAME_OBS.format(a='b', b='g')}")
-        con.execute(f"INSERT INTO {TABLE} BY NAME SELECT {STATE_COLS} FROM _anom_rows "  # noqa: S608
-                    f"EXCEPT SELECT {STATE_COLS} FROM _anom_stored")
+        # the rows that leave / enter: anti-joins on the whole row (the rows are unique per observation key, so
+        # this is the set difference; EXCEPT hashed all of a day's 17.9M new rows for distinctness at TPC-H SF 1)
+        if con.execute("SELECT EXISTS (SELECT 1 FROM _anom_stored)").fetchone()[0]:
+            con.execute(f"DELETE FROM {TABLE} b USING (SELECT {STATE_COLS} FROM _anom_stored s "  # noqa: S608
+                        f"ANTI JOIN _anom_rows r ON {_SAME_ROW.format(a='s', b='r')}) g "
+                        f"WHERE {_SAME_OBS.format(a='b', b='g')}")
+        con.execute(f"INSERT INTO {TABLE} BY NAME SELECT {STATE_COLS} FROM _anom_rows r "  # noqa: S608
+                    f"ANTI JOIN _anom_stored s ON {_SAME_ROW.format(a='r', b='s')}")
     finally:
         for t in _TEMP:
             con.execute(f"DROP TABLE IF EXISTS {t}")
