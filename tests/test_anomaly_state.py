@@ -244,3 +244,19 @@ def test_service_state_run_after_run_equals_the_full_computation_and_the_rebuild
 
 
 OBS = ["level", "key1", "key2", "order_id", "line_no"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rank_in_sorted_group_is_the_row_number_within_each_group(seed: int) -> None:
+    """The baselines number each group's observations in time order without hashing the keys: the same numbers
+    as ``int_range(len()).over(keys)`` on the sorted frame, whatever the group sizes (one row, many, repeated key
+    parts across groups)."""
+    from som_pipeline.validation.anomaly import _rank_in_sorted_group
+
+    rng = random.Random(seed)
+    df = pl.DataFrame({"a": [rng.choice("xyz") for _ in range(500)], "b": [rng.choice("pq") for _ in range(500)],
+                       "t": [rng.randint(0, 9) for _ in range(500)]}).sort("a", "b", "t")
+    want = df.select(pl.int_range(pl.len(), dtype=pl.Int64).over(["a", "b"]).alias("r"))
+    got = df.select(_rank_in_sorted_group(["a", "b"]).alias("r"))
+    assert_frame_equal(got, want)
+    assert got["r"].max() > 10 and (got["r"] == 0).sum() == df.select("a", "b").n_unique()
