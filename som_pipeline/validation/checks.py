@@ -242,5 +242,6 @@ def run_checks(
     return ValidationRun(priority=inputs.priority, results=results, reservations=reservations, rejected=rejected)
 
 
-__all__ = ["CHECKS", "DERIVED_INPUTS", "RESERVE_LINE_COLUMNS", "RESERVE_ORDER_COLUMNS", "Check", "CheckInputs", "Runner", "Stage", "ValidationRun", "registered",
-           "rejected_orders", "reserve", "run_check", "run_checks", "screen"]
+__all__ = ["CHECKS", "DERIVED_INPUTS", "RESERVE_LINE_COLUMNS", "RESERVE_ORDER_COLUMNS", "Check", "CheckInputs",
+           "Runner", "Stage", "ValidationRun", "registered", "rejected_orders", "reserve", "run_check", "run_checks",
+           "screen"]

@@ -228,4 +228,5 @@ def reserve_inventory(orders: Frame, lines: Frame, customers: Frame, products: F
     return reservations, collect([findings.lazy(), ok])
 
 
-__all__ = ["DECISIONS", "LINE_COLUMNS", "ORDER_COLUMNS", "RESERVATION_SCHEMA", "ReservationModel", "available_stock", "reserve_inventory"]
+__all__ = ["DECISIONS", "LINE_COLUMNS", "ORDER_COLUMNS", "RESERVATION_SCHEMA", "ReservationModel", "available_stock",
+           "reserve_inventory"]
