@@ -12,6 +12,8 @@ import threading
 import duckdb
 import polars as pl
 
+from som_pipeline.warehouse import arrow_view
+
 
 def sha256_text(text: str | bytes) -> str:
     return hashlib.sha256(text.encode("utf-8") if isinstance(text, str) else text).hexdigest()
@@ -50,7 +52,7 @@ def sha256_series(expr: pl.Expr, frame: pl.DataFrame) -> pl.Series:
         return pl.Series("h", [hashlib.sha256(v.encode("utf-8")).hexdigest() if v is not None else None
                                for v in s["s"].to_list()], dtype=pl.String)
     con = _con()
-    con.register("_sha_t", s.with_row_index("i").to_arrow(compat_level=pl.CompatLevel.newest()))
+    con.register("_sha_t", arrow_view(s.with_row_index("i")))
     try:
         out = con.execute("SELECT sha256(s) AS h FROM _sha_t ORDER BY i").pl()
     finally:
