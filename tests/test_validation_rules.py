@@ -252,6 +252,19 @@ def test_credit_exposure_counts_only_orders_the_pass_approves_ahead():
     assert _credit_outcomes(res)["B"] == ("fail", "60.00")
 
 
+def test_credit_pass_counts_per_customer_when_tight_customers_interleave():
+    """Two customers both crossing their limit in the pass, their orders alternating in priority: each one's
+    approvals count against its own later orders only (the scan once reset its running total at every change
+    of customer, so X2 was judged without X1 and Y2 without Y1)."""
+    c = customers({"customer_id": "X", "credit_limit": D("100.00")}, {"customer_id": "Y", "credit_limit": D("100.00")})
+    o = orders(*({"order_id": oid, "customer_id": oid[0], "order_total": D(total), "order_ts": T0 + timedelta(hours=h)}
+                 for h, (oid, total) in enumerate([("X1", "60.00"), ("Y1", "70.00"), ("X2", "50.00"),
+                                                   ("Y2", "40.00"), ("X3", "30.00"), ("Y3", "30.00")])))
+    res = check_credit(o, c, NO_ITEMS, None, AS_OF, CFG)
+    assert _credit_outcomes(res) == {"X1": ("pass", "0.00"), "Y1": ("pass", "0.00"), "X2": ("fail", "60.00"),
+                                     "Y2": ("fail", "70.00"), "X3": ("pass", "60.00"), "Y3": ("pass", "70.00")}
+
+
 def test_overdue_invoice_holds_credit():
     c = customers({})
     items = open_items({"invoice_id": "INV-OLD", "amount_open": D("10.00"), "due_date": AS_OF - timedelta(days=16)},

@@ -41,15 +41,15 @@ def _approved_in_run(c: pl.DataFrame) -> pl.DataFrame:
         scan = c.join(tight, on="customer_id", how="semi")
         earlier: list[Decimal] = []
         approved: list[bool] = []
-        customer, running = None, Decimal(0)
+        # per customer: the rows are in priority order, the tight customers' orders interleaved
+        running: dict[str, Decimal] = {}
         for cust, base, value, limit, eligible in scan.select(
                 "customer_id", "_base", "_value", "credit_limit", "_eligible").iter_rows():
-            if cust != customer:
-                customer, running = cust, Decimal(0)
-            earlier.append(running)
-            approved.append(eligible and base + running + value <= limit)
+            before = running.get(cust, Decimal(0))
+            earlier.append(before)
+            approved.append(eligible and base + before + value <= limit)
             if approved[-1]:
-                running += value
+                running[cust] = before + value
         scan = scan.with_columns(pl.Series("_earlier", earlier, dtype=pl.Decimal(38, 2)),
                                  pl.Series("_approved", approved, dtype=pl.Boolean))
         c = c.join(tight, on="customer_id", how="anti").vstack(scan.select(c.columns)).sort("priority")
