@@ -46,6 +46,10 @@ class PartFiles:
                         ).write_parquet(path, compression="uncompressed", statistics=False)
         self._files.setdefault(name, []).append(str(path))
 
+    def file(self, name: str) -> Path:
+        """The path of a single-file ``name`` (written whole by its producer, e.g. DuckDB's ``write_parquet``)."""
+        return self.dir / f"{name}.parquet"
+
     def files(self, name: str) -> list[str]:
         """The part files of ``name``, in the order written (empty: nothing to publish)."""
         return list(self._files.get(name, []))

@@ -270,6 +270,16 @@ def select_keys(con: duckdb.DuckDBPyConnection, table: str, keys: pl.DataFrame, 
         return con.execute(f"SELECT {columns} FROM {table} SEMI JOIN {k} USING ({using})").pl()  # noqa: S608
 
 
+def copy_keys(con: duckdb.DuckDBPyConnection, table: str, keys: pl.DataFrame, columns: str, path: Path) -> None:
+    """:func:`select_keys` written by DuckDB to the Parquet file ``path`` (streamed within DuckDB's memory limit;
+    no row passes through Python): a large input a Polars stage then scans part by part."""
+    _check_table(table)
+    with registered(con, keys) as k:
+        using = ", ".join(keys.columns)
+        con.sql(f"SELECT {columns} FROM {table} SEMI JOIN {k} USING ({using})").write_parquet(  # noqa: S608
+            str(path), compression="uncompressed")
+
+
 def replace_keys(con: duckdb.DuckDBPyConnection, table: str, keys: pl.DataFrame, df: pl.DataFrame) -> int:
     """Upsert by key: delete the rows of ``table`` whose ``keys`` columns match a row of ``keys``, insert ``df``
     (the affected keys' new rows). Call inside a transaction; column names come from code."""

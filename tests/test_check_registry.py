@@ -204,3 +204,102 @@ def test_the_workflow_drops_the_anomaly_observations_once_the_checks_ran():
     assert out.results.drop("evaluated_at").sort(key, nulls_last=False).equals(
         full.results.drop("evaluated_at").sort(key, nulls_last=False))
     assert out.status.equals(full.status) and out.reservations.equals(full.reservations)
+
+
+def test_pass_findings_go_to_the_sink_and_every_decision_stays_the_same():
+    """``passes``: the pass findings are handed over part by part (as result rows, version and time included)
+    and kept out of the outcome; with the outcome's other findings they are exactly the full run's results, and
+    statuses, holds, reservations and events do not change."""
+    o, ln, ref = world()
+    sunk: list[pl.DataFrame] = []
+    out = run_workflow(o, ln, State.empty(), NO_DECISIONS, ref, CFG1, NOW, passes=sunk.append)
+    full = workflow(o, ln, ref)
+    assert len(sunk) > 1 and all(set(f["outcome"]) <= {"pass"} for f in sunk)  # one part per check that passed
+    assert "pass" not in set(out.results["outcome"]) and out.results.height > 0
+    key = ["order_id", "rule", "line_no", "reason_code"]
+    together = pl.concat([out.results, *sunk]).sort(key, nulls_last=False)
+    assert together.equals(full.results.sort(key, nulls_last=False))
+    for name in ("status", "holds", "reservations", "events", "evaluated"):
+        assert getattr(out, name).equals(getattr(full, name)), name
+
+
+def _busy_day(seed: int):
+    """A day where every check that decides across orders has work: a capped promo used by several customers,
+    tight credit limits with several orders per customer, shared SKUs short of stock, habits broken by a few
+    big quantities (against kept history), first orders of new customers."""
+    import random
+
+    from som_pipeline.validation.anomaly_state import rebuild_state
+    from tests.builders import promos
+
+    rng = random.Random(seed)
+    cust = [f"C{i}" for i in range(30)]
+    c = customers(*({"customer_id": k, "tier": rng.choice(["standard", "gold"]),
+                     "credit_limit": D(rng.choice(["150.00", "400.00", "800.00", "100000.00"]))} for k in cust))
+    skus = ["S1", "S2", "S3", "S4", "S5"]
+    p = products(*({"sku": k} for k in skus))
+    pl_ = prices(*({"tier": t, "sku": k} for t in ("standard", "gold") for k in skus))
+
+    def day(prefix: str, n: int, start: timedelta, with_codes: bool):
+        o, ln = [], []
+        for i in range(n):
+            oid, k = f"{prefix}{i:03d}", rng.choice([*cust, None])
+            lines_ = [{"order_id": oid, "line_no": j, "sku": rng.choice(skus),
+                       "quantity": rng.choice([1, 2, 3, 5, 8, 60])} for j in range(1, rng.randrange(1, 4) + 1)]
+            value = sum(D("10.00") * r["quantity"] for r in lines_)
+            o.append({"order_id": oid, "customer_id": k, "order_ts": T0 + start + timedelta(minutes=rng.randrange(90)),
+                      "items_subtotal": value, "order_total": value,
+                      "promo_code": "SAVE" if with_codes and k in cust[:3] and rng.random() < 0.7 else None})
+            ln += lines_
+        return orders(*o), lines(*ln)
+
+    hist_o, hist_l = day("H", 150, -timedelta(days=3), False)
+    o, ln = day("N", 90, timedelta(0), True)
+    ref = Reference(customers=c, products=p, price_lists=pl_,
+                    promotions=promos({"code": "SAVE", "usage_cap": 3}),
+                    inventory=stock(S1=40, S2=15, S3=200, S4=5, S5=60),
+                    open_items=open_items({"customer_id": "C1", "amount_open": D("200.00")},
+                                          {"customer_id": "C3", "amount_open": D("700.00")}))
+    return o, ln, ref, rebuild_state(hist_o, hist_l, CFG1)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_screen_in_parts_of_customers_decides_what_the_whole_day_decides(seed, monkeypatch):
+    """``SCREEN_PART_ORDERS`` orders at a time, read from lazy frames (as the service gives them): the same
+    findings, statuses, holds, reservations and events as the whole day screened at once."""
+    from som_pipeline.validation import workflow as wf
+
+    o, ln, ref, history = _busy_day(seed)
+    whole = run_workflow(o, ln, replace(State.empty(), anomaly=history), NO_DECISIONS, ref, CFG1, NOW)
+    screens: list[int] = []
+    real = wf.screen
+    monkeypatch.setattr(wf, "screen", lambda inputs, **kw: (
+        screens.append(inputs.orders.height) if kw["only"][0].rule == "customer" else None) or real(inputs, **kw))
+    monkeypatch.setattr(wf, "SCREEN_PART_ORDERS", 10)
+    sunk: list[pl.DataFrame] = []
+    parted = run_workflow(o.lazy(), ln.lazy(), replace(State.empty(), anomaly=history), NO_DECISIONS, ref, CFG1,
+                          NOW, passes=sunk.append)
+    assert len(screens) >= 5 and sum(screens) == o.height  # parts of whole customers: sizes vary around 10
+    key = ["order_id", "rule", "line_no", "reason_code"]
+    assert pl.concat([parted.results, *sunk]).sort(key, nulls_last=False).equals(
+        whole.results.sort(key, nulls_last=False))
+    for name in ("status", "holds", "reservations", "events", "evaluated"):
+        assert getattr(parted, name).equals(getattr(whole, name)), name
+    # and the whole day is what one evaluation of the registry gives (run_checks: every check on every order)
+    one = run_checks(o, ln, customers=ref.customers, products=ref.products, price_lists=ref.price_lists,
+                     promotions=ref.promotions, inventory=ref.inventory, open_items=ref.open_items, as_of=AS_OF,
+                     anomaly_state=history, cfg=CFG1)
+    cols = results.RESULT_COLUMNS
+    assert whole.results.select(cols).sort(key, nulls_last=False).equals(one.results.sort(key, nulls_last=False))
+    reasons = set(whole.results["reason_code"].drop_nulls())
+    assert {"PROMO_EXHAUSTED", "CREDIT_LIMIT", "QTY_ANOMALY"} <= reasons, reasons  # the day crossed parts
+
+
+def test_the_service_stages_every_column_the_workflow_holds_for_the_day():
+    """The service writes the orders' and lines' rows the workflow scans; its columns must include what the
+    workflow keeps for every order (and what the day-scoped checks read)."""
+    from som_pipeline.services import validation as service
+    from som_pipeline.validation import workflow as wf
+
+    assert set(wf.ORDER_COLUMNS) <= set(service.ORDER_COLUMNS)
+    assert set(wf.LINE_COLUMNS) <= set(service.LINE_COLUMNS)

@@ -11,6 +11,7 @@ from som_pipeline.config import Settings
 from som_pipeline.feeds import FEEDS
 from som_pipeline.hashing import sha256_series
 from som_pipeline.lifecycle import APPROVED, ON_HOLD
+from som_pipeline.parquet_stage import PartFiles, part_files
 from som_pipeline.schemas import (
     ManualDecisionModel,
     OrderHoldModel,
@@ -27,10 +28,11 @@ from som_pipeline.services.capture import write_quarantine
 from som_pipeline.services.landing import archive, incoming, ledger_row
 from som_pipeline.validation import ValidationConfig, load_config
 from som_pipeline.validation.approvals import DECISION_SCHEMA, REJECT_SCHEMA, read_decisions
-from som_pipeline.validation.stable import keep_open_hold_text, keep_unchanged_results
+from som_pipeline.validation.stable import SIGNATURE_COLUMNS, keep_open_hold_text
 from som_pipeline.validation.workflow import Others, Outcome, Reference, State, run_workflow
 from som_pipeline.warehouse import (
     Warehouse,
+    copy_keys,
     duckdb_yields_memory,
     insert_frame,
     read_table,
@@ -128,8 +130,6 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
                          "date, no hold lapsing, no decision file): nothing to evaluate")
             return ValidationReport(_nothing(), [], notes, 0, _totals(con), skipped=True)
         ids = _orders_that_can_change(con, new)
-        orders = select_keys(con, "core.orders", ids, ", ".join(ORDER_COLUMNS))
-        lines = select_keys(con, "core.order_lines", ids, ", ".join(LINE_COLUMNS))
         ref = Reference(*(read_table(con, f"ref.{t}") for t in REF_TABLES[:4]), stock_for_reservations(con),
                         receivables(con))
         anomaly = anomaly_state_for_run(con, cfg)  # the anomaly baselines' state: only the groups touched
@@ -138,44 +138,89 @@ def run_validation(wh: Warehouse, settings: Settings, now: datetime | None = Non
         # SF 1: 1.1 GB); write_anomaly_state works from the connection's temporary tables
         anomaly = replace(anomaly, history=anomaly.history.clear())
         others = _kept_approved_elsewhere(con, ids, cfg)
-        with duckdb_yields_memory(con, wh.memory_limit):  # DuckDB's temporary tables wait on disk while Polars works
-            out = run_workflow(orders, lines, state, new, ref, cfg, now, others=others)
-        # the day's orders, lines and reference data are not needed for the writes: freed before the transaction
-        # (at TPC-H SF 1 they are ~1 GB, and DuckDB needs memory for the upserts)
-        del orders, lines, ref, others
+        # the orders' and lines' rows go to Parquet files (written by DuckDB), which the workflow scans: it holds
+        # the columns most phases read, and whole rows only for the part of the orders it screens at a time (TPC-H
+        # SF 1: the day's whole rows in Polars cost 2.5 GB). The pass findings go to part files as the checks
+        # produce them (most of a day's findings; no decision reads them), published in the run's transaction.
+        with part_files(settings.tmp, "validation-") as stage:
+            copy_keys(con, "core.orders", ids, ", ".join(ORDER_COLUMNS), stage.file("orders"))
+            copy_keys(con, "core.order_lines", ids, ", ".join(LINE_COLUMNS), stage.file("lines"))
+            orders, lines = pl.scan_parquet(stage.file("orders")), pl.scan_parquet(stage.file("lines"))
+            with duckdb_yields_memory(con, wh.memory_limit):  # DuckDB's temporary tables wait on disk meanwhile
+                out = run_workflow(orders, lines, state, new, ref, cfg, now, others=others,
+                                   passes=lambda found: stage.add("passes", found))
+            # the reference data is not needed for the writes: freed before the transaction (DuckDB needs memory
+            # for the upserts)
+            del orders, lines, ref, others
 
-        # quarantine: unreadable rows/files + decisions that do not apply
-        q = _decision_quarantine(reads, out, now)
-        evaluated = out.evaluated.select("order_id")
-        old_results = select_keys(con, "core.validation_results", evaluated)
-        results = keep_unchanged_results(out.results, old_results)
-        holds = keep_open_hold_text(out.holds, state.holds)
-        with transaction(con):
-            replace_keys(con, "core.order_status", ids, out.status)
-            replace_keys(con, "core.order_holds", ids, holds)
-            replace_keys(con, "core.reservations", ids, out.reservations)
-            replace_keys(con, "core.validation_results", evaluated, results)
-            # written: the report keeps what its readers use (status rows, evaluated ids, events, decisions); the
-            # day's results, holds and reservations are freed before DuckDB computes the anomaly state (TPC-H SF 1:
-            # 10M result rows, while DuckDB holds them uncommitted too)
-            out.results, out.holds, out.reservations = (f.clear() for f in (out.results, out.holds, out.reservations))
-            del results, holds
-            insert_frame(con, "core.order_events", out.events)
-            insert_frame(con, "core.manual_decisions", out.decisions)
-            write_quarantine(con, q)
-            write_anomaly_state(con, anomaly)
-            for f, r in reads:
-                nq = q.filter(pl.col("file_sha256") == f.sha).height
-                insert_frame(con, "ops.ingest_files", ledger_row(
-                    f.name, "approvals", f.sha, f.lf.size, "utf-8", FEEDS["approvals"].record_unit, r.received,
-                    r.received - nq, nq, out.decisions.filter(pl.col("source_file") == f.name).height,
-                    str(f.dest), now))
-            set_watermark(con, "validation", 0, fp, now)
+            # quarantine: unreadable rows/files + decisions that do not apply
+            q = _decision_quarantine(reads, out, now)
+            holds = keep_open_hold_text(out.holds, state.holds)
+            with transaction(con):
+                replace_keys(con, "core.order_status", ids, out.status)
+                replace_keys(con, "core.order_holds", ids, holds)
+                replace_keys(con, "core.reservations", ids, out.reservations)
+                write_results(con, out.evaluated.select("order_id"), out.results, stage)
+                # written: the report keeps what its readers use (status rows, evaluated ids, events, decisions);
+                # the day's findings, holds and reservations are freed before DuckDB computes the anomaly state
+                out.results, out.holds, out.reservations = (f.clear() for f in (out.results, out.holds,
+                                                                                out.reservations))
+                del holds
+                insert_frame(con, "core.order_events", out.events)
+                insert_frame(con, "core.manual_decisions", out.decisions)
+                write_quarantine(con, q)
+                write_anomaly_state(con, anomaly)
+                for f, r in reads:
+                    nq = q.filter(pl.col("file_sha256") == f.sha).height
+                    insert_frame(con, "ops.ingest_files", ledger_row(
+                        f.name, "approvals", f.sha, f.lf.size, "utf-8", FEEDS["approvals"].record_unit, r.received,
+                        r.received - nq, nq, out.decisions.filter(pl.col("source_file") == f.name).height,
+                        str(f.dest), now))
+                set_watermark(con, "validation", 0, fp, now)
         totals = _totals(con)
     for f, _ in reads:
         archive(f)
     notes += [f"{o.source_file}: identical content already applied ({o.status}); archived" for o in settled]
     return ValidationReport(out, [f.name for f, _ in reads], notes, ids.height, totals)
+
+
+def write_results(con, evaluated: pl.DataFrame, findings: pl.DataFrame, stage: PartFiles) -> None:
+    """Replace the ``core.validation_results`` rows of the ``evaluated`` orders (call inside the run's
+    transaction) by their new findings: ``findings`` (in memory) and the pass findings staged as ``passes`` part
+    files. An order whose findings have the same signature as its previous ones (every finding's
+    :data:`~som_pipeline.validation.stable.SIGNATURE_COLUMNS`) keeps its previous rows, words and numbers
+    (:mod:`~som_pipeline.validation.stable`). In SQL: the new findings are read from the files, never all held
+    in Python, and only orders that had rows (re-evaluated held orders) are compared."""
+    files = stage.files("passes")
+    parquet = "SELECT * EXCLUDE (_part, _pos) FROM read_parquet(?)" if files else \
+        "SELECT * FROM core.validation_results WHERE false"
+    params = [files] if files else []
+    sig = " || '|' || ".join(f"coalesce(CAST({c} AS VARCHAR), '')" for c in SIGNATURE_COLUMNS)
+    with registered(con, evaluated.select("order_id").unique()) as ev:
+        # the in-memory findings are copied into DuckDB first (failures and warnings: small); filters DuckDB pushes
+        # into a scan of Polars' Arrow string views fail in pyarrow ('is_in' has no string_view kernel)
+        with registered(con, findings) as f:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _val_found AS SELECT * FROM {f}")  # noqa: S608
+        new = f"(SELECT * FROM _val_found UNION ALL BY NAME {parquet})"  # noqa: S608 (text from code)
+        try:
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE _val_same AS
+                WITH old AS (SELECT * FROM core.validation_results SEMI JOIN {ev} USING (order_id)),
+                sig_old AS (SELECT order_id, string_agg({sig}, ';' ORDER BY {sig}) AS s FROM old GROUP BY 1),
+                sig_new AS (SELECT order_id, string_agg({sig}, ';' ORDER BY {sig}) AS s
+                            FROM {new} n SEMI JOIN sig_old USING (order_id) GROUP BY 1)
+                SELECT order_id FROM sig_new JOIN sig_old USING (order_id) WHERE sig_new.s = sig_old.s""",  # noqa: S608
+                        params)  # (identifiers from code; the file paths are a bound parameter)
+            con.execute(f"DELETE FROM core.validation_results WHERE order_id IN (SELECT order_id FROM {ev}) "  # noqa: S608
+                        "AND order_id NOT IN (SELECT order_id FROM _val_same)")
+            con.execute("INSERT INTO core.validation_results BY NAME SELECT * FROM _val_found "
+                        "ANTI JOIN _val_same USING (order_id)")
+            if files:
+                con.execute(f"INSERT INTO core.validation_results BY NAME {parquet} "  # noqa: S608
+                            "ANTI JOIN _val_same USING (order_id)", params)
+        finally:
+            con.execute("DROP TABLE IF EXISTS _val_same")
+            con.execute("DROP TABLE IF EXISTS _val_found")
 
 
 def _totals(con) -> dict:

@@ -18,11 +18,16 @@ function's signature). Two stages:
     out held orders whose reservation lapsed and adds approved orders waiting for backordered units);
     returns ``(reservations, results)``. Its checks read only :data:`RESERVE_ORDER_COLUMNS` /
     :data:`RESERVE_LINE_COLUMNS` of the orders and lines (the workflow passes those alone).
+
+Each record also says which other orders a check's findings depend on (its ``scope``: none, the same
+customer's, or any of the day's): the workflow screens a day in parts of whole customers and runs a ``day``
+check once, on the columns it holds for every order (``workflow._checks``), and gets what one pass over the
+whole day gives (a test compares them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from functools import cached_property
@@ -48,6 +53,7 @@ from som_pipeline.validation.rules import (
 )
 
 Stage = Literal["screen", "reserve"]
+Scope = Literal["order", "customer", "day"]
 
 
 @dataclass(frozen=True)
@@ -97,26 +103,35 @@ class Check:
     fn: Callable[..., Any]
     inputs: tuple[str, ...]
     stage: Stage = "screen"
-    # an order's findings depend only on that order (its lines, reference data, config): run in parts of
-    # PART_ORDERS orders when there are more (same rows: every part's are sorted as one run's)
-    per_order: bool = False
+    # which orders a finding depends on, besides the order itself (reference data, config, the run's priority):
+    # "order" -- none: run_check runs it in parts of PART_ORDERS orders when there are more (same rows: every
+    #   part's are sorted as one run's);
+    # "customer" -- the same customer's orders (and the orders ``together`` matches, all of them together):
+    #   the workflow screens parts of whole customers;
+    # "day" -- any order of the run: the workflow runs it once over the day, on the columns it holds for every
+    #   order (workflow.ORDER_COLUMNS / LINE_COLUMNS: the check must read no other).
+    scope: Scope = "order"
+    together: pl.Expr | None = None  # "customer" scope: orders evaluated together across customers
 
 
 CHECKS: tuple[Check, ...] = (
     Check("customer", check_customer, ("orders", "customers", "cfg")),
-    Check("compliance", check_compliance, ("orders", "lines", "products", "cfg"), per_order=True),
-    Check("price", check_price, ("orders", "lines", "customers", "price_lists", "promotions", "cfg", "products"),
-          per_order=True),
+    Check("compliance", check_compliance, ("orders", "lines", "products", "cfg")),
+    Check("price", check_price, ("orders", "lines", "customers", "price_lists", "promotions", "cfg", "products")),
+    # usage caps are counted over every order with a code, in priority order
     Check("promo", check_promo,
-          ("orders", "lines", "customers", "products", "promotions", "prior_usage", "cfg", "priority")),
+          ("orders", "lines", "customers", "products", "promotions", "prior_usage", "cfg", "priority"),
+          scope="customer", together=pl.col("promo_code").is_not_null()),
+    # baselines: the customer's history and every customer's history of the SKU
     Check("quantity", check_quantity_anomaly,
-          ("orders", "lines", "history_orders", "history_lines", "cfg", "anomaly_state")),
+          ("orders", "lines", "history_orders", "history_lines", "cfg", "anomaly_state"), scope="day"),
+    # exposure: the customer's other orders
     Check("credit", check_credit,
           ("orders", "customers", "open_items", "committed", "as_of", "cfg", "priority", "order_values",
-           "screened")),
+           "screened"), scope="customer"),
     Check("inventory", reserve_inventory,
           ("orders", "lines", "customers", "products", "inventory", "fixed_reserved", "cfg", "priority"),
-          stage="reserve"),
+          stage="reserve", scope="day"),
 )
 
 Runner = Callable[[Check, CheckInputs], Any]
@@ -126,10 +141,10 @@ PART_ORDERS = 250_000
 
 
 def run_check(check: Check, inputs: CheckInputs) -> Any:
-    """Call one registered check with the inputs its record names (a ``per_order`` check on more than
+    """Call one registered check with the inputs its record names (an ``order``-scoped check on more than
     :data:`PART_ORDERS` orders: in parts, concatenated and sorted as :func:`~som_pipeline.validation.results.collect`
     sorts one run's findings -- a day of TPC-H SF 1's price findings in one pass peaked at +3.2 GB)."""
-    if not (check.per_order and inputs.orders.height > PART_ORDERS):
+    if not (check.scope == "order" and inputs.orders.height > PART_ORDERS):
         return check.fn(**{name: getattr(inputs, name) for name in check.inputs})
     parts = []
     for i in range(0, inputs.orders.height, PART_ORDERS):
@@ -153,13 +168,29 @@ def _with_screened(inputs: CheckInputs, parts: list[pl.DataFrame]) -> CheckInput
     return out
 
 
-def screen(inputs: CheckInputs, runner: Runner = run_check) -> pl.DataFrame:
+def screen(inputs: CheckInputs, runner: Runner = run_check,
+           passes: Callable[[pl.DataFrame], None] | None = None, *, only: Sequence[Check] | None = None,
+           before: pl.DataFrame | None = None) -> pl.DataFrame:
     """Result rows of every ``screen`` check on ``inputs.orders``, concatenated in registry order. A check
     that names the input ``screened`` receives the findings of the checks before it (credit: only the orders
-    the pass approves count in a later order's exposure)."""
+    the pass approves count in a later order's exposure; it reads their failures alone).
+
+    ``only``: these checks alone (consecutive ``screen`` checks of the registry; the workflow runs the registry
+    in such groups, see ``workflow._checks``), with ``before`` the findings the checks before them gave these
+    orders (not returned again).
+
+    ``passes``: when given, each check's ``pass`` rows are handed to it as the check returns them and only the
+    other rows (failures, warnings) are kept and returned -- a day's pass rows are most of its findings (TPC-H
+    SF 1: 9.6M of 10M rows, 1.5 GB), and nothing the workflow decides reads them."""
+    prior = [] if before is None else [before]
     parts: list[pl.DataFrame] = []
-    for c in registered("screen"):
-        parts.append(runner(c, _with_screened(inputs, parts) if "screened" in c.inputs else inputs))
+    for c in registered("screen") if only is None else only:
+        found = runner(c, _with_screened(inputs, prior + parts) if "screened" in c.inputs else inputs)
+        if passes is not None:
+            passing = pl.col("outcome") == "pass"
+            passes(found.filter(passing))
+            found = found.filter(~passing)
+        parts.append(found)
     return pl.concat(parts, how="vertical_relaxed") if parts else empty_results()
 
 
@@ -243,5 +274,5 @@ def run_checks(
 
 
 __all__ = ["CHECKS", "DERIVED_INPUTS", "RESERVE_LINE_COLUMNS", "RESERVE_ORDER_COLUMNS", "Check", "CheckInputs",
-           "Runner", "Stage", "ValidationRun", "registered", "rejected_orders", "reserve", "run_check", "run_checks",
+           "Runner", "Scope", "Stage", "ValidationRun", "registered", "rejected_orders", "reserve", "run_check", "run_checks",
            "screen"]

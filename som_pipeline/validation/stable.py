@@ -6,7 +6,8 @@ credit exposure of a held order includes orders approved since it was placed, a 
 "earlier runs" and "this run" differently, the order's rank among the orders evaluated together changes. So:
 
 - ``core.validation_results``: an order whose findings have the same signature as before (rule, line,
-  outcome, reason for every finding) keeps its previous rows; any change of outcome replaces them all;
+  outcome, reason for every finding: :data:`SIGNATURE_COLUMNS`) keeps its previous rows; any change of outcome
+  replaces them all (``services.validation.write_results``, in SQL);
 - ``core.order_holds``: a hold that stays open (same order, version and reason) keeps its message and evidence
   from when it was placed (``since`` is kept by the workflow already).
 
@@ -17,25 +18,9 @@ from __future__ import annotations
 
 import polars as pl
 
-_SIG = ("rule", "line_no", "outcome", "reason_code")
-
-
-def _signatures(results: pl.DataFrame) -> pl.DataFrame:
-    return (results.select("order_id", pl.concat_str([pl.col(c).cast(pl.String).fill_null("") for c in _SIG],
-                                                      separator="|").alias("_k"))
-            .group_by("order_id").agg(pl.col("_k").sort().str.join(";").alias("_sig")))
-
-
-def keep_unchanged_results(new: pl.DataFrame, old: pl.DataFrame) -> pl.DataFrame:
-    """``new`` results, with the ``old`` rows for orders whose finding signature is unchanged."""
-    if old.height == 0 or new.height == 0:
-        return new
-    same = (_signatures(new).join(_signatures(old), on="order_id", suffix="_old")
-            .filter(pl.col("_sig") == pl.col("_sig_old")).select("order_id"))
-    if same.height == 0:
-        return new
-    kept = old.join(same, on="order_id", how="semi").select(new.columns)
-    return pl.concat([new.join(same, on="order_id", how="anti"), kept])
+# what makes an order's findings "the same" (every finding's rule, line, outcome and reason): the signature
+# services.validation.write_results compares in SQL, over findings it reads from disk
+SIGNATURE_COLUMNS = ("rule", "line_no", "outcome", "reason_code")
 
 
 def keep_open_hold_text(new: pl.DataFrame, old: pl.DataFrame) -> pl.DataFrame:

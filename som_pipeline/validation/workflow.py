@@ -13,7 +13,9 @@ Each run:
    not re-evaluated: their reservations are fixed stock (``fixed_reserved``), their approved-but-unbilled
    totals count in credit exposure (``committed``), their valid promo uses count against usage caps
    (``prior_usage``). The whole order history is the anomaly baseline (its kept recent window:
-   ``State.anomaly``, see :mod:`som_pipeline.validation.anomaly_state`).
+   ``State.anomaly``, see :mod:`som_pipeline.validation.anomaly_state`). Whole order rows are read for a part
+   of the orders at a time (whole customers: :func:`_checks`); the other phases hold :data:`ORDER_COLUMNS` /
+   :data:`LINE_COLUMNS` of the day, and pass findings may be handed out as they come (``passes``).
 3. **Manual decisions** apply to the current version of an order: an approval releases the holds it names
    (or every hold open at that moment: the codes are recorded), a rejection rejects. A decision on an
    unknown order, on an order not on hold, or naming a hold that is not open is quarantined with a reason.
@@ -34,6 +36,7 @@ reservations, results with waivers, events. Phases hand small frozen dataclasses
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
@@ -45,6 +48,7 @@ from som_pipeline.schemas import (
     OrderHoldModel,
     OrderStatusModel,
     ReservationModel,
+    ValidationFindingModel,
     ValidationResultModel,
     conform,
     empty,
@@ -52,13 +56,25 @@ from som_pipeline.schemas import (
 from som_pipeline.validation.checks import (
     RESERVE_LINE_COLUMNS,
     RESERVE_ORDER_COLUMNS,
+    Check,
     CheckInputs,
+    registered,
     reserve,
     screen,
 )
 from som_pipeline.validation.config import ValidationConfig
+from som_pipeline.validation.frames import Frame, lazy
+from som_pipeline.validation.priority import order_priority
 
 TS = pl.Datetime("us", "UTC")
+# The columns of the orders / lines every phase reads but the screen's checks of the order and customer scopes
+# (they read whole rows, a part of the orders at a time: see _checks); the day-scoped checks read only these.
+ORDER_COLUMNS = tuple(dict.fromkeys((
+    "order_id", "version", "order_ts", "order_date", "cancelled_at", "customer_id", "order_total", "payment_status",
+    "promo_code", "currency", "items_subtotal", *RESERVE_ORDER_COLUMNS)))
+LINE_COLUMNS = (*RESERVE_LINE_COLUMNS, "line_amount")
+# the screen evaluates at most this many orders at once (in parts of whole customers: _screen_parts)
+SCREEN_PART_ORDERS = 250_000
 
 
 @dataclass
@@ -128,8 +144,8 @@ class Others:
 class Run:
     """The inputs of one run (see :func:`run_workflow`)."""
 
-    orders: pl.DataFrame
-    lines: pl.DataFrame
+    orders: pl.DataFrame  # the given orders, ORDER_COLUMNS
+    lines: pl.DataFrame  # their lines, LINE_COLUMNS
     state: State
     new_decisions: pl.DataFrame
     ref: Reference
@@ -138,6 +154,8 @@ class Run:
     others: Others | None = None
     history_orders: pl.DataFrame | None = None  # anomaly baseline; default: ``orders``
     history_lines: pl.DataFrame | None = None
+    passes: Callable[[pl.DataFrame], None] | None = None  # where pass findings go (see run_workflow)
+    source: tuple[Frame, Frame] | None = None  # the given orders and lines, whole rows (eager or lazy)
 
     @property
     def as_of(self) -> date:
@@ -199,8 +217,8 @@ class Stock:
 
 
 def run_workflow(
-    orders: pl.DataFrame,
-    lines: pl.DataFrame,
+    orders: Frame,
+    lines: Frame,
     state: State,
     new_decisions: pl.DataFrame,
     ref: Reference,
@@ -209,6 +227,7 @@ def run_workflow(
     *,
     others: Others | None = None,
     history: tuple[pl.DataFrame, pl.DataFrame] | None = None,
+    passes: Callable[[pl.DataFrame], None] | None = None,
 ) -> Outcome:
     """One validation run. ``new_decisions``: well-formed rows read from decision files
     (:data:`som_pipeline.validation.approvals.DECISION_SCHEMA`).
@@ -216,9 +235,19 @@ def run_workflow(
     ``orders``/``lines``/``state`` may be a subset -- every order that can change in this run, with its state
     rows -- when ``others`` sums what the remaining (kept approved) orders contribute; the outcome's tables
     then hold the rows of the given orders only (the service upserts them). ``history``: ``(orders, lines)``
-    of the anomaly baseline (default: ``orders``/``lines``)."""
-    run = Run(orders, lines, state, new_decisions, ref, cfg, now, others,
-              *(history if history is not None else (None, None)))
+    of the anomaly baseline (default: ``orders``/``lines``).
+
+    ``orders``/``lines`` may be lazy (the service scans them from Parquet): every phase but the screen reads only
+    :data:`ORDER_COLUMNS` / :data:`LINE_COLUMNS`, and the screen collects whole rows of
+    :data:`SCREEN_PART_ORDERS` orders at a time (whole customers per part; see :func:`_checks`).
+
+    ``passes``: when given, the evaluated orders' ``pass`` findings are handed to it part by part, as
+    ``core.validation_results`` rows (version, evaluated_at; a pass is never waived), as soon as a check has
+    produced them, and ``Outcome.results`` holds the other findings only (the service stages the passes on disk:
+    they are most of a day's findings and no decision reads them). Default: every finding in ``Outcome.results``."""
+    narrow = (_collected(lazy(orders).select(ORDER_COLUMNS)), _collected(lazy(lines).select(LINE_COLUMNS)))
+    run = Run(*narrow, state, new_decisions, ref, cfg, now, others,
+              *(history if history is not None else (None, None)), passes, (orders, lines))
     sel = _select_orders(run)
     ctx = _context_of_kept_orders(run, sel)
     checked = _checks(run, sel, ctx)
@@ -270,9 +299,12 @@ def _select_orders(run: Run) -> Selection:
     return Selection(cancelled, historical, evaluate, kept, ev_ids, ev_orders, ev_lines)
 
 
-def _rows_of(df: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
+def _rows_of(df: Frame, ids: pl.DataFrame) -> pl.DataFrame:
     """The rows of ``df`` whose ``order_id`` is in ``ids`` (a semi-join: same rows, same order), and ``df``
-    itself when that is every row (no copy: a day's new orders are all evaluated)."""
+    itself when that is every row (no copy: a day's new orders are all evaluated). A lazy ``df`` is read for
+    those rows alone."""
+    if isinstance(df, pl.LazyFrame):
+        return df.filter(pl.col("order_id").is_in(ids["order_id"].implode())).collect()
     keep = df["order_id"].is_in(ids["order_id"].implode()).fill_null(False)
     return df if keep.all() else df.filter(keep)
 
@@ -308,7 +340,17 @@ def _sum_by(a: pl.DataFrame, b: pl.DataFrame, key: str, value: str, dtype: pl.Da
 def _checks(run: Run, sel: Selection, ctx: Context) -> Checked:
     """The registered checks (:func:`som_pipeline.validation.checks.screen`, as ``run_checks`` runs them) on
     the evaluated orders, in priority order; the anomaly baselines come from ``state.anomaly`` when given, else
-    from the whole order history (the same results)."""
+    from the whole order history (the same results).
+
+    Whole rows are read a part of the orders at a time (a day of TPC-H SF 1 at once held 6M whole lines): the
+    registry runs in groups of consecutive checks (:func:`_check_groups`). A group of ``order``/``customer``
+    scoped checks runs on each of :func:`_screen_parts` in turn, its whole rows collected from the given frames;
+    a part holds whole customers, and every order a check wants ``together`` (promo codes: caps count across
+    customers). A ``day`` check (the quantity check: its SKU baselines cross customers) runs once on the day's
+    :data:`ORDER_COLUMNS` / :data:`LINE_COLUMNS`. Every part is given the run's priority
+    (:func:`~som_pipeline.validation.priority.order_priority` of all evaluated orders) and the findings its orders
+    got from the groups before; so each order gets the findings the whole day screened at once gives it (a test
+    compares them)."""
     ref = run.ref
     inputs = CheckInputs(
         orders=sel.ev_orders, lines=sel.ev_lines, customers=ref.customers, products=ref.products,
@@ -318,7 +360,73 @@ def _checks(run: Run, sel: Selection, ctx: Context) -> Checked:
         prior_usage=ctx.prior_usage, committed=ctx.committed, fixed_reserved=ctx.fixed_reserved,
         anomaly_state=run.state.anomaly,
     )
-    return Checked(inputs, screen(inputs))
+    inputs.__dict__["priority"] = order_priority(sel.ev_orders, ref.customers, run.cfg)  # the run's order
+    groups = _check_groups()
+    parts = _screen_parts(sel.ev_orders, [c.together for _, group in groups for c in group if c.together is not None])
+    sink, found = _pass_sink(run, sel), []
+    for day, group in groups:
+        if day:  # the day's columns; a check of the day scope reads no other
+            found.append(screen(inputs, passes=sink, only=group, before=_concat(found)))
+            continue
+        for ids in parts:
+            orders, lines = (_rows_of(f, ids) for f in run.source)
+            part = replace(inputs, orders=orders, lines=lines)
+            part.__dict__["priority"] = inputs.priority  # the run's order, not the part's
+            before = _concat(found)
+            found.append(screen(part, passes=sink, only=group,
+                                before=None if before is None else before.join(ids, on="order_id", how="semi")))
+            del orders, lines, part
+    return Checked(inputs, _concat(found) if found else empty(ValidationFindingModel))
+
+
+def _check_groups() -> list[tuple[bool, list[Check]]]:
+    """The registry's ``screen`` checks in groups of consecutive checks: ``(True, [check])`` for a ``day``
+    scoped check, ``(False, [...])`` for a run of the others."""
+    groups: list[tuple[bool, list[Check]]] = []
+    for c in registered("screen"):
+        day = c.scope == "day"
+        if groups and not day and not groups[-1][0]:
+            groups[-1][1].append(c)
+        else:
+            groups.append((day, [c]))
+    return groups
+
+
+def _screen_parts(ev_orders: pl.DataFrame, together: list[pl.Expr] | None = None) -> list[pl.DataFrame]:
+    """``[order_id]`` of each part the screen evaluates: about :data:`SCREEN_PART_ORDERS` orders, whole customers
+    per part (an order without a customer is a customer of its own), and in the first part every customer with
+    an order one of ``together`` matches (e.g. a promo code: the caps count over all coded orders together)."""
+    n = -(-ev_orders.height // SCREEN_PART_ORDERS)
+    if n <= 1:
+        return [ev_orders.select("order_id")]
+    key = pl.coalesce(pl.col("customer_id"), pl.lit("\x00") + pl.col("order_id"))
+    first = (ev_orders.filter(pl.any_horizontal(together)).select(key.alias("_k")).unique() if together
+             else pl.DataFrame(schema={"_k": pl.String}))
+    part = pl.when(key.is_in(first["_k"].implode())).then(0).otherwise(key.hash(seed=0) % n).alias("_part")
+    keyed = ev_orders.select("order_id", part)
+    return [g.select("order_id") for g in keyed.partition_by("_part", maintain_order=True) if g.height]
+
+
+def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame | None:
+    return pl.concat(frames, how="vertical_relaxed") if frames else None
+
+
+def _collected(frame: Frame) -> pl.DataFrame:
+    return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+
+
+def _pass_sink(run: Run, sel: Selection) -> Callable[[pl.DataFrame], None] | None:
+    """``run.passes`` fed with result rows: pass findings of the evaluated orders with their version and the run's
+    time (what :func:`_results_with_waivers` adds to the other findings; a pass is never waived)."""
+    if run.passes is None:
+        return None
+    versions, at = sel.ev_orders.select("order_id", "version"), _ts(run.now)
+
+    def sink(found: pl.DataFrame) -> None:
+        run.passes(conform(found.join(versions, on="order_id", how="inner", maintain_order="left").with_columns(
+            pl.lit(None, dtype=pl.String).alias("waived_by"), at.alias("evaluated_at")), ValidationResultModel))
+
+    return sink
 
 
 def _manual_decisions(run: Run, results: pl.DataFrame) -> Decisions:
@@ -382,6 +490,9 @@ def _preliminary_status_then_stock(run: Run, sel: Selection, ctx: Context, check
     res_new = res_all.join(topped, on="order_id", how="anti")
     fixed_res = _top_up(ctx.fixed_res, res_all.join(topped, on="order_id", how="semi"))
     inv_results = inv_all.join(topped, on="order_id", how="anti")
+    if (sink := _pass_sink(run, sel)) is not None:
+        sink(inv_results.filter(pl.col("outcome") == "pass"))
+        inv_results = inv_results.filter(pl.col("outcome") != "pass")
     results = pl.concat([results, inv_results], how="vertical_relaxed")
     final = _statuses(results, dec.waivers, dec.manual_reject, sel.ev_ids, run.cfg).join(
         sel.evaluate.select("order_id", "version", "prev_status", "prev_since"), on="order_id")
