@@ -194,8 +194,9 @@ def reserve_inventory(orders: Frame, lines: Frame, customers: Frame, products: F
         "order_id", "line_no", pl.col("_sub").alias("sku"), pl.col("sku").alias("requested_sku"),
         pl.col("_sub_qty").alias("quantity_requested"), pl.col("_sub_qty").alias("quantity_reserved"),
         pl.lit(0, dtype=pl.Int64).alias("quantity_backordered"), pl.lit("SUBSTITUTE").alias("decision"))
-    reservations = (pl.concat([primary, substitute]).cast(RESERVATION_SCHEMA)
-                    .sort(["order_id", "line_no", "sku"]).collect())
+    # in the order they were served: the lines in priority order, then the substitutes granted (a caller that
+    # wants another order sorts: the workflow sorts the day's reservations once, with the kept ones)
+    reservations = pl.concat([primary, substitute]).cast(RESERVATION_SCHEMA).collect()
 
     # the lines with a finding (every decision but a full reservation; a ship-complete line waiting without being
     # short has none), with the stock figures their evidence shows

@@ -29,9 +29,10 @@ Each run:
    allowed between them). A run that changes nothing writes nothing: re-running is idempotent.
 
 :func:`run_workflow` is the list of the run's phases, one function each, in order: who is evaluated, context
-from the kept orders, the checks, manual decisions, preliminary status then stock, holds, status rows,
-reservations, results with waivers, events. Phases hand small frozen dataclasses to one another
-(:class:`Run`, :class:`Selection`, :class:`Context`, :class:`Checked`, :class:`Decisions`, :class:`Stock`).
+from the kept orders, the checks, manual decisions, who reserves (then the day's lines are dropped), stock, holds,
+status rows, reservations, results with waivers, events. Phases hand small frozen dataclasses to one another
+(:class:`Run`, :class:`Selection`, :class:`Context`, :class:`Checked`, :class:`Decisions`, :class:`Reserving`,
+:class:`Stock`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from som_pipeline.schemas import (
     ValidationResultModel,
     conform,
     empty,
+    polars_schema,
 )
 from som_pipeline.validation.checks import (
     RESERVE_LINE_COLUMNS,
@@ -206,6 +208,15 @@ class Decisions:
 
 
 @dataclass(frozen=True)
+class Reserving:
+    """The rows the stock reservation runs on (the reserve stage's columns only)."""
+
+    orders: pl.DataFrame  # the evaluated orders that reserve, and the approved orders waiting for stock
+    lines: pl.DataFrame  # their lines (a waiting order's: the backordered units)
+    topped: pl.DataFrame  # [order_id] of the waiting approved orders (their reservations are topped up)
+
+
+@dataclass(frozen=True)
 class Stock:
     """The checks' results with the stock reservation, and the statuses they give."""
 
@@ -256,8 +267,12 @@ def run_workflow(
     state.anomaly = None
     checked = replace(checked, inputs=replace(checked.inputs, anomaly_state=None))
     dec = _manual_decisions(run, checked.results)
-    stock = _preliminary_status_then_stock(run, sel, ctx, checked, dec)
-    del checked  # the screening results (the stock phase's results include them): a day's are GBs at SF 1
+    rsv = _reserving(run, sel, ctx, checked, dec)
+    # the day's lines have served (the checks, the reserving rows): dropped before the reservation, the run's
+    # largest step (TPC-H SF 1: 6M lines, 0.5 GB)
+    run, sel, checked = _without_lines(run, sel, checked)
+    stock = _stock(run, sel, ctx, checked, dec, rsv)
+    del checked, rsv  # the screening results (the stock phase's results include them)
     holds, all_holds = _holds(run, sel, stock)
     st_new = _new_status_rows(run, stock, holds, dec)
     status = _status_rows(run, sel, st_new)
@@ -462,12 +477,10 @@ def _statuses(res: pl.DataFrame, waivers: pl.DataFrame, manual_reject: pl.DataFr
     )
 
 
-def _preliminary_status_then_stock(run: Run, sel: Selection, ctx: Context, checked: Checked,
-                                   dec: Decisions) -> Stock:
-    """Stock is reserved for the evaluated orders not rejected (a held order's reservation lapses after
-    ``hold_reservation_hours``), with the approved orders waiting for backordered units; then the statuses."""
-    results = checked.results
-    pre = _statuses(results, dec.waivers, dec.manual_reject, sel.ev_ids, run.cfg).join(
+def _reserving(run: Run, sel: Selection, ctx: Context, checked: Checked, dec: Decisions) -> Reserving:
+    """Who reserves stock: the evaluated orders not rejected by the preliminary status (a held order's
+    reservation lapses after ``hold_reservation_hours``) and the approved orders waiting for backordered units."""
+    pre = _statuses(checked.results, dec.waivers, dec.manual_reject, sel.ev_ids, run.cfg).join(
         sel.evaluate.select("order_id", "prev_status", "prev_expires"), on="order_id")
     lapsed = (pl.col("status") == ON_HOLD) & (pl.col("prev_status") == ON_HOLD) & \
         pl.col("prev_expires").is_not_null() & (pl.col("prev_expires") <= _ts(run.now))
@@ -485,15 +498,32 @@ def _preliminary_status_then_stock(run: Run, sel: Selection, ctx: Context, check
     bo_orders = run.orders.select(oc).join(bo_lines.select("order_id").unique(), on="order_id", how="semi")
     res_orders = pl.concat([sel.ev_orders.select(oc).join(reserving, on="order_id", how="semi"), bo_orders])
     res_lines = pl.concat([sel.ev_lines.select(lc).join(reserving, on="order_id", how="semi"), bo_lines.select(lc)])
-    res_all, inv_all = reserve(replace(checked.inputs, orders=res_orders, lines=res_lines))
-    topped = bo_orders.select("order_id")
-    res_new = res_all.join(topped, on="order_id", how="anti")
-    fixed_res = _top_up(ctx.fixed_res, res_all.join(topped, on="order_id", how="semi"))
-    inv_results = inv_all.join(topped, on="order_id", how="anti")
+    return Reserving(res_orders, res_lines, bo_orders.select("order_id"))
+
+
+def _without_lines(run: Run, sel: Selection, checked: Checked) -> tuple[Run, Selection, Checked]:
+    """``run``, ``sel`` and ``checked`` without the day's order lines (every reference to them: the phases after
+    the reserving rows read none)."""
+    none = run.lines.clear()
+    return (replace(run, lines=none, history_lines=None if run.history_lines is None else none, source=None),
+            replace(sel, ev_lines=none),
+            replace(checked, inputs=replace(checked.inputs, lines=none, history_lines=none)))
+
+
+def _stock(run: Run, sel: Selection, ctx: Context, checked: Checked, dec: Decisions, rsv: Reserving) -> Stock:
+    """Stock is reserved for :func:`_reserving`'s orders in priority order; then the statuses."""
+    res_all, inv_all = reserve(replace(checked.inputs, orders=rsv.orders, lines=rsv.lines))
+    if rsv.topped.height:
+        fixed_res = _top_up(ctx.fixed_res, res_all.join(rsv.topped, on="order_id", how="semi"))
+        res_new = res_all.join(rsv.topped, on="order_id", how="anti")
+        inv_results = inv_all.join(rsv.topped, on="order_id", how="anti")
+    else:  # no approved order waits for stock: nothing to split off (no copy of the day's reservations)
+        fixed_res, res_new, inv_results = ctx.fixed_res, res_all, inv_all
+    del res_all, inv_all
     if (sink := _pass_sink(run, sel)) is not None:
         sink(inv_results.filter(pl.col("outcome") == "pass"))
         inv_results = inv_results.filter(pl.col("outcome") != "pass")
-    results = pl.concat([results, inv_results], how="vertical_relaxed")
+    results = pl.concat([checked.results, inv_results], how="vertical_relaxed")
     final = _statuses(results, dec.waivers, dec.manual_reject, sel.ev_ids, run.cfg).join(
         sel.evaluate.select("order_id", "version", "prev_status", "prev_since"), on="order_id")
     # what the checks alone (with the decisions of earlier runs) say: the first step of this run's history
@@ -570,17 +600,21 @@ def _status_rows(run: Run, sel: Selection, st_new: pl.DataFrame) -> pl.DataFrame
 
 
 def _reservations(run: Run, stock: Stock, st_new: pl.DataFrame) -> pl.DataFrame:
-    """The full core.reservations: the kept approved orders' (topped up) and the evaluated orders'."""
-    res = stock.res_new.join(
-        st_new.select("order_id", pl.col("status").alias("order_status"), "reservation_expires_at"), on="order_id",
-    ).join(
-        run.state.reservations.select("order_id", "line_no", "sku", "quantity_reserved",
-                                      pl.col("reserved_at").alias("_prev_at")),
-        on=["order_id", "line_no", "sku", "quantity_reserved"], how="left",
-    ).with_columns(pl.coalesce(pl.col("_prev_at"), _ts(run.now)).alias("reserved_at"),
-                   pl.col("reservation_expires_at").alias("expires_at"))
-    return pl.concat([conform(stock.fixed_res, ReservationModel), conform(res, ReservationModel)]).sort(
-        "order_id", "line_no", "sku")
+    """The full core.reservations: the kept approved orders' (topped up), then the evaluated orders' in the order
+    they were served (priority). One lazy plan, not sorted (the warehouse table has no order; sorting a day of
+    TPC-H SF 1's 6M rows by order was the run's largest step after the reservation itself)."""
+    res = stock.res_new.lazy().join(
+        st_new.lazy().select("order_id", pl.col("status").alias("order_status"),
+                             pl.col("reservation_expires_at").alias("expires_at")), on="order_id", maintain_order="left")
+    if run.state.reservations.height:  # a reservation unchanged since an earlier run keeps when it was made
+        res = res.join(run.state.reservations.lazy().select("order_id", "line_no", "sku", "quantity_reserved",
+                                                            pl.col("reserved_at").alias("_prev_at")),
+                       on=["order_id", "line_no", "sku", "quantity_reserved"], how="left", maintain_order="left")
+    else:
+        res = res.with_columns(pl.lit(None, dtype=TS).alias("_prev_at"))
+    res = res.with_columns(pl.coalesce(pl.col("_prev_at"), _ts(run.now)).alias("reserved_at"))
+    schema = polars_schema(ReservationModel)
+    return pl.concat([conform(stock.fixed_res, ReservationModel).lazy(), res.select(list(schema)).cast(schema)]).collect()
 
 
 def _results_with_waivers(run: Run, sel: Selection, stock: Stock, dec: Decisions) -> pl.DataFrame:
