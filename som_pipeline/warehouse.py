@@ -266,8 +266,7 @@ def select_keys(con: duckdb.DuckDBPyConnection, table: str, keys: pl.DataFrame, 
     """Rows of ``table`` whose values in ``keys``' columns match a row of ``keys`` (a semi-join in DuckDB)."""
     _check_table(table)
     with registered(con, keys) as k:
-        using = ", ".join(keys.columns)
-        return con.execute(f"SELECT {columns} FROM {table} SEMI JOIN {k} USING ({using})").pl()  # noqa: S608
+        return con.execute(_keys_sql(table, keys, k, columns)).pl()
 
 
 def copy_keys(con: duckdb.DuckDBPyConnection, table: str, keys: pl.DataFrame, columns: str, path: Path) -> None:
@@ -275,9 +274,12 @@ def copy_keys(con: duckdb.DuckDBPyConnection, table: str, keys: pl.DataFrame, co
     no row passes through Python): a large input a Polars stage then scans part by part."""
     _check_table(table)
     with registered(con, keys) as k:
-        using = ", ".join(keys.columns)
-        con.sql(f"SELECT {columns} FROM {table} SEMI JOIN {k} USING ({using})").write_parquet(  # noqa: S608
-            str(path), compression="uncompressed")
+        con.sql(_keys_sql(table, keys, k, columns)).write_parquet(str(path), compression="uncompressed")
+
+
+def _keys_sql(table: str, keys: pl.DataFrame, view: str, columns: str) -> str:
+    """``SELECT columns FROM table`` semi-joined with the registered ``keys`` (names from code)."""
+    return f"SELECT {columns} FROM {table} SEMI JOIN {view} USING ({', '.join(keys.columns)})"  # noqa: S608
 
 
 def replace_keys(con: duckdb.DuckDBPyConnection, table: str, keys: pl.DataFrame, df: pl.DataFrame) -> int:

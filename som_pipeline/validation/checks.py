@@ -38,7 +38,7 @@ import polars as pl
 from som_pipeline.validation.anomaly import check_quantity_anomaly
 from som_pipeline.validation.config import ValidationConfig, load_config
 from som_pipeline.validation.credit import check_credit
-from som_pipeline.validation.frames import Frame
+from som_pipeline.validation.frames import Frame, eager
 from som_pipeline.validation.inventory import LINE_COLUMNS as RESERVE_LINE_COLUMNS
 from som_pipeline.validation.inventory import ORDER_COLUMNS as RESERVE_ORDER_COLUMNS
 from som_pipeline.validation.inventory import RESERVATION_SCHEMA, reserve_inventory
@@ -168,6 +168,15 @@ def _with_screened(inputs: CheckInputs, parts: list[pl.DataFrame]) -> CheckInput
     return out
 
 
+def hand_over_passes(found: pl.DataFrame, passes: Callable[[pl.DataFrame], None] | None) -> pl.DataFrame:
+    """``found`` less its ``pass`` rows, which are handed to ``passes`` (``found`` as it is without ``passes``)."""
+    if passes is None:
+        return found
+    passing = pl.col("outcome") == "pass"
+    passes(found.filter(passing))
+    return found.filter(~passing)
+
+
 def screen(inputs: CheckInputs, runner: Runner = run_check,
            passes: Callable[[pl.DataFrame], None] | None = None, *, only: Sequence[Check] | None = None,
            before: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -186,11 +195,7 @@ def screen(inputs: CheckInputs, runner: Runner = run_check,
     parts: list[pl.DataFrame] = []
     for c in registered("screen") if only is None else only:
         found = runner(c, _with_screened(inputs, prior + parts) if "screened" in c.inputs else inputs)
-        if passes is not None:
-            passing = pl.col("outcome") == "pass"
-            passes(found.filter(passing))
-            found = found.filter(~passing)
-        parts.append(found)
+        parts.append(hand_over_passes(found, passes))
     return pl.concat(parts, how="vertical_relaxed") if parts else empty_results()
 
 
@@ -252,8 +257,7 @@ def run_checks(
     :func:`run_check`).
     """
     cfg = cfg or load_config()
-    orders = orders.lazy().collect() if isinstance(orders, pl.LazyFrame) else orders
-    lines = lines.lazy().collect() if isinstance(lines, pl.LazyFrame) else lines
+    orders, lines = eager(orders), eager(lines)
     inputs = CheckInputs(
         orders=orders, lines=lines, customers=customers, products=products, price_lists=price_lists,
         promotions=promotions, inventory=inventory, open_items=open_items,
@@ -274,5 +278,5 @@ def run_checks(
 
 
 __all__ = ["CHECKS", "DERIVED_INPUTS", "RESERVE_LINE_COLUMNS", "RESERVE_ORDER_COLUMNS", "Check", "CheckInputs",
-           "Runner", "Scope", "Stage", "ValidationRun", "registered", "rejected_orders", "reserve", "run_check", "run_checks",
-           "screen"]
+           "Runner", "Scope", "Stage", "ValidationRun", "hand_over_passes", "registered", "rejected_orders", "reserve",
+           "run_check", "run_checks", "screen"]

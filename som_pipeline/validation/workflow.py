@@ -60,12 +60,13 @@ from som_pipeline.validation.checks import (
     RESERVE_ORDER_COLUMNS,
     Check,
     CheckInputs,
+    hand_over_passes,
     registered,
     reserve,
     screen,
 )
 from som_pipeline.validation.config import ValidationConfig
-from som_pipeline.validation.frames import Frame, lazy
+from som_pipeline.validation.frames import Frame, eager, lazy
 from som_pipeline.validation.priority import order_priority
 
 TS = pl.Datetime("us", "UTC")
@@ -256,7 +257,7 @@ def run_workflow(
     ``core.validation_results`` rows (version, evaluated_at; a pass is never waived), as soon as a check has
     produced them, and ``Outcome.results`` holds the other findings only (the service stages the passes on disk:
     they are most of a day's findings and no decision reads them). Default: every finding in ``Outcome.results``."""
-    narrow = (_collected(lazy(orders).select(ORDER_COLUMNS)), _collected(lazy(lines).select(LINE_COLUMNS)))
+    narrow = (eager(lazy(orders).select(ORDER_COLUMNS)), eager(lazy(lines).select(LINE_COLUMNS)))
     run = Run(*narrow, state, new_decisions, ref, cfg, now, others,
               *(history if history is not None else (None, None)), passes, (orders, lines))
     sel = _select_orders(run)
@@ -426,10 +427,6 @@ def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame | None:
     return pl.concat(frames, how="vertical_relaxed") if frames else None
 
 
-def _collected(frame: Frame) -> pl.DataFrame:
-    return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-
-
 def _pass_sink(run: Run, sel: Selection) -> Callable[[pl.DataFrame], None] | None:
     """``run.passes`` fed with result rows: pass findings of the evaluated orders with their version and the run's
     time (what :func:`_results_with_waivers` adds to the other findings; a pass is never waived)."""
@@ -520,9 +517,7 @@ def _stock(run: Run, sel: Selection, ctx: Context, checked: Checked, dec: Decisi
     else:  # no approved order waits for stock: nothing to split off (no copy of the day's reservations)
         fixed_res, res_new, inv_results = ctx.fixed_res, res_all, inv_all
     del res_all, inv_all
-    if (sink := _pass_sink(run, sel)) is not None:
-        sink(inv_results.filter(pl.col("outcome") == "pass"))
-        inv_results = inv_results.filter(pl.col("outcome") != "pass")
+    inv_results = hand_over_passes(inv_results, _pass_sink(run, sel))
     results = pl.concat([checked.results, inv_results], how="vertical_relaxed")
     final = _statuses(results, dec.waivers, dec.manual_reject, sel.ev_ids, run.cfg).join(
         sel.evaluate.select("order_id", "version", "prev_status", "prev_since"), on="order_id")
